@@ -1,0 +1,41 @@
+# Every target builds its own .venv from the project's files: nothing to install by hand.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint bench clean sysdeps soak
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+# Debian packages (poppler for page checks, fonts for records, ...), installed only if missing.
+sysdeps:
+	bash scripts/sysdeps.sh
+
+demo: $(STAMP) sysdeps
+	$(BIN)/bedside demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check workflow tests bench
+	$(BIN)/ruff format --check workflow tests bench
+	$(BIN)/mypy
+
+test: $(STAMP) sysdeps lint
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python bench/run.py
+	$(BIN)/python bench/bench_web.py
+
+# The reliability campaigns at full size (docs/RELIABILITY.md quotes their figures): 60 + 50
+# SIGKILLs, a PostgreSQL restart (it cuts off other users of this machine's server), thousands
+# of fuzz cases. BEDSIDE_SEED=N replays another schedule.
+soak: $(STAMP) sysdeps
+	BEDSIDE_SOAK=1 BEDSIDE_FIGURES=soak-figures.txt $(BIN)/python -m pytest -q -s tests/reliability
+
+clean:
+	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache

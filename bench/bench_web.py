@@ -1,0 +1,210 @@
+"""Web bench: step-submission latency under 20 concurrent clients against `bedside serve`.
+
+Starts `bedside serve` as a real subprocess on a free loopback port, on SQLite and then on a
+fresh PostgreSQL database (created and dropped here; skipped when PostgreSQL is unreachable).
+Each client walks its own cases from the pre-dose checks to the record sign-off through the JSON
+API (every step a signature: password checked with argon2id each time, as Part 11 needs).
+Prints median and 95th-percentile latency of a step POST and the server's resident memory
+after the run (at least 1,000 steps). Loopback only; bounded in steps and time.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from workflow.demo import DEMO_PASSWORD, ensure_demo_people
+from workflow.identity import Credentials
+from workflow.service import Bedside, open_bedside
+from workflow.walk import order_values, values_for
+
+CLIENTS = 20
+CASES_PER_CLIENT = 5  # 11 signed steps each from hold_checks: 1,100 steps in all
+TIME_LIMIT_S = 600
+PG_URL = os.environ.get("BEDSIDE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+SIGNER = {
+    "hold_checks": "n.alvarez",
+    "reconstitution": "t.mensah",
+    "dilution": "t.mensah",
+    "pharmacy_verification": "p.lindqvist",
+    "double_check_first": "n.alvarez",
+    "double_check_second": "n.chen",
+    "pre_infusion": "n.alvarez",
+    "infusion_start": "n.alvarez",
+    "infusion_stop": "n.alvarez",
+    "observation": "n.alvarez",
+    "record_sign_off": "n.alvarez",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def prepare(bedside: Bedside, n_cases: int) -> list[str]:
+    """Patients, courses and cases walked to the pre-dose checks (not timed)."""
+    ensure_demo_people(bedside)
+    p = bedside.protocol
+    dr, pharm = Credentials("dr.okafor", DEMO_PASSWORD), Credentials("p.lindqvist", DEMO_PASSWORD)
+    out = []
+    for i in range(n_cases):
+        patient = bedside.store.add_patient(
+            mrn=f"BENCH-{i:05d}-{uuid.uuid4().hex[:6]}",
+            family_name="Bench",
+            given_name=f"Patient {i}",
+            date_of_birth="1970-01-01",
+            created_by="bench",
+        )
+        course = bedside.store.start_course(
+            patient.id, protocol_id=p.id, protocol_version=p.version, protocol_hash=p.content_hash
+        )
+        now = datetime.now(UTC)
+        view = bedside.open_case(course.id, now + timedelta(hours=1), dr)
+        cid = view.case.case_id
+        view = bedside.sign_step(
+            cid, view.version, "order", order_values("68", now - timedelta(hours=2)), dr
+        )
+        while view.case.next_step() is not None and view.case.next_step().id != "hold_checks":
+            step = view.case.next_step().id
+            values = values_for(view.case, step, datetime.now(UTC) - timedelta(minutes=1))
+            view = bedside.sign_step(cid, view.version, step, values, pharm)
+        out.append(cid)
+    return out
+
+
+def login(base: str, username: str) -> httpx.Client:
+    client = httpx.Client(base_url=base, timeout=30)
+    r = client.post("/api/session", json={"username": username, "password": DEMO_PASSWORD})
+    r.raise_for_status()
+    client.headers["X-CSRF-Token"] = r.json()["csrf_token"]
+    return client
+
+
+def run_client(
+    base: str, bedside: Bedside, cases: list[str], latencies: list[float], errors: list[str]
+) -> None:
+    clients = {u: login(base, u) for u in ("n.alvarez", "t.mensah", "p.lindqvist")}
+    deadline = time.monotonic() + TIME_LIMIT_S
+    for cid in cases:
+        while time.monotonic() < deadline:
+            view = bedside.load(cid)
+            step = view.case.next_step()
+            if step is None:
+                break
+            who = SIGNER[step.id]
+            values = values_for(view.case, step.id, datetime.now(UTC) - timedelta(seconds=30))
+            body: dict[str, Any] = {
+                "expected_version": view.version,
+                "values": values,
+                "password": DEMO_PASSWORD,
+            }
+            client = clients.get(who, clients["n.alvarez"])
+            if who not in clients:
+                body["username"] = who  # the second checker signs at the same tablet
+            t0 = time.perf_counter()
+            r = client.post(f"/api/cases/{cid}/steps/{step.id}", json=body)
+            latencies.append(time.perf_counter() - t0)
+            if r.status_code != 200:
+                errors.append(f"{step.id}: {r.status_code} {r.text[:200]}")
+                break
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def bench(label: str, db_url: str | None) -> None:
+    home = Path(tempfile.mkdtemp(prefix="bedside-web-bench-"))
+    bedside = open_bedside(home, db_url, archive=False)
+    t0 = time.perf_counter()
+    cases = prepare(bedside, CLIENTS * CASES_PER_CLIENT)
+    setup_s = time.perf_counter() - t0
+    port = free_port()
+    cmd = [sys.executable, "-m", "workflow.cli", "--home", str(home)]
+    if db_url:
+        cmd += ["--db", db_url]
+    server = subprocess.Popen([*cmd, "serve", "--port", str(port)], stdout=subprocess.PIPE)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(400):
+            if server.poll() is not None:
+                raise SystemExit(f"bedside serve exited with {server.returncode}")
+            try:
+                httpx.get(base + "/openapi.json", timeout=1)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        latencies: list[float] = []
+        errors: list[str] = []
+        threads = [
+            threading.Thread(
+                target=run_client,
+                args=(base, bedside, cases[i::CLIENTS], latencies, errors),
+            )
+            for i in range(CLIENTS)
+        ]
+        t1 = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        wall = time.perf_counter() - t1
+        rss = rss_kib(server.pid)
+        ms = sorted(x * 1000 for x in latencies)
+        p95 = ms[int(0.95 * (len(ms) - 1))] if ms else float("nan")
+        print(
+            f"web {label}: {len(ms)} step POSTs by {CLIENTS} clients in {wall:.1f} s "
+            f"(setup {setup_s:.0f} s): median {statistics.median(ms):.1f} ms, "
+            f"p95 {p95:.1f} ms, max {ms[-1]:.1f} ms; server RSS {rss / 1024:.0f} MiB; "
+            f"errors {len(errors)}"
+        )
+        for e in errors[:5]:
+            print("  error:", e)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+        bedside.store.close()
+
+
+def main() -> int:
+    bench("SQLite", None)
+    try:
+        admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as exc:
+        print(f"web PostgreSQL: skipped ({exc.__class__.__name__})")
+        return 0
+    name = f"bedside_webbench_{uuid.uuid4().hex[:8]}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        bench("PostgreSQL", make_url(PG_URL).set(database=name).render_as_string(False))
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,78 @@
+"""Case-building helpers for the core tests: real protocol, real machine, injected clock."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, timedelta
+from typing import Any
+
+from workflow.clock import FixedClock
+from workflow.demo import signer_for
+from workflow.events import Signer
+from workflow.machine import Case, PatientRef
+from workflow.protocol import Protocol
+from workflow.schedule import NextDose
+from workflow.walk import order_values, values_for
+
+PATIENT = PatientRef("p-1", "MRN-5521", "Ada Quist", date(1968, 5, 2))
+PRESCRIBER = Signer("dr.okafor", "Dr. Amara Okafor", "prescriber")
+PHARMACIST = Signer("p.lindqvist", "Per Lindqvist, PharmD", "pharmacist")
+PHARMACIST_2 = Signer("p.osei", "Kofi Osei, PharmD", "pharmacist")
+TECH = Signer("t.mensah", "Tomas Mensah, CPhT", "pharmacy_technician")
+NURSE_A = Signer("n.alvarez", "Nadia Alvarez, RN", "nurse")
+NURSE_B = Signer("n.chen", "Wei Chen, RN", "nurse")
+
+
+def open_case(
+    protocol: Protocol,
+    clock: FixedClock,
+    *,
+    weight: str = "68",
+    dose: NextDose | None = None,
+    awaiting_resume: tuple[str, ...] = (),
+    patient: PatientRef = PATIENT,
+) -> Case:
+    dose = dose or NextDose(1, 1, 1, clock.now(), None, 1)
+    case, _ = Case.open(
+        protocol,
+        str(uuid.uuid4()),
+        patient=patient,
+        course_id="c-1",
+        dose=dose,
+        scheduled_at=clock.now() + timedelta(hours=2),
+        actor=PRESCRIBER,
+        at=clock.now(),
+        awaiting_resume=awaiting_resume,
+    )
+    clock.advance(minutes=5)
+    case.sign(
+        "order", order_values(weight, clock.now() - timedelta(hours=2)), PRESCRIBER, clock.now()
+    )
+    return case
+
+
+def sign(
+    case: Case,
+    step: str,
+    clock: FixedClock,
+    signer: Signer | None = None,
+    minutes: float = 5,
+    **overrides: Any,
+) -> None:
+    clock.advance(minutes=minutes)
+    values = values_for(case, step, clock.now())
+    values.update(overrides)
+    values = {k: v for k, v in values.items() if v is not None}
+    case.sign(step, values, signer or signer_for(step), clock.now())
+
+
+def walk_until(case: Case, stop_before: str, clock: FixedClock) -> None:
+    while case.state != stop_before:
+        step = case.next_step()
+        assert step is not None, case.state
+        minutes = 15 if step.id == "infusion_stop" else 5
+        sign(case, step.id, clock, minutes=minutes)
+
+
+def walk_all(case: Case, clock: FixedClock) -> None:
+    walk_until(case, "completed", clock)

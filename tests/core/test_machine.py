@@ -1,0 +1,396 @@
+"""The case machine walks the clinical scenarios (shared/scenarios.md) end to end in memory."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from workflow.clock import FixedClock
+from workflow.course import carried_holds, course_status
+from workflow.errors import StepRefused
+from workflow.machine import Case
+from workflow.protocol import Protocol
+from workflow.schedule import next_dose
+
+from .helpers import (
+    NURSE_A,
+    NURSE_B,
+    PHARMACIST,
+    PHARMACIST_2,
+    PRESCRIBER,
+    TECH,
+    open_case,
+    sign,
+    walk_all,
+    walk_until,
+)
+
+
+def refused(fn: object, *args: object, **kwargs: object) -> StepRefused:
+    with pytest.raises(StepRefused) as exc:
+        fn(*args, **kwargs)  # type: ignore[operator]
+    return exc.value
+
+
+def test_routine_dose_scenario_1(protocol: Protocol, clock: FixedClock) -> None:
+    case = open_case(protocol, clock, weight="68")
+    walk_all(case, clock)
+    assert case.state == "completed"
+    assert case.given
+    plan = case.plan
+    assert plan is not None and plan.vials == 2 and plan.diluent_volume_ml == 50
+    signed = {e.step: e.signer.role for e in case.current.values()}
+    for step in case.walk_steps():
+        assert signed[step.id] in step.roles
+    assert case.current["double_check_first"].signer != case.current["double_check_second"].signer
+    assert case.flags == []
+    # Replaying the same events gives the same state, entries and flags.
+    again = Case.replay(protocol, case.case_id, case.events)
+    assert again.state == case.state
+    assert {k: v.values for k, v in again.current.items()} == {
+        k: v.values for k, v in case.current.items()
+    }
+
+
+def test_steps_out_of_order_are_refused(protocol: Protocol, clock: FixedClock) -> None:
+    case = open_case(protocol, clock)
+    err = refused(sign, case, "reconstitution", clock)
+    assert err.reason == "out_of_order" and err.exit_code == 1
+    err = refused(sign, case, "infusion_start", clock)
+    assert err.reason == "out_of_order"
+    assert case.state == "order_verification" and case.version == 2
+
+
+def test_wrong_role_is_refused(protocol: Protocol, clock: FixedClock) -> None:
+    case = open_case(protocol, clock)
+    err = refused(sign, case, "order_verification", clock, signer=NURSE_A)
+    assert err.reason == "role_not_allowed" and "pharmacist" in err.message
+
+
+def test_out_of_bounds_item_is_refused_and_changes_nothing(
+    protocol: Protocol, clock: FixedClock
+) -> None:
+    case = open_case(protocol, clock)
+    walk_until(case, "hold_checks", clock)
+    before = (case.state, case.version)
+    err = refused(sign, case, "hold_checks", clock, spo2_pct="140")
+    assert err.field == "spo2_pct" and err.exit_code == 2 and "0 to 100" in err.message
+    err = refused(sign, case, "hold_checks", clock, spo2_pct=None)
+    assert err.reason == "missing_item" and err.field == "spo2_pct"
+    err = refused(sign, case, "hold_checks", clock, colour="blue")
+    assert err.reason == "unknown_item"
+    assert (case.state, case.version) == before
+
+
+def test_hypoxia_holds_until_prescriber_then_recheck_scenario_4(
+    protocol: Protocol, clock: FixedClock
+) -> None:
+    case = open_case(protocol, clock)
+    walk_until(case, "hold_checks", clock)
+    sign(case, "hold_checks", clock, spo2_pct="88")
+    assert case.state == "held"
+    (hold,) = case.active_holds
+    assert hold.rule_id == "spo2_below_90" and hold.source == "label_current"
+    assert hold.values["spo2_pct"] == "88"
+    # Nothing can be prepared while held.
+    err = refused(sign, case, "reconstitution", clock)
+    assert err.reason == "case_held" and "prescriber" in err.message
+    # Only a prescriber may resume.
+    err = refused(case.resume, NURSE_A, clock.now(), "criteria_met")
+    assert err.reason == "role_not_allowed"
+    clock.advance(hours=8)
+    case.resume(PRESCRIBER, clock.now(), "criteria_met", "Recheck at next scheduled time")
+    assert case.state == "hold_checks"
+    # SpO2 exactly 90 does not meet "until > 90%".
+    sign(case, "hold_checks", clock, spo2_pct="90")
+    assert case.state == "held"
+    assert case.active_holds[0].reason == "resume_not_met"
+    case.resume(PRESCRIBER, clock.now(), "criteria_met")
+    sign(case, "hold_checks", clock, spo2_pct="95")
+    assert case.state == "reconstitution"
+    walk_all(case, clock)
+    assert case.state == "completed"
+    kinds = [h["kind"] for h in case.hold_log]
+    assert kinds == ["held", "resumed", "held", "resumed", "cleared"]
+
+
+def test_lethargy_holds_scenario_5(protocol: Protocol, clock: FixedClock) -> None:
+    case = open_case(protocol, clock)
+    walk_until(case, "hold_checks", clock)
+    sign(case, "hold_checks", clock, lethargy="moderate")
+    assert case.state == "held"
+    assert case.active_holds[0].rule_id == "lethargy_moderate_or_severe"
+    assert case.active_holds[0].source == "label_old"
+
+
+def test_sustained_vt_discontinues_the_course_scenario_6(
+    protocol: Protocol, clock: FixedClock
+) -> None:
+    first = open_case(protocol, clock)
+    walk_until(first, "infusion_stop", clock)
+    # During the infusion: 7 beats of sustained VT.
+    clock.advance(minutes=6)
+    first.assess({"vt_sustained_beats": "7"}, NURSE_A, clock.now())
+    assert first.state == "discontinued"
+    assert "sustained_vt" in first.end["note"]  # type: ignore[index]
+    status = course_status([first])
+    err = refused(next_dose, protocol, status, clock.now() + timedelta(hours=8))
+    assert err.reason == "course_discontinued" and "sustained_vt" in err.message
+
+
+def test_positive_fobt_holds_until_negative_across_doses_scenario_7(
+    protocol: Protocol, clock: FixedClock
+) -> None:
+    first = open_case(protocol, clock)
+    walk_until(first, "hold_checks", clock)
+    sign(first, "hold_checks", clock, occult_blood="positive")
+    assert first.state == "held"
+    first.cancel(PRESCRIBER, clock.now(), "dose_skipped_after_hold")
+    carried = carried_holds([first])
+    assert carried == ["occult_blood_positive"]
+    clock.advance(hours=8)
+    second = open_case(protocol, clock, awaiting_resume=tuple(carried))
+    walk_until(second, "hold_checks", clock)
+    sign(second, "hold_checks", clock)  # no FOBT result: not a negative one
+    assert second.state == "held"
+    assert second.active_holds[0].reason == "resume_not_met"
+    second.resume(PRESCRIBER, clock.now(), "criteria_met")
+    sign(second, "hold_checks", clock, occult_blood="negative")
+    assert second.state == "reconstitution"
+    assert carried_holds([first, second]) == []
+
+
+def test_expired_vial_is_refused_and_typed_vial_needs_a_reason_scenario_10(
+    protocol: Protocol, clock: FixedClock
+) -> None:
+    case = open_case(protocol, clock)
+    walk_until(case, "reconstitution", clock)
+    yesterday = (clock.now() - timedelta(days=1)).date().isoformat()
+    err = refused(sign, case, "reconstitution", clock, vial_expiry=yesterday)
+    assert err.reason == "expired" and err.field == "vial_expiry"
+    err = refused(sign, case, "reconstitution", clock, vial_entry="typed")
+    assert err.reason == "missing_item" and err.field == "vial_typed_reason"
+    sign(case, "reconstitution", clock, vial_entry="typed", vial_typed_reason="unreadable_label")
+    assert case.current["reconstitution"].values["vial_typed_reason"] == "unreadable_label"
+
+
+@pytest.mark.parametrize("diluent", ["sodium_chloride_0_9", "bacteriostatic_water_for_injection"])
+def test_wrong_diluent_is_refused_scenario_14(
+    protocol: Protocol, clock: FixedClock, diluent: str
+) -> None:
+    case = open_case(protocol, clock)
+    walk_until(case, "reconstitution", clock)
+    err = refused(sign, case, "reconstitution", clock, diluent=diluent)
+    assert err.reason == "forbidden_value" and "aggregation" in err.message
+    assert err.field == "diluent"
+
+
+def test_wrong_d5w_volume_is_refused(protocol: Protocol, clock: FixedClock) -> None:
+    case = open_case(protocol, clock, weight="39")
+    walk_until(case, "dilution", clock)
+    err = refused(sign, case, "dilution", clock, d5w_bag_volume_ml="50")
+    assert err.reason == "does_not_match" and "25" in err.message
+
+
+def test_double_check_mismatch_blocks_until_resolved_scenario_11(
+    protocol: Protocol, clock: FixedClock
+) -> None:
+    case = open_case(protocol, clock, weight="70")
+    walk_until(case, "double_check_second", clock)
+    # The second checker sees nothing of the first's entries.
+    assert case.blinded_values("double_check_second") == {}
+    sign(case, "double_check_second", clock, pump_rate_ml_per_h="200")
+    assert case.state == "double_check_second_mismatch"
+    assert any("Pump rate" in d and "200" in d for d in case.differences)
+    err = refused(sign, case, "pre_infusion", clock)
+    assert err.reason == "double_check_mismatch" and err.details
+    # The second checker re-enters the right rate: both entries stay in the record.
+    sign(case, "double_check_second", clock, pump_rate_ml_per_h="209")
+    assert case.state == "pre_infusion"
+    entries = [e for e in case.history if e.step == "double_check_second"]
+    assert len(entries) == 2 and entries[0].superseded_by == entries[1].seq
+    assert entries[1].values["pump_rate_ml_per_h"] == 209
+
+
+def test_same_person_twice_is_refused_scenario_13(protocol: Protocol, clock: FixedClock) -> None:
+    case = open_case(protocol, clock)
+    walk_until(case, "pharmacy_verification", clock)
+    # A pharmacist who compounded cannot verify their own preparation.
+    case2 = open_case(protocol, clock)
+    walk_until(case2, "reconstitution", clock)
+    sign(case2, "reconstitution", clock, signer=PHARMACIST_2)
+    sign(case2, "dilution", clock, signer=TECH)
+    err = refused(sign, case2, "pharmacy_verification", clock, signer=PHARMACIST_2)
+    assert err.reason == "same_person"
+    sign(case, "pharmacy_verification", clock, signer=PHARMACIST)
+    sign(case, "double_check_first", clock, signer=NURSE_A)
+    err = refused(sign, case, "double_check_second", clock, signer=NURSE_A)
+    assert err.reason == "same_person"
+    sign(case, "double_check_second", clock, signer=NURSE_B)
+    assert case.state == "pre_infusion"
+
+
+def test_beyond_use_time_passed_ends_as_wasted_scenario_12(
+    protocol: Protocol, clock: FixedClock
+) -> None:
+    case = open_case(protocol, clock)
+    walk_until(case, "pre_infusion", clock)
+    clock.advance(hours=49)
+    err = refused(sign, case, "pre_infusion", clock)
+    assert err.reason == "beyond_use_time_passed" and "wasted" in err.message
+    err = refused(case.cancel, PRESCRIBER, clock.now(), "order_error")
+    assert err.reason == "bag_prepared"
+    case.waste(PHARMACIST, clock.now(), "beyond_use_time_passed")
+    assert case.state == "wasted" and case.end["reason"] == "beyond_use_time_passed"  # type: ignore[index]
+    err = refused(sign, case, "pre_infusion", clock)
+    assert err.reason == "case_closed"
+
+
+def test_beyond_use_counts_to_the_end_of_the_infusion(
+    protocol: Protocol, clock: FixedClock
+) -> None:
+    case = open_case(protocol, clock)
+    walk_until(case, "pre_infusion", clock)
+    bud = case.beyond_use_at
+    assert bud is not None
+    clock.set(bud - timedelta(minutes=14))
+    err = refused(case.sign, "pre_infusion", {}, NURSE_A, clock.now())
+    assert err.reason == "beyond_use_time_passed"
+
+
+def test_infusion_start_enforces_q8h(protocol: Protocol, clock: FixedClock) -> None:
+    first = open_case(protocol, clock)
+    walk_all(first, clock)
+    status = course_status([first])
+    due = first.given_at + timedelta(hours=8)  # type: ignore[operator]
+    dose = next_dose(protocol, status, due)
+    second = open_case(protocol, clock, dose=dose)
+    walk_until(second, "infusion_start", clock)
+    assert clock.now() < due
+    err = refused(sign, second, "infusion_start", clock)
+    assert err.reason == "too_soon"
+    clock.set(due)
+    sign(second, "infusion_start", clock, minutes=0)
+    assert second.given
+
+
+def test_infusion_duration_deviation_is_flagged(protocol: Protocol, clock: FixedClock) -> None:
+    case = open_case(protocol, clock)
+    walk_until(case, "infusion_stop", clock)
+    sign(case, "infusion_stop", clock, minutes=22)
+    assert [f.code for f in case.flags] == ["infusion_duration_deviation"]
+
+
+def test_weight_correction_scenario_16(protocol: Protocol, clock: FixedClock) -> None:
+    case = open_case(protocol, clock, weight="27")
+    order = case.current["order"]
+    assert "weight_outside_adult_range" in order.outcome["warnings"][0]["code"]
+    walk_until(case, "dilution", clock)
+    wrong = case.plan
+    assert wrong is not None and wrong.dose_iu == 16200000
+    clock.advance(minutes=3)
+    case.correct(
+        order.seq, {"dosing_weight_kg": "72"}, "typed 27 instead of 72", PRESCRIBER, clock.now()
+    )
+    assert case.plan is not None and case.plan.dose_iu == 43200000
+    # Work done on the wrong weight must be done again.
+    assert case.state == "order_verification"
+    assert "reconstitution" not in case.current
+    codes = [f.code for f in case.flags]
+    assert "corrected" in codes and "steps_reopened" in codes
+    old, new = [e for e in case.history if e.step == "order"]
+    assert old.superseded_by == new.seq and new.corrects == old.seq
+    walk_all(case, clock)
+    assert case.state == "completed"
+    again = Case.replay(protocol, case.case_id, case.events)
+    assert again.state == "completed" and again.plan == case.plan
+
+
+def test_correction_after_the_dose_is_flagged(protocol: Protocol, clock: FixedClock) -> None:
+    case = open_case(protocol, clock, weight="27")
+    walk_all(case, clock)
+    case.correct(
+        case.current["order"].seq, {"dosing_weight_kg": "72"}, "typo", PRESCRIBER, clock.now()
+    )
+    assert case.state == "completed"
+    assert "dose_given_from_corrected_value" in [f.code for f in case.flags]
+
+
+def test_refused_correction_changes_nothing(protocol: Protocol, clock: FixedClock) -> None:
+    case = open_case(protocol, clock)
+    order = case.current["order"].seq
+    version = case.version
+    assert (
+        refused(case.correct, order, {"dosing_weight_kg": "5"}, "x", PRESCRIBER, clock.now()).field
+        == "dosing_weight_kg"
+    )
+    assert (
+        refused(case.correct, order, {"dosing_weight_kg": "70"}, "", PRESCRIBER, clock.now()).field
+        == "reason"
+    )
+    assert (
+        refused(case.correct, order, {"dosing_weight_kg": "70"}, "x", NURSE_A, clock.now()).reason
+        == "role_not_allowed"
+    )
+    assert case.version == version
+
+
+def test_eligibility_abnormal_discontinues(protocol: Protocol, clock: FixedClock) -> None:
+    case = open_case(protocol, clock)
+    walk_until(case, "eligibility", clock)
+    sign(case, "eligibility", clock, stress_test_result="abnormal")
+    assert case.state == "discontinued"
+    assert "contraindicated" in case.end["note"]  # type: ignore[index]
+
+
+def test_old_eligibility_test_is_flagged_unconfirmed(protocol: Protocol, clock: FixedClock) -> None:
+    case = open_case(protocol, clock)
+    walk_until(case, "eligibility", clock)
+    old = (clock.now() - timedelta(days=120)).date().isoformat()
+    sign(case, "eligibility", clock, stress_test_date=old)
+    (flag,) = case.flags
+    assert flag.code == "eligibility_test_old" and "UNCONFIRMED" in flag.message
+
+
+def test_exit_reasons_are_checked(protocol: Protocol, clock: FixedClock) -> None:
+    case = open_case(protocol, clock)
+    assert refused(case.cancel, PRESCRIBER, clock.now(), "bored").field == "reason"
+    assert refused(case.cancel, PRESCRIBER, clock.now(), "other").field == "note"
+    assert refused(case.waste, PHARMACIST, clock.now(), "preparation_error").reason == "no_bag"
+    assert refused(case.resume, PRESCRIBER, clock.now(), "criteria_met").reason == "not_held"
+    case.cancel(PRESCRIBER, clock.now(), "order_error")
+    assert case.state == "cancelled"
+
+
+def test_replay_rejects_a_recorded_outcome_that_differs(
+    protocol: Protocol, clock: FixedClock
+) -> None:
+    from dataclasses import replace
+
+    from workflow.errors import IntegrityError
+
+    case = open_case(protocol, clock)
+    walk_until(case, "hold_checks", clock)
+    sign(case, "hold_checks", clock, spo2_pct="88")
+    tampered = list(case.events)
+    last = tampered[-1]
+    tampered[-1] = replace(last, data={**last.data, "outcome": {}})
+    with pytest.raises(IntegrityError):
+        Case.replay(protocol, case.case_id, tampered)
+
+
+def test_correction_during_the_infusion_never_undoes_the_dose(
+    protocol: Protocol, clock: FixedClock
+) -> None:
+    case = open_case(protocol, clock, weight="27")
+    walk_until(case, "infusion_stop", clock)
+    started = case.given_at
+    case.correct(
+        case.current["order"].seq, {"dosing_weight_kg": "72"}, "typo", PRESCRIBER, clock.now()
+    )
+    assert case.given and case.given_at == started
+    assert case.state == "infusion_stop"
+    assert "dose_given_from_corrected_value" in [f.code for f in case.flags]
+    sign(case, "infusion_stop", clock, minutes=15)
+    assert case.state == "observation"

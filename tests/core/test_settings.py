@@ -1,0 +1,71 @@
+"""Site settings: defaults without a file, every key read into frozen objects, bad files refused
+with the file, line and key."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from workflow.errors import ProtocolError
+from workflow.service import open_bedside
+from workflow.settings import load_settings
+
+
+def test_defaults_without_a_file(tmp_path: Path) -> None:
+    s = load_settings(tmp_path)
+    assert s.time_zone == "UTC" and s.security.max_failed_attempts == 5
+    assert s.web_idle_timeout == timedelta(minutes=15) and s.source == "defaults"
+
+
+def test_every_key_is_read(tmp_path: Path) -> None:
+    (tmp_path / "bedside.yaml").write_text(
+        "site: {name: Ward 7B, time_zone: Europe/Oslo}\n"
+        "security: {max_failed_attempts: 3, lockout_minutes: 30, password_max_age_days: null,\n"
+        "           session_idle_minutes: 10, session_max_hours: 8, min_password_length: 14}\n"
+        "web: {idle_timeout_minutes: 5}\n"
+    )
+    s = load_settings(tmp_path)
+    assert s.site_name == "Ward 7B" and s.time_zone == "Europe/Oslo"
+    p = s.security
+    assert (p.max_failed_attempts, p.lockout, p.password_max_age) == (
+        3,
+        timedelta(minutes=30),
+        None,
+    )
+    assert (p.session_idle_limit, p.session_max_length, p.min_password_length) == (
+        timedelta(minutes=10),
+        timedelta(hours=8),
+        14,
+    )
+    assert s.web_idle_timeout == timedelta(minutes=5)
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment", "line"),
+    [
+        ("site: {colour: blue}\n", "unknown key 'colour'", 1),
+        ("site:\n  time_zone: Mars/Olympus\n", "not a known time zone", 2),
+        ("security:\n  lockout_minutes: soon\n", "must be a whole number", 2),
+        ("security:\n  max_failed_attempts: 0\n", "must be 1 or more", 2),
+        ("web: {idle_timeout_minutes: 0}\n", "must be 1 or more", 1),
+        ("- a list\n", "must be a mapping", 1),
+    ],
+)
+def test_bad_settings_are_refused(tmp_path: Path, text: str, fragment: str, line: int) -> None:
+    (tmp_path / "bedside.yaml").write_text(text)
+    with pytest.raises(ProtocolError) as exc:
+        load_settings(tmp_path)
+    hits = [i for i in exc.value.issues if fragment in i.message]
+    assert hits, exc.value.issues
+    assert abs(hits[0].line - line) <= 1
+
+
+def test_the_installation_uses_them(tmp_path: Path) -> None:
+    (tmp_path / "bedside.yaml").write_text(
+        "security: {max_failed_attempts: 2}\nsite: {time_zone: America/Chicago}\n"
+    )
+    app = open_bedside(tmp_path, archive=False)
+    assert app.identity.policy.max_failed_attempts == 2
+    assert str(app.tz) == "America/Chicago"

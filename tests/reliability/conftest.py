@@ -1,0 +1,81 @@
+"""Reliability campaigns: sizes for `make test` (small, fast) and `make soak` (full).
+
+``BEDSIDE_SOAK=1`` selects the full sizes that docs/RELIABILITY.md reports; ``BEDSIDE_SEED``
+replays a campaign's schedule exactly (the default seed is fixed, so every run is the same
+schedule unless asked otherwise).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
+
+from workflow.store.engine import normalise_url
+
+PG_URL = os.environ.get("BEDSIDE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+REQUIRE_PG = os.environ.get("BEDSIDE_REQUIRE_POSTGRES") == "1"
+
+SOAK = os.environ.get("BEDSIDE_SOAK") == "1"
+SEED = int(os.environ.get("BEDSIDE_SEED", "20261122"))
+
+
+@dataclass(frozen=True)
+class Scale:
+    full: bool
+    seed: int
+    cli_kills: int  # SIGKILLs of `bedside run` / `bedside demo` on SQLite
+    pg_kills: int  # the same on PostgreSQL
+    budget_s: float  # wall-clock bound on one campaign; it stops early and says so
+
+
+@pytest.fixture(scope="session")
+def scale() -> Scale:
+    if SOAK:
+        return Scale(full=True, seed=SEED, cli_kills=60, pg_kills=50, budget_s=1800)
+    return Scale(full=False, seed=SEED, cli_kills=5, pg_kills=3, budget_s=120)
+
+
+def report(line: str) -> None:
+    """Figures go to the terminal (pytest -s, as `make soak` runs) and to the log file the
+    docs quote, if BEDSIDE_FIGURES names one."""
+    print(line)
+    target = os.environ.get("BEDSIDE_FIGURES")
+    if target:
+        with open(target, "a", encoding="utf-8") as f:
+            f.write(line + "\n")
+
+
+@pytest.fixture
+def rel_database() -> Iterator[str]:
+    """A PostgreSQL database of its own (``bedside_rel_<random>``), dropped afterwards by a
+    fresh connection: the campaign may have restarted the server under the old ones."""
+    from .harness import pg_cluster_running
+
+    admin_url = normalise_url(PG_URL)
+    try:
+        engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except OperationalError as exc:
+        if REQUIRE_PG:
+            pytest.fail(f"PostgreSQL unreachable at {PG_URL}: {exc.orig}")
+        pytest.skip(f"PostgreSQL unreachable at {PG_URL}: {exc.orig}")
+    name = f"bedside_rel_{uuid.uuid4().hex[:12]}"
+    with engine.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+    try:
+        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        pg_cluster_running()
+        engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+        with engine.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        engine.dispose()

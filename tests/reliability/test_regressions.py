@@ -1,0 +1,98 @@
+"""Regression tests for the defects the campaigns found, each reproduced deterministically."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from workflow.clock import FixedClock
+from workflow.demo import run_persistent
+from workflow.errors import ProtocolError, Unavailable
+from workflow.protocol import parse_protocol
+from workflow.records.pki import create_site_pki
+from workflow.resources import default_protocol_path
+from workflow.service import open_bedside
+from workflow.store import open_store
+from workflow.store._tx import read_tx, write_tx
+
+from .harness import bedside
+
+
+def test_case_ended_without_its_records_is_reported_and_caught_up(tmp_path: Path) -> None:
+    """A crash between a case's closing event and its archive write left an ended case with no
+    record, silently: `archive verify` passed. Now it names the case (exit 1), and `archive
+    catch-up` (also run at the start of `bedside run` and `bedside demo`) archives it."""
+    home = tmp_path / "home"
+    create_site_pki(home / "pki", organisation="Regression site")
+    clock = FixedClock(datetime(2026, 11, 2, 6, 0, tzinfo=UTC))
+    # The same state a SIGKILL after the last append leaves: the case ended, nothing archived.
+    app = open_bedside(home, clock=clock, archive=False)
+    try:
+        (dose,) = run_persistent(app, clock, 1)
+    finally:
+        app.store.close()
+    assert dose.state == "completed" and dose.records == ()
+
+    before = bedside(home, None, "archive", "verify")
+    assert before.returncode == 1
+    assert f"MISSING case {dose.case_id}" in before.stdout
+
+    caught = bedside(home, None, "archive", "catch-up")
+    assert caught.returncode == 0, caught.stderr
+    assert dose.case_id in caught.stdout
+    after = bedside(home, None, "archive", "verify")
+    assert after.returncode == 0, after.stdout
+    assert "checked 2 records: 2 ok" in after.stdout
+    again = bedside(home, None, "archive", "catch-up")  # idempotent: nothing left to do
+    assert "archived the records of 0 ended case(s)" in again.stdout
+
+
+@pytest.mark.postgres
+def test_lost_database_connection_is_unavailable_not_a_traceback(rel_database: str) -> None:
+    """PostgreSQL restarted under a running command printed a driver traceback. A connection
+    lost inside a transaction is now Unavailable (a BedsideError with a message)."""
+    store = open_store(rel_database)
+    admin = create_engine(rel_database, isolation_level="AUTOCOMMIT")
+    try:
+        for tx in (read_tx, write_tx):
+
+            def cut_off(tx: Any = tx) -> None:
+                with tx(store.engine) as conn:
+                    pid = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+                    with admin.connect() as other:
+                        other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+                    conn.execute(text("SELECT 1"))
+
+            with pytest.raises(Unavailable, match="stopped answering") as err:
+                cut_off()
+            assert err.value.exit_code == 1
+            assert "postgres@" not in err.value.message
+        assert store.verify_chains().ok  # the pool recovers by itself on the next use
+    finally:
+        admin.dispose()
+        store.close()
+
+
+@pytest.mark.parametrize(
+    ("key_line", "expected"),
+    [
+        ("  step: eligibility\n", "eligibility.step is empty"),
+        ("  max_age: {", "eligibility.max_age is empty"),
+        ("  drug: ", "protocol.drug is empty"),
+    ],
+)
+def test_empty_required_value_is_a_protocol_issue_with_its_line(
+    key_line: str, expected: str
+) -> None:
+    """Fuzzing found `key:` with no value ended in a ProtocolError listing no problem (an
+    empty message, no line). Now the key's own line says what is missing."""
+    lines = default_protocol_path().read_text(encoding="utf-8").splitlines(keepends=True)
+    n = next(i for i, line in enumerate(lines) if line.startswith(key_line))
+    lines[n] = lines[n].split(":", 1)[0] + ":\n"
+    with pytest.raises(ProtocolError) as err:
+        parse_protocol("".join(lines).encode(), "p.yaml")
+    assert any(i.line == n + 1 and expected in i.message for i in err.value.issues), str(err.value)

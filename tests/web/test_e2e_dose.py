@@ -1,0 +1,298 @@
+"""End to end in Debian's Chromium (Playwright): a whole dose through the pages, and a hold.
+
+The server runs in a thread on the test's own installation and clock, so the test moves time
+(preparation, the 15-minute infusion) exactly as a ward would. Screenshots of every screen go to
+the test's tmp folder (and to docs/screenshots when BEDSIDE_SCREENSHOTS=1).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+
+from workflow.walk import values_for
+
+from .conftest import PASSWORD, Site
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+# The screens the README shows (refreshed with BEDSIDE_SCREENSHOTS=1).
+DOC_SHOTS = {
+    "bedside",
+    "hold-banner",
+    "double-check-mismatch",
+    "pharmacy-queue",
+    "auditor-verified",
+    "infusion-timer",
+    "worklist-portrait",
+}
+
+
+def ensure_chromium() -> None:
+    """Install Debian's chromium when missing (root only); never Playwright's own browsers."""
+    if Path(CHROMIUM).exists():
+        return
+    if os.geteuid() != 0:
+        pytest.skip("chromium missing and not root to install it")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    if subprocess.run(["apt-get", "install", "-y", "chromium"], env=env).returncode != 0:
+        subprocess.run(["apt-get", "update"], env=env, check=True)
+        subprocess.run(["apt-get", "install", "-y", "chromium"], env=env, check=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def server(sqlite_site: Site) -> Iterator[str]:
+    port = free_port()
+    config = uvicorn.Config(sqlite_site.app, host="127.0.0.1", port=port, log_level="warning")
+    srv = uvicorn.Server(config)
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not srv.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert srv.started
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        srv.should_exit = True
+        thread.join(timeout=5)
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    ensure_chromium()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+class Tablet:
+    def __init__(self, browser: Any, base: str, shots: Path, size: tuple[int, int]) -> None:
+        self.context = browser.new_context(
+            viewport={"width": size[0], "height": size[1]}, accept_downloads=True
+        )
+        self.context.set_default_timeout(5000)
+        self.page = self.context.new_page()
+        self.base = base
+        self.shots = shots
+        self.n = 0
+
+    def shot(self, name: str, full: bool = True) -> Path:
+        self.n += 1
+        path = self.shots / f"{self.n:02d}-{name}.png"
+        self.page.screenshot(path=str(path), full_page=full)
+        if os.environ.get("BEDSIDE_SCREENSHOTS") == "1" and name in DOC_SHOTS:
+            DOCS.mkdir(parents=True, exist_ok=True)
+            shutil.copy(path, DOCS / f"{name}.png")
+        return path
+
+    def login(self, username: str) -> None:
+        self.context.clear_cookies()
+        self.page.goto(self.base + "/login")
+        self.page.fill("input[name=username]", username)
+        self.page.fill("input[name=password]", PASSWORD)
+        self.page.click("button[type=submit]")
+
+    def fill_step(self, values: dict[str, Any]) -> None:
+        page = self.page
+        for key, value in values.items():
+            name = f"v_{key}"
+            first = page.locator(f"[name={name}]").first
+            kind = first.get_attribute("type")
+            if kind == "checkbox":
+                if value:
+                    first.check()
+            elif kind == "radio":
+                choice = "yes" if value is True else "no" if value is False else str(value)
+                page.check(f"input[name={name}][value='{choice}']")
+            elif kind == "datetime-local":
+                dt = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+                first.fill(dt.strftime("%Y-%m-%dT%H:%M"))
+            elif first.evaluate("e => e.tagName") == "SELECT":
+                first.select_option(str(value))
+            else:
+                first.fill(str(value))
+
+    def sign(self, password: str = PASSWORD, username: str | None = None) -> None:
+        form = self.page.locator("form.stepform")
+        if username is not None:
+            form.locator("input[name=username]").fill(username)
+        form.locator("input[name=password]").fill(password)
+        form.locator("button[type=submit]").click()
+
+
+def do_step(site: Site, tab: Tablet, case_id: str, step: str, name: str, **kw: Any) -> None:
+    view = site.bedside.load(case_id)
+    values = kw.pop("values", None) or values_for(view.case, step, site.clock.now())
+    tab.page.goto(f"{tab.base}/cases/{case_id}?step={step}")
+    assert tab.page.locator(".progress").count() == 1, tab.page.content()[-3000:]
+    tab.fill_step(values)
+    tab.shot(name)
+    tab.sign(**kw)
+
+
+def test_whole_dose_in_chromium(
+    sqlite_site: Site, server: str, browser: Any, tmp_path: Path
+) -> None:
+    site = sqlite_site
+    view = site.walk_to("hold_checks")
+    cid = view.case.case_id
+    tab = Tablet(browser, server, tmp_path, (1024, 768))
+    page = tab.page
+
+    tab.page.goto(server + "/login")
+    tab.shot("login")
+    tab.login("n.alvarez")
+    assert "Doses due" in page.content()
+    tab.shot("worklist")
+    page.click(f"a[href='/cases/{cid}']")
+    assert "Pre-dose hold checks" in page.content()
+    site.clock.advance(minutes=10)
+    do_step(site, tab, cid, "hold_checks", "bedside")
+    assert site.bedside.load(cid).case.state == "reconstitution"
+
+    tab.login("t.mensah")
+    assert "Compounding queue" in page.content()
+    tab.shot("pharmacy-queue")
+    site.clock.advance(minutes=10)
+    # An expired vial is refused with the reason, and nothing is stored.
+    view = site.bedside.load(cid)
+    bad = values_for(view.case, "reconstitution", site.clock.now())
+    bad["vial_expiry"] = "2021-01"
+    do_step(site, tab, cid, "reconstitution", "expired-vial-entry", values=bad)
+    assert page.locator("#error").is_visible()
+    tab.shot("expired-vial-refused")
+    assert site.bedside.load(cid).version == view.version
+    do_step(site, tab, cid, "reconstitution", "reconstitution")
+    site.clock.advance(minutes=10)
+    do_step(site, tab, cid, "dilution", "dilution")
+    label = page.request.get(f"{server}/cases/{cid}/label.pdf")
+    assert label.ok and label.body().startswith(b"%PDF")
+
+    tab.login("p.lindqvist")
+    page.goto(f"{server}/cases/{cid}")
+    assert "PLK2291" in page.content()
+    site.clock.advance(minutes=10)
+    do_step(site, tab, cid, "pharmacy_verification", "pharmacist-verification")
+
+    site.clock.advance(minutes=40)  # the bag out of the refrigerator for a while
+    tab.login("n.alvarez")
+    do_step(site, tab, cid, "double_check_first", "double-check-first")
+    # The second nurse at the same tablet: blinded, signs with her own id; she mistypes.
+    view = site.bedside.load(cid)
+    second = values_for(view.case, "double_check_second", site.clock.now())
+    right_rate = second["pump_rate_ml_per_h"]
+    second["pump_rate_ml_per_h"] = "200"
+    page.goto(f"{server}/cases/{cid}")
+    html = page.content()
+    assert "Independent check" in html and "Signed so far" in html
+    do_step(
+        site,
+        tab,
+        cid,
+        "double_check_second",
+        "double-check-second",
+        values=second,
+        username="n.chen",
+    )
+    assert page.locator("#mismatch").is_visible()
+    assert "200" in page.locator("#mismatch").inner_text()
+    tab.shot("double-check-mismatch")
+    second["pump_rate_ml_per_h"] = right_rate
+    do_step(
+        site,
+        tab,
+        cid,
+        "double_check_second",
+        "double-check-corrected",
+        values=second,
+        username="n.chen",
+    )
+    assert site.bedside.load(cid).case.state == "pre_infusion"
+    site.clock.advance(minutes=5)
+    do_step(site, tab, cid, "pre_infusion", "pre-infusion")
+    site.clock.advance(minutes=2)
+    do_step(site, tab, cid, "infusion_start", "infusion-start")
+    site.clock.advance(minutes=15)
+    page.goto(f"{server}/cases/{cid}")
+    assert page.locator(".timer").is_visible()
+    # The timer counts on the server's clock: 15 minutes since the signed start.
+    assert page.locator(".timer .elapsed").inner_text().startswith("15:")
+    do_step(site, tab, cid, "infusion_stop", "infusion-timer")
+    site.clock.advance(minutes=30)
+    tab.login("n.alvarez")  # signed out after 15 idle minutes: sign in again
+    do_step(site, tab, cid, "observation", "observation")
+    site.clock.advance(minutes=5)
+    do_step(site, tab, cid, "record_sign_off", "record-sign-off")
+    assert site.bedside.load(cid).case.state == "completed"
+    assert page.locator("#records").is_visible(), page.content()[-2500:]
+    tab.shot("signed-record")
+    with page.expect_download() as dl:
+        page.locator("#records a[download]").first.click()
+    saved = tmp_path / "record.pdf"
+    dl.value.save_as(saved)
+    assert saved.read_bytes().startswith(b"%PDF")
+
+    tab.login("a.ibrahim")
+    page.goto(f"{server}/archive?mrn=MRN-7001")
+    tab.shot("archive-search")
+    page.locator("table a.btn").first.click()
+    page.click("form[action$='/verify'] button")
+    assert "VERIFIED" in page.locator("#verify-result").inner_text()
+    tab.shot("auditor-verified")
+
+    # Portrait tablet: the same screens must still fit.
+    portrait = Tablet(browser, server, tmp_path / "portrait", (768, 1024))
+    (tmp_path / "portrait").mkdir()
+    portrait.login("n.alvarez")
+    portrait.shot("worklist-portrait")
+    portrait.page.goto(f"{server}/cases/{cid}")
+    portrait.shot("record-portrait")
+
+
+def test_hold_fires_in_chromium(
+    sqlite_site: Site, server: str, browser: Any, tmp_path: Path
+) -> None:
+    site = sqlite_site
+    view = site.walk_to("hold_checks")
+    cid = view.case.case_id
+    tab = Tablet(browser, server, tmp_path, (768, 1024))
+    tab.login("n.alvarez")
+    values = values_for(view.case, "hold_checks", site.clock.now())
+    values["spo2_pct"] = "88"
+    do_step(site, tab, cid, "hold_checks", "hold-checks-portrait", values=values)
+    banner = tab.page.locator("#holds")
+    assert banner.is_visible()
+    assert "spo2_pct = 88" in banner.inner_text()
+    tab.shot("hold-banner")
+    assert site.bedside.load(cid).case.on_hold

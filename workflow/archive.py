@@ -1,0 +1,200 @@
+"""The write-once archive of signed records, joined to the store's search index.
+
+A finished case's record documents are rendered, signed with the site's document-signing
+certificate (PAdES B-B), stored by SHA-256 in a content-addressed folder that is never
+overwritten, and indexed (patient, MRN, dose, lots, signers, state) for search. Archiving the
+same events twice is a no-op. Verification needs only the PDF and the site's CA certificate.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import shutil
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .case_records import record_documents
+from .errors import ConflictError, InputError, NotFound
+from .machine import Case
+from .records.blobstore import BlobStore
+from .records.embed import extract_events
+from .records.pki import PkiPaths, load_signer, load_trust_roots
+from .records.render import render
+from .records.sign import sign_pdf
+from .records.verify import VerificationResult, Verifier
+from .seed import PLACEHOLDER_PATH, placeholder_sha256
+from .store import ArchivedRecord, Store
+
+PKI_DIR = "pki"
+ARCHIVE_DIR = "archive"
+
+
+@dataclass(frozen=True)
+class ArchiveReport:
+    checked: int
+    failed: tuple[tuple[str, str], ...]  # (sha256, what failed)
+    # Index rows ``bedside dev seed`` wrote without a file: counted apart, never "verified".
+    placeholders: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+class Archive:
+    def __init__(self, home: Path, store: Store) -> None:
+        self.home = home
+        self.store = store
+        self.pki_dir = home / PKI_DIR
+        self.blobs = BlobStore(home / ARCHIVE_DIR, suffix=".pdf")
+
+    @property
+    def ready(self) -> bool:
+        """Signing material exists (``bedside init`` makes it)."""
+        paths = PkiPaths(self.pki_dir)
+        return paths.signing_key.exists() and paths.signing_cert.exists()
+
+    def trust_roots(self) -> list[object]:
+        return list(load_trust_roots(self.pki_dir))
+
+    # -- writing ---------------------------------------------------------------------------------
+    def archive_case(self, case: Case, chain_hash: str) -> list[str]:
+        """Render, sign, store and index the case's records; returns their SHA-256s."""
+        signer = load_signer(self.pki_dir)
+        out: list[str] = []
+        existing = self.store.search_archive(case_id=case.case_id, limit=500)
+        for document in record_documents(case, chain_hash):
+            same = self._already_archived(existing, document.kind, document.events_json)
+            if same is not None:
+                out.append(same)
+                continue
+            pdf = sign_pdf(
+                render(document), signer, reason=f"{document.kind} record", name=signer.name
+            )
+            sha = self.blobs.put(pdf)
+            lots = _lots(case)
+            signers = sorted({s.printed_name for s in document.signatures})
+            assert case.patient is not None
+            record = ArchivedRecord(
+                sha256=sha,
+                case_id=case.case_id,
+                kind=document.kind,
+                patient_name=case.patient.name,
+                mrn=case.patient.mrn,
+                dose_label=f"cycle {case.cycle} dose {case.dose_in_cycle} "
+                f"(course dose {case.dose_in_course})",
+                cycle=case.cycle,
+                signed_at=case.events[-1].at,
+                lots=", ".join(lots),
+                signers="; ".join(signers),
+                state=case.state,
+                path=str(self.blobs.path(sha).relative_to(self.home)),
+                created_at=self.store.clock.now(),
+            )
+            # Indexed already: a retry after a crash between storing the file and indexing it.
+            with contextlib.suppress(ConflictError):
+                self.store.add_archived_record(record)
+            out.append(sha)
+        return out
+
+    def _already_archived(
+        self, existing: Sequence[ArchivedRecord], kind: str, events_json: bytes
+    ) -> str | None:
+        for rec in existing:
+            if rec.kind != kind or rec.sha256 not in self.blobs:
+                continue
+            try:
+                embedded = extract_events(self.blobs.get(rec.sha256))
+            except Exception:  # noqa: S112 - a damaged blob is verify's to report
+                continue
+            from .events import canonical_json
+
+            if canonical_json(embedded) == events_json:
+                return rec.sha256
+        return None
+
+    # -- reading and checking -------------------------------------------------------------------
+    def get(self, sha: str) -> tuple[ArchivedRecord, bytes]:
+        record = self.store.get_archived_record(sha)
+        return record, self.blobs.get(sha)
+
+    def verify_bytes(self, pdf: bytes, trust: Sequence[object] | None = None) -> VerificationResult:
+        """Check a PDF against our CA (or ``trust``) and, if archived here, its archived hash."""
+        roots = list(trust) if trust is not None else self.trust_roots()
+        sha = hashlib.sha256(pdf).hexdigest()
+        expected: str | None = None
+        try:
+            self.store.get_archived_record(sha)
+            expected = sha
+        except NotFound:
+            expected = None
+        result = Verifier(roots).verify(pdf, expected)
+        return result
+
+    def iter_records(self, batch: int = 500) -> Iterator[ArchivedRecord]:
+        # Keyset pages: the last page costs what the first does, however big the archive.
+        return self.store.iter_archive(batch)
+
+    def verify_all(self, progress: Callable[[int, int], None] | None = None) -> ArchiveReport:
+        """Every indexed record: the blob's hash, its signature and trust, whole-file coverage."""
+        records = list(self.iter_records())
+        verifier = Verifier(self.trust_roots())
+        failed: list[tuple[str, str]] = []
+        placeholders = 0
+        for n, rec in enumerate(records, 1):
+            if rec.path == PLACEHOLDER_PATH:
+                # Honest only while the key is the placeholder key of that case and kind: a
+                # real row relabelled as a placeholder (to hide a lost file) fails here.
+                if rec.sha256 == placeholder_sha256(rec.case_id, rec.kind):
+                    placeholders += 1
+                else:
+                    failed.append((rec.sha256, "marked as a seed placeholder but keyed as a file"))
+            elif rec.sha256 not in self.blobs:
+                failed.append((rec.sha256, "file missing from the archive"))
+            elif not self.blobs.verify_blob(rec.sha256):
+                failed.append((rec.sha256, "file does not match its SHA-256"))
+            else:
+                result = verifier.verify(self.blobs.get(rec.sha256), rec.sha256)
+                if not result.ok:
+                    failed.append(
+                        (rec.sha256, "; ".join(f"{c.name}: {c.message}" for c in result.failed))
+                    )
+            if progress is not None:
+                progress(n, len(records))
+        return ArchiveReport(len(records) - placeholders, tuple(failed), placeholders)
+
+    def export(self, folder: Path, records: Sequence[ArchivedRecord]) -> Path:
+        """PDFs, a SHA-256 manifest and the CA certificate, for checking offline."""
+        folder = folder.resolve()
+        if folder.exists() and any(folder.iterdir()):
+            raise InputError("folder", f"{folder} is not empty; export into a new folder")
+        folder.mkdir(parents=True, exist_ok=True)
+        lines = []
+        for rec in records:
+            name = f"{rec.sha256}.pdf"
+            target = (folder / name).resolve()
+            if target.parent != folder:  # never write outside the export folder
+                raise InputError("sha256", f"unsafe record name {rec.sha256!r}")
+            target.write_bytes(self.blobs.get(rec.sha256))
+            lines.append(f"{rec.sha256}  {name}")
+        (folder / "SHA256SUMS").write_text("\n".join(lines) + ("\n" if lines else ""))
+        shutil.copyfile(PkiPaths(self.pki_dir).ca_cert, folder / "bedside-ca.pem")
+        return folder
+
+
+def _lots(case: Case) -> list[str]:
+    lots = []
+    for step_id, keys in (
+        ("reconstitution", ("vial_lot", "diluent_lot")),
+        ("dilution", ("d5w_lot",)),
+    ):
+        entry = case.current.get(step_id)
+        if entry is None:
+            continue
+        for key in keys:
+            value = entry.values.get(key)
+            if value:
+                lots.append(str(value))
+    return lots

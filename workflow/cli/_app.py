@@ -1,0 +1,68 @@
+"""Opening the installation and reading passwords, for the command modules."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from ..clock import Clock
+from ..errors import InputError
+from ..service import Bedside, open_bedside
+from ..store import home_dir
+
+
+def home_of(args: argparse.Namespace) -> Path:
+    return home_dir(args.home)
+
+
+def open_app(args: argparse.Namespace, clock: Clock | None = None) -> Bedside:
+    return open_bedside(
+        args.home, args.db, args.protocol, clock=clock, overlay_path=getattr(args, "overlay", None)
+    )
+
+
+def read_password(
+    args: argparse.Namespace, prompt: str = "Password: ", confirm: bool = False
+) -> str:
+    """From standard input with --password-stdin, else a prompt. Never from argv."""
+    if getattr(args, "password_stdin", False):
+        line = sys.stdin.readline()
+        password = line.rstrip("\r\n")
+        if not password:
+            raise InputError("password", "nothing on standard input", "one line with the password")
+        return password
+    if not sys.stdin.isatty():
+        raise InputError("password", "no terminal to ask on; use --password-stdin")
+    password = getpass.getpass(prompt)
+    if confirm and getpass.getpass("Again: ") != password:
+        raise InputError("password", "the two entries differ")
+    return password
+
+
+def parse_time(field: str, text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise InputError(
+            field,
+            f"'{text}' is not a date and time",
+            "ISO 8601 with a zone, e.g. 2026-11-22T08:00Z",
+        ) from None
+    if value.tzinfo is None:
+        raise InputError(
+            field, f"'{text}' has no time zone", "ISO 8601 with a zone, e.g. 2026-11-22T08:00Z"
+        )
+    return value.astimezone(UTC)
+
+
+def add_password_stdin(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from the first line of standard input",
+    )

@@ -1,0 +1,321 @@
+"""``bedside audit verify|log``, ``bedside verify FILE.pdf``, ``bedside archive ...``,
+``bedside backup|restore``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..archive import Archive
+from ..errors import InputError
+from ..events import format_time
+from ..records.verify import Verifier
+from ..store import backup, restore
+from ._app import home_of, open_app, parse_time
+from ._common import print_json
+
+
+def register(sub: Any) -> None:
+    a = sub.add_parser("audit", help="the tamper-evident event log")
+    as_ = a.add_subparsers(dest="audit_command", metavar="ACTION", required=True)
+    v = as_.add_parser("verify", help="check every hash chain; exit 1 naming the first break")
+    v.set_defaults(handler=audit_verify)
+    lg = as_.add_parser("log", help="a case's trail, every event in order")
+    lg.add_argument("case_id")
+    lg.add_argument("--json", action="store_true")
+    lg.set_defaults(handler=audit_log)
+
+    vf = sub.add_parser("verify", help="verify signed record PDFs (exit 0 only if all pass)")
+    vf.add_argument("files", nargs="+", metavar="FILE.pdf")
+    vf.add_argument(
+        "--trust",
+        action="append",
+        metavar="CERT",
+        help="trust this CA certificate (PEM) instead of the home's CA",
+    )
+    vf.add_argument("--json", action="store_true")
+    vf.set_defaults(handler=verify_files)
+
+    ar = sub.add_parser("archive", help="the write-once archive of signed records")
+    ars = ar.add_subparsers(dest="archive_command", metavar="ACTION", required=True)
+    ls = ars.add_parser("list", help="newest records first")
+    ls.add_argument("--limit", type=int, default=50)
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(handler=archive_list)
+    se = ars.add_parser("search", help="by patient name or MRN text, MRN, case, date range")
+    se.add_argument("text", nargs="?")
+    se.add_argument("--mrn")
+    se.add_argument("--case")
+    se.add_argument("--from", dest="signed_from")
+    se.add_argument("--to", dest="signed_to")
+    se.add_argument("--json", action="store_true")
+    se.set_defaults(handler=archive_search)
+    sh = ars.add_parser("show", help="one record's index entry; --out writes the PDF")
+    sh.add_argument("sha256")
+    sh.add_argument("--out", metavar="FILE.pdf")
+    sh.set_defaults(handler=archive_show)
+    ex = ars.add_parser("export", help="PDFs, a SHA-256 manifest and the CA certificate")
+    ex.add_argument("folder")
+    ex.add_argument("--mrn")
+    ex.set_defaults(handler=archive_export)
+    av = ars.add_parser("verify", help="check every archived record")
+    av.set_defaults(handler=archive_verify)
+    cu = ars.add_parser(
+        "catch-up", help="sign and archive the records of ended cases whose archiving was cut off"
+    )
+    cu.set_defaults(handler=archive_catch_up)
+
+    b = sub.add_parser("backup", help="online backup of the SQLite database to FILE")
+    b.add_argument("file")
+    b.set_defaults(handler=do_backup)
+    r = sub.add_parser("restore", help="restore a backup into the home (refuses to overwrite)")
+    r.add_argument("file")
+    r.add_argument("--replace", action="store_true", help="replace an existing database")
+    r.set_defaults(handler=do_restore)
+
+
+def audit_verify(args: argparse.Namespace) -> int:
+    app = open_app(args)
+    report = app.store.verify_chains()
+    if report.ok:
+        print(
+            f"ok: {report.events_checked} events in {report.cases_checked} cases, chains "
+            f"intact; head {report.head_hash}"
+        )
+        return 0
+    print(f"BROKEN: {report.first_problem}", file=sys.stderr)
+    for problem in report.problems[1:]:
+        print(f"  also: {problem}", file=sys.stderr)
+    return 1
+
+
+def audit_log(args: argparse.Namespace) -> int:
+    app = open_app(args)
+    events = app.store.load_events(args.case_id)
+    if args.json:
+        print_json([e.to_json() for e in events])
+        return 0
+    for e in events:
+        who = f"{e.actor.name} ({e.actor.role})" if e.actor else "-"
+        what = e.step or ""
+        extra = f" corrects {e.corrects}" if e.corrects else ""
+        print(
+            f"{e.seq:>3} {format_time(e.at)} {e.type:<16} {what:<22} {who}"
+            f"{' [' + e.meaning + ']' if e.meaning else ''}{extra}"
+        )
+    return 0
+
+
+def _archive(args: argparse.Namespace) -> Archive:
+    app = open_app(args)
+    return Archive(home_of(args), app.store)
+
+
+def verify_files(args: argparse.Namespace) -> int:
+    from cryptography import x509
+
+    from ..records.pki import load_trust_roots
+
+    roots: list[Any]
+    archive: Archive | None = None
+    if args.trust:
+        roots = []
+        for path in args.trust:
+            try:
+                roots.append(x509.load_pem_x509_certificate(Path(path).read_bytes()))
+            except (OSError, ValueError) as exc:
+                raise InputError(
+                    "trust", f"cannot read a PEM certificate from {path}: {exc}"
+                ) from None
+        from asn1crypto import x509 as asn1_x509
+        from cryptography.hazmat.primitives.serialization import Encoding
+
+        roots = [asn1_x509.Certificate.load(c.public_bytes(Encoding.DER)) for c in roots]
+    else:
+        archive = _archive(args)
+        roots = list(load_trust_roots(archive.pki_dir))
+    verifier = Verifier(roots)
+    all_ok = True
+    results = []
+    for name in args.files:
+        try:
+            data = Path(name).read_bytes()
+        except OSError as exc:
+            all_ok = False
+            results.append(
+                {
+                    "file": name,
+                    "ok": False,
+                    "checks": [
+                        {"name": "readable", "status": "fail", "message": str(exc.strerror)}
+                    ],
+                }
+            )
+            continue
+        expected = None
+        if archive is not None:
+            import hashlib
+
+            sha = hashlib.sha256(data).hexdigest()
+            try:
+                archive.store.get_archived_record(sha)
+                expected = sha
+            except Exception:
+                expected = None
+        result = verifier.verify(data, expected)
+        if archive is not None and expected is None and result.ok:
+            # The archive is at hand but holds no such record: it does not match its archive.
+            all_ok = False
+            entry = result.to_dict()
+            entry["ok"] = False
+            entry["checks"].append(
+                {
+                    "name": "matches_archive",
+                    "status": "fail",
+                    "message": "no archived record has this SHA-256",
+                }
+            )
+            results.append({"file": name, **entry})
+            continue
+        all_ok &= result.ok
+        results.append({"file": name, **result.to_dict()})
+    if args.json:
+        print_json(results)
+    else:
+        for r in results:
+            status = "OK" if r["ok"] else "FAILED"
+            print(f"{status} {r['file']}")
+            for c in r["checks"]:
+                if c["status"] != "pass" or not r["ok"]:
+                    print(f"   {c['status']:<5} {c['name']}: {c['message']}")
+    return 0 if all_ok else 1
+
+
+def _print_records(records: list[Any], as_json: bool) -> None:
+    if as_json:
+        print_json(
+            [
+                {
+                    "sha256": r.sha256,
+                    "case_id": r.case_id,
+                    "kind": r.kind,
+                    "patient": r.patient_name,
+                    "mrn": r.mrn,
+                    "dose": r.dose_label,
+                    "signed_at": format_time(r.signed_at),
+                    "lots": r.lots,
+                    "signers": r.signers,
+                    "state": r.state,
+                    "path": r.path,
+                }
+                for r in records
+            ]
+        )
+        return
+    for r in records:
+        print(
+            f"{r.sha256[:16]}  {format_time(r.signed_at)}  {r.kind:<14} {r.mrn:<12} "
+            f"{r.patient_name:<24} {r.dose_label:<32} {r.state}"
+        )
+
+
+def archive_list(args: argparse.Namespace) -> int:
+    arch = _archive(args)
+    _print_records(arch.store.search_archive(limit=args.limit), args.json)
+    return 0
+
+
+def archive_search(args: argparse.Namespace) -> int:
+    arch = _archive(args)
+    records = arch.store.search_archive(
+        text=args.text,
+        mrn=args.mrn,
+        case_id=args.case,
+        signed_from=parse_time("from", args.signed_from),
+        signed_to=parse_time("to", args.signed_to),
+        limit=500,
+    )
+    _print_records(records, args.json)
+    return 0
+
+
+def archive_show(args: argparse.Namespace) -> int:
+    arch = _archive(args)
+    record, pdf = arch.get(args.sha256)
+    for key, value in vars(record).items():
+        print(f"{key:<12} {value}")
+    if args.out:
+        Path(args.out).write_bytes(pdf)
+        print(f"written {args.out}")
+    return 0
+
+
+def archive_export(args: argparse.Namespace) -> int:
+    arch = _archive(args)
+    records = (
+        list(arch.iter_records())
+        if not args.mrn
+        else arch.store.search_archive(mrn=args.mrn, limit=500)
+    )
+    folder = arch.export(Path(args.folder), records)
+    print(f"exported {len(records)} records to {folder} (SHA256SUMS, bedside-ca.pem)")
+    return 0
+
+
+def archive_verify(args: argparse.Namespace) -> int:
+    arch = _archive(args)
+    width = 30
+
+    def progress(done: int, total: int) -> None:
+        filled = width * done // max(total, 1)
+        sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
+        sys.stderr.flush()
+
+    report = arch.verify_all(progress if sys.stderr.isatty() else None)
+    if sys.stderr.isatty():
+        sys.stderr.write("\n")
+    print(
+        f"checked {report.checked} records: {report.checked - len(report.failed)} ok, "
+        f"{len(report.failed)} failed"
+    )
+    if report.placeholders:
+        print(
+            f"{report.placeholders} seed placeholder rows (written by `bedside dev seed`, no "
+            "file): not verified"
+        )
+    for sha, why in report.failed:
+        print(f"FAILED {sha}: {why}")
+    # An ended case without its records is as much a gap as a damaged file.
+    missing = open_app(args).unarchived_cases()
+    for case_id in missing:
+        print(
+            f"MISSING case {case_id} ended but its records are not archived; run "
+            "`bedside archive catch-up`"
+        )
+    return 0 if report.ok and not missing else 1
+
+
+def archive_catch_up(args: argparse.Namespace) -> int:
+    app = open_app(args)
+    if app.archiver is None:
+        raise InputError("home", "no signing material here; run `bedside init` first")
+    done = app.archive_pending()
+    print(f"archived the records of {len(done)} ended case(s)")
+    for case_id in done:
+        print(f"  {case_id}")
+    return 0
+
+
+def do_backup(args: argparse.Namespace) -> int:
+    app = open_app(args)
+    path = backup(app.store, Path(args.file))
+    print(f"backed up to {path}")
+    return 0
+
+
+def do_restore(args: argparse.Namespace) -> int:
+    path = restore(Path(args.file), home_of(args), replace=args.replace)
+    print(f"restored into {path}; run `bedside audit verify` and `bedside archive verify`")
+    return 0

@@ -1,0 +1,347 @@
+"""``bedside patient|course|case|run``: patients, courses, dose cases and scripted walks."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import BedsideError, InputError, NotFound, StepRefused
+from ..events import format_time
+from ..identity import Credentials
+from ..machine import Case
+from ..service import Bedside, CaseView
+from ..walk import values_for
+from ._app import add_password_stdin, open_app, parse_time, read_password
+from ._common import print_json
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("patient", help="patients (two identifiers: MRN, name + date of birth)")
+    ps = p.add_subparsers(dest="patient_command", metavar="ACTION", required=True)
+    a = ps.add_parser("add", help="register a patient")
+    a.add_argument("--mrn", required=True)
+    a.add_argument("--family", required=True, help="family name")
+    a.add_argument("--given", required=True, help="given name")
+    a.add_argument("--dob", required=True, help="date of birth YYYY-MM-DD")
+    a.set_defaults(handler=patient_add)
+    ls = ps.add_parser("list", help="list patients")
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(handler=patient_list)
+
+    c = sub.add_parser("course", help="treatment courses")
+    cs = c.add_subparsers(dest="course_command", metavar="ACTION", required=True)
+    st = cs.add_parser("start", help="start a course for a patient")
+    st.add_argument("--mrn", required=True)
+    st.set_defaults(handler=course_start)
+
+    k = sub.add_parser("case", help="dose cases")
+    ks = k.add_subparsers(dest="case_command", metavar="ACTION", required=True)
+    n = ks.add_parser("new", help="open the next dose of a patient's course")
+    n.add_argument("--mrn", required=True)
+    n.add_argument("--user", required=True, help="prescriber or pharmacist opening it")
+    n.add_argument("--at", help="scheduled time (ISO 8601 with zone; default now)")
+    add_password_stdin(n)
+    n.set_defaults(handler=case_new)
+    sh = ks.add_parser("show", help="a case's state, plan and entries")
+    sh.add_argument("case_id")
+    sh.add_argument("--json", action="store_true")
+    sh.set_defaults(handler=case_show)
+    kl = ks.add_parser("list", help="cases, soonest first")
+    kl.add_argument("--state", action="append", help="only these states (repeatable)")
+    kl.add_argument("--mrn")
+    kl.add_argument("--json", action="store_true")
+    kl.set_defaults(handler=case_list)
+
+    r = sub.add_parser("run", help="apply a scripted walk (YAML) through one or more doses")
+    r.add_argument("script")
+    r.set_defaults(handler=run_script)
+
+
+def patient_add(args: argparse.Namespace) -> int:
+    app = open_app(args)
+    p = app.store.add_patient(
+        mrn=args.mrn,
+        family_name=args.family,
+        given_name=args.given,
+        date_of_birth=args.dob,
+        created_by="cli",
+    )
+    print(f"added {p.display_name} {p.mrn} (born {p.date_of_birth.isoformat()}) id {p.id}")
+    return 0
+
+
+def patient_list(args: argparse.Namespace) -> int:
+    app = open_app(args)
+    patients = app.store.list_patients(limit=500)
+    if args.json:
+        print_json(
+            [
+                {
+                    "id": p.id,
+                    "mrn": p.mrn,
+                    "name": p.display_name,
+                    "date_of_birth": p.date_of_birth.isoformat(),
+                }
+                for p in patients
+            ]
+        )
+        return 0
+    for p in patients:
+        print(f"{p.mrn:<16} {p.display_name:<36} {p.date_of_birth.isoformat()}  {p.id}")
+    return 0
+
+
+def _patient(app: Bedside, mrn: str) -> Any:
+    patient = app.store.find_patient_by_mrn(mrn)
+    if patient is None:
+        raise InputError("mrn", f"no patient with MRN {mrn!r}")
+    return patient
+
+
+def _active_course(app: Bedside, mrn: str) -> Any:
+    patient = _patient(app, mrn)
+    for course in app.store.list_courses(patient.id):
+        if course.status == "active":
+            return course
+    raise InputError(
+        "mrn", f"{mrn} has no active course; start one with `bedside course start --mrn {{mrn}}`"
+    )
+
+
+def course_start(args: argparse.Namespace) -> int:
+    app = open_app(args)
+    patient = _patient(app, args.mrn)
+    p = app.protocol
+    course = app.store.start_course(
+        patient.id, protocol_id=p.id, protocol_version=p.version, protocol_hash=p.content_hash
+    )
+    print(f"started course {course.id} for {patient.display_name} on {p.name} {p.version}")
+    return 0
+
+
+def case_new(args: argparse.Namespace) -> int:
+    app = open_app(args)
+    course = _active_course(app, args.mrn)
+    at = parse_time("at", args.at) or app.clock.now()
+    password = read_password(args, f"Password for {args.user}: ")
+    view = app.open_case(course.id, at, Credentials(args.user, password))
+    c = view.case
+    print(
+        f"opened case {c.case_id}: cycle {c.cycle} dose {c.dose_in_cycle} (course dose "
+        f"{c.dose_in_course}); next step {c.state}; version {view.version}"
+    )
+    return 0
+
+
+def case_json(view: CaseView) -> dict[str, Any]:
+    c = view.case
+    plan = c.plan
+    return {
+        "case_id": c.case_id,
+        "state": c.state,
+        "version": view.version,
+        "patient": c.patient.to_json() if c.patient else None,
+        "cycle": c.cycle,
+        "dose_in_cycle": c.dose_in_cycle,
+        "dose_in_course": c.dose_in_course,
+        "allowed_steps": list(c.allowed_steps()),
+        "plan": plan.to_json() if plan else None,
+        "beyond_use_at": format_time(c.beyond_use_at) if c.beyond_use_at else None,
+        "holds": [f.to_json() for f in c.active_holds],
+        "differences": list(c.differences),
+        "flags": [f.to_json() for f in c.flags],
+        "entries": [
+            {
+                "seq": e.seq,
+                "step": e.step,
+                "by": e.signer.to_json(),
+                "at": format_time(e.at),
+                "meaning": e.meaning,
+                "superseded_by": e.superseded_by,
+                "values": {k: _jsonable(v) for k, v in e.values.items()},
+            }
+            for e in c.history
+        ],
+        "end": c.end,
+    }
+
+
+def _jsonable(value: object) -> object:
+    from ..events import json_safe
+
+    return json_safe(value)
+
+
+def case_show(args: argparse.Namespace) -> int:
+    app = open_app(args)
+    view = app.load(args.case_id)
+    if args.json:
+        print_json(case_json(view))
+        return 0
+    data = case_json(view)
+    print(f"case {data['case_id']}  state {data['state']}  version {data['version']}")
+    print(
+        f"  cycle {data['cycle']} dose {data['dose_in_cycle']} (course dose "
+        f"{data['dose_in_course']})"
+    )
+    for e in data["entries"]:
+        old = f" (superseded by {e['superseded_by']})" if e["superseded_by"] else ""
+        print(f"  {e['seq']:>3} {e['at']} {e['step']:<24} {e['by']['name']} [{e['meaning']}]{old}")
+    for h in data["holds"]:
+        print(f"  HOLD {h['rule_id']}: {h['text']} [source: {h['source']}]")
+    for d in data["differences"]:
+        print(f"  DIFFERENCE {d}")
+    for f in data["flags"]:
+        print(f"  FLAG {f['code']}: {f['message']}")
+    return 0
+
+
+def case_list(args: argparse.Namespace) -> int:
+    app = open_app(args)
+    patient_id = _patient(app, args.mrn).id if args.mrn else None
+    records = app.store.list_cases(patient_id=patient_id, states=args.state)
+    records.sort(key=lambda r: r.scheduled_at)
+    if args.json:
+        print_json(
+            [
+                {
+                    "case_id": r.id,
+                    "state": r.state,
+                    "version": r.version,
+                    "cycle": r.cycle,
+                    "dose_in_cycle": r.dose_in_cycle,
+                    "dose_in_course": r.dose_in_course,
+                    "scheduled_at": format_time(r.scheduled_at),
+                }
+                for r in records
+            ]
+        )
+        return 0
+    for r in records:
+        print(
+            f"{r.id}  {format_time(r.scheduled_at)}  cycle {r.cycle} dose "
+            f"{r.dose_in_cycle:<2}  {r.state}"
+        )
+    return 0
+
+
+# -- scripted walks ---------------------------------------------------------------------------
+
+_ACTIONS = ("open", "sign", "assess", "resume", "discontinue", "cancel", "waste", "correct")
+
+
+def run_script(args: argparse.Namespace) -> int:
+    """Apply a script's actions in order; stop at the first refused one.
+
+    Format (YAML)::
+
+        passwords: {dr.okafor: "...", n.alvarez: "..."}   # keep the file private
+        actions:
+          - {open: {mrn: MRN-1, at: "2026-11-22T08:00Z"}, by: dr.okafor}
+          - {sign: order, by: dr.okafor, values: {dosing_weight_kg: "70", ...}}
+          - {sign: order_verification, by: p.lindqvist, values: auto}
+          - {resume: {reason: criteria_met, note: "..."}, by: dr.okafor}
+          - {correct: {target_seq: 2, values: {dosing_weight_kg: "72"}, reason: typo},
+             by: dr.okafor}
+
+    ``values: auto`` enters what the case's own plan, patient and label say (for demos and
+    drills); ``case:`` names a case, else the one most recently opened is used.
+    """
+    path = Path(args.script)
+    try:
+        script = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise InputError("script", f"cannot read {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise InputError("script", f"{path} is not valid YAML: {exc}") from None
+    if not isinstance(script, dict) or not isinstance(script.get("actions"), list):
+        raise InputError("script", "must be a mapping with an 'actions' list")
+    passwords = script.get("passwords") or {}
+    if not isinstance(passwords, dict):
+        raise InputError("passwords", "must map usernames to passwords")
+    app = open_app(args)
+    # Finish what an interrupted earlier run left: an ended case whose records were not archived.
+    app.archive_pending()
+    current: str | None = None
+    for n, action in enumerate(script["actions"], 1):
+        where = f"actions[{n}]"
+        if not isinstance(action, dict):
+            raise InputError(where, "must be a mapping")
+        kinds = [k for k in _ACTIONS if k in action]
+        if len(kinds) != 1:
+            raise InputError(where, "needs exactly one action", ", ".join(_ACTIONS))
+        kind = kinds[0]
+        by = action.get("by")
+        if not isinstance(by, str) or by not in passwords:
+            raise InputError(f"{where}.by", "must name a user listed under passwords")
+        proof = Credentials(by, str(passwords[by]))
+        case_id = action.get("case", current)
+        try:
+            view = _apply(app, kind, action, proof, case_id, where)
+        except BedsideError as exc:
+            print(f"step {n} ({kind}) refused: {exc.message}")
+            raise
+        current = view.case.case_id
+        print(
+            f"{n:>3}. {kind:<11} {view.case.case_id}  -> {view.case.state} (version {view.version})"
+        )
+    return 0
+
+
+def _apply(
+    app: Bedside,
+    kind: str,
+    action: dict[str, Any],
+    proof: Credentials,
+    case_id: str | None,
+    where: str,
+) -> CaseView:
+    body = action[kind]
+    if kind == "open":
+        if not isinstance(body, dict) or "mrn" not in body:
+            raise InputError(f"{where}.open", "needs mrn (and optionally at)")
+        course = _active_course(app, str(body["mrn"]))
+        at = parse_time(f"{where}.open.at", body.get("at")) or app.clock.now()
+        return app.open_case(course.id, at, proof)
+    if case_id is None:
+        raise InputError(f"{where}.case", "no case opened yet and none named")
+    try:
+        view = app.load(str(case_id))
+    except NotFound:
+        raise InputError(f"{where}.case", f"no case {case_id}") from None
+    if kind == "sign":
+        values = action.get("values", {})
+        if values == "auto":
+            values = values_for(view.case, str(body), app.clock.now())
+            values.update(action.get("override") or {})
+        if not isinstance(values, dict):
+            raise InputError(f"{where}.values", "must be a mapping or 'auto'")
+        return app.sign_step(view.case.case_id, view.version, str(body), values, proof)
+    if kind == "assess":
+        return app.assess(view.case.case_id, view.version, dict(body), proof)
+    if kind == "correct":
+        return app.correct(
+            view.case.case_id,
+            view.version,
+            int(body["target_seq"]),
+            dict(body.get("values") or {}),
+            str(body.get("reason", "")),
+            proof,
+        )
+    body = body if isinstance(body, dict) else {"reason": body}
+    return app.side_exit(
+        view.case.case_id,
+        view.version,
+        kind,
+        str(body.get("reason")),
+        str(body.get("note", "")),
+        proof,
+    )
+
+
+def _unused(_: Case, __: StepRefused, ___: json.JSONDecodeError) -> None:  # pragma: no cover
+    """Keep type names importable for the annotations above."""

@@ -1,0 +1,27 @@
+"""Small helpers shared by the command modules."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from ..protocol import Protocol, load_protocol
+from ..resources import default_protocol_path
+
+
+def protocol_from(args: argparse.Namespace) -> Protocol:
+    protocol = load_protocol(args.protocol or default_protocol_path())
+    overlay = getattr(args, "overlay", None)
+    if overlay:
+        # Validated like the protocol: a loosening overlay is refused with FILE:LINE lines.
+        from ..protocol.overlay import load_overlay
+
+        protocol = load_overlay(overlay, protocol)
+    return protocol
+
+
+def print_json(data: Any) -> None:
+    json.dump(data, sys.stdout, indent=2, ensure_ascii=False)
+    sys.stdout.write("\n")

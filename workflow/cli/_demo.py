@@ -1,0 +1,60 @@
+"""``bedside demo``: walk complete doses with demo users and a demo patient, for real."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from ..clock import FixedClock
+from ..demo import DEMO_PASSWORD, DEMO_PEOPLE, run_persistent
+from ..errors import InputError
+from ..records.pki import PkiPaths, create_site_pki
+from ._app import home_of, open_app
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("demo", help="walk complete doses with demo users and a demo patient")
+    p.add_argument("--doses", default="1", help="how many doses (default 1, at most 28)")
+    p.set_defaults(handler=run)
+
+
+def _doses(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise InputError("doses", f"'{text}' is not a whole number", "1 to 28") from None
+    if not 1 <= n <= 28:
+        raise InputError("doses", f"{n} is out of range", "1 to 28")
+    return n
+
+
+def run(args: argparse.Namespace) -> int:
+    doses = _doses(args.doses)
+    home = home_of(args)
+    home.mkdir(parents=True, exist_ok=True)
+    pki = home / "pki"
+    if not PkiPaths(pki).signing_key.exists():
+        create_site_pki(pki, organisation="Bedside demo site")
+    # The demo keeps its own clock so a course's q8h schedule and rest days can be walked in
+    # seconds; it starts after anything already in this home.
+    clock = FixedClock(datetime.now(UTC).replace(second=0, microsecond=0))
+    app = open_app(args, clock=clock)
+    latest = app.store.list_cases()
+    if latest:
+        last = max(r.updated_at for r in latest)
+        clock.set(max(clock.now(), last + timedelta(minutes=1)))
+    walked = run_persistent(app, clock, doses)
+    print(f"home: {home}")
+    print(
+        f"demo users (password '{DEMO_PASSWORD}'): "
+        + ", ".join(f"{p.username} ({p.role})" for p in DEMO_PEOPLE)
+    )
+    for d in walked:
+        print(
+            f"dose {d.dose_in_course} (cycle {d.cycle}, dose {d.dose_in_cycle}) case "
+            f"{d.case_id}: {d.state}"
+        )
+        for path in d.records:
+            print(f"  record {home / path}")
+    return 0

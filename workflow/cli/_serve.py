@@ -1,0 +1,52 @@
+"""``bedside serve``: the tablet, pharmacy and archive web UI with its JSON API."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import timedelta
+
+from ._app import home_of, open_app
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("serve", help="start the web UI and JSON API (default 127.0.0.1:8000)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument(
+        "--idle-minutes", type=int, default=15, help="sign out after this many idle minutes"
+    )
+    p.add_argument("--workers", type=int, default=1, help="server processes (sessions are shared)")
+    p.add_argument(
+        "--proxy", action="store_true", help="trust X-Forwarded-Proto/For from a local proxy"
+    )
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from ..archive import Archive
+    from ..errors import InputError
+    from ..web import WebSettings, create_app
+
+    if not 1 <= args.idle_minutes <= 24 * 60:
+        raise InputError("idle-minutes", "must be between 1 and 1440")
+    if not 0 < args.port < 65536:
+        raise InputError("port", "must be between 1 and 65535")
+    bedside = open_app(args)
+    archive = Archive(home_of(args), bedside.store)
+    app = create_app(
+        bedside,
+        WebSettings(idle_timeout=timedelta(minutes=args.idle_minutes)),
+        archive=archive if archive.ready else None,
+    )
+    print(f"bedside: serving on http://{args.host}:{args.port}/ (Ctrl-C stops)", flush=True)
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level="warning",
+        proxy_headers=args.proxy,
+        forwarded_allow_ips="127.0.0.1" if args.proxy else None,
+    )
+    return 0

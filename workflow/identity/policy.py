@@ -1,0 +1,54 @@
+"""Local security policy: lockout, password aging, session continuity, password rules.
+
+The defaults below are this installation's policy unless the site changes them; each is a
+site decision, documented here so an auditor can see what was in force:
+
+* 5 failed password attempts lock the account for 15 minutes (21 CFR 11.300(d): attempted misuse
+  is stopped and recorded; every attempt is in the ``auth_events`` table).
+* Passwords expire after 180 days (11.300(b): password aging); ``None`` turns aging off.
+* A signing session (11.200(a)(1)(i)) stays continuous while used at least every 15 minutes and
+  for at most 12 hours (one shift); after that both username and password are needed again.
+* Passwords have at least 12 characters, at most 256, and do not contain the username.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from workflow.errors import InputError
+
+
+@dataclass(frozen=True)
+class SecurityPolicy:
+    max_failed_attempts: int = 5
+    lockout: timedelta = timedelta(minutes=15)
+    password_max_age: timedelta | None = timedelta(days=180)
+    session_idle_limit: timedelta = timedelta(minutes=15)
+    session_max_length: timedelta = timedelta(hours=12)
+    min_password_length: int = 12
+    max_password_length: int = 256
+
+    def __post_init__(self) -> None:
+        if self.max_failed_attempts < 1:
+            raise InputError("max_failed_attempts", "must be 1 or more")
+        for name in ("lockout", "session_idle_limit", "session_max_length"):
+            if getattr(self, name) <= timedelta(0):
+                raise InputError(name, "must be longer than zero")
+        if self.password_max_age is not None and self.password_max_age <= timedelta(0):
+            raise InputError("password_max_age", "must be longer than zero, or None")
+        if not 1 <= self.min_password_length <= self.max_password_length:
+            raise InputError("min_password_length", "must be between 1 and the maximum")
+
+    def check_new_password(self, username: str, password: str) -> None:
+        """Refuse a password that breaks the rules; the message never repeats the password."""
+        if len(password) < self.min_password_length:
+            raise InputError(
+                "password", f"must have at least {self.min_password_length} characters"
+            )
+        if len(password) > self.max_password_length:
+            raise InputError("password", f"must have at most {self.max_password_length} characters")
+        if password.strip() != password or not password.strip():
+            raise InputError("password", "must not start or end with spaces")
+        if username and username.lower() in password.lower():
+            raise InputError("password", "must not contain the username")

@@ -1,0 +1,440 @@
+"""Identity: accounts, password checks, signing sessions and ``sign_as``.
+
+Every decision is recorded in ``auth_events``. Password checks (argon2, deliberately slow) run
+outside any database transaction, so a login never holds the SQLite write lock while hashing.
+Times come from the ``now`` argument or, when it is omitted, the store's injected clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any, NoReturn
+
+from argon2 import PasswordHasher
+from sqlalchemy import Row, insert, select, update
+from sqlalchemy.exc import IntegrityError as DBIntegrityError
+
+from workflow.clock import utc
+from workflow.errors import InputError, NotFound
+from workflow.events import Signer
+from workflow.store import Store, new_id
+from workflow.store import _schema as s
+from workflow.store._tx import read_tx, write_tx
+
+from . import audit
+from . import errors as e
+from .passwords import Passwords
+from .policy import SecurityPolicy
+from .roles import check_role, check_roles, encode_roles
+from .sessions import Credentials, SessionPassword, SigningSession
+from .users import (
+    User,
+    clean_printed_name,
+    clean_username,
+    require_row,
+    row_by_id,
+    row_by_username,
+    user_from_row,
+)
+
+
+class Identity:
+    def __init__(
+        self,
+        store: Store,
+        policy: SecurityPolicy | None = None,
+        hasher: PasswordHasher | None = None,
+    ) -> None:
+        self.store = store
+        self.policy = policy or SecurityPolicy()
+        self.passwords = Passwords(hasher)
+
+    # --- accounts (administration) ---------------------------------------------------------
+
+    def add_user(
+        self,
+        username: str,
+        printed_name: str,
+        roles: Iterable[str],
+        password: str,
+        *,
+        by: str | None = None,
+        must_change_password: bool = False,
+        now: datetime | None = None,
+    ) -> User:
+        """Create an account. Raises InputError (``username`` taken or malformed,
+        ``printed_name``, ``roles``, ``password`` rules)."""
+        now = self._now(now)
+        name = clean_username(username)
+        values = {
+            "id": new_id(),
+            "username": name,
+            "printed_name": clean_printed_name(printed_name),
+            "roles": encode_roles(check_roles(roles)),
+            "active": True,
+            "password_hash": self._new_hash(name, password),
+            "password_changed_at": now,
+            "must_change_password": must_change_password,
+            "failed_attempts": 0,
+            "locked_until": None,
+            "created_at": now,
+        }
+        taken = InputError("username", f"{name!r} is already taken (usernames are never reused)")
+        with write_tx(self.store.engine) as conn:
+            if row_by_username(conn, name) is not None:
+                raise taken
+            try:
+                conn.execute(insert(s.users).values(**values))
+            except DBIntegrityError:
+                raise taken from None
+            audit.record(
+                conn,
+                at=now,
+                username=name,
+                user_id=str(values["id"]),
+                action=audit.USER_ADDED,
+                outcome=audit.OK,
+                reason=audit.OK,
+                by_user_id=by,
+            )
+            return user_from_row(require_row(conn, name))
+
+    def get_user(self, username: str) -> User:
+        """Raises NotFound."""
+        with read_tx(self.store.engine) as conn:
+            return user_from_row(require_row(conn, username))
+
+    def get_user_by_id(self, user_id: str) -> User:
+        """Raises NotFound."""
+        with read_tx(self.store.engine) as conn:
+            row = row_by_id(conn, user_id)
+            if row is None:
+                raise NotFound(f"no user with id {user_id}")
+            return user_from_row(row)
+
+    def list_users(self, *, include_inactive: bool = True) -> list[User]:
+        query = select(s.users).order_by(s.users.c.username)
+        if not include_inactive:
+            query = query.where(s.users.c.active.is_(True))
+        with read_tx(self.store.engine) as conn:
+            return [user_from_row(r) for r in conn.execute(query)]
+
+    def deactivate(self, username: str, *, by: str | None, now: datetime | None = None) -> User:
+        """Withdraw an account (lost credentials, leaver: 11.300(c)). It can never sign again
+        unless reactivated; its past signatures stay."""
+        return self._admin(username, {"active": False}, audit.DEACTIVATED, by, now)
+
+    def reactivate(self, username: str, *, by: str | None, now: datetime | None = None) -> User:
+        return self._admin(username, {"active": True}, audit.REACTIVATED, by, now)
+
+    def set_roles(
+        self, username: str, roles: Iterable[str], *, by: str | None, now: datetime | None = None
+    ) -> User:
+        return self._admin(
+            username, {"roles": encode_roles(check_roles(roles))}, audit.ROLES_CHANGED, by, now
+        )
+
+    def unlock(self, username: str, *, by: str | None, now: datetime | None = None) -> User:
+        return self._admin(
+            username, {"locked_until": None, "failed_attempts": 0}, audit.UNLOCKED, by, now
+        )
+
+    def reset_password(
+        self, username: str, new_password: str, *, by: str | None, now: datetime | None = None
+    ) -> User:
+        """Set a temporary password (e.g. forgotten); the user must change it at next use."""
+        name = clean_username(username)
+        changes = {
+            "password_hash": self._new_hash(name, new_password),
+            "password_changed_at": self._now(now),
+            "must_change_password": True,
+            "failed_attempts": 0,
+            "locked_until": None,
+        }
+        return self._admin(name, changes, audit.PASSWORD_RESET, by, now)
+
+    def change_password(
+        self, username: str, old_password: str, new_password: str, now: datetime | None = None
+    ) -> User:
+        """The user's own change, proven with the old password (accepted even when expired or
+        after a reset: this is how those are cleared). Raises AuthRefused as for a login,
+        InputError for a new password that breaks the rules or equals the old one."""
+        now = self._now(now)
+        user = self._check_password(
+            username, None, old_password, now, audit.PASSWORD_CHANGE, allow_stale=True
+        )
+        if new_password == old_password:
+            raise InputError("password", "the new password must differ from the old one")
+        new_hash = self._new_hash(user.username, new_password)
+        with write_tx(self.store.engine) as conn:
+            conn.execute(
+                update(s.users)
+                .where(s.users.c.id == user.id)
+                .values(
+                    password_hash=new_hash,
+                    password_changed_at=now,
+                    must_change_password=False,
+                    failed_attempts=0,
+                    locked_until=None,
+                )
+            )
+            audit.record(
+                conn,
+                at=now,
+                username=user.username,
+                user_id=user.id,
+                action=audit.PASSWORD_CHANGE,
+                outcome=audit.OK,
+                reason=audit.OK,
+            )
+            return user_from_row(require_row(conn, user.username))
+
+    # --- authentication and signing -------------------------------------------------------
+
+    def authenticate(self, username: str, password: str, now: datetime | None = None) -> User:
+        """Both components checked. Returns the user, or raises AuthRefused with reason
+        ``bad_credentials`` (unknown user or wrong password: the audit table says which),
+        ``account_locked``, ``account_deactivated``, ``password_expired`` or
+        ``password_change_required``."""
+        return self._check_password(username, None, password, self._now(now), audit.LOGIN)
+
+    def login(self, username: str, password: str, now: datetime | None = None) -> SigningSession:
+        """Authenticate with both components and open a continuous signing session."""
+        now = self._now(now)
+        user = self._check_password(username, None, password, now, audit.LOGIN)
+        return SigningSession(user.id, user.username, now, now)
+
+    def end_session(self, session: SigningSession, now: datetime | None = None) -> None:
+        """Log out: later signings need both components again."""
+        now = self._now(now)
+        if session.ended_at is None:
+            session.ended_at = now
+            audit.record_now(
+                self.store.engine,
+                at=now,
+                username=session.username,
+                user_id=session.user_id,
+                action=audit.SESSION_END,
+                outcome=audit.OK,
+                reason=audit.OK,
+            )
+
+    def sign_as(
+        self, proof: Credentials | SessionPassword, role: str, now: datetime | None = None
+    ) -> Signer:
+        """Check a signing and return the Signer to put on the event.
+
+        ``Credentials`` (username + password) always work; ``SessionPassword`` (password alone)
+        only inside a continuous session, else AuthRefused(``session_ended``). The user must be
+        active, unlocked, with a current password, and hold ``role`` (else ``wrong_role``).
+        """
+        now = self._now(now)
+        check_role(role)
+        if isinstance(proof, Credentials):
+            user = self._check_password(proof.username, None, proof.password, now, audit.SIGN)
+        else:
+            session = proof.session
+            self._check_continuity(session, now)
+            user = self._check_password(
+                session.username, session.user_id, proof.password, now, audit.SIGN
+            )
+            session.last_used_at = now
+        if role not in user.roles:
+            audit.record_now(
+                self.store.engine,
+                at=now,
+                username=user.username,
+                user_id=user.id,
+                action=audit.SIGN,
+                outcome=audit.REFUSED,
+                reason=e.WRONG_ROLE,
+            )
+            raise e.AuthRefused(
+                e.WRONG_ROLE,
+                f"{user.printed_name} does not hold the role {role} and cannot sign as one",
+            )
+        return Signer(user.id, user.printed_name, role)
+
+    def auth_events(
+        self,
+        *,
+        username: str | None = None,
+        outcome: str | None = None,
+        since: datetime | None = None,
+        limit: int = 100,
+    ) -> list[audit.AuthEvent]:
+        """The auth audit trail, newest first (``outcome="refused"`` shows attempted misuse)."""
+        return audit.list_events(
+            self.store.engine, username=username, outcome=outcome, since=since, limit=limit
+        )
+
+    # --- internals -----------------------------------------------------------------------
+
+    def _now(self, now: datetime | None) -> datetime:
+        return utc(now) if now is not None else self.store.clock.now()
+
+    def _new_hash(self, username: str, password: str) -> str:
+        self.policy.check_new_password(username, password)
+        return self.passwords.hash(password)
+
+    def _admin(
+        self,
+        username: str,
+        changes: dict[str, Any],
+        action: str,
+        by: str | None,
+        now: datetime | None,
+    ) -> User:
+        now = self._now(now)
+        with write_tx(self.store.engine) as conn:
+            row = require_row(conn, username)
+            conn.execute(update(s.users).where(s.users.c.id == row.id).values(**changes))
+            audit.record(
+                conn,
+                at=now,
+                username=row.username,
+                user_id=row.id,
+                action=action,
+                outcome=audit.OK,
+                reason=audit.OK,
+                by_user_id=by,
+            )
+            return user_from_row(require_row(conn, row.username))
+
+    def _check_continuity(self, session: SigningSession, now: datetime) -> None:
+        why = None
+        if session.ended_at is not None:
+            why = "the session was ended"
+        elif now - session.last_used_at > self.policy.session_idle_limit:
+            why = "the session was idle too long"
+        elif now - session.started_at > self.policy.session_max_length:
+            why = "the session reached its maximum length"
+        if why is None:
+            return
+        session.ended_at = session.ended_at or now
+        audit.record_now(
+            self.store.engine,
+            at=now,
+            username=session.username,
+            user_id=session.user_id,
+            action=audit.SIGN,
+            outcome=audit.REFUSED,
+            reason=e.SESSION_ENDED,
+        )
+        raise e.AuthRefused(
+            e.SESSION_ENDED, f"Signing session ended ({why}); sign with your username and password."
+        )
+
+    def _check_password(
+        self,
+        username: str,
+        user_id: str | None,
+        password: str,
+        now: datetime,
+        action: str,
+        *,
+        allow_stale: bool = False,
+    ) -> User:
+        engine = self.store.engine
+        typed = (username or "").strip().lower()
+        with read_tx(engine) as conn:
+            row = row_by_id(conn, user_id) if user_id else row_by_username(conn, typed)
+
+        def refuse(reason: str, shown: str, message: str, row: Row[Any] | None = row) -> NoReturn:
+            audit.record_now(
+                engine,
+                at=now,
+                username=typed,
+                user_id=row.id if row else None,
+                action=action,
+                outcome=audit.REFUSED,
+                reason=reason,
+            )
+            raise e.AuthRefused(shown, message)
+
+        if row is None:
+            self.passwords.burn(password)
+            refuse(e.UNKNOWN_USER, e.BAD_CREDENTIALS, e.BAD_CREDENTIALS_MESSAGE)
+        if row.locked_until is not None and row.locked_until > now:
+            # No password check while locked: otherwise guessing could go on at full speed.
+            until = row.locked_until.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+            refuse(
+                e.ACCOUNT_LOCKED,
+                e.ACCOUNT_LOCKED,
+                f"This account is locked until {until} "
+                "after too many wrong passwords; wait or ask an administrator.",
+            )
+        if not self.passwords.verify(row.password_hash, password):
+            self._count_failure(row, typed, action, now)
+            raise e.AuthRefused(e.BAD_CREDENTIALS, e.BAD_CREDENTIALS_MESSAGE)
+        # From here on the person proved the password, so precise reasons leak nothing.
+        if not row.active:
+            refuse(
+                e.ACCOUNT_DEACTIVATED,
+                e.ACCOUNT_DEACTIVATED,
+                "This account is deactivated; ask an administrator.",
+            )
+        if not allow_stale and row.must_change_password:
+            refuse(
+                e.PASSWORD_CHANGE_REQUIRED,
+                e.PASSWORD_CHANGE_REQUIRED,
+                "Your password was reset; choose a new one before signing.",
+            )
+        max_age = self.policy.password_max_age
+        if not allow_stale and max_age is not None and now - row.password_changed_at > max_age:
+            refuse(
+                e.PASSWORD_EXPIRED,
+                e.PASSWORD_EXPIRED,
+                f"Your password is older than {max_age.days} days; choose a new one.",
+            )
+        changes: dict[str, Any] = {"failed_attempts": 0, "locked_until": None}
+        if self.passwords.needs_rehash(row.password_hash):
+            changes["password_hash"] = self.passwords.hash(password)
+        with write_tx(engine) as conn:
+            conn.execute(update(s.users).where(s.users.c.id == row.id).values(**changes))
+            if action != audit.PASSWORD_CHANGE:  # the change itself records its success
+                audit.record(
+                    conn,
+                    at=now,
+                    username=row.username,
+                    user_id=row.id,
+                    action=action,
+                    outcome=audit.OK,
+                    reason=audit.OK,
+                )
+            return user_from_row(require_row(conn, row.username))
+
+    def _count_failure(self, row: Row[Any], typed: str, action: str, now: datetime) -> None:
+        with write_tx(self.store.engine) as conn:
+            # Increment in SQL: two wrong passwords at once must both count.
+            conn.execute(
+                update(s.users)
+                .where(s.users.c.id == row.id)
+                .values(failed_attempts=s.users.c.failed_attempts + 1)
+            )
+            audit.record(
+                conn,
+                at=now,
+                username=typed or row.username,
+                user_id=row.id,
+                action=action,
+                outcome=audit.REFUSED,
+                reason=e.WRONG_PASSWORD,
+            )
+            failed = require_row(conn, row.username).failed_attempts
+            if failed >= self.policy.max_failed_attempts:
+                conn.execute(
+                    update(s.users)
+                    .where(s.users.c.id == row.id)
+                    .values(failed_attempts=0, locked_until=now + self.policy.lockout)
+                )
+                audit.record(
+                    conn,
+                    at=now,
+                    username=row.username,
+                    user_id=row.id,
+                    action=audit.LOCKED,
+                    outcome=audit.OK,
+                    reason=f"{failed}_failed_attempts",
+                )

@@ -1,0 +1,70 @@
+"""The printable bag label (PDF): patient, drug, dose, volume, concentration, beyond-use time
+and a barcode. Rendering only: every number comes from the case's own plan and entries.
+
+Text is drawn with ``drawString`` (never reportlab's Paragraph markup), so a name such as
+``<script>`` is printed as those characters and interpreted as nothing.
+"""
+
+from __future__ import annotations
+
+import io
+from datetime import tzinfo
+
+from reportlab.graphics.barcode import code128
+from reportlab.lib.units import mm
+from reportlab.pdfgen import canvas
+
+from .dosing import fmt
+from .errors import StepRefused
+from .machine import Case
+
+LABEL_SIZE = (100 * mm, 75 * mm)
+
+
+def _local(case: Case, tz: tzinfo) -> str:
+    bud = case.beyond_use_at
+    return bud.astimezone(tz).strftime("%Y-%m-%d %H:%M %Z") if bud else ""
+
+
+def bag_label_pdf(case: Case, tz: tzinfo) -> bytes:
+    """The label for a prepared bag; refused until the preparation set a beyond-use time."""
+    plan = case.plan
+    patient = case.patient
+    if plan is None or patient is None or case.beyond_use_at is None:
+        raise StepRefused(
+            "not_prepared", "No bag label yet: the preparation has not been signed for this dose"
+        )
+    buf = io.BytesIO()
+    _width, height = LABEL_SIZE
+    pdf = canvas.Canvas(buf, pagesize=LABEL_SIZE, pageCompression=1)
+    pdf.setTitle(f"Bag label {case.case_id}")
+    x = 5 * mm
+    y = height - 9 * mm
+
+    def line(text: str, size: float = 9, bold: bool = False, gap: float = 4.6) -> None:
+        nonlocal y
+        pdf.setFont("Helvetica-Bold" if bold else "Helvetica", size)
+        pdf.drawString(x, y, text[:70])
+        y -= gap * mm
+
+    line(patient.name, 12, bold=True, gap=5.5)
+    line(f"MRN {patient.mrn}    DOB {patient.date_of_birth.isoformat()}")
+    line(f"{case.protocol.drug} ({case.protocol.brand})", 11, bold=True, gap=5.2)
+    line(f"Dose {fmt(plan.dose_iu, 0)} IU = {fmt(plan.dose_mg, 4)} mg")
+    line(
+        f"Volume {fmt(plan.final_volume_ml, 1)} mL in D5W   "
+        f"{fmt(plan.final_concentration_mcg_per_ml, 1)} mcg/mL"
+    )
+    line(
+        f"IV over {fmt(plan.infusion_minutes)} min at {fmt(plan.pump_rate_ml_per_h, 1)} mL/h. "
+        "No in-line filter."
+    )
+    line(f"Cycle {case.cycle}, dose {case.dose_in_cycle}")
+    line(f"Use before {_local(case, tz)}", 10, bold=True, gap=5.5)
+    barcode = code128.Code128(case.case_id, barHeight=10 * mm, barWidth=0.25 * mm)
+    barcode.drawOn(pdf, x - 2 * mm, 5 * mm)
+    pdf.setFont("Helvetica", 6)
+    pdf.drawString(x, 2.5 * mm, case.case_id)
+    pdf.showPage()
+    pdf.save()
+    return buf.getvalue()

@@ -1,0 +1,375 @@
+"""The validated protocol as frozen objects.
+
+Nothing here is built except by the loader, after the whole file has been checked: a Protocol in
+hand is always complete and consistent (every reference resolves, every state is reachable and
+can reach an end).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Literal
+
+ItemType = Literal["number", "integer", "boolean", "choice", "text", "date", "datetime", "expiry"]
+ITEM_TYPES: tuple[str, ...] = (
+    "number",
+    "integer",
+    "boolean",
+    "choice",
+    "text",
+    "date",
+    "datetime",
+    "expiry",
+)
+Op = Literal["lt", "le", "gt", "ge", "eq", "ne", "in", "not_in"]
+OPS: tuple[str, ...] = ("lt", "le", "gt", "ge", "eq", "ne", "in", "not_in")
+RuleAction = Literal["hold", "discontinue"]
+
+
+@dataclass(frozen=True)
+class Source:
+    id: str
+    title: str
+    citation: str
+    label: str  # "current", "old" or "none": which US label, if any, the fact comes from
+    url: str | None
+
+
+@dataclass(frozen=True)
+class Quantity:
+    """A clinical number with its unit and where it comes from."""
+
+    value: Decimal
+    unit: str
+    source: str
+    confirmed: bool
+    note: str
+
+
+@dataclass(frozen=True)
+class Role:
+    id: str
+    title: str
+
+
+@dataclass(frozen=True)
+class Option:
+    id: str
+    label: str
+
+
+@dataclass(frozen=True)
+class Forbidden:
+    """A choice value that must be refused, with why and on whose authority."""
+
+    value: str
+    reason: str
+    source: str
+
+
+@dataclass(frozen=True)
+class Condition:
+    """A declarative test of one entered value: ``item op value``; or any/all of conditions.
+
+    Never an expression string: the loader only accepts these shapes.
+    """
+
+    item: str | None = None
+    op: Op | None = None
+    value: Decimal | str | bool | tuple[str, ...] | None = None
+    any_of: tuple[Condition, ...] = ()
+    all_of: tuple[Condition, ...] = ()
+
+    def items(self) -> set[str]:
+        found = {self.item} if self.item else set()
+        for sub in (*self.any_of, *self.all_of):
+            found |= sub.items()
+        return found
+
+
+@dataclass(frozen=True)
+class Item:
+    id: str
+    label: str
+    type: ItemType
+    required: bool
+    unit: str | None = None
+    min: Decimal | None = None
+    max: Decimal | None = None
+    options: tuple[Option, ...] = ()
+    forbidden: tuple[Forbidden, ...] = ()
+    must_be: bool | None = None  # attestations: the box must be ticked
+    expect: str | None = None  # "plan.<field>", "patient.<field>", "case.<field>"
+    required_if: Condition | None = None
+    max_length: int | None = None
+    not_future: bool = False
+    decimals: int | None = None  # number items checked against an expected value: precision
+    help: str = ""
+
+    def option_ids(self) -> tuple[str, ...]:
+        return tuple(o.id for o in self.options)
+
+
+@dataclass(frozen=True)
+class Step:
+    id: str
+    title: str
+    phase: str
+    roles: tuple[str, ...]
+    meaning: str
+    items: tuple[Item, ...]
+    next: str
+    instructions: tuple[str, ...] = ()
+    verifies: tuple[str, ...] = ()  # steps this one verifies: signer must differ from theirs
+    blinded_against: str | None = None  # independent double check: compare with this step
+    compare: tuple[str, ...] = ()  # items compared with blinded_against's entries and plan
+    evaluates_rules: bool = False
+    within_beyond_use: bool = False  # refuse when the bag would pass its beyond-use time
+    starts_infusion: bool = False
+    stops_infusion: bool = False
+    sets_beyond_use: str | None = None  # item id whose time starts the beyond-use clock
+    wastable: bool = False  # a prepared bag exists from this step on
+
+    def item(self, item_id: str) -> Item | None:
+        for it in self.items:
+            if it.id == item_id:
+                return it
+        return None
+
+
+@dataclass(frozen=True)
+class SideExit:
+    """Who may take a case off its walk (resume, discontinue, cancel, waste) and why."""
+
+    id: str
+    roles: tuple[str, ...]
+    meaning: str
+    reasons: tuple[Option, ...]
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    action: RuleAction
+    text: str
+    when: Condition
+    resume_when: Condition | None
+    source: str
+    confirmed: bool
+    note: str
+
+
+@dataclass(frozen=True)
+class VolumeBand:
+    """D5W volume for doses up to ``max_dose_iu`` (inclusive); None = no upper bound."""
+
+    max_dose_iu: Decimal | None
+    diluent_volume_ml: Decimal
+    source: str
+    confirmed: bool
+    note: str
+
+
+@dataclass(frozen=True)
+class Dosing:
+    dose_per_kg: Quantity  # IU/kg
+    vial_content: Quantity  # IU
+    vial_mass: Quantity  # mg
+    reconstitution_volume: Quantity  # mL per vial
+    reconstitution_diluent: str  # choice id of the only allowed diluent
+    reconstituted_concentration: Quantity  # IU/mL
+    reconstituted_mass_concentration: Quantity  # mg/mL (for the IU -> mg convention)
+    final_diluent: str
+    concentration_min: Quantity  # mcg/mL
+    concentration_max: Quantity  # mcg/mL
+    infusion_duration: Quantity  # min
+    beyond_use: Quantity  # h, from preparation to the end of the infusion
+    volume_bands: tuple[VolumeBand, ...]
+    weight_accepted_min: Quantity  # kg: below or above is refused as implausible
+    weight_accepted_max: Quantity
+    weight_adult_min: Quantity  # kg: outside is accepted with a warning
+    weight_adult_max: Quantity
+    weight_max_age: Quantity  # h: older dosing weights are flagged stale
+    in_line_filter: bool
+    mg_convention: str
+
+
+@dataclass(frozen=True)
+class Schedule:
+    min_interval: Quantity  # h
+    max_doses_per_cycle: Quantity
+    max_doses_per_course: Quantity
+    max_cycles_per_course: Quantity
+    cycle_days: Quantity  # d
+    rest_days: Quantity  # d
+
+
+@dataclass(frozen=True)
+class EligibilityTest:
+    id: str
+    title: str
+    result_item: str
+    date_item: str
+    source: str
+
+
+@dataclass(frozen=True)
+class Eligibility:
+    step: str
+    tests: tuple[EligibilityTest, ...]
+    max_age: Quantity  # d before the course starts
+
+
+@dataclass(frozen=True)
+class CourseRule:
+    """A rule over a whole course, e.g. "held 3 times: discontinue" (institution overlays).
+
+    Declarative like the dose rules: it counts held doses; no expression is evaluated.
+    """
+
+    id: str
+    action: RuleAction
+    text: str
+    held_doses_at_least: int
+    source: str
+    confirmed: bool
+    note: str
+
+
+@dataclass(frozen=True)
+class Product:
+    """A product the institution's formulary accepts for a scanned item (vial, diluent, bag)."""
+
+    gtin: str
+    kind: str  # the item prefix it may fill: "vial", "diluent" or "d5w"
+    description: str
+    source: str
+    confirmed: bool
+
+
+@dataclass(frozen=True)
+class OverlayRef:
+    """The institution overlay a protocol was combined with: named in records and exports."""
+
+    id: str
+    name: str
+    version: str
+    content_hash: str  # sha256 of the overlay file's bytes
+    path: str
+
+
+@dataclass(frozen=True)
+class Protocol:
+    id: str
+    name: str
+    version: str
+    drug: str
+    brand: str
+    content_hash: str  # sha256 of the file's bytes
+    path: str
+    sources: dict[str, Source]
+    roles: dict[str, Role]
+    steps: tuple[Step, ...]
+    initial: str
+    rules: tuple[Rule, ...]
+    dosing: Dosing
+    schedule: Schedule
+    eligibility: Eligibility
+    resume_step: str
+    final_states: tuple[str, ...]
+    side_exits: dict[str, SideExit]
+    # Set only on a protocol combined with an institution overlay (protocol.overlay.apply_overlay):
+    # content_hash is then the hash of the combination, base_hash the protocol file's own hash.
+    course_rules: tuple[CourseRule, ...] = ()
+    formulary: tuple[Product, ...] = ()
+    overlay: OverlayRef | None = None
+    base_hash: str | None = None
+
+    def identity(self) -> dict[str, object]:
+        """What a case_opened event records: the protocol and, if any, its overlay, by hash."""
+        out: dict[str, object] = {"id": self.id, "version": self.version, "hash": self.content_hash}
+        if self.overlay is not None:
+            out["protocol_hash"] = self.file_hash
+            out["overlay"] = {
+                "id": self.overlay.id,
+                "name": self.overlay.name,
+                "version": self.overlay.version,
+                "hash": self.overlay.content_hash,
+            }
+        return out
+
+    @property
+    def file_hash(self) -> str:
+        """SHA-256 of the protocol file itself (without any overlay)."""
+        return self.base_hash or self.content_hash
+
+    def step(self, step_id: str) -> Step:
+        for s in self.steps:
+            if s.id == step_id:
+                return s
+        raise KeyError(step_id)
+
+    def step_ids(self) -> tuple[str, ...]:
+        return tuple(s.id for s in self.steps)
+
+    def rule(self, rule_id: str) -> Rule:
+        for r in self.rules:
+            if r.id == rule_id:
+                return r
+        raise KeyError(rule_id)
+
+    def rule_item_ids(self) -> set[str]:
+        found: set[str] = set()
+        for r in self.rules:
+            found |= r.when.items()
+            if r.resume_when:
+                found |= r.resume_when.items()
+        return found
+
+    def ordered_steps_from(self, step_id: str) -> tuple[Step, ...]:
+        """Steps in the order the protocol walks them, starting at ``step_id``."""
+        out: list[Step] = []
+        current: str | None = step_id
+        ids = set(self.step_ids())
+        while current in ids:
+            step = self.step(current)
+            out.append(step)
+            current = step.next
+        return tuple(out)
+
+
+# Names an item's ``expect`` may point at. The machine supplies these values; the loader refuses
+# any other reference and any item whose type cannot hold the value.
+PLAN_FIELDS: dict[str, str] = {
+    "weight_kg": "number",
+    "dose_iu_per_kg": "number",
+    "dose_iu": "number",
+    "dose_mg": "number",
+    "vials": "integer",
+    "reconstitution_volume_ml_per_vial": "number",
+    "reconstituted_volume_ml": "number",
+    "diluent_volume_ml": "number",
+    "final_volume_ml": "number",
+    "final_concentration_mcg_per_ml": "number",
+    "infusion_minutes": "number",
+    "pump_rate_ml_per_h": "number",
+}
+PATIENT_FIELDS: dict[str, str] = {"mrn": "text", "date_of_birth": "date", "name": "text"}
+CASE_FIELDS: dict[str, str] = {
+    "cycle": "integer",
+    "dose_in_cycle": "integer",
+    "dose_in_course": "integer",
+    "beyond_use_at": "datetime",
+}
+PROTOCOL_FIELDS: dict[str, str] = {"drug": "text"}
+EXPECT_NAMESPACES: dict[str, dict[str, str]] = {
+    "plan": PLAN_FIELDS,
+    "patient": PATIENT_FIELDS,
+    "case": CASE_FIELDS,
+    "protocol": PROTOCOL_FIELDS,
+}
+SIDE_EXITS: tuple[str, ...] = ("resume", "discontinue", "cancel", "waste")
+# The side exits the engine implements; a protocol lists them so its graph can be checked.
+FINAL_STATES: tuple[str, ...] = ("completed", "discontinued", "cancelled", "wasted")
+HELD_STATE = "held"

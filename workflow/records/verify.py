@@ -1,0 +1,241 @@
+"""Verify a signed record PDF and say, check by check, what holds and what does not.
+
+The answer is always a :class:`VerificationResult`, never an exception: an auditor feeding a
+corrupt, truncated or foreign file must get "parsed: failed", not a traceback. Checks run in a
+fixed order; a check that cannot run because an earlier one failed is reported as skipped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal, TypeAlias
+
+from asn1crypto import x509 as asn1_x509
+from cryptography import x509 as crypto_x509
+from cryptography.hazmat.primitives import serialization
+from pyhanko.pdf_utils.reader import PdfFileReader
+from pyhanko.sign.diff_analysis import ModificationLevel
+from pyhanko.sign.validation import validate_pdf_signature
+from pyhanko.sign.validation.settings import KeyUsageConstraints
+from pyhanko.sign.validation.status import PdfSignatureStatus, SignatureCoverageLevel
+from pyhanko_certvalidator import ValidationContext
+
+Status = Literal["pass", "fail", "skip"]
+CHECK_NAMES = (
+    "parsed",
+    "has_signature",
+    "signature_intact",
+    "certificate_trusted",
+    "covers_whole_file",
+    "matches_archive",
+)
+# What a later signature may change in a revision an earlier one signed: adding its own field.
+_ALLOWED_AFTER_EARLIER = (ModificationLevel.NONE, ModificationLevel.FORM_FILLING)
+# A record signature stands for commitment; either usage bit is accepted so an institution's
+# certificate with only digitalSignature still works.
+_KEY_USAGE = KeyUsageConstraints(
+    key_usage={"digital_signature", "non_repudiation"}, match_all_key_usages=False
+)
+
+# asn1crypto objects (what pyHanko uses), cryptography objects, or DER bytes.
+Certificate: TypeAlias = "asn1_x509.Certificate | crypto_x509.Certificate | bytes"
+
+# pyHanko logs every failed path search with a traceback. A library must not print through
+# logging's last-resort handler; an application that configures logging still gets them.
+for _name in ("pyhanko", "pyhanko_certvalidator"):
+    logging.getLogger(_name).addHandler(logging.NullHandler())
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: Status
+    message: str
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "pass"
+
+
+@dataclass(frozen=True)
+class VerificationResult:
+    ok: bool
+    checks: tuple[Check, ...]
+    signers: tuple[str, ...] = ()
+    sha256: str = ""
+
+    def check(self, name: str) -> Check:
+        for c in self.checks:
+            if c.name == name:
+                return c
+        raise KeyError(name)
+
+    @property
+    def failed(self) -> tuple[Check, ...]:
+        return tuple(c for c in self.checks if c.status == "fail")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "sha256": self.sha256,
+            "signers": list(self.signers),
+            "checks": [
+                {"name": c.name, "status": c.status, "message": c.message} for c in self.checks
+            ],
+        }
+
+
+def _as_asn1(cert: Certificate) -> asn1_x509.Certificate:
+    if isinstance(cert, asn1_x509.Certificate):
+        return cert
+    if isinstance(cert, crypto_x509.Certificate):
+        return asn1_x509.Certificate.load(cert.public_bytes(serialization.Encoding.DER))
+    return asn1_x509.Certificate.load(cert)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text if len(text) <= 300 else text[:300] + "…"
+
+
+class _Run:
+    def __init__(self) -> None:
+        self.checks: dict[str, Check] = {}
+
+    def put(self, name: str, status: Status, message: str) -> None:
+        self.checks[name] = Check(name, status, message)
+
+    def skip_rest(self, reason: str) -> None:
+        for name in CHECK_NAMES:
+            if name not in self.checks:
+                self.put(name, "skip", f"not run: {reason}")
+
+
+class Verifier:
+    """Verifies records against one set of trust roots (parsed once, reused across files)."""
+
+    def __init__(self, trust_roots: Sequence[Certificate], *, at: datetime | None = None) -> None:
+        self._roots = [_as_asn1(c) for c in trust_roots]
+        self._at = at
+
+    def _context(self) -> ValidationContext:
+        # A fresh context per file: its "now" is fixed at construction, and a long-lived
+        # archive service must not judge next year's files by today's clock. Revocation
+        # data is not fetched: records are verified offline, against the site's own CA.
+        return ValidationContext(
+            trust_roots=self._roots,
+            moment=self._at,
+            allow_fetching=False,
+            revocation_mode="soft-fail",
+        )
+
+    def verify(self, pdf_bytes: bytes, expected_sha256: str | None = None) -> VerificationResult:
+        run = _Run()
+        digest = hashlib.sha256(pdf_bytes).hexdigest()
+        signers: list[str] = []
+        try:
+            self._signature_checks(pdf_bytes, run, signers)
+        except Exception as exc:  # hostile input may break the parser anywhere: report it
+            pending = next((n for n in CHECK_NAMES[:-1] if n not in run.checks), "parsed")
+            run.put(pending, "fail", f"unreadable: {_describe(exc)}")
+            run.skip_rest(f"{pending} failed")
+        if expected_sha256 is None:
+            run.put("matches_archive", "skip", "no archived hash given")
+        elif expected_sha256.strip().lower() == digest:
+            run.put("matches_archive", "pass", f"SHA-256 {digest} matches the archive")
+        else:
+            run.put(
+                "matches_archive",
+                "fail",
+                f"SHA-256 {digest} differs from the archived {expected_sha256}",
+            )
+        checks = tuple(run.checks[n] for n in CHECK_NAMES)
+        ok = all(c.status != "fail" for c in checks) and all(
+            c.passed for c in checks if c.name != "matches_archive"
+        )
+        return VerificationResult(ok, checks, tuple(signers), digest)
+
+    def _signature_checks(self, pdf_bytes: bytes, run: _Run, signers: list[str]) -> None:
+        if pdf_bytes.lstrip()[:5] != b"%PDF-":
+            run.put("parsed", "fail", "not a PDF file (no %PDF- header)")
+            run.skip_rest("the file is not a PDF")
+            return
+        reader = PdfFileReader(io.BytesIO(pdf_bytes), strict=False)
+        sigs = list(reader.embedded_regular_signatures)
+        run.put("parsed", "pass", f"PDF with {reader.xrefs.total_revisions} revision(s)")
+        if not sigs:
+            run.put("has_signature", "fail", "the PDF carries no signature")
+            run.skip_rest("there is no signature")
+            return
+        run.put("has_signature", "pass", f"{len(sigs)} signature(s)")
+        if not self._roots:
+            run.put("signature_intact", "skip", "not run: no trust roots given")
+            run.put("certificate_trusted", "fail", "no trust roots were given")
+            run.put("covers_whole_file", "skip", "not run: no trust roots given")
+            return
+
+        statuses: list[tuple[str, PdfSignatureStatus]] = []
+        for sig in sigs:
+            status = validate_pdf_signature(sig, self._context(), key_usage_settings=_KEY_USAGE)
+            statuses.append((str(sig.field_name), status))
+            signers.append(str(status.signing_cert.subject.human_friendly))
+
+        broken = [
+            f"{name}: {'digest mismatch' if not s.intact else 'bad signature value'}"
+            for name, s in statuses
+            if not (s.intact and s.valid)
+        ]
+        if broken:
+            run.put("signature_intact", "fail", "; ".join(broken))
+        else:
+            run.put("signature_intact", "pass", "every signature matches the bytes it covers")
+
+        # Trust is only judged for intact signatures: pyHanko does not evaluate the chain of a
+        # signature whose bytes no longer match, and "untrusted" there would mislead.
+        untrusted = [
+            f"{name}: {s.signing_cert.subject.human_friendly} "
+            f"({s.trust_problem_indic or 'untrusted'})"
+            for name, s in statuses
+            if s.intact and s.valid and not s.trusted
+        ]
+        if untrusted:
+            run.put("certificate_trusted", "fail", "; ".join(untrusted))
+        elif broken:
+            run.put("certificate_trusted", "skip", "not run: a signature is not intact")
+        else:
+            run.put("certificate_trusted", "pass", "every signer chains to a trust root")
+
+        run.put("covers_whole_file", *self._coverage(statuses, len(pdf_bytes)))
+
+    @staticmethod
+    def _coverage(
+        statuses: Sequence[tuple[str, PdfSignatureStatus]], size: int
+    ) -> tuple[Status, str]:
+        last_name, last = statuses[-1]
+        if last.coverage != SignatureCoverageLevel.ENTIRE_FILE:
+            return "fail", (
+                f"something was added after the last signature ({last_name}); "
+                f"coverage is {last.coverage.name if last.coverage else 'unknown'}"
+            )
+        for name, status in statuses[:-1]:
+            level = status.modification_level
+            if level not in _ALLOWED_AFTER_EARLIER or status.docmdp_ok is False:
+                return "fail", (
+                    f"the revision signed by {name} was changed afterwards "
+                    f"({level.name if level else 'unknown'})"
+                )
+        return "pass", f"the last signature ({last_name}) covers all {size} bytes"
+
+
+def verify(
+    pdf_bytes: bytes,
+    trust_roots: Sequence[Certificate],
+    expected_sha256: str | None = None,
+) -> VerificationResult:
+    """Verify one record PDF: signatures intact, trusted, covering the whole file, archived."""
+    return Verifier(trust_roots).verify(pdf_bytes, expected_sha256)

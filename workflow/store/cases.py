@@ -1,0 +1,59 @@
+"""Finding cases: one by id, a course's or patient's cases, and the worklist by state and time."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+from sqlalchemy import Connection, select
+
+from workflow.errors import InputError, NotFound
+
+from . import _schema as s
+from ._rows import case_from_row
+from .models import CaseRecord
+
+MAX_PAGE = 500
+
+
+def get_case(conn: Connection, case_id: str) -> CaseRecord:
+    row = conn.execute(select(s.cases).where(s.cases.c.id == case_id)).first()
+    if row is None:
+        raise NotFound(f"no case {case_id}")
+    return case_from_row(row)
+
+
+def list_cases(
+    conn: Connection,
+    *,
+    course_id: str | None = None,
+    patient_id: str | None = None,
+    states: Collection[str] | None = None,
+) -> list[CaseRecord]:
+    """Cases matching every filter given, in dose order."""
+    query = select(s.cases)
+    if course_id is not None:
+        query = query.where(s.cases.c.course_id == course_id)
+    if patient_id is not None:
+        query = query.where(s.cases.c.patient_id == patient_id)
+    if states is not None:
+        query = query.where(s.cases.c.state.in_(list(states)))
+    query = query.order_by(s.cases.c.scheduled_at, s.cases.c.dose_in_course, s.cases.c.id)
+    return [case_from_row(r) for r in conn.execute(query)]
+
+
+def worklist(
+    conn: Connection, states: Collection[str], *, limit: int = 50, offset: int = 0
+) -> list[CaseRecord]:
+    """Cases in any of ``states``, soonest scheduled first; one page of at most ``limit``."""
+    if not 1 <= limit <= MAX_PAGE:
+        raise InputError("limit", f"must be between 1 and {MAX_PAGE}")
+    if offset < 0:
+        raise InputError("offset", "must be 0 or more")
+    rows = conn.execute(
+        select(s.cases)
+        .where(s.cases.c.state.in_(list(states)))
+        .order_by(s.cases.c.scheduled_at, s.cases.c.id)
+        .limit(limit)
+        .offset(offset)
+    )
+    return [case_from_row(r) for r in rows]

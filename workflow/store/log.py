@@ -1,0 +1,349 @@
+"""The append-only, hash-chained event log: create a case, append to it, load it back.
+
+Every writer takes the ``log_head`` row lock first (``SELECT ... FOR UPDATE`` on PostgreSQL; the
+``BEGIN IMMEDIATE`` write lock on SQLite), so log positions are handed out one writer at a time
+and the lock order is always head, then case: no deadlocks. Optimistic concurrency is the
+conditional ``UPDATE cases SET version = new WHERE id = ? AND version = expected``; the
+``UNIQUE(case_id, seq)`` constraint is the backstop if that check is ever bypassed.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, insert, select, update
+from sqlalchemy.exc import IntegrityError as DBIntegrityError
+
+from workflow.errors import ConflictError, InputError, IntegrityError, NotFound
+from workflow.events import EVENT_TYPES, MEANINGS, Event
+
+from . import _schema as s
+from ._rows import case_from_row, event_columns, event_from_row, signature_from_row, signatures_for
+from .chain import GENESIS_HASH, event_hash, link_hash
+from .models import COURSE_ACTIVE, CaseRecord, Cosignature, StoredSignature
+
+CONFLICT_MESSAGE = "this case changed, reload"
+
+
+def create_case(
+    conn: Connection,
+    opening: Event,
+    *,
+    course_id: str,
+    cycle: int,
+    dose_in_cycle: int,
+    dose_in_course: int,
+    scheduled_at: datetime,
+    state: str,
+    protocol_version: str,
+    protocol_hash: str,
+    cosignatures: Sequence[Cosignature] = (),
+) -> CaseRecord:
+    _check_batch(opening.case_id, 1, [opening], cosignatures)
+    _check_protocol(protocol_version, protocol_hash)
+    _fits("case_id", opening.case_id, 64)
+    _fits("state", state, 100)
+    for name, value in (
+        ("cycle", cycle),
+        ("dose_in_cycle", dose_in_cycle),
+        ("dose_in_course", dose_in_course),
+    ):
+        if value < 1:
+            raise InputError(name, "must be 1 or more")
+    course = conn.execute(select(s.courses).where(s.courses.c.id == course_id)).first()
+    if course is None:
+        raise NotFound(f"no course {course_id}")
+    if course.status != COURSE_ACTIVE:
+        raise InputError("course_id", f"course {course_id} is {course.status}, not active")
+    _lock_head(conn)
+    values = {
+        "id": opening.case_id,
+        "course_id": course_id,
+        "patient_id": course.patient_id,
+        "cycle": cycle,
+        "dose_in_cycle": dose_in_cycle,
+        "dose_in_course": dose_in_course,
+        "state": state,
+        "version": 1,
+        "scheduled_at": scheduled_at,
+        "protocol_version": protocol_version,
+        "protocol_hash": protocol_hash,
+        "updated_at": opening.at,
+    }
+    try:
+        conn.execute(insert(s.cases).values(**values))
+    except DBIntegrityError:
+        raise ConflictError(f"case {opening.case_id} already exists") from None
+    _write_events(conn, [opening], protocol_version, protocol_hash, GENESIS_HASH, cosignatures)
+    row = conn.execute(select(s.cases).where(s.cases.c.id == opening.case_id)).one()
+    return case_from_row(row)
+
+
+def append(
+    conn: Connection,
+    case_id: str,
+    expected_version: int,
+    events: Sequence[Event],
+    *,
+    protocol_version: str,
+    protocol_hash: str,
+    state: str | None = None,
+    scheduled_at: datetime | None = None,
+    cosignatures: Sequence[Cosignature] = (),
+) -> CaseRecord:
+    _check_batch(case_id, expected_version + 1, events, cosignatures)
+    _check_protocol(protocol_version, protocol_hash)
+    _lock_head(conn)
+    _fits("state", state, 100)
+    new_version = expected_version + len(events)
+    changes: dict[str, Any] = {"version": new_version, "updated_at": events[-1].at}
+    if state is not None:
+        changes["state"] = state
+    if scheduled_at is not None:
+        changes["scheduled_at"] = scheduled_at
+    done = conn.execute(
+        update(s.cases)
+        .where(s.cases.c.id == case_id, s.cases.c.version == expected_version)
+        .values(**changes)
+    )
+    if done.rowcount != 1:
+        exists = conn.execute(select(s.cases.c.id).where(s.cases.c.id == case_id)).first()
+        if exists is None:
+            raise NotFound(f"no case {case_id}")
+        raise ConflictError(CONFLICT_MESSAGE)
+    prev = conn.execute(
+        select(s.events.c.hash).where(
+            s.events.c.case_id == case_id, s.events.c.seq == expected_version
+        )
+    ).first()
+    if prev is None:
+        raise IntegrityError(f"case {case_id}: event {expected_version} is missing from the log")
+    try:
+        _write_events(conn, events, protocol_version, protocol_hash, prev.hash, cosignatures)
+    except DBIntegrityError:
+        # UNIQUE(case_id, seq) fired: another writer got in despite the version check.
+        raise ConflictError(CONFLICT_MESSAGE) from None
+    row = conn.execute(select(s.cases).where(s.cases.c.id == case_id)).one()
+    return case_from_row(row)
+
+
+def load_events(conn: Connection, case_id: str, *, verify: bool = True) -> list[Event]:
+    """The case's events in order. With ``verify`` (the default) the case's chain is checked
+    while loading, so nobody replays a case whose log was altered (IntegrityError)."""
+    case = conn.execute(select(s.cases.c.version).where(s.cases.c.id == case_id)).first()
+    if case is None:
+        raise NotFound(f"no case {case_id}")
+    rows = conn.execute(
+        select(s.events).where(s.events.c.case_id == case_id).order_by(s.events.c.seq)
+    ).all()
+    events = [event_from_row(r) for r in rows]
+    if verify:
+        sigs = _signatures_by_event(conn, case_id, rows)
+        prev = GENESIS_HASH
+        for n, (row, event) in enumerate(zip(rows, events, strict=True), start=1):
+            if row.seq != n:
+                raise IntegrityError(f"case {case_id}: event {n} is missing from the log")
+            if row.prev_hash != prev or row.hash != event_hash(
+                prev, event, row.protocol_version, row.protocol_hash, sigs[row.id]
+            ):
+                raise IntegrityError(
+                    f"case {case_id}: event {n} was changed after it was "
+                    "written (hash chain broken)"
+                )
+            prev = row.hash
+        if len(events) != case.version:
+            raise IntegrityError(
+                f"case {case_id}: the case records {case.version} events, "
+                f"the log holds {len(events)}"
+            )
+    return events
+
+
+def case_chain_hash(conn: Connection, case_id: str) -> str:
+    """The hash of the case's newest event: what a record signed now is bound to."""
+    row = conn.execute(
+        select(s.events.c.hash)
+        .where(s.events.c.case_id == case_id)
+        .order_by(s.events.c.seq.desc())
+        .limit(1)
+    ).first()
+    if row is None:
+        raise NotFound(f"no case {case_id}")
+    return str(row.hash)
+
+
+def load_signatures(conn: Connection, case_id: str) -> list[StoredSignature]:
+    """Every signature on the case's events, in event order then signing order."""
+    rows = conn.execute(
+        select(s.signatures, s.events.c.seq)
+        .join(s.events, s.events.c.id == s.signatures.c.event_id)
+        .where(s.events.c.case_id == case_id)
+        .order_by(s.events.c.seq, s.signatures.c.id)
+    ).all()
+    return [signature_from_row(r, case_id, r.seq) for r in rows]
+
+
+def _signatures_by_event(
+    conn: Connection, case_id: str, rows: Sequence[Any]
+) -> dict[int, list[StoredSignature]]:
+    seq_of = {r.id: r.seq for r in rows}
+    out: dict[int, list[StoredSignature]] = defaultdict(list)
+    sig_rows = conn.execute(
+        select(s.signatures)
+        .join(s.events, s.events.c.id == s.signatures.c.event_id)
+        .where(s.events.c.case_id == case_id)
+        .order_by(s.signatures.c.id)
+    )
+    for r in sig_rows:
+        out[r.event_id].append(signature_from_row(r, case_id, seq_of[r.event_id]))
+    return out
+
+
+def _lock_head(conn: Connection) -> None:
+    conn.execute(select(s.log_head.c.id).where(s.log_head.c.id == 1).with_for_update()).one()
+
+
+@dataclass(frozen=True)
+class HashedEvent:
+    """One event with its signature rows and its link in the case's chain."""
+
+    event: Event
+    signatures: list[StoredSignature]
+    prev_hash: str
+    hash: str
+
+
+def hash_events(
+    events: Sequence[Event],
+    protocol_version: str,
+    protocol_hash: str,
+    prev_hash: str,
+    cosignatures: Sequence[Cosignature] = (),
+) -> list[HashedEvent]:
+    """The case-chain links of ``events`` following ``prev_hash``. The one place a stored
+    event's hash is computed: live appends and the bulk loader (``bulk.py``) both use it."""
+    out: list[HashedEvent] = []
+    for event in events:
+        sigs = signatures_for(event, cosignatures)
+        hash_ = event_hash(prev_hash, event, protocol_version, protocol_hash, sigs)
+        out.append(HashedEvent(event, sigs, prev_hash, hash_))
+        prev_hash = hash_
+    return out
+
+
+def _write_events(
+    conn: Connection,
+    events: Sequence[Event],
+    protocol_version: str,
+    protocol_hash: str,
+    prev_hash: str,
+    cosignatures: Sequence[Cosignature],
+) -> None:
+    head = conn.execute(select(s.log_head).where(s.log_head.c.id == 1)).one()
+    position, chain = head.event_count, head.head_hash
+    for link in hash_events(events, protocol_version, protocol_hash, prev_hash, cosignatures):
+        event, sigs, hash_ = link.event, link.signatures, link.hash
+        position += 1
+        chain = link_hash(chain, position, hash_)
+        result = conn.execute(
+            insert(s.events).values(
+                **event_columns(event),
+                log_seq=position,
+                protocol_version=protocol_version,
+                protocol_hash=protocol_hash,
+                prev_hash=link.prev_hash,
+                hash=hash_,
+                chain_hash=chain,
+            )
+        )
+        event_id = result.inserted_primary_key[0]  # type: ignore[index]
+        for sig in sigs:
+            conn.execute(
+                insert(s.signatures).values(
+                    event_id=event_id,
+                    user_id=sig.user_id,
+                    printed_name=sig.printed_name,
+                    role=sig.role,
+                    meaning=sig.meaning,
+                    signed_at=sig.signed_at,
+                    content_hash=sig.content_hash,
+                )
+            )
+    conn.execute(
+        update(s.log_head)
+        .where(s.log_head.c.id == 1)
+        .values(event_count=position, head_hash=chain, updated_at=events[-1].at)
+    )
+
+
+def _check_batch(
+    case_id: str, first_seq: int, events: Sequence[Event], cosignatures: Sequence[Cosignature]
+) -> None:
+    """Refuse a malformed batch before anything is written (these are caller mistakes)."""
+    if not events:
+        raise InputError("events", "nothing to append")
+    if first_seq < 1:
+        raise InputError("expected_version", "must be 0 or more")
+    for offset, event in enumerate(events):
+        if event.case_id != case_id:
+            raise InputError(
+                "events", f"event {event.seq} belongs to case {event.case_id}, not {case_id}"
+            )
+        if event.seq != first_seq + offset:
+            raise InputError(
+                "events",
+                f"event numbers must continue the case: expected "
+                f"{first_seq + offset}, got {event.seq}",
+            )
+        if event.type not in EVENT_TYPES:
+            raise InputError(
+                "events", f"unknown event type {event.type!r}", ", ".join(sorted(EVENT_TYPES))
+            )
+        if event.meaning is not None:
+            if event.meaning not in MEANINGS:
+                raise InputError(
+                    "meaning",
+                    f"unknown signature meaning {event.meaning!r}",
+                    ", ".join(sorted(MEANINGS)),
+                )
+            if event.actor is None:
+                raise InputError(
+                    "events", f"event {event.seq} has a signature meaning but no signer"
+                )
+        if event.corrects is not None and not 1 <= event.corrects < event.seq:
+            raise InputError("corrects", f"event {event.seq} can only correct an earlier event")
+        _fits("step", event.step, 100)
+        if event.actor is not None:
+            _fits("user_id", event.actor.user_id, 64)
+            _fits("name", event.actor.name, 200)
+            _fits("role", event.actor.role, 32)
+        try:
+            event.content_hash()  # refuses naive times and floats in data
+        except (TypeError, ValueError) as exc:
+            raise InputError("events", f"event {event.seq}: {exc}") from None
+    seqs = {e.seq for e in events}
+    for co in cosignatures:
+        _fits("user_id", co.signer.user_id, 64)
+        _fits("name", co.signer.name, 200)
+        _fits("role", co.signer.role, 32)
+        if co.seq not in seqs:
+            raise InputError("cosignatures", f"no event {co.seq} in this batch")
+        if co.meaning not in MEANINGS:
+            raise InputError(
+                "meaning", f"unknown signature meaning {co.meaning!r}", ", ".join(sorted(MEANINGS))
+            )
+
+
+def _fits(field: str, value: str | None, limit: int) -> None:
+    if value is not None and len(value) > limit:
+        raise InputError(field, f"is longer than {limit} characters")
+
+
+def _check_protocol(version: str, hash_: str) -> None:
+    _fits("protocol_version", version, 32)
+    if len(hash_) != 64:
+        raise InputError("protocol_hash", "must be a SHA-256 hex digest")

@@ -1,0 +1,318 @@
+"""The Store: one object the rest of Bedside talks to for everything durable.
+
+Each method is one transaction. Writes on SQLite take the database write lock at the start
+(``BEGIN IMMEDIATE``), so they queue instead of failing; reads see one consistent snapshot.
+Times that the store itself stamps (registration, course start) come from the injected clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterator, Sequence
+from datetime import date, datetime
+from types import TracebackType
+
+from sqlalchemy import Engine
+
+from workflow.clock import Clock, SystemClock
+from workflow.events import Event
+
+from . import archive_index, bulk, cases, log, patients, protocols, verify
+from ._tx import read_tx, write_tx
+from .models import (
+    ArchivedRecord,
+    CaseRecord,
+    ChainReport,
+    Cosignature,
+    Course,
+    Patient,
+    StoredSignature,
+)
+
+
+class Store:
+    def __init__(self, engine: Engine, clock: Clock | None = None) -> None:
+        self.engine = engine
+        self.clock: Clock = clock or SystemClock()
+
+    @property
+    def dialect(self) -> str:
+        """``"sqlite"`` or ``"postgresql"``."""
+        return self.engine.dialect.name
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # --- event log -------------------------------------------------------------------------
+
+    def create_case(
+        self,
+        opening: Event,
+        *,
+        course_id: str,
+        cycle: int,
+        dose_in_cycle: int,
+        dose_in_course: int,
+        scheduled_at: datetime,
+        state: str,
+        protocol_version: str,
+        protocol_hash: str,
+        cosignatures: Sequence[Cosignature] = (),
+    ) -> CaseRecord:
+        """Insert the case row and its first event (``opening``, seq 1; its ``case_id`` is the
+        new case's id) in one transaction. Raises NotFound (course), InputError (bad event,
+        course not active, numbers < 1), ConflictError (case id already used)."""
+        with write_tx(self.engine) as conn:
+            return log.create_case(
+                conn,
+                opening,
+                course_id=course_id,
+                cycle=cycle,
+                dose_in_cycle=dose_in_cycle,
+                dose_in_course=dose_in_course,
+                scheduled_at=scheduled_at,
+                state=state,
+                protocol_version=protocol_version,
+                protocol_hash=protocol_hash,
+                cosignatures=cosignatures,
+            )
+
+    def append(
+        self,
+        case_id: str,
+        expected_version: int,
+        events: Sequence[Event],
+        *,
+        protocol_version: str,
+        protocol_hash: str,
+        state: str | None = None,
+        scheduled_at: datetime | None = None,
+        cosignatures: Sequence[Cosignature] = (),
+    ) -> CaseRecord:
+        """Append ``events`` (seq ``expected_version + 1``, ...) atomically; optionally set the
+        case's projected ``state`` and ``scheduled_at``. Events with an actor and a meaning
+        become signature rows. Returns the updated case row.
+
+        Raises ConflictError("this case changed, reload") when the case is no longer at
+        ``expected_version`` (nothing is written), NotFound, InputError (malformed batch),
+        IntegrityError (the case's last event is missing from the log)."""
+        with write_tx(self.engine) as conn:
+            return log.append(
+                conn,
+                case_id,
+                expected_version,
+                events,
+                protocol_version=protocol_version,
+                protocol_hash=protocol_hash,
+                state=state,
+                scheduled_at=scheduled_at,
+                cosignatures=cosignatures,
+            )
+
+    def bulk_load(
+        self,
+        *,
+        patients: Sequence[Patient] = (),
+        courses: Sequence[Course] = (),
+        cases: Sequence[bulk.BulkCase] = (),
+        records: Sequence[ArchivedRecord] = (),
+    ) -> bulk.BulkResult:
+        """Write many new patients, courses, whole cases and archive index rows in one
+        transaction (``bedside dev seed``); hashes exactly as :meth:`append` would."""
+        with write_tx(self.engine) as conn:
+            return bulk.bulk_load(
+                conn, patients=patients, courses=courses, cases=cases, records=records
+            )
+
+    def load_events(self, case_id: str, *, verify: bool = True) -> list[Event]:
+        """The case's events in seq order, checked against the case's hash chain unless
+        ``verify=False``. Raises NotFound, IntegrityError (the stored case was altered)."""
+        with read_tx(self.engine) as conn:
+            return log.load_events(conn, case_id, verify=verify)
+
+    def load_case(self, case_id: str) -> tuple[CaseRecord, list[Event]]:
+        """The case row and its verified events, from one snapshot (version == len(events))."""
+        with read_tx(self.engine) as conn:
+            return cases.get_case(conn, case_id), log.load_events(conn, case_id)
+
+    def case_chain_hash(self, case_id: str) -> str:
+        with read_tx(self.engine) as conn:
+            return log.case_chain_hash(conn, case_id)
+
+    def load_signatures(self, case_id: str) -> list[StoredSignature]:
+        with read_tx(self.engine) as conn:
+            return log.load_signatures(conn, case_id)
+
+    def verify_chains(self) -> ChainReport:
+        """Check the whole log; ``report.ok`` or ``report.first_problem`` names what broke."""
+        with read_tx(self.engine) as conn:
+            return verify.verify_chains(conn)
+
+    # --- cases -------------------------------------------------------------------------------
+
+    def get_case(self, case_id: str) -> CaseRecord:
+        with read_tx(self.engine) as conn:
+            return cases.get_case(conn, case_id)
+
+    def list_cases(
+        self,
+        *,
+        course_id: str | None = None,
+        patient_id: str | None = None,
+        states: Collection[str] | None = None,
+    ) -> list[CaseRecord]:
+        with read_tx(self.engine) as conn:
+            return cases.list_cases(conn, course_id=course_id, patient_id=patient_id, states=states)
+
+    def worklist(
+        self, states: Collection[str], *, limit: int = 50, offset: int = 0
+    ) -> list[CaseRecord]:
+        with read_tx(self.engine) as conn:
+            return cases.worklist(conn, states, limit=limit, offset=offset)
+
+    # --- patients and courses --------------------------------------------------------------
+
+    def add_patient(
+        self,
+        *,
+        mrn: str,
+        family_name: str,
+        given_name: str,
+        date_of_birth: date | str,
+        created_by: str,
+    ) -> Patient:
+        """Register a patient. Raises InputError naming the field: ``mrn`` (missing, malformed
+        or already registered: nothing is written), ``family_name``, ``given_name``,
+        ``date_of_birth`` (not YYYY-MM-DD, in the future, before 1900)."""
+        with write_tx(self.engine) as conn:
+            return patients.add_patient(
+                conn,
+                mrn=mrn,
+                family_name=family_name,
+                given_name=given_name,
+                date_of_birth=date_of_birth,
+                created_by=created_by,
+                now=self.clock.now(),
+            )
+
+    def get_patient(self, patient_id: str) -> Patient:
+        with read_tx(self.engine) as conn:
+            return patients.get_patient(conn, patient_id)
+
+    def find_patient_by_mrn(self, mrn: str) -> Patient | None:
+        with read_tx(self.engine) as conn:
+            return patients.find_patient_by_mrn(conn, mrn)
+
+    def list_patients(self, *, limit: int = 100, offset: int = 0) -> list[Patient]:
+        with read_tx(self.engine) as conn:
+            return patients.list_patients(conn, limit=limit, offset=offset)
+
+    def start_course(
+        self,
+        patient_id: str,
+        *,
+        protocol_id: str,
+        protocol_version: str,
+        protocol_hash: str,
+        started_at: datetime | None = None,
+    ) -> Course:
+        """Open a course. Raises NotFound (patient), ConflictError (an active course exists),
+        InputError (protocol_hash not a SHA-256 digest)."""
+        with write_tx(self.engine) as conn:
+            return patients.start_course(
+                conn,
+                patient_id=patient_id,
+                protocol_id=protocol_id,
+                protocol_version=protocol_version,
+                protocol_hash=protocol_hash,
+                started_at=started_at or self.clock.now(),
+            )
+
+    def get_course(self, course_id: str) -> Course:
+        with read_tx(self.engine) as conn:
+            return patients.get_course(conn, course_id)
+
+    def list_courses(self, patient_id: str) -> list[Course]:
+        with read_tx(self.engine) as conn:
+            return patients.list_courses(conn, patient_id)
+
+    def set_course_status(self, course_id: str, status: str) -> Course:
+        """Close an active course (``completed`` or ``discontinued``)."""
+        with write_tx(self.engine) as conn:
+            return patients.set_course_status(conn, course_id, status)
+
+    # --- protocol texts ----------------------------------------------------------------------
+
+    def save_protocol_text(
+        self, text: bytes, *, protocol_id: str, version: str, kind: str = "protocol"
+    ) -> str:
+        with write_tx(self.engine) as conn:
+            return protocols.save_protocol_text(
+                conn,
+                text=text,
+                protocol_id=protocol_id,
+                version=version,
+                kind=kind,
+                now=self.clock.now(),
+            )
+
+    def load_protocol_text(self, sha: str) -> tuple[str, bytes]:
+        with read_tx(self.engine) as conn:
+            return protocols.load_protocol_text(conn, sha)
+
+    # --- archive index -----------------------------------------------------------------------
+
+    def add_archived_record(self, record: ArchivedRecord) -> None:
+        with write_tx(self.engine) as conn:
+            archive_index.add_archived_record(conn, record)
+
+    def get_archived_record(self, sha256: str) -> ArchivedRecord:
+        with read_tx(self.engine) as conn:
+            return archive_index.get_archived_record(conn, sha256)
+
+    def search_archive(
+        self,
+        *,
+        text: str | None = None,
+        mrn: str | None = None,
+        case_id: str | None = None,
+        signed_from: datetime | None = None,
+        signed_to: datetime | None = None,
+        limit: int = 50,
+        offset: int = 0,
+        before: tuple[datetime, str] | None = None,
+    ) -> list[ArchivedRecord]:
+        """Newest first; ``before`` = (signed_at, sha256) of the previous page's last record
+        pages by key (constant cost per page) instead of by ``offset``."""
+        with read_tx(self.engine) as conn:
+            return archive_index.search_archive(
+                conn,
+                text=text,
+                mrn=mrn,
+                case_id=case_id,
+                signed_from=signed_from,
+                signed_to=signed_to,
+                limit=limit,
+                offset=offset,
+                before=before,
+            )
+
+    def iter_archive(self, batch: int = 500) -> Iterator[ArchivedRecord]:
+        """Every archived record, newest first, one keyset page (one transaction) at a time."""
+        before: tuple[datetime, str] | None = None
+        while True:
+            page = self.search_archive(limit=batch, before=before)
+            yield from page
+            if len(page) < batch:
+                return
+            before = (page[-1].signed_at, page[-1].sha256)

@@ -1,0 +1,172 @@
+"""``audit verify``: walk the whole log and say where it was first altered.
+
+Checked, in log order: every log position present; each event's stored content matches its hash
+(event fields, protocol, signature rows); each event links to its case's previous event; each
+signature is bound to its event's content; each link of the whole-log chain; and at the end the
+log head (length and last hash) and every case's recorded version. A deleted event leaves a gap;
+where the same gap shows up in a case (a missing event number) the report names that case and
+event.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from sqlalchemy import Connection, select
+
+from . import _schema as s
+from ._rows import event_from_row, signature_from_row
+from .chain import GENESIS_HASH, event_hash, link_hash
+from .models import ChainProblem, ChainReport
+
+MAX_PROBLEMS = 100
+
+
+@dataclass
+class _CaseWalk:
+    last_seq: int = 0
+    last_hash: str = GENESIS_HASH
+    last_position: int = 0
+
+
+@dataclass
+class _Walk:
+    problems: list[ChainProblem] = field(default_factory=list)
+    gaps: list[tuple[int, int, int]] = field(default_factory=list)  # (first, last, problem #)
+
+    def add(self, problem: ChainProblem) -> None:
+        if len(self.problems) < MAX_PROBLEMS:
+            self.problems.append(problem)
+
+    def gap(self, first: int, last: int, message: str) -> None:
+        self.gaps.append((first, last, len(self.problems)))
+        self.add(ChainProblem(first, None, None, message))
+
+    def missing(self, case_id: str, seq: int, after: int, before: int | None) -> None:
+        """Case ``case_id`` lacks event ``seq``, which sat between log positions ``after`` and
+        ``before``: name it in the matching log gap, or report it on its own."""
+        for first, last, index in self.gaps:
+            if after < first and (before is None or last < before) and index < len(self.problems):
+                gap = self.problems[index]
+                if gap.case_id is None:
+                    self.problems[index] = replace(
+                        gap,
+                        case_id=case_id,
+                        seq=seq,
+                        message=f"was deleted ({gap.message})",
+                    )
+                return
+        self.add(ChainProblem(before, case_id, seq, "is missing from the log (deleted)"))
+
+
+def verify_chains(conn: Connection) -> ChainReport:
+    walk = _Walk()
+    cases: dict[str, _CaseWalk] = defaultdict(_CaseWalk)
+    sigs = _signature_rows(conn)
+    expected_position = 1
+    chain: str | None = GENESIS_HASH
+    count = 0
+    rows = conn.execution_options(yield_per=1000).execute(
+        select(s.events).order_by(s.events.c.log_seq)
+    )
+    for row in rows:
+        count += 1
+        position = row.log_seq
+        if position > expected_position:
+            walk.gap(
+                expected_position,
+                position - 1,
+                _positions(expected_position, position - 1) + " missing from the log",
+            )
+            chain = None  # the link into this event cannot be checked: its predecessor is gone
+        case = cases[row.case_id]
+        problem = _check_event(row, case, sigs.get(row.id, []), walk)
+        if (
+            problem is None
+            and chain is not None
+            and link_hash(chain, position, row.hash) != (row.chain_hash)
+        ):
+            problem = "the whole-log chain is broken here (an event was changed, moved or "
+            problem += "removed just before it)"
+        if problem is not None:
+            walk.add(ChainProblem(position, row.case_id, row.seq, problem))
+        case.last_seq, case.last_hash, case.last_position = row.seq, row.hash, position
+        chain = row.chain_hash
+        expected_position = position + 1
+
+    head = conn.execute(select(s.log_head).where(s.log_head.c.id == 1)).first()
+    head_hash = head.head_hash if head is not None else GENESIS_HASH
+    if head is None:
+        walk.add(ChainProblem(None, None, None, "the log head row is missing"))
+    elif head.event_count > expected_position - 1:
+        walk.gap(
+            expected_position,
+            head.event_count,
+            _positions(expected_position, head.event_count) + " missing at the end of the log",
+        )
+    elif head.event_count < expected_position - 1 or head.head_hash != chain:
+        walk.add(
+            ChainProblem(
+                expected_position - 1,
+                None,
+                None,
+                "the log head does not match the last event of the log",
+            )
+        )
+
+    case_rows = conn.execute(select(s.cases.c.id, s.cases.c.version).order_by(s.cases.c.id))
+    n_cases = 0
+    for case_row in case_rows:
+        n_cases += 1
+        case = cases.get(case_row.id, _CaseWalk())
+        if case.last_seq < case_row.version:
+            walk.missing(case_row.id, case.last_seq + 1, case.last_position, None)
+        elif case.last_seq > case_row.version:
+            walk.add(
+                ChainProblem(
+                    case.last_position,
+                    case_row.id,
+                    case.last_seq,
+                    f"is beyond the case's recorded version {case_row.version}",
+                )
+            )
+
+    problems = sorted(walk.problems, key=lambda p: (p.position is None, p.position or 0))
+    return ChainReport(count, n_cases, head_hash, tuple(problems))
+
+
+def _check_event(row: Any, case: _CaseWalk, sig_rows: list[Any], walk: _Walk) -> str | None:
+    """What is wrong with this one event within its case, or None."""
+    event = event_from_row(row)
+    signatures = [signature_from_row(r, row.case_id, row.seq) for r in sig_rows]
+    recomputed = event_hash(
+        row.prev_hash, event, row.protocol_version, row.protocol_hash, signatures
+    )
+    if row.hash != recomputed:
+        # Checked first: when the content is forged, its seq cannot be trusted either.
+        return "its stored content does not match its hash (changed after it was written)"
+    if row.seq <= case.last_seq:
+        return f"appears in the log after event {case.last_seq} of its case (reordered)"
+    if row.seq > case.last_seq + 1:
+        for seq in range(case.last_seq + 1, row.seq):
+            walk.missing(row.case_id, seq, case.last_position, row.log_seq)
+    elif row.prev_hash != case.last_hash:
+        return "does not link to the previous event of its case (that event was changed)"
+    content = event.content_hash()
+    for sig in signatures:
+        if sig.content_hash != content:
+            return f"the signature of {sig.printed_name} is not bound to this event's content"
+    return None
+
+
+def _signature_rows(conn: Connection) -> dict[int, list[Any]]:
+    out: dict[int, list[Any]] = defaultdict(list)
+    for r in conn.execute(select(s.signatures).order_by(s.signatures.c.id)):
+        out[r.event_id].append(r)
+    return out
+
+
+def _positions(first: int, last: int) -> str:
+    return f"log position {first} is" if first == last else f"log positions {first}-{last} are"

@@ -1,0 +1,103 @@
+"""Server-side web sessions (table ``web_sessions``), shared by every ``bedside serve`` process.
+
+The browser holds only a random token; the row is keyed by the token's SHA-256, so a copy of the
+database does not hand out live cookies. Each function is one short transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, delete, insert, select, update
+
+from . import _schema as s
+from ._tx import read_tx, write_tx
+
+
+@dataclass(frozen=True)
+class WebSession:
+    id: str  # sha256 of the cookie token
+    user_id: str
+    username: str
+    created_at: datetime
+    last_seen_at: datetime
+    signing_started_at: datetime
+    signing_last_used_at: datetime
+    csrf_secret: str
+    ended_at: datetime | None
+    data: dict[str, Any]
+
+
+def token_key(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def create(engine: Engine, user_id: str, username: str, now: datetime) -> tuple[str, WebSession]:
+    """A new session; returns the cookie token (shown once, never stored) and the row."""
+    token = secrets.token_urlsafe(32)
+    values: dict[str, Any] = {
+        "id": token_key(token),
+        "user_id": user_id,
+        "username": username,
+        "created_at": now,
+        "last_seen_at": now,
+        "signing_started_at": now,
+        "signing_last_used_at": now,
+        "csrf_secret": secrets.token_hex(32),
+        "ended_at": None,
+        "data": "{}",
+    }
+    with write_tx(engine) as conn:
+        conn.execute(insert(s.web_sessions).values(**values))
+    values["data"] = {}
+    return token, WebSession(**values)
+
+
+def get(engine: Engine, token: str) -> WebSession | None:
+    with read_tx(engine) as conn:
+        row = conn.execute(
+            select(s.web_sessions).where(s.web_sessions.c.id == token_key(token))
+        ).first()
+    if row is None:
+        return None
+    m = dict(row._mapping)
+    m["data"] = json.loads(m["data"] or "{}")
+    return WebSession(**m)
+
+
+def touch(engine: Engine, session_id: str, now: datetime) -> None:
+    _set(engine, session_id, last_seen_at=now)
+
+
+def signed(engine: Engine, session_id: str, last_used: datetime, started: datetime) -> None:
+    """Record the 11.200 continuous signing session's new times after a signature."""
+    _set(engine, session_id, signing_started_at=started, signing_last_used_at=last_used)
+
+
+def end(engine: Engine, session_id: str, now: datetime) -> None:
+    with write_tx(engine) as conn:
+        conn.execute(
+            update(s.web_sessions)
+            .where(s.web_sessions.c.id == session_id, s.web_sessions.c.ended_at.is_(None))
+            .values(ended_at=now)
+        )
+
+
+def purge_ended(engine: Engine, before: datetime) -> int:
+    """Delete sessions that ended (or were last seen) before ``before``."""
+    t = s.web_sessions
+    with write_tx(engine) as conn:
+        result = conn.execute(delete(t).where(t.c.last_seen_at < before))
+        return int(result.rowcount or 0)
+
+
+def _set(engine: Engine, session_id: str, **values: Any) -> None:
+    with write_tx(engine) as conn:
+        conn.execute(
+            update(s.web_sessions).where(s.web_sessions.c.id == session_id).values(**values)
+        )

@@ -1,0 +1,132 @@
+"""Entries a careful team would make for each step, read off the case's own plan.
+
+Used by the demo and by tests that walk whole doses: every value comes from the plan, the
+patient and the clock, exactly as the bag label and the wristband would show them, so a walk
+exercises the same checks a real one does.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from .dosing import fmt
+from .events import format_time
+from .machine import Case
+
+_ATTESTATIONS = {
+    "order_matches_protocol",
+    "dose_calculation_checked",
+    "directed_against_vial_wall",
+    "swirled_not_shaken",
+    "no_other_drugs_mixed",
+    "label_applied",
+    "calculations_checked",
+    "label_checked",
+    "appearance_intact",
+    "bag_at_room_temperature",
+    "no_in_line_filter",
+    "dedicated_line",
+    "line_patent",
+    "record_reviewed",
+}
+
+
+def order_values(
+    weight_kg: str,
+    measured_at: datetime,
+    dose_per_kg: str = "600000",
+    source: str = "standing_scale",
+) -> dict[str, Any]:
+    return {
+        "dose_iu_per_kg": dose_per_kg,
+        "dosing_weight_kg": weight_kg,
+        "weight_source": source,
+        "weight_measured_at": format_time(measured_at),
+    }
+
+
+def normal_checks() -> dict[str, Any]:
+    return {
+        "sbp_mmhg": "112",
+        "spo2_pct": "97",
+        "mental_status": "normal",
+        "lethargy": "none",
+        "rhythm": "normal_sinus_rhythm",
+        "vt_sustained_beats": "0",
+        "ischemia_or_chest_pain": False,
+    }
+
+
+def values_for(case: Case, step_id: str, now: datetime) -> dict[str, Any]:
+    """Correct entries for ``step_id`` given what the case knows now."""
+    step = case.protocol.step(step_id)
+    plan = case.plan
+    patient = case.patient
+    out: dict[str, Any] = {}
+    for item in step.items:
+        if item.id in _ATTESTATIONS:
+            out[item.id] = True
+    if step_id == "eligibility":
+        tested = (now - timedelta(days=14)).date().isoformat()
+        out.update(
+            stress_test_result="normal",
+            stress_test_date=tested,
+            pft_result="normal",
+            pft_date=tested,
+        )
+    elif step_id == "hold_checks":
+        out.update(normal_checks())
+    elif step_id == "reconstitution" and plan is not None:
+        expiry = (now + timedelta(days=200)).date().isoformat()
+        out.update(
+            vial_count=str(plan.vials),
+            vial_gtin="00349884001018",
+            vial_lot="PLK2291",
+            vial_expiry=expiry,
+            vial_entry="scanned",
+            diluent="sterile_water_for_injection",
+            diluent_lot="SW40812",
+            diluent_expiry=expiry,
+            diluent_volume_ml_per_vial="1.2",
+            prepared_at=format_time(now),
+        )
+    elif step_id == "dilution" and plan is not None:
+        expiry = (now + timedelta(days=300)).date().isoformat()
+        out.update(
+            withdrawn_volume_ml=fmt(plan.reconstituted_volume_ml, 2),
+            d5w_bag_volume_ml=fmt(plan.diluent_volume_ml, 0),
+            d5w_lot="D5W7731",
+            d5w_expiry=expiry,
+            container="pvc_bag",
+            final_volume_ml=fmt(plan.final_volume_ml, 1),
+        )
+    elif step_id == "pharmacy_verification":
+        out["visual_inspection"] = "pass"
+    elif step_id in ("double_check_first", "double_check_second") and plan and patient:
+        bud = case.beyond_use_at
+        out.update(
+            drug_name=case.protocol.drug,
+            dose_iu=fmt(plan.dose_iu, 0).replace(",", ""),
+            dosing_weight_kg=fmt(plan.weight_kg),
+            final_volume_ml=fmt(plan.final_volume_ml, 1),
+            route="intravenous",
+            infusion_minutes=fmt(plan.infusion_minutes),
+            pump_rate_ml_per_h=fmt(plan.pump_rate_ml_per_h, 0).replace(",", ""),
+            beyond_use_at=format_time(bud) if bud else "",
+            patient_mrn=patient.mrn,
+            patient_dob=patient.date_of_birth.isoformat(),
+            cycle=str(case.cycle),
+            dose_in_cycle=str(case.dose_in_cycle),
+        )
+    elif step_id == "pre_infusion" and plan and patient:
+        out.update(
+            patient_identifier_mrn=patient.mrn,
+            patient_identifier_dob=patient.date_of_birth.isoformat(),
+            pump_rate_set_ml_per_h=fmt(plan.pump_rate_ml_per_h, 0).replace(",", ""),
+        )
+    elif step_id == "infusion_stop":
+        out["outcome"] = "completed"
+    elif step_id == "observation":
+        out.update(sbp_mmhg="108", spo2_pct="96", vt_sustained_beats="0")
+    return out

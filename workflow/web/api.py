@@ -1,0 +1,426 @@
+"""The JSON API: every operation the pages offer, with the same rules and the same error shape.
+
+Authentication: ``POST /api/session`` with id and password returns the session cookie (HttpOnly,
+SameSite=Strict) and a CSRF token; every later POST sends the token in ``X-CSRF-Token``.
+Signatures carry the password again in the body, as on the pages.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field
+
+from workflow.labels import bag_label_pdf
+from workflow.store import web_sessions
+
+from . import actions
+from .context import web_of
+from .pages_audit import parse_day
+from .pages_auth import set_session_cookie
+from .present import case_json, worklist_row
+from .security import CSRF_HEADER, Viewer, check_csrf, csrf_token_for
+from .settings import ADMIN, AUDIT, CLINICAL, PHARMACY, RECORD_READERS, WARD
+
+
+class ErrorOut(BaseModel):
+    code: str
+    message: str
+    field: str | None = None
+    details: list[str] | None = None
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    s: {"model": ErrorOut} for s in (401, 403, 404, 409, 422)
+}
+router = APIRouter(prefix="/api", responses=ERRORS)
+
+
+class LoginIn(BaseModel):
+    username: str = Field(max_length=64)
+    password: str = Field(max_length=256)
+
+
+class SessionOut(BaseModel):
+    username: str
+    printed_name: str
+    roles: list[str]
+    csrf_token: str
+    signing_lapsed: bool = False
+
+
+class Signature(BaseModel):
+    expected_version: int = Field(ge=1)
+    password: str = Field(max_length=256)
+    username: str | None = Field(
+        default=None,
+        max_length=64,
+        description="Needed when the signing session lapsed, or for a second person signing",
+    )
+
+
+class StepIn(Signature):
+    values: dict[str, str | bool] = Field(default_factory=dict)
+
+
+class ExitIn(Signature):
+    action: str = Field(description="resume, discontinue, cancel or waste")
+    reason: str = Field(max_length=64)
+    note: str = Field(default="", max_length=2000)
+
+
+class CorrectionIn(Signature):
+    target_seq: int = Field(ge=1)
+    values: dict[str, str | bool]
+    reason: str = Field(max_length=2000)
+
+
+class WorklistRow(BaseModel):
+    id: str
+    version: int
+    patient: str
+    mrn: str
+    cycle: int
+    dose_in_cycle: int
+    doses_per_cycle: int
+    scheduled_at: str
+    scheduled_local: str
+    overdue: bool
+    state: str
+    on_hold: bool
+    step: str
+    phase: str
+    plan: dict[str, Any] | None
+
+
+class CaseOut(BaseModel):
+    id: str
+    version: int
+    state: str
+    patient: dict[str, str]
+    cycle: int
+    dose_in_cycle: int
+    doses_per_cycle: int
+    dose_in_course: int
+    scheduled_at: str
+    overdue: bool
+    on_hold: bool
+    closed: bool
+    next_step: dict[str, Any] | None
+    allowed_steps: list[str]
+    plan: dict[str, Any] | None
+    beyond_use_at: str | None
+    holds: list[dict[str, Any]]
+    differences: list[str]
+    mismatch: bool
+    flags: list[dict[str, Any]]
+    infusion_started_at: str | None
+    infusion_stopped_at: str | None
+    end: dict[str, Any] | None
+    entries: list[dict[str, Any]]
+
+
+class RecordOut(BaseModel):
+    sha256: str
+    case_id: str
+    kind: str
+    patient_name: str
+    mrn: str
+    dose_label: str
+    signed_at: str
+    lots: str
+    signers: str
+    state: str
+
+
+class VerifyOut(BaseModel):
+    ok: bool
+    sha256: str
+    signers: list[str]
+    checks: list[dict[str, str]]
+
+
+class UserOut(BaseModel):
+    username: str
+    printed_name: str
+    roles: list[str]
+    active: bool
+    must_change_password: bool
+    locked: bool
+
+
+class UserIn(BaseModel):
+    username: str = Field(max_length=64)
+    printed_name: str = Field(max_length=200)
+    roles: list[str]
+    password: str = Field(max_length=256)
+
+
+class PasswordIn(BaseModel):
+    password: str = Field(max_length=256)
+
+
+def _viewer(request: Request, roles: tuple[str, ...], post: bool = False) -> Viewer:
+    viewer = web_of(request).viewer(request, roles)
+    if post:
+        check_csrf(viewer, request.headers.get(CSRF_HEADER))
+    return viewer
+
+
+def need(roles: tuple[str, ...], post: bool = False) -> Any:
+    """A dependency: session, role (and a POST's CSRF header) are checked before the body is
+    validated, so a stranger learns nothing from validation messages."""
+
+    def dependency(request: Request) -> Viewer:
+        return _viewer(request, roles, post)
+
+    return Depends(dependency)
+
+
+CLINICAL_POST = need(CLINICAL, post=True)
+ADMIN_POST = need(ADMIN, post=True)
+
+
+def _case(request: Request, case_id: str, step: str | None = None) -> CaseOut:
+    web = web_of(request)
+    view = web.bedside.load(case_id)
+    data = case_json(view, web.bedside.tz, web.bedside.clock.now(), for_step=step)
+    return CaseOut(**data)
+
+
+@router.post("/session", response_model=SessionOut)
+def login(request: Request, body: LoginIn) -> Response:
+    web = web_of(request)
+    signing = web.bedside.identity.login(body.username, body.password)
+    token, session = web_sessions.create(
+        web.bedside.store.engine, signing.user_id, signing.username, web.bedside.clock.now()
+    )
+    user = web.bedside.identity.get_user_by_id(signing.user_id)
+    out = SessionOut(
+        username=user.username,
+        printed_name=user.printed_name,
+        roles=sorted(user.roles),
+        csrf_token=csrf_token_for(session),
+    )
+    response = JSONResponse(out.model_dump())
+    set_session_cookie(request, response, token)
+    return response
+
+
+@router.get("/session", response_model=SessionOut)
+def me(request: Request) -> SessionOut:
+    viewer = web_of(request).viewer(request, tuple(sorted({*CLINICAL, *AUDIT, *ADMIN})))
+    return SessionOut(
+        username=viewer.user.username,
+        printed_name=viewer.user.printed_name,
+        roles=sorted(viewer.user.roles),
+        csrf_token=viewer.csrf_token,
+        signing_lapsed=viewer.signing_lapsed,
+    )
+
+
+@router.post("/session/end", status_code=204)
+def logout(request: Request) -> Response:
+    web = web_of(request)
+    viewer = _viewer(request, tuple(sorted({*CLINICAL, *AUDIT, *ADMIN})), post=True)
+    web_sessions.end(web.bedside.store.engine, viewer.session.id, web.bedside.clock.now())
+    response = Response(status_code=204)
+    response.delete_cookie(web.settings.cookie_name)
+    return response
+
+
+@router.get("/ward", response_model=list[WorklistRow])
+def ward(request: Request) -> list[WorklistRow]:
+    web = web_of(request)
+    _viewer(request, WARD)
+    now = web.bedside.clock.now()
+    views = actions.worklist(web, actions.ward_states(web))
+    return [WorklistRow(**worklist_row(v, web.bedside.tz, now)) for v in views]
+
+
+@router.get("/pharmacy", response_model=list[WorklistRow])
+def pharmacy(request: Request) -> list[WorklistRow]:
+    web = web_of(request)
+    _viewer(request, PHARMACY)
+    now = web.bedside.clock.now()
+    views = actions.worklist(web, actions.pharmacy_states(web))
+    return [WorklistRow(**worklist_row(v, web.bedside.tz, now)) for v in views]
+
+
+@router.get("/cases/{case_id}", response_model=CaseOut)
+def get_case(request: Request, case_id: str, step: str | None = None) -> CaseOut:
+    """The case as a screen shows it; ``step`` applies that step's blinding."""
+    _viewer(request, CLINICAL)
+    return _case(request, case_id, step)
+
+
+@router.post("/cases/{case_id}/steps/{step_id}", response_model=CaseOut)
+def sign_step(
+    request: Request,
+    case_id: str,
+    step_id: str,
+    body: StepIn,
+    viewer: Viewer = CLINICAL_POST,
+) -> CaseOut:
+    web = web_of(request)
+    actions.sign_step(
+        web,
+        viewer,
+        case_id,
+        step_id,
+        body.expected_version,
+        body.values,
+        body.password,
+        body.username,
+    )
+    return _case(request, case_id, step_id)
+
+
+@router.post("/cases/{case_id}/exit", response_model=CaseOut)
+def side_exit(
+    request: Request, case_id: str, body: ExitIn, viewer: Viewer = CLINICAL_POST
+) -> CaseOut:
+    actions.side_exit(
+        web_of(request),
+        viewer,
+        case_id,
+        body.expected_version,
+        body.action,
+        body.reason,
+        body.note,
+        body.password,
+        body.username,
+    )
+    return _case(request, case_id)
+
+
+@router.post("/cases/{case_id}/corrections", response_model=CaseOut)
+def correct(
+    request: Request, case_id: str, body: CorrectionIn, viewer: Viewer = CLINICAL_POST
+) -> CaseOut:
+    actions.correct(
+        web_of(request),
+        viewer,
+        case_id,
+        body.expected_version,
+        body.target_seq,
+        body.values,
+        body.reason,
+        body.password,
+        body.username,
+    )
+    return _case(request, case_id)
+
+
+@router.get("/cases/{case_id}/label.pdf", response_class=Response)
+def label(request: Request, case_id: str) -> Response:
+    web = web_of(request)
+    _viewer(request, PHARMACY)
+    pdf = bag_label_pdf(web.bedside.load(case_id).case, web.bedside.tz)
+    return Response(pdf, media_type="application/pdf")
+
+
+@router.get("/cases/{case_id}/records", response_model=list[RecordOut])
+def case_records(request: Request, case_id: str) -> list[RecordOut]:
+    web = web_of(request)
+    _viewer(request, RECORD_READERS)
+    return [_record(r) for r in web.bedside.store.search_archive(case_id=case_id)]
+
+
+def _record(r: Any) -> RecordOut:
+    return RecordOut(
+        sha256=r.sha256,
+        case_id=r.case_id,
+        kind=r.kind,
+        patient_name=r.patient_name,
+        mrn=r.mrn,
+        dose_label=r.dose_label,
+        signed_at=r.signed_at.isoformat(),
+        lots=r.lots,
+        signers=r.signers,
+        state=r.state,
+    )
+
+
+@router.get("/archive", response_model=list[RecordOut])
+def archive(
+    request: Request,
+    q: str = "",
+    mrn: str = "",
+    date_from: str = "",
+    date_to: str = "",
+    lot: str = "",
+    signer: str = "",
+    state: str = "",
+) -> list[RecordOut]:
+    web = web_of(request)
+    _viewer(request, AUDIT)
+    rows = actions.search_archive(
+        web,
+        text=q,
+        mrn=mrn,
+        date_from=parse_day("date_from", date_from),
+        date_to=parse_day("date_to", date_to, end=True),
+        lot=lot,
+        signer=signer,
+        state=state,
+    )
+    return [_record(r) for r in rows]
+
+
+@router.get("/archive/{sha}", response_model=RecordOut)
+def record(request: Request, sha: str) -> RecordOut:
+    _viewer(request, AUDIT)
+    rec, _pdf = actions.record_bytes(web_of(request), sha)
+    return _record(rec)
+
+
+@router.get("/archive/{sha}/pdf", response_class=Response)
+def record_pdf(request: Request, sha: str) -> Response:
+    _viewer(request, RECORD_READERS)
+    _rec, pdf = actions.record_bytes(web_of(request), sha)
+    return Response(pdf, media_type="application/pdf")
+
+
+@router.post("/archive/{sha}/verify", response_model=VerifyOut)
+def verify(request: Request, sha: str) -> VerifyOut:
+    _viewer(request, AUDIT, post=True)
+    return VerifyOut(**actions.verify_record(web_of(request), sha))
+
+
+@router.get("/users", response_model=list[UserOut])
+def users(request: Request) -> list[UserOut]:
+    _viewer(request, ADMIN)
+    return [UserOut(**actions.user_json(u)) for u in web_of(request).bedside.identity.list_users()]
+
+
+@router.post("/users", response_model=UserOut, status_code=201)
+def add_user(request: Request, body: UserIn, viewer: Viewer = ADMIN_POST) -> UserOut:
+    user = web_of(request).bedside.identity.add_user(
+        body.username,
+        body.printed_name,
+        body.roles,
+        body.password,
+        by=viewer.user.id,
+        must_change_password=True,
+    )
+    return UserOut(**actions.user_json(user))
+
+
+@router.post("/users/{username}/deactivate", response_model=UserOut)
+def deactivate(request: Request, username: str) -> UserOut:
+    viewer = _viewer(request, ADMIN, post=True)
+    user = web_of(request).bedside.identity.deactivate(username, by=viewer.user.id)
+    return UserOut(**actions.user_json(user))
+
+
+@router.post("/users/{username}/reset-password", response_model=UserOut)
+def reset_password(
+    request: Request, username: str, body: PasswordIn, viewer: Viewer = ADMIN_POST
+) -> UserOut:
+    user = web_of(request).bedside.identity.reset_password(
+        username, body.password, by=viewer.user.id
+    )
+    return UserOut(**actions.user_json(user))

@@ -1,0 +1,67 @@
+"""JSON API for issue 7: a dose as FHIR, GS1 scans, the scan-failure report, and the pictures
+(state diagram and course timeline as SVG, for <img> tags in the pages)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
+
+from workflow.interop.export import case_bundle, scan_report
+from workflow.interop.gs1 import scan_to_values
+from workflow.pictures.state_diagram import state_diagram_svg
+from workflow.pictures.timeline import course_timeline, timeline_svg
+
+from .context import web_of
+from .settings import AUDIT, CLINICAL, PHARMACY, RECORD_READERS
+
+router = APIRouter(prefix="/api")
+
+
+class ScanIn(BaseModel):
+    item: str = Field(pattern="^(vial|diluent|d5w)$")
+    text: str = Field(max_length=512, description="the element string as the scanner typed it")
+
+
+@router.get("/cases/{case_id}/fhir")
+def case_fhir(request: Request, case_id: str) -> dict[str, Any]:
+    """A FHIR R4 Bundle: the dose's MedicationAdministration and a Provenance per signature."""
+    web = web_of(request)
+    web.viewer(request, RECORD_READERS)
+    return case_bundle(web.bedside, case_id)
+
+
+@router.post("/scan")
+def scan(request: Request, body: ScanIn) -> dict[str, Any]:
+    """Entry values from a GS1 scan, or 422 with reason unreadable|expired|unknown_product."""
+    web = web_of(request)
+    web.viewer(request, PHARMACY)
+    bedside = web.bedside
+    return scan_to_values(bedside.protocol, body.item, body.text, bedside.clock.now())
+
+
+@router.get("/reports/scan-failures")
+def scan_failures(request: Request) -> dict[str, Any]:
+    web = web_of(request)
+    web.viewer(request, AUDIT)
+    return scan_report(web.bedside)
+
+
+@router.get("/protocol/diagram.svg", response_class=Response)
+def diagram(request: Request) -> Response:
+    web = web_of(request)
+    web.viewer(request, CLINICAL)
+    return Response(state_diagram_svg(web.bedside.protocol), media_type="image/svg+xml")
+
+
+@router.get("/courses/{course_id}/timeline.svg", response_class=Response)
+def timeline(request: Request, course_id: str) -> Response:
+    web = web_of(request)
+    web.viewer(request, CLINICAL)
+    cases = web.bedside.course_cases(course_id)
+    protocol = cases[-1].protocol if cases else web.bedside.protocol
+    title = cases[-1].patient.name if cases and cases[-1].patient else f"course {course_id}"
+    svg = timeline_svg(course_timeline(protocol, cases, title))
+    return Response(svg, media_type="image/svg+xml")

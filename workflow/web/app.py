@@ -1,0 +1,54 @@
+"""The FastAPI application: pages, the JSON API, static files and the one error handler."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from jinja2 import Environment, FileSystemLoader
+
+from workflow.archive import Archive
+from workflow.service import Bedside
+
+from . import api, api_interop, errors, pages_audit, pages_auth, pages_clinical
+from .context import Web
+from .settings import WebSettings, default_templates_dir
+
+
+def create_app(
+    bedside: Bedside, settings: WebSettings | None = None, archive: Archive | None = None
+) -> FastAPI:
+    settings = settings or WebSettings()
+    folder = settings.templates_dir or default_templates_dir()
+    # Autoescape everything: a patient named <script> stays text.
+    env = Environment(loader=FileSystemLoader(str(folder)), autoescape=True)
+    templates = Jinja2Templates(env=env)
+    app = FastAPI(
+        title="Bedside",
+        summary="Checked, signed preparation and administration of high-dose aldesleukin",
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.web = Web(bedside, settings, templates, archive)
+    app.mount("/static", StaticFiles(directory=str(folder / "static")), name="static")
+    routers = (pages_auth.router, pages_clinical.router, pages_audit.router, api.router)
+    for router in (*routers, api_interop.router):
+        app.include_router(router)
+    errors.install(app, templates)
+
+    @app.middleware("http")
+    async def headers(request, call_next):  # type: ignore[no-untyped-def]
+        response = await call_next(request)
+        # Clinical pages must not be kept by shared browsers or proxies.
+        response.headers.setdefault("Cache-Control", "no-store")
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        response.headers.setdefault(
+            "Content-Security-Policy",
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+            "frame-ancestors 'none'; form-action 'self'",
+        )
+        return response
+
+    return app

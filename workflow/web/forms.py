@@ -1,0 +1,98 @@
+"""Step forms built from the protocol's items, generically: a protocol edit changes the forms.
+
+This turns items into widgets and a posted form back into the strings and booleans the service
+takes. It judges nothing: bounds, expiry, forbidden values and rules are the case machine's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, tzinfo
+from typing import Any
+
+from workflow.items import allowed_text
+from workflow.protocol.model import Item, Step
+
+# Choices with at most this many options are big radio buttons; more become a select.
+MAX_RADIOS = 6
+
+
+@dataclass
+class Widget:
+    item: Item
+    kind: str  # checkbox, yesno, radio, select, date, datetime, text, number, expiry
+    value: Any = None
+    hint: str = ""
+    attrs: dict[str, str] = field(default_factory=dict)
+
+
+def widgets(step: Step, prefill: Mapping[str, Any] | None = None) -> list[Widget]:
+    out = []
+    prefill = prefill or {}
+    for item in step.items:
+        value = prefill.get(item.id)
+        ranged = item.type in ("number", "integer", "expiry", "datetime")
+        hint = item.help or (allowed_text(item) if ranged else "")
+        attrs: dict[str, str] = {}
+        if item.type == "boolean":
+            kind = "checkbox" if item.must_be else "yesno"
+        elif item.type == "choice":
+            kind = "radio" if len(item.options) <= MAX_RADIOS else "select"
+        elif item.type in ("number", "integer"):
+            kind = "number"
+            attrs["inputmode"] = "numeric" if item.type == "integer" else "decimal"
+        elif item.type == "date":
+            kind = "date"
+        elif item.type == "datetime":
+            kind = "datetime"
+        elif item.type == "expiry":
+            kind = "expiry"
+            attrs["placeholder"] = "YYYY-MM or YYYY-MM-DD"
+        else:
+            kind = "text"
+            # Barcode scanners type like a keyboard and end with Enter; the page script turns
+            # that Enter into "next field" (without script the server refuses a half form).
+            attrs["data-scan"] = "1"
+            if item.max_length:
+                attrs["maxlength"] = str(item.max_length)
+        out.append(Widget(item, kind, value, hint, attrs))
+    return out
+
+
+def values_from_form(step: Step, form: Mapping[str, str], tz: tzinfo) -> dict[str, str | bool]:
+    """A posted form's values as the service takes them (strings and booleans). Empty fields
+    are left out, so a missing required item is the machine's refusal with its own words."""
+    values: dict[str, str | bool] = {}
+    for item in step.items:
+        raw = form.get(f"v_{item.id}")
+        if item.type == "boolean":
+            if item.must_be:
+                values[item.id] = raw in ("on", "yes", "true", "1")
+            elif raw in ("yes", "no"):
+                values[item.id] = raw == "yes"
+            continue
+        if raw is None or not raw.strip():
+            continue
+        text = raw.strip()
+        if item.type == "datetime":
+            text = _local_to_iso(text, tz)
+        values[item.id] = text
+    return values
+
+
+def _local_to_iso(text: str, tz: tzinfo) -> str:
+    """A browser's datetime-local (no zone) is wall time at the site; anything else is passed
+    on as typed for the machine to judge."""
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return text
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=tz)
+    return parsed.isoformat()
+
+
+def form_echo(step: Step, form: Mapping[str, str]) -> dict[str, Any]:
+    """What the person typed, to show again after a refusal (never the password)."""
+    return {item.id: form.get(f"v_{item.id}") for item in step.items}

@@ -1,0 +1,155 @@
+"""The auditor's archive (search, record view, one-click verification) and the admin's users."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+
+from fastapi import APIRouter, Request
+from fastapi.responses import RedirectResponse, Response
+from starlette.datastructures import FormData
+
+from workflow.errors import InputError
+from workflow.identity import ROLES
+
+from . import actions
+from .context import web_of
+from .formdata import FORM
+from .security import Viewer, check_csrf
+from .settings import ADMIN, AUDIT
+
+router = APIRouter(include_in_schema=False)
+
+
+def parse_day(field: str, text: str | None, end: bool = False) -> datetime | None:
+    """A search date (YYYY-MM-DD, site days) as a UTC bound; ``end`` makes it exclusive."""
+    if not text:
+        return None
+    try:
+        day = date.fromisoformat(text)
+    except ValueError:
+        raise InputError(field, f"'{text}' is not a date", "YYYY-MM-DD") from None
+    if end:
+        day += timedelta(days=1)
+    return datetime.combine(day, time(0, 0), tzinfo=UTC)
+
+
+@router.get("/archive")
+def archive(
+    request: Request,
+    q: str = "",
+    mrn: str = "",
+    date_from: str = "",
+    date_to: str = "",
+    lot: str = "",
+    signer: str = "",
+    state: str = "",
+) -> Response:
+    web = web_of(request)
+    viewer = web.viewer(request, AUDIT)
+    query = {
+        "q": q,
+        "mrn": mrn,
+        "date_from": date_from,
+        "date_to": date_to,
+        "lot": lot,
+        "signer": signer,
+        "state": state,
+    }
+    request.state.retry = ("archive.html", {"viewer": viewer, "rows": [], "query": query})
+    rows = actions.search_archive(
+        web,
+        text=q,
+        mrn=mrn,
+        date_from=parse_day("date_from", date_from),
+        date_to=parse_day("date_to", date_to, end=True),
+        lot=lot,
+        signer=signer,
+        state=state,
+    )
+    return web.templates.TemplateResponse(
+        request,
+        "archive.html",
+        {"viewer": viewer, "rows": rows, "query": query, "title": "Archive"},
+    )
+
+
+@router.get("/archive/{sha}")
+def record_view(request: Request, sha: str) -> Response:
+    web = web_of(request)
+    viewer = web.viewer(request, AUDIT)
+    record, _pdf = actions.record_bytes(web, sha)
+    return web.templates.TemplateResponse(
+        request,
+        "record.html",
+        {"viewer": viewer, "record": record, "result": None, "title": "Record"},
+    )
+
+
+@router.post("/archive/{sha}/verify")
+def verify(request: Request, sha: str, form: FormData = FORM) -> Response:
+    web = web_of(request)
+    viewer = web.viewer(request, AUDIT)
+    check_csrf(viewer, str(form.get("csrf_token", "")))
+    record, _pdf = actions.record_bytes(web, sha)
+    result = actions.verify_record(web, sha)
+    return web.templates.TemplateResponse(
+        request,
+        "record.html",
+        {"viewer": viewer, "record": record, "result": result, "title": "Record"},
+    )
+
+
+@router.get("/admin/users")
+def users(request: Request) -> Response:
+    web = web_of(request)
+    viewer = web.viewer(request, ADMIN)
+    return web.templates.TemplateResponse(request, "users.html", users_context(request, viewer))
+
+
+def users_context(request: Request, viewer: Viewer, notice: str = "") -> dict[str, object]:
+    web = web_of(request)
+
+    return {
+        "viewer": viewer,
+        "users": [actions.user_json(u) for u in web.bedside.identity.list_users()],
+        "roles": sorted(ROLES),
+        "notice": notice,
+        "title": "Users",
+    }
+
+
+@router.post("/admin/users")
+def add_user(request: Request, form: FormData = FORM) -> Response:
+    web = web_of(request)
+    viewer = web.viewer(request, ADMIN)
+    check_csrf(viewer, str(form.get("csrf_token", "")))
+    request.state.retry = ("users.html", users_context(request, viewer))
+    web.bedside.identity.add_user(
+        str(form.get("username", "")),
+        str(form.get("printed_name", "")),
+        [str(r) for r in form.getlist("roles")],
+        str(form.get("password", "")),
+        by=viewer.user.id,
+        must_change_password=True,
+    )
+    return RedirectResponse("/admin/users", status_code=303)
+
+
+@router.post("/admin/users/{username}/deactivate")
+def deactivate(request: Request, username: str, form: FormData = FORM) -> Response:
+    web = web_of(request)
+    viewer = web.viewer(request, ADMIN)
+    check_csrf(viewer, str(form.get("csrf_token", "")))
+    request.state.retry = ("users.html", users_context(request, viewer))
+    web.bedside.identity.deactivate(username, by=viewer.user.id)
+    return RedirectResponse("/admin/users", status_code=303)
+
+
+@router.post("/admin/users/{username}/reset-password")
+def reset_password(request: Request, username: str, form: FormData = FORM) -> Response:
+    web = web_of(request)
+    viewer = web.viewer(request, ADMIN)
+    check_csrf(viewer, str(form.get("csrf_token", "")))
+    request.state.retry = ("users.html", users_context(request, viewer))
+    web.bedside.identity.reset_password(username, str(form.get("password", "")), by=viewer.user.id)
+    return RedirectResponse("/admin/users", status_code=303)

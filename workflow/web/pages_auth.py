@@ -1,0 +1,132 @@
+"""Sign in and out (pages). The login form has its own CSRF token (a double-submit cookie)
+because there is no session yet to bind one to."""
+
+from __future__ import annotations
+
+import hmac
+from urllib.parse import urlparse
+
+from fastapi import APIRouter, Request
+from fastapi.responses import RedirectResponse, Response
+from starlette.datastructures import FormData
+
+from workflow.store import web_sessions
+
+from .context import web_of
+from .formdata import FORM
+from .security import (
+    LOGIN_CSRF_COOKIE,
+    CsrfFailed,
+    NotSignedIn,
+    check_csrf,
+    current_viewer,
+    new_login_csrf,
+)
+from .settings import ADMIN, AUDIT, PHARMACY, WARD
+
+router = APIRouter(include_in_schema=False)
+
+
+def secure(request: Request) -> bool:
+    setting = web_of(request).settings.secure_cookies
+    return request.url.scheme == "https" if setting is None else setting
+
+
+def set_session_cookie(request: Request, response: Response, token: str) -> None:
+    response.set_cookie(
+        web_of(request).settings.cookie_name,
+        token,
+        httponly=True,
+        samesite="strict",
+        secure=secure(request),
+        path="/",
+    )
+
+
+def home_for(roles: frozenset[str]) -> str:
+    if roles & set(WARD) and not roles & set(PHARMACY):
+        return "/ward"
+    if roles & set(PHARMACY):
+        return "/pharmacy"
+    if roles & set(WARD):
+        return "/ward"
+    if roles & set(AUDIT):
+        return "/archive"
+    if roles & set(ADMIN):
+        return "/admin/users"
+    return "/ward"
+
+
+def safe_next(target: str | None) -> str | None:
+    """Only a path on this site (no scheme, no host): never an open redirect."""
+    if not target:
+        return None
+    parsed = urlparse(target)
+    if parsed.scheme or parsed.netloc or not target.startswith("/") or target.startswith("//"):
+        return None
+    return target
+
+
+@router.get("/")
+def root(request: Request) -> Response:
+    web = web_of(request)
+    try:
+        viewer = current_viewer(request, web.bedside, web.settings)
+    except NotSignedIn:
+        return RedirectResponse("/login", status_code=303)
+    return RedirectResponse(home_for(viewer.user.roles), status_code=303)
+
+
+@router.get("/login")
+def login_page(request: Request, next: str | None = None, why: str | None = None) -> Response:
+    web = web_of(request)
+    token = new_login_csrf()
+    response = web.templates.TemplateResponse(
+        request,
+        "login.html",
+        {"csrf": token, "next": safe_next(next) or "", "why": why, "viewer": None},
+    )
+    response.set_cookie(
+        LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict", secure=secure(request)
+    )
+    return response
+
+
+@router.post("/login")
+def login(request: Request, form: FormData = FORM) -> Response:
+    web = web_of(request)
+    sent = str(form.get("csrf_token", ""))
+    cookie = request.cookies.get(LOGIN_CSRF_COOKIE, "")
+    token = new_login_csrf()
+    request.state.retry = (
+        "login.html",
+        {"csrf": token, "next": safe_next(str(form.get("next", ""))) or "", "viewer": None},
+    )
+    if not sent or not cookie or not hmac.compare_digest(sent, cookie):
+        raise CsrfFailed("The sign-in form expired; please try again.")
+    username = str(form.get("username", ""))
+    signing = web.bedside.identity.login(username, str(form.get("password", "")))
+    token_value, _session = web_sessions.create(
+        web.bedside.store.engine, signing.user_id, signing.username, web.bedside.clock.now()
+    )
+    user = web.bedside.identity.get_user_by_id(signing.user_id)
+    target = safe_next(str(form.get("next", ""))) or home_for(user.roles)
+    response = RedirectResponse(target, status_code=303)
+    set_session_cookie(request, response, token_value)
+    response.delete_cookie(LOGIN_CSRF_COOKIE)
+    return response
+
+
+@router.post("/logout")
+def logout(request: Request, form: FormData = FORM) -> Response:
+    web = web_of(request)
+    try:
+        viewer = current_viewer(request, web.bedside, web.settings)
+    except NotSignedIn:
+        return RedirectResponse("/login", status_code=303)
+
+    check_csrf(viewer, str(form.get("csrf_token", "")))
+    web_sessions.end(web.bedside.store.engine, viewer.session.id, web.bedside.clock.now())
+    response = RedirectResponse("/login?why=Signed+out.", status_code=303)
+    response.delete_cookie(web.settings.cookie_name)
+    return response

@@ -1,0 +1,199 @@
+"""The bedside tablet and the pharmacy bench: worklists, one step per screen, side exits, the
+bag label and the case's signed records."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import RedirectResponse, Response
+from starlette.datastructures import FormData
+
+from workflow.errors import InputError
+from workflow.events import format_time
+from workflow.labels import bag_label_pdf
+
+from . import actions
+from .context import Web, web_of
+from .formdata import FORM
+from .forms import form_echo, values_from_form, widgets
+from .present import blinded_steps, case_json, worklist_row
+from .security import Viewer, check_csrf
+from .settings import CLINICAL, PHARMACY, RECORD_READERS, WARD
+
+router = APIRouter(include_in_schema=False)
+
+
+def _version(form: Any) -> int:
+    raw = str(form.get("expected_version", ""))
+    if not raw.isdigit():
+        raise InputError("expected_version", "missing; reload the page")
+    return int(raw)
+
+
+@router.get("/ward")
+def ward(request: Request) -> Response:
+    web = web_of(request)
+    viewer = web.viewer(request, WARD)
+    now = web.bedside.clock.now()
+    rows = [
+        worklist_row(v, web.bedside.tz, now)
+        for v in actions.worklist(web, actions.ward_states(web))
+    ]
+    return web.templates.TemplateResponse(
+        request, "worklist.html", {"viewer": viewer, "rows": rows, "title": "Doses due"}
+    )
+
+
+@router.get("/pharmacy")
+def pharmacy(request: Request) -> Response:
+    web = web_of(request)
+    viewer = web.viewer(request, PHARMACY)
+    now = web.bedside.clock.now()
+    views = actions.worklist(web, actions.pharmacy_states(web))
+    rows = [worklist_row(v, web.bedside.tz, now) for v in views]
+    return web.templates.TemplateResponse(
+        request, "pharmacy.html", {"viewer": viewer, "rows": rows, "title": "Compounding queue"}
+    )
+
+
+def case_context(
+    web: Web,
+    viewer: Viewer,
+    case_id: str,
+    wanted: str | None,
+    echo: dict[str, Any] | None = None,
+    view: Any = None,
+) -> dict[str, Any]:
+    view = view or web.bedside.load(case_id)
+    step_id = actions.pick_step(view, viewer, wanted)
+    now = web.bedside.clock.now()
+    data = case_json(view, web.bedside.tz, now, for_step=step_id)
+    context: dict[str, Any] = {
+        "viewer": viewer,
+        "case": data,
+        "title": data["patient"]["name"],
+        "now_iso": format_time(now),
+    }
+    if step_id is not None:
+        step = view.case.protocol.step(step_id)
+        n, m = view.case.step_number(step_id)
+        fill = actions.prefill(view, step_id)
+        if echo:
+            fill.update({k: v for k, v in echo.items() if v is not None})
+        context["step"] = {
+            "id": step.id,
+            "title": step.title,
+            "n": n,
+            "m": m,
+            "instructions": step.instructions,
+            "meaning": step.meaning,
+            # Either side of an independent double check works from the label alone.
+            "blinded": bool(blinded_steps(view.case, step_id)),
+            "second_checker": bool(step.blinded_against),
+            "starts_infusion": step.starts_infusion,
+            "stops_infusion": step.stops_infusion,
+        }
+        context["widgets"] = widgets(step, fill)
+        # The blinded second checker signs with their own id on this tablet.
+        context["ask_username"] = viewer.signing_lapsed or bool(step.blinded_against)
+    exits = []
+    if not view.case.closed:
+        for name, side in view.case.protocol.side_exits.items():
+            if viewer.has_any(side.roles) and (name != "resume" or view.case.on_hold):
+                exits.append({"id": name, "reasons": side.reasons, "meaning": side.meaning})
+    context["exits"] = exits
+    context["can_label"] = (
+        viewer.has_any(PHARMACY) and view.case.beyond_use_at is not None and not view.case.closed
+    )
+    context["records"] = (
+        web.bedside.store.search_archive(case_id=case_id) if view.case.closed else []
+    )
+    context["pharmacy_screen"] = step_id is not None and view.case.protocol.step(step_id).phase in (
+        "compounding",
+    )
+    return context
+
+
+@router.get("/cases/{case_id}")
+def case_page(request: Request, case_id: str, step: str | None = None) -> Response:
+    web = web_of(request)
+    viewer = web.viewer(request, CLINICAL)
+    context = case_context(web, viewer, case_id, step)
+    return web.templates.TemplateResponse(request, "case.html", context)
+
+
+@router.post("/cases/{case_id}/steps/{step_id}")
+def sign_step(request: Request, case_id: str, step_id: str, form: FormData = FORM) -> Response:
+    web = web_of(request)
+    viewer = web.viewer(request, CLINICAL)
+    check_csrf(viewer, str(form.get("csrf_token", "")))
+    request.state.reload_url = f"/cases/{case_id}"
+    view = web.bedside.load(case_id)
+    step = view.case.protocol.step(step_id) if step_id in view.case.protocol.step_ids() else None
+    if step is None:
+        raise InputError("step", f"'{step_id}' is not a step of this case's protocol")
+    fields = {k: str(v) for k, v in form.items()}
+    request.state.retry = (
+        "case.html",
+        case_context(web, viewer, case_id, step_id, form_echo(step, fields), view=view),
+    )
+    values = values_from_form(step, fields, web.bedside.tz)
+    actions.sign_step(
+        web,
+        viewer,
+        case_id,
+        step_id,
+        _version(form),
+        values,
+        fields.get("password", ""),
+        fields.get("username") or None,
+    )
+    return RedirectResponse(f"/cases/{case_id}", status_code=303)
+
+
+@router.post("/cases/{case_id}/exit")
+def side_exit(request: Request, case_id: str, form: FormData = FORM) -> Response:
+    web = web_of(request)
+    viewer = web.viewer(request, CLINICAL)
+    check_csrf(viewer, str(form.get("csrf_token", "")))
+    request.state.reload_url = f"/cases/{case_id}"
+    request.state.retry = ("case.html", case_context(web, viewer, case_id, None))
+    actions.side_exit(
+        web,
+        viewer,
+        case_id,
+        _version(form),
+        str(form.get("action", "")),
+        str(form.get("reason", "")),
+        str(form.get("note", "")),
+        str(form.get("password", "")),
+        str(form.get("username", "")) or None,
+    )
+    return RedirectResponse(f"/cases/{case_id}", status_code=303)
+
+
+@router.get("/cases/{case_id}/label.pdf")
+def label(request: Request, case_id: str) -> Response:
+    web = web_of(request)
+    web.viewer(request, PHARMACY)
+    pdf = bag_label_pdf(web.bedside.load(case_id).case, web.bedside.tz)
+    return Response(
+        pdf,
+        media_type="application/pdf",
+        headers={"Content-Disposition": f'inline; filename="label-{case_id[:8]}.pdf"'},
+    )
+
+
+@router.get("/records/{sha}.pdf")
+def record_pdf(request: Request, sha: str, download: int = 0) -> Response:
+    web = web_of(request)
+    web.viewer(request, RECORD_READERS)
+    record, pdf = actions.record_bytes(web, sha)
+    how = "attachment" if download else "inline"
+    name = f"{record.kind}-{record.case_id[:8]}-{sha[:8]}.pdf"
+    return Response(
+        pdf,
+        media_type="application/pdf",
+        headers={"Content-Disposition": f'{how}; filename="{name}"'},
+    )

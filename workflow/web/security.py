@@ -1,0 +1,152 @@
+"""Who is asking: the session cookie, the idle timeout, CSRF tokens and role checks.
+
+Sessions live in the database (``workflow.store.web_sessions``) so several server processes
+share them. CSRF tokens are an HMAC of the session's secret: stateless to check, different for
+every session, never the cookie itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from fastapi import Request
+
+from workflow.errors import AuthError, BedsideError, NotFound
+from workflow.identity import Credentials, SessionPassword, SigningSession, User
+from workflow.service import Bedside
+from workflow.store import web_sessions
+from workflow.store.web_sessions import WebSession
+
+from .settings import WebSettings
+
+CSRF_FIELD = "csrf_token"
+CSRF_HEADER = "x-csrf-token"
+LOGIN_CSRF_COOKIE = "bedside_login_csrf"
+
+
+class NotSignedIn(BedsideError):
+    """No live session: pages redirect to the login, the API answers 401."""
+
+    code = "not_signed_in"
+
+
+class Forbidden(AuthError):
+    code = "forbidden"
+
+
+class CsrfFailed(AuthError):
+    code = "csrf_failed"
+
+
+@dataclass
+class Viewer:
+    """The signed-in person for one request."""
+
+    session: WebSession
+    user: User
+    csrf_token: str
+    signing_lapsed: bool  # 11.200: both components needed again for the next signature
+
+    def has_any(self, roles: Sequence[str]) -> bool:
+        return bool(self.user.roles.intersection(roles))
+
+
+def csrf_token_for(session: WebSession) -> str:
+    return hmac.new(session.csrf_secret.encode(), b"csrf", hashlib.sha256).hexdigest()
+
+
+def new_login_csrf() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def current_viewer(request: Request, bedside: Bedside, settings: WebSettings) -> Viewer:
+    """The live session's viewer, or NotSignedIn. Ends the session when idle too long."""
+    cached = getattr(request.state, "viewer", None)
+    if isinstance(cached, Viewer):
+        return cached
+    token = request.cookies.get(settings.cookie_name)
+    if not token:
+        raise NotSignedIn("Please sign in.")
+    engine = bedside.store.engine
+    session = web_sessions.get(engine, token)
+    now = bedside.clock.now()
+    if session is None or session.ended_at is not None:
+        raise NotSignedIn("Your session has ended; please sign in again.")
+    if now - session.last_seen_at > settings.idle_timeout:
+        web_sessions.end(engine, session.id, now)
+        minutes = int(settings.idle_timeout.total_seconds() // 60)
+        raise NotSignedIn(f"Signed out after {minutes} minutes without use; please sign in.")
+    try:
+        user = bedside.identity.get_user_by_id(session.user_id)
+    except NotFound:
+        raise NotSignedIn("Your account is gone; please sign in.") from None
+    if not user.active:
+        web_sessions.end(engine, session.id, now)
+        raise NotSignedIn("This account is deactivated.")
+    if now - session.last_seen_at >= settings.touch_every:
+        web_sessions.touch(engine, session.id, now)
+    viewer = Viewer(session, user, csrf_token_for(session), _lapsed(bedside, session, now))
+    request.state.viewer = viewer
+    return viewer
+
+
+def _lapsed(bedside: Bedside, session: WebSession, now: datetime) -> bool:
+    policy = bedside.identity.policy
+    return (
+        now - session.signing_last_used_at > policy.session_idle_limit
+        or now - session.signing_started_at > policy.session_max_length
+    )
+
+
+def require(viewer: Viewer, roles: Sequence[str]) -> None:
+    if not viewer.has_any(roles):
+        raise Forbidden(
+            f"{viewer.user.printed_name} holds {', '.join(sorted(viewer.user.roles))}; "
+            f"this needs one of: {', '.join(roles)}"
+        )
+
+
+def check_csrf(viewer: Viewer, sent: str | None) -> None:
+    if not sent or not hmac.compare_digest(sent, viewer.csrf_token):
+        raise CsrfFailed("The form's security token is missing or stale; reload the page.")
+
+
+@dataclass
+class Proof:
+    """A signature's proof and what to record in the session once it succeeds."""
+
+    proof: Credentials | SessionPassword
+    own: bool  # the session's own user signs (continuity is theirs to extend)
+
+
+def signing_proof(viewer: Viewer, password: str, username: str | None) -> Proof:
+    """Part 11: every signature asks for the password. Inside a continuous signing session the
+    password alone; after the session lapsed (or for a second person at the same tablet, such
+    as the blinded second checker) the username as well."""
+    typed = (username or "").strip().lower()
+    if typed and typed != viewer.user.username:
+        return Proof(Credentials(typed, password), own=False)
+    if typed:  # both components typed by the session's own user: continuity restarts
+        return Proof(Credentials(typed, password), own=True)
+    s = viewer.session
+    signing = SigningSession(
+        s.user_id, s.username, s.signing_started_at, s.signing_last_used_at, id=s.id
+    )
+    return Proof(SessionPassword(signing, password), own=True)
+
+
+def after_signature(bedside: Bedside, viewer: Viewer, proof: Proof) -> None:
+    if not proof.own:
+        return
+    now = bedside.clock.now()
+    engine = bedside.store.engine
+    if isinstance(proof.proof, Credentials):
+        web_sessions.signed(engine, viewer.session.id, now, now)
+    else:
+        sess = proof.proof.session
+        web_sessions.signed(engine, viewer.session.id, sess.last_used_at, sess.started_at)

@@ -1,0 +1,35 @@
+"""Settings of one ``bedside serve`` process."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from workflow.resources import templates_dir
+
+# Roles per audience: each page and API route names the set it serves.
+CLINICAL = ("nurse", "pharmacist", "pharmacy_technician", "prescriber")
+WARD = ("nurse", "prescriber", "pharmacist")
+PHARMACY = ("pharmacy_technician", "pharmacist")
+AUDIT = ("auditor",)
+RECORD_READERS = (*CLINICAL, "auditor")
+ADMIN = ("admin",)
+
+
+def default_templates_dir() -> Path:
+    return templates_dir() / "web"
+
+
+@dataclass(frozen=True)
+class WebSettings:
+    idle_timeout: timedelta = timedelta(minutes=15)
+    # "auto": Secure cookies when the request came over HTTPS (directly or via a proxy that
+    # uvicorn trusts for X-Forwarded-Proto); True/False force it.
+    secure_cookies: bool | None = None
+    cookie_name: str = "bedside_session"
+    templates_dir: Path | None = None
+    # last_seen_at is written at most this often: a write per request would serialise every
+    # read on SQLite for no gain in the idle timeout's precision.
+    touch_every: timedelta = timedelta(seconds=20)
+    worklist_limit: int = 100
