@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 from datetime import timedelta
+from typing import Any
 
 from ._app import home_of, open_app
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(sub: Any) -> None:
     p = sub.add_parser("serve", help="start the web UI and JSON API (default 127.0.0.1:8000)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
