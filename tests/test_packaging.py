@@ -7,6 +7,8 @@ import sys
 import zipfile
 from pathlib import Path
 
+from workflow.protocol import load_protocol
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -53,5 +55,6 @@ def test_wheel_carries_checklists_and_templates(tmp_path: Path) -> None:
     )
     assert probe.returncode == 0, probe.stderr
     lines = probe.stdout.splitlines()
-    assert lines[0].startswith(str(target)) and lines[1] == "1.0.0"
+    shipped = load_protocol(ROOT / "checklists" / "aldesleukin.yaml").version
+    assert lines[0].startswith(str(target)) and lines[1] == shipped
     assert lines[2].startswith(str(target))
