@@ -18,6 +18,8 @@ from .protocol.model import Item
 
 Value = Decimal | bool | str | date | datetime
 
+# No dose, volume, weight or count has more than 15 digits either side of the point.
+MAX_EXPONENT = 15
 _TRUE = {"true", "yes", "y", "1", "on"}
 _FALSE = {"false", "no", "n", "0", "off"}
 
@@ -117,6 +119,9 @@ def _number(item: Item, raw: Any, allowed: str) -> Decimal:
         raise _refuse(item, f"'{raw}' is not a number", allowed) from None
     if not value.is_finite():
         raise _refuse(item, f"'{raw}' is not a finite number", allowed)
+    if value and abs(value.adjusted()) > MAX_EXPONENT:
+        # "1e999999999" is 11 characters but a billion digits written out (or an Overflow).
+        raise _refuse(item, "is out of any sensible range", allowed)
     if item.type == "integer" and value != value.to_integral_value():
         raise _refuse(item, f"'{raw}' is not a whole number", allowed)
     if item.min is not None and value < item.min:

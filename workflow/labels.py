@@ -12,6 +12,7 @@ from datetime import tzinfo
 
 from reportlab.graphics.barcode import code128
 from reportlab.lib.units import mm
+from reportlab.lib.utils import simpleSplit
 from reportlab.pdfgen import canvas
 
 from .dosing import fmt
@@ -44,10 +45,16 @@ def bag_label_pdf(case: Case, tz: tzinfo) -> bytes:
     def line(text: str, size: float = 9, bold: bool = False, gap: float = 4.6) -> None:
         nonlocal y
         pdf.setFont("Helvetica-Bold" if bold else "Helvetica", size)
-        pdf.drawString(x, y, text[:70])
+        pdf.drawString(x, y, text)
         y -= gap * mm
 
-    line(patient.name, 12, bold=True, gap=5.5)
+    # The whole name, always: smaller, on two lines (more if it must), never off the label's edge.
+    for size in (12, 11, 10, 9, 8, 7):
+        names = simpleSplit(patient.name, "Helvetica-Bold", size, _width - 2 * x)
+        if len(names) <= 2 or size == 7:
+            break
+    for name in names:
+        line(name, size, bold=True, gap=size * 0.46)
     line(f"MRN {patient.mrn}    DOB {patient.date_of_birth.isoformat()}")
     line(f"{case.protocol.drug} ({case.protocol.brand})", 11, bold=True, gap=5.2)
     line(f"Dose {fmt(plan.dose_iu, 0)} IU = {fmt(plan.dose_mg, 4)} mg")

@@ -354,17 +354,17 @@ class Identity:
             raise e.AuthRefused(shown, message)
 
         if row is None:
+            # An unknown username locks after as many guesses as an account does, with the same
+            # words, or the lockout message would tell which usernames exist.
+            until = audit.unknown_locked_until(engine, typed, self.policy.lockout, now)
+            if until is not None:
+                refuse(e.ACCOUNT_LOCKED, e.ACCOUNT_LOCKED, _locked_message(until))
             self.passwords.burn(password)
-            refuse(e.UNKNOWN_USER, e.BAD_CREDENTIALS, e.BAD_CREDENTIALS_MESSAGE)
+            audit.count_unknown(engine, typed, action, now, self.policy.max_failed_attempts)
+            raise e.AuthRefused(e.BAD_CREDENTIALS, e.BAD_CREDENTIALS_MESSAGE)
         if row.locked_until is not None and row.locked_until > now:
             # No password check while locked: otherwise guessing could go on at full speed.
-            until = row.locked_until.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
-            refuse(
-                e.ACCOUNT_LOCKED,
-                e.ACCOUNT_LOCKED,
-                f"This account is locked until {until} "
-                "after too many wrong passwords; wait or ask an administrator.",
-            )
+            refuse(e.ACCOUNT_LOCKED, e.ACCOUNT_LOCKED, _locked_message(row.locked_until))
         if not self.passwords.verify(row.password_hash, password):
             self._count_failure(row, typed, action, now)
             raise e.AuthRefused(e.BAD_CREDENTIALS, e.BAD_CREDENTIALS_MESSAGE)
@@ -438,3 +438,11 @@ class Identity:
                     outcome=audit.OK,
                     reason=f"{failed}_failed_attempts",
                 )
+
+
+def _locked_message(until: datetime) -> str:
+    shown = until.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return (
+        f"This account is locked until {shown} "
+        "after too many wrong passwords; wait or ask an administrator."
+    )

@@ -7,12 +7,13 @@ Signatures carry the password again in the body, as on the pages.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
+from workflow.errors import InputError
 from workflow.labels import bag_label_pdf
 from workflow.store import web_sessions
 
@@ -34,11 +35,60 @@ class ErrorOut(BaseModel):
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     s: {"model": ErrorOut} for s in (401, 403, 404, 409, 422)
+} | {503: {"model": ErrorOut, "description": "The database is not answering; retry shortly"}}
+# Routes that read a body can also refuse one past ``WebSettings.max_body_bytes``.
+BODY_ERRORS: dict[int | str, dict[str, Any]] = {
+    413: {"model": ErrorOut, "description": "Request body larger than the server's limit"}
 }
-router = APIRouter(prefix="/api", responses=ERRORS)
+PDF: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"application/pdf": {}}, "description": "The PDF"}
+}
+NUL = "\x00"
 
 
-class LoginIn(BaseModel):
+def no_nul_in_url(request: Request) -> None:
+    """Path and query parameters: a NUL character is no identifier, date or search text (and
+    PostgreSQL refuses it in text), so it is bad input named by its parameter."""
+    for params in (request.path_params, request.query_params):
+        for name, value in params.items():
+            if NUL in str(value):
+                raise InputError(name, "must not contain a NUL character")
+
+
+router = APIRouter(prefix="/api", responses=ERRORS, dependencies=[Depends(no_nul_in_url)])
+
+
+def _reject_nul(value: Any) -> Any:
+    if isinstance(value, str) and NUL in value:
+        raise ValueError("must not contain a NUL character")
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _reject_nul(k)
+            _reject_nul(v)
+    elif isinstance(value, list):
+        for v in value:
+            _reject_nul(v)
+    return value
+
+
+class In(BaseModel):
+    """A request body: unknown fields are refused (a misspelt ``usernme`` is not silently
+    dropped from a signature), and so is a NUL character in any text."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _text(cls, value: Any) -> Any:
+        return _reject_nul(value)
+
+
+# An item id as the protocol defines them; a version or sequence number fits a database integer.
+ItemId = Annotated[str, StringConstraints(min_length=1, max_length=100)]
+MAX_INT = 2**31 - 1
+
+
+class LoginIn(In):
     username: str = Field(max_length=64)
     password: str = Field(max_length=256)
 
@@ -51,8 +101,8 @@ class SessionOut(BaseModel):
     signing_lapsed: bool = False
 
 
-class Signature(BaseModel):
-    expected_version: int = Field(ge=1)
+class Signature(In):
+    expected_version: int = Field(ge=1, le=MAX_INT)
     password: str = Field(max_length=256)
     username: str | None = Field(
         default=None,
@@ -62,7 +112,7 @@ class Signature(BaseModel):
 
 
 class StepIn(Signature):
-    values: dict[str, str | bool] = Field(default_factory=dict)
+    values: dict[ItemId, str | bool] = Field(default_factory=dict)
 
 
 class ExitIn(Signature):
@@ -72,8 +122,8 @@ class ExitIn(Signature):
 
 
 class CorrectionIn(Signature):
-    target_seq: int = Field(ge=1)
-    values: dict[str, str | bool]
+    target_seq: int = Field(ge=1, le=MAX_INT)
+    values: dict[ItemId, str | bool]
     reason: str = Field(max_length=2000)
 
 
@@ -151,14 +201,14 @@ class UserOut(BaseModel):
     locked: bool
 
 
-class UserIn(BaseModel):
+class UserIn(In):
     username: str = Field(max_length=64)
     printed_name: str = Field(max_length=200)
     roles: list[str]
     password: str = Field(max_length=256)
 
 
-class PasswordIn(BaseModel):
+class PasswordIn(In):
     password: str = Field(max_length=256)
 
 
@@ -186,11 +236,13 @@ ADMIN_POST = need(ADMIN, post=True)
 def _case(request: Request, case_id: str, step: str | None = None) -> CaseOut:
     web = web_of(request)
     view = web.bedside.load(case_id)
+    if step is not None and step not in view.case.protocol.step_ids():
+        raise InputError("step", f"'{step}' is not a step of this case's protocol")
     data = case_json(view, web.bedside.tz, web.bedside.clock.now(), for_step=step)
     return CaseOut(**data)
 
 
-@router.post("/session", response_model=SessionOut)
+@router.post("/session", response_model=SessionOut, responses=BODY_ERRORS)
 def login(request: Request, body: LoginIn) -> Response:
     web = web_of(request)
     signing = web.bedside.identity.login(body.username, body.password)
@@ -256,7 +308,7 @@ def get_case(request: Request, case_id: str, step: str | None = None) -> CaseOut
     return _case(request, case_id, step)
 
 
-@router.post("/cases/{case_id}/steps/{step_id}", response_model=CaseOut)
+@router.post("/cases/{case_id}/steps/{step_id}", response_model=CaseOut, responses=BODY_ERRORS)
 def sign_step(
     request: Request,
     case_id: str,
@@ -278,7 +330,7 @@ def sign_step(
     return _case(request, case_id, step_id)
 
 
-@router.post("/cases/{case_id}/exit", response_model=CaseOut)
+@router.post("/cases/{case_id}/exit", response_model=CaseOut, responses=BODY_ERRORS)
 def side_exit(
     request: Request, case_id: str, body: ExitIn, viewer: Viewer = CLINICAL_POST
 ) -> CaseOut:
@@ -296,7 +348,7 @@ def side_exit(
     return _case(request, case_id)
 
 
-@router.post("/cases/{case_id}/corrections", response_model=CaseOut)
+@router.post("/cases/{case_id}/corrections", response_model=CaseOut, responses=BODY_ERRORS)
 def correct(
     request: Request, case_id: str, body: CorrectionIn, viewer: Viewer = CLINICAL_POST
 ) -> CaseOut:
@@ -314,7 +366,7 @@ def correct(
     return _case(request, case_id)
 
 
-@router.get("/cases/{case_id}/label.pdf", response_class=Response)
+@router.get("/cases/{case_id}/label.pdf", response_class=Response, responses=PDF)
 def label(request: Request, case_id: str) -> Response:
     web = web_of(request)
     _viewer(request, PHARMACY)
@@ -377,7 +429,7 @@ def record(request: Request, sha: str) -> RecordOut:
     return _record(rec)
 
 
-@router.get("/archive/{sha}/pdf", response_class=Response)
+@router.get("/archive/{sha}/pdf", response_class=Response, responses=PDF)
 def record_pdf(request: Request, sha: str) -> Response:
     _viewer(request, RECORD_READERS)
     _rec, pdf = actions.record_bytes(web_of(request), sha)
@@ -396,7 +448,7 @@ def users(request: Request) -> list[UserOut]:
     return [UserOut(**actions.user_json(u)) for u in web_of(request).bedside.identity.list_users()]
 
 
-@router.post("/users", response_model=UserOut, status_code=201)
+@router.post("/users", response_model=UserOut, status_code=201, responses=BODY_ERRORS)
 def add_user(request: Request, body: UserIn, viewer: Viewer = ADMIN_POST) -> UserOut:
     user = web_of(request).bedside.identity.add_user(
         body.username,
@@ -416,7 +468,7 @@ def deactivate(request: Request, username: str) -> UserOut:
     return UserOut(**actions.user_json(user))
 
 
-@router.post("/users/{username}/reset-password", response_model=UserOut)
+@router.post("/users/{username}/reset-password", response_model=UserOut, responses=BODY_ERRORS)
 def reset_password(
     request: Request, username: str, body: PasswordIn, viewer: Viewer = ADMIN_POST
 ) -> UserOut:

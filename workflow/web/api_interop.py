@@ -5,22 +5,30 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from workflow.interop.export import case_bundle, scan_report
 from workflow.interop.gs1 import scan_to_values
 from workflow.pictures.state_diagram import state_diagram_svg
 from workflow.pictures.timeline import course_timeline, timeline_svg
 
+from .api import BODY_ERRORS, ERRORS, In, need, no_nul_in_url
 from .context import web_of
+from .security import Viewer
 from .settings import AUDIT, CLINICAL, PHARMACY, RECORD_READERS
 
-router = APIRouter(prefix="/api")
+# The same error shape, statuses and URL checks as the rest of the API.
+router = APIRouter(prefix="/api", responses=ERRORS, dependencies=[Depends(no_nul_in_url)])
+SVG: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"image/svg+xml": {}}, "description": "The picture"}
+}
+
+PHARMACY_USER = need(PHARMACY, post=True)  # a POST: the CSRF header too
 
 
-class ScanIn(BaseModel):
+class ScanIn(In):
     item: str = Field(pattern="^(vial|diluent|d5w)$")
     text: str = Field(max_length=512, description="the element string as the scanner typed it")
 
@@ -33,11 +41,11 @@ def case_fhir(request: Request, case_id: str) -> dict[str, Any]:
     return case_bundle(web.bedside, case_id)
 
 
-@router.post("/scan")
-def scan(request: Request, body: ScanIn) -> dict[str, Any]:
-    """Entry values from a GS1 scan, or 422 with reason unreadable|expired|unknown_product."""
+@router.post("/scan", responses=BODY_ERRORS)
+def scan(request: Request, body: ScanIn, viewer: Viewer = PHARMACY_USER) -> dict[str, Any]:
+    """Entry values from a GS1 scan, or 422 with reason unreadable|expired|unknown_product.
+    The role is checked before the body, so a stranger learns nothing from validation."""
     web = web_of(request)
-    web.viewer(request, PHARMACY)
     bedside = web.bedside
     return scan_to_values(bedside.protocol, body.item, body.text, bedside.clock.now())
 
@@ -49,14 +57,14 @@ def scan_failures(request: Request) -> dict[str, Any]:
     return scan_report(web.bedside)
 
 
-@router.get("/protocol/diagram.svg", response_class=Response)
+@router.get("/protocol/diagram.svg", response_class=Response, responses=SVG)
 def diagram(request: Request) -> Response:
     web = web_of(request)
     web.viewer(request, CLINICAL)
     return Response(state_diagram_svg(web.bedside.protocol), media_type="image/svg+xml")
 
 
-@router.get("/courses/{course_id}/timeline.svg", response_class=Response)
+@router.get("/courses/{course_id}/timeline.svg", response_class=Response, responses=SVG)
 def timeline(request: Request, course_id: str) -> Response:
     web = web_of(request)
     web.viewer(request, CLINICAL)

@@ -47,8 +47,18 @@ def create_app(
         response.headers.setdefault(
             "Content-Security-Policy",
             "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-            "frame-ancestors 'none'; form-action 'self'",
+            "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'",
         )
+        if pages_auth.secure(request):
+            # ASVS 14.4.5: once reached over HTTPS, never again over plain HTTP.
+            response.headers.setdefault(
+                "Strict-Transport-Security", "max-age=31536000; includeSubDomains"
+            )
+        if request.url.path.startswith("/api/") and response.headers.get(
+            "content-type", ""
+        ).startswith("application/json"):
+            # ASVS 14.4.2: an API answer opened in a browser is a download, never a page.
+            response.headers.setdefault("Content-Disposition", 'attachment; filename="api.json"')
         return response
 
     return app

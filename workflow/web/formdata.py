@@ -8,13 +8,69 @@ other request on the event loop (and pyHanko's own event loop cannot start insid
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 from fastapi import Depends, Request
-from starlette.datastructures import FormData
+from starlette.datastructures import FormData, UploadFile
+
+from workflow.errors import InputError
+
+NUL = "\x00"
+
+
+def _field(name: str) -> str:
+    """The item a form field carries (``v_spo2_pct`` is ``spo2_pct``), as errors name it."""
+    return name.removeprefix("v_") or "form"
 
 
 async def _form(request: Request) -> FormData:
-    return await request.form()
+    """The posted form, refused (422, naming the field) when a part is a file (no page takes
+    one, and its text would otherwise be the upload's repr), when a value holds a NUL character
+    (no text a person types; PostgreSQL refuses it) or bytes that are not UTF-8 (Starlette would
+    silently read them as Latin-1 or U+FFFD and the garbage could be signed)."""
+    body = await request.body()  # bounded by the body limit; form() reads this copy
+    form = await request.form()
+    for name, value in form.multi_items():
+        if isinstance(value, UploadFile):
+            await form.close()
+            raise InputError(_field(name), "a file cannot be posted here")
+        if NUL in value or NUL in name:
+            raise InputError(_field(name), "must not contain a NUL character")
+    bad = _not_utf8(body, form, request.headers.get("content-type", ""))
+    if bad is not None:
+        raise InputError(bad, "is not valid UTF-8 text")
+    return form
+
+
+def _not_utf8(body: bytes, form: FormData, content_type: str) -> str | None:
+    """The first field whose bytes are not UTF-8, or None when all of them are."""
+    if content_type.startswith("application/x-www-form-urlencoded"):
+        for pair in body.split(b"&"):
+            key, _, text = pair.partition(b"=")
+            try:
+                for part in (key, text):
+                    unquote_to_bytes(part.replace(b"+", b" ")).decode("utf-8")
+            except UnicodeDecodeError:
+                return _field(unquote_to_bytes(key).decode("utf-8", "replace"))
+        return None
+    if not content_type.startswith("multipart/form-data"):
+        return None  # not a form at all: nothing was read from it
+    try:
+        body.decode("utf-8")  # a text-only multipart form is UTF-8 throughout
+        return None
+    except UnicodeDecodeError:
+        pass
+    for name, value in form.multi_items():  # Starlette read the bad part as Latin-1
+        try:
+            raw = str(value).encode("latin-1")
+        except UnicodeEncodeError:
+            continue
+        if raw in body:
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError:
+                return _field(name)
+    return "form"
 
 
 FORM: Any = Depends(_form)

@@ -77,14 +77,27 @@ def root(request: Request) -> Response:
     return RedirectResponse(home_for(viewer.user.roles), status_code=303)
 
 
-@router.get("/login")
-def login_page(request: Request, next: str | None = None, why: str | None = None) -> Response:
+def login_form(
+    request: Request,
+    next: str | None,
+    why: str | None = None,
+    error: CsrfFailed | None = None,
+    token: str = "",
+) -> Response:
+    """The sign-in form with its double-submit token (the browser's own, or a fresh one), set
+    in the cookie too."""
     web = web_of(request)
-    token = new_login_csrf()
+    token = token or new_login_csrf()
+    context: dict[str, object] = {
+        "csrf": token,
+        "next": safe_next(next) or "",
+        "why": why,
+        "viewer": None,
+    }
+    if error is not None:
+        context.update(error={"code": error.code, "message": error.message}, status=403)
     response = web.templates.TemplateResponse(
-        request,
-        "login.html",
-        {"csrf": token, "next": safe_next(next) or "", "why": why, "viewer": None},
+        request, "login.html", context, status_code=403 if error else 200
     )
     response.set_cookie(
         LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict", secure=secure(request)
@@ -92,18 +105,27 @@ def login_page(request: Request, next: str | None = None, why: str | None = None
     return response
 
 
+@router.get("/login")
+def login_page(request: Request, next: str | None = None, why: str | None = None) -> Response:
+    return login_form(request, next, why)
+
+
 @router.post("/login")
 def login(request: Request, form: FormData = FORM) -> Response:
     web = web_of(request)
     sent = str(form.get("csrf_token", ""))
     cookie = request.cookies.get(LOGIN_CSRF_COOKIE, "")
-    token = new_login_csrf()
+    next_ = str(form.get("next", ""))
+    if not sent or not cookie or not hmac.compare_digest(sent, cookie):
+        # Shown again with a token its cookie matches (a new pair if the cookie is gone), so
+        # the form can be sent again.
+        failed = CsrfFailed("The sign-in form expired; please try again.")
+        return login_form(request, next_, error=failed, token=cookie)
+    # After a wrong password the form is shown again: it keeps the token its cookie holds.
     request.state.retry = (
         "login.html",
-        {"csrf": token, "next": safe_next(str(form.get("next", ""))) or "", "viewer": None},
+        {"csrf": cookie, "next": safe_next(next_) or "", "viewer": None},
     )
-    if not sent or not cookie or not hmac.compare_digest(sent, cookie):
-        raise CsrfFailed("The sign-in form expired; please try again.")
     username = str(form.get("username", ""))
     signing = web.bedside.identity.login(username, str(form.get("password", "")))
     token_value, _session = web_sessions.create(

@@ -11,6 +11,7 @@ from starlette.datastructures import FormData
 
 from workflow.errors import InputError
 from workflow.events import format_time
+from workflow.identity import AuthRefused
 from workflow.labels import bag_label_pdf
 
 from . import actions
@@ -139,16 +140,23 @@ def sign_step(request: Request, case_id: str, step_id: str, form: FormData = FOR
         case_context(web, viewer, case_id, step_id, form_echo(step, fields), view=view),
     )
     values = values_from_form(step, fields, web.bedside.tz)
-    actions.sign_step(
-        web,
-        viewer,
-        case_id,
-        step_id,
-        _version(form),
-        values,
-        fields.get("password", ""),
-        fields.get("username") or None,
-    )
+    try:
+        actions.sign_step(
+            web,
+            viewer,
+            case_id,
+            step_id,
+            _version(form),
+            values,
+            fields.get("password", ""),
+            fields.get("username") or None,
+        )
+    except AuthRefused:
+        # The refused signature is in the case's trail, so its version moved on: the form shown
+        # again must carry the new one, or the retry with the right password would be a 409.
+        echo = form_echo(step, fields)
+        request.state.retry = ("case.html", case_context(web, viewer, case_id, step_id, echo))
+        raise
     return RedirectResponse(f"/cases/{case_id}", status_code=303)
 
 
@@ -159,17 +167,21 @@ def side_exit(request: Request, case_id: str, form: FormData = FORM) -> Response
     check_csrf(viewer, str(form.get("csrf_token", "")))
     request.state.reload_url = f"/cases/{case_id}"
     request.state.retry = ("case.html", case_context(web, viewer, case_id, None))
-    actions.side_exit(
-        web,
-        viewer,
-        case_id,
-        _version(form),
-        str(form.get("action", "")),
-        str(form.get("reason", "")),
-        str(form.get("note", "")),
-        str(form.get("password", "")),
-        str(form.get("username", "")) or None,
-    )
+    try:
+        actions.side_exit(
+            web,
+            viewer,
+            case_id,
+            _version(form),
+            str(form.get("action", "")),
+            str(form.get("reason", "")),
+            str(form.get("note", "")),
+            str(form.get("password", "")),
+            str(form.get("username", "")) or None,
+        )
+    except AuthRefused:
+        request.state.retry = ("case.html", case_context(web, viewer, case_id, None))  # new version
+        raise
     return RedirectResponse(f"/cases/{case_id}", status_code=303)
 
 

@@ -23,6 +23,14 @@ def default_templates_dir() -> Path:
 
 @dataclass(frozen=True)
 class WebSettings:
+    """How one server process behaves.
+
+    ``max_body_bytes`` bounds every request body (JSON, form or anything else): a larger one is
+    refused with 413 ``too_large`` as it arrives, before it is parsed or held in memory. The
+    default, 1 MiB, is far above any form or API call (the largest, a step with its values, is
+    a few kilobytes) and far below what would let one client exhaust the server's memory.
+    """
+
     idle_timeout: timedelta = timedelta(minutes=15)
     # "auto": Secure cookies when the request came over HTTPS (directly or via a proxy that
     # uvicorn trusts for X-Forwarded-Proto); True/False force it.
@@ -33,3 +41,4 @@ class WebSettings:
     # read on SQLite for no gain in the idle timeout's precision.
     touch_every: timedelta = timedelta(seconds=20)
     worklist_limit: int = 100
+    max_body_bytes: int = 1024 * 1024

@@ -1,0 +1,58 @@
+"""A database that stops answering is 503 "retry shortly" in the error shape, never a 400 that
+tells a scripted client its request was wrong, and never a traceback."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from workflow.protocol import Protocol
+
+from .conftest import login, make_site
+
+
+@pytest.mark.postgres
+def test_lost_database_is_503_with_retry_after(
+    pg_database: str, home: Path, protocol: Protocol
+) -> None:
+    # A database of its own: refusing connections to it must not touch any other test's.
+    name = f"bedside_down_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(pg_database, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(pg_database).set(database=name).render_as_string(False)
+    site, store = make_site(url, home, protocol)
+    try:
+        client = site.client("n.alvarez")
+        assert client.get("/api/ward").status_code == 200
+        with admin.connect() as conn:
+            conn.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false'))
+            conn.execute(
+                text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :d"),
+                {"d": name},
+            )
+        down = client.get("/api/ward")
+        assert down.status_code == 503, down.text
+        assert down.headers["retry-after"] == "5"
+        body = down.json()
+        assert body["code"] == "unavailable"
+        assert "try again" in body["message"]
+        assert set(body) <= {"code", "message", "field", "details"}
+        page = client.get("/ward", headers={"accept": "text/html"})
+        assert page.status_code == 503
+        assert "try again" in page.text and "Traceback" not in page.text
+        with admin.connect() as conn:
+            conn.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'))
+        # The pool finds its feet by itself: the same session works again.
+        assert client.get("/api/ward").status_code == 200
+        login(client, "n.chen")
+    finally:
+        store.close()
+        with admin.connect() as conn:
+            conn.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'))
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
