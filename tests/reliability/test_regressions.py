@@ -20,6 +20,7 @@ from workflow.store import open_store
 from workflow.store._tx import read_tx, write_tx
 
 from .harness import bedside
+from .web_harness import Server
 
 
 def test_case_ended_without_its_records_is_reported_and_caught_up(tmp_path: Path) -> None:
@@ -96,3 +97,26 @@ def test_empty_required_value_is_a_protocol_issue_with_its_line(
     with pytest.raises(ProtocolError) as err:
         parse_protocol("".join(lines).encode(), "p.yaml")
     assert any(i.line == n + 1 and expected in i.message for i in err.value.issues), str(err.value)
+
+
+def test_serve_archives_a_case_a_killed_server_left_without_records(tmp_path: Path) -> None:
+    """The web crash campaign killed `bedside serve` between a dose's closing step and its
+    archive write: the case ended with no records, and a restarted server never archived them
+    (only `bedside run` and `bedside demo` caught up). `bedside serve` now catches up first."""
+    home = tmp_path / "home"
+    create_site_pki(home / "pki", organisation="Regression site")
+    clock = FixedClock(datetime(2026, 11, 2, 6, 0, tzinfo=UTC))
+    app = open_bedside(home, clock=clock, archive=False)  # the state the kill leaves
+    try:
+        (dose,) = run_persistent(app, clock, 1)
+    finally:
+        app.store.close()
+    assert dose.state == "completed" and dose.records == ()
+    assert bedside(home, None, "archive", "verify").returncode == 1
+
+    server = Server(home, None, tmp_path / "serve.log")  # returns once it answers
+    server.stop()
+    assert "archived the records of 1 ended case(s)" in (tmp_path / "serve.log").read_text()
+    after = bedside(home, None, "archive", "verify")
+    assert after.returncode == 0, after.stdout
+    assert "checked 2 records: 2 ok" in after.stdout

@@ -35,6 +35,12 @@ def run(args: argparse.Namespace) -> int:
     if not 0 < args.port < 65536:
         raise InputError("port", "must be between 1 and 65535")
     bedside = open_app(args)
+    # A server killed between a case's closing step and its archive write left that case with
+    # no records; archive them before serving, as `bedside run` and `bedside demo` do (found by
+    # the web crash campaign).
+    caught_up = bedside.archive_pending()
+    if caught_up:
+        print(f"bedside: archived the records of {len(caught_up)} ended case(s)", flush=True)
     archive = Archive(home_of(args), bedside.store)
     app = create_app(
         bedside,
