@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+from argon2 import PasswordHasher
+
 from workflow.events import CASE_OPENED, STEP_SIGNED, Event, Signer
 from workflow.store import CaseRecord, Course, Store, new_id
 
@@ -71,3 +73,15 @@ def append_steps(store: Store, case: CaseRecord, n: int, **extra: Any) -> CaseRe
             protocol_hash=PROTOCOL_HASH,
         )
     return case
+
+
+class CountingHasher(PasswordHasher):
+    """Real argon2id (cheap parameters) that counts how often a full check runs."""
+
+    def __init__(self) -> None:
+        super().__init__(time_cost=1, memory_cost=1024, parallelism=1)
+        self.verifications = 0
+
+    def verify(self, hash: str | bytes, password: str | bytes) -> bool:
+        self.verifications += 1
+        return bool(super().verify(hash, password))

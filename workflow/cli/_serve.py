@@ -28,6 +28,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..archive import Archive
     from ..errors import InputError
+    from ..identity.session_proof import load_session_key
     from ..web import WebSettings, create_app
 
     if not 1 <= args.idle_minutes <= 24 * 60:
@@ -35,6 +36,9 @@ def run(args: argparse.Namespace) -> int:
     if not 0 < args.port < 65536:
         raise InputError("port", "must be between 1 and 65535")
     bedside = open_app(args)
+    # Signatures inside a continuous session re-check the password by a keyed verifier instead
+    # of a second argon2id run (workflow/identity/session_proof.py); the key stays in the home.
+    bedside.identity.use_session_key(load_session_key(home_of(args) / "pki"))
     # A server killed between a case's closing step and its archive write left that case with
     # no records; archive them before serving, as `bedside run` and `bedside demo` do (found by
     # the web crash campaign).

@@ -27,6 +27,7 @@ from . import errors as e
 from .passwords import Passwords
 from .policy import SecurityPolicy
 from .roles import check_role, check_roles, encode_roles
+from .session_proof import SessionVerifier
 from .sessions import Credentials, SessionPassword, SigningSession
 from .users import (
     User,
@@ -45,10 +46,17 @@ class Identity:
         store: Store,
         policy: SecurityPolicy | None = None,
         hasher: PasswordHasher | None = None,
+        session_key: bytes | None = None,
     ) -> None:
         self.store = store
         self.policy = policy or SecurityPolicy()
         self.passwords = Passwords(hasher)
+        # Without a site key every signature runs the full argon2id check (session_proof.py).
+        self.verifier = SessionVerifier(session_key) if session_key else None
+
+    def use_session_key(self, key: bytes) -> None:
+        """Let continuous signing sessions re-check passwords by their keyed verifier."""
+        self.verifier = SessionVerifier(key)
 
     # --- accounts (administration) ---------------------------------------------------------
 
@@ -200,10 +208,13 @@ class Identity:
         return self._check_password(username, None, password, self._now(now), audit.LOGIN)
 
     def login(self, username: str, password: str, now: datetime | None = None) -> SigningSession:
-        """Authenticate with both components and open a continuous signing session."""
+        """Authenticate with both components and open a continuous signing session (with
+        its password verifier when the site has a key)."""
         now = self._now(now)
-        user = self._check_password(username, None, password, now, audit.LOGIN)
-        return SigningSession(user.id, user.username, now, now)
+        session = SigningSession("", "", now, now)
+        user = self._check_password(username, None, password, now, audit.LOGIN, session=session)
+        session.user_id, session.username = user.id, user.username
+        return session
 
     def end_session(self, session: SigningSession, now: datetime | None = None) -> None:
         """Log out: later signings need both components again."""
@@ -237,7 +248,7 @@ class Identity:
             session = proof.session
             self._check_continuity(session, now)
             user = self._check_password(
-                session.username, session.user_id, proof.password, now, audit.SIGN
+                session.username, session.user_id, proof.password, now, audit.SIGN, session=session
             )
             session.last_used_at = now
         if role not in user.roles:
@@ -335,7 +346,11 @@ class Identity:
         action: str,
         *,
         allow_stale: bool = False,
+        session: SigningSession | None = None,
     ) -> User:
+        """Check one password. With ``session``, its verifier may stand in for argon2id (a
+        match only: a mismatch gets the full check), and it leaves with a verifier for the
+        hash now stored."""
         engine = self.store.engine
         typed = (username or "").strip().lower()
         with read_tx(engine) as conn:
@@ -365,7 +380,13 @@ class Identity:
         if row.locked_until is not None and row.locked_until > now:
             # No password check while locked: otherwise guessing could go on at full speed.
             refuse(e.ACCOUNT_LOCKED, e.ACCOUNT_LOCKED, _locked_message(row.locked_until))
-        if not self.passwords.verify(row.password_hash, password):
+        fast = (
+            session is not None
+            and session.verifier is not None
+            and self.verifier is not None
+            and self.verifier.matches(session.verifier, row.id, row.password_hash, password)
+        )
+        if not fast and not self.passwords.verify(row.password_hash, password):
             self._count_failure(row, typed, action, now)
             raise e.AuthRefused(e.BAD_CREDENTIALS, e.BAD_CREDENTIALS_MESSAGE)
         # From here on the person proved the password, so precise reasons leak nothing.
@@ -388,11 +409,17 @@ class Identity:
                 e.PASSWORD_EXPIRED,
                 f"Your password is older than {max_age.days} days; choose a new one.",
             )
-        changes: dict[str, Any] = {"failed_attempts": 0, "locked_until": None}
+        changes: dict[str, Any] = {}
+        if row.failed_attempts or row.locked_until is not None:
+            changes.update(failed_attempts=0, locked_until=None)
         if self.passwords.needs_rehash(row.password_hash):
             changes["password_hash"] = self.passwords.hash(password)
+        if session is not None and self.verifier is not None and not fast:
+            stored = changes.get("password_hash", row.password_hash)
+            session.verifier = self.verifier.make(row.id, stored, password)
         with write_tx(engine) as conn:
-            conn.execute(update(s.users).where(s.users.c.id == row.id).values(**changes))
+            if changes:
+                conn.execute(update(s.users).where(s.users.c.id == row.id).values(**changes))
             if action != audit.PASSWORD_CHANGE:  # the change itself records its success
                 audit.record(
                     conn,

@@ -31,6 +31,9 @@ class SigningSession:
     last_used_at: datetime
     id: str = field(default_factory=lambda: secrets.token_hex(16))
     ended_at: datetime | None = None
+    # session_proof.SessionVerifier's keyed check of the password this session proved; never
+    # shown, never logged.
+    verifier: str | None = field(default=None, repr=False)
 
     @property
     def ended(self) -> bool:

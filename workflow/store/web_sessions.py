@@ -33,13 +33,21 @@ class WebSession:
     data: dict[str, Any]
 
 
+# Key in ``data`` of the signing session's password verifier.
+VERIFIER = "password_verifier"
+
+
 def token_key(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-def create(engine: Engine, user_id: str, username: str, now: datetime) -> tuple[str, WebSession]:
-    """A new session; returns the cookie token (shown once, never stored) and the row."""
+def create(
+    engine: Engine, user_id: str, username: str, now: datetime, verifier: str | None = None
+) -> tuple[str, WebSession]:
+    """A new session; returns the cookie token (shown once, never stored) and the row.
+    ``verifier`` is the signing session's password verifier (identity.session_proof)."""
     token = secrets.token_urlsafe(32)
+    data = {VERIFIER: verifier} if verifier else {}
     values: dict[str, Any] = {
         "id": token_key(token),
         "user_id": user_id,
@@ -50,11 +58,11 @@ def create(engine: Engine, user_id: str, username: str, now: datetime) -> tuple[
         "signing_last_used_at": now,
         "csrf_secret": secrets.token_hex(32),
         "ended_at": None,
-        "data": "{}",
+        "data": json.dumps(data),
     }
     with write_tx(engine) as conn:
         conn.execute(insert(s.web_sessions).values(**values))
-    values["data"] = {}
+    values["data"] = data
     return token, WebSession(**values)
 
 
@@ -74,9 +82,19 @@ def touch(engine: Engine, session_id: str, now: datetime) -> None:
     _set(engine, session_id, last_seen_at=now)
 
 
-def signed(engine: Engine, session_id: str, last_used: datetime, started: datetime) -> None:
-    """Record the 11.200 continuous signing session's new times after a signature."""
-    _set(engine, session_id, signing_started_at=started, signing_last_used_at=last_used)
+def signed(
+    engine: Engine,
+    session_id: str,
+    last_used: datetime,
+    started: datetime,
+    verifier: str | None = None,
+) -> None:
+    """Record the 11.200 continuous signing session's new times after a signature, and its
+    new password verifier when the signature made one (after a password change)."""
+    values: dict[str, Any] = {"signing_started_at": started, "signing_last_used_at": last_used}
+    if verifier:
+        values["data"] = json.dumps({VERIFIER: verifier})
+    _set(engine, session_id, **values)
 
 
 def end(engine: Engine, session_id: str, now: datetime) -> None:
@@ -84,7 +102,7 @@ def end(engine: Engine, session_id: str, now: datetime) -> None:
         conn.execute(
             update(s.web_sessions)
             .where(s.web_sessions.c.id == session_id, s.web_sessions.c.ended_at.is_(None))
-            .values(ended_at=now)
+            .values(ended_at=now, data="{}")  # an ended session keeps no password verifier
         )
 
 

@@ -34,8 +34,9 @@ class ErrorOut(BaseModel):
 
 
 ERRORS: dict[int | str, dict[str, Any]] = {
-    s: {"model": ErrorOut} for s in (401, 403, 404, 409, 422)
-} | {503: {"model": ErrorOut, "description": "The database is not answering; retry shortly"}}
+    **{s: {"model": ErrorOut} for s in (401, 403, 404, 409, 422)},
+    503: {"model": ErrorOut, "description": "The database is not answering; retry shortly"},
+}
 # Routes that read a body can also refuse one past ``WebSettings.max_body_bytes``.
 BODY_ERRORS: dict[int | str, dict[str, Any]] = {
     413: {"model": ErrorOut, "description": "Request body larger than the server's limit"}
@@ -247,7 +248,11 @@ def login(request: Request, body: LoginIn) -> Response:
     web = web_of(request)
     signing = web.bedside.identity.login(body.username, body.password)
     token, session = web_sessions.create(
-        web.bedside.store.engine, signing.user_id, signing.username, web.bedside.clock.now()
+        web.bedside.store.engine,
+        signing.user_id,
+        signing.username,
+        web.bedside.clock.now(),
+        verifier=signing.verifier,
     )
     user = web.bedside.identity.get_user_by_id(signing.user_id)
     out = SessionOut(

@@ -129,7 +129,11 @@ def login(request: Request, form: FormData = FORM) -> Response:
     username = str(form.get("username", ""))
     signing = web.bedside.identity.login(username, str(form.get("password", "")))
     token_value, _session = web_sessions.create(
-        web.bedside.store.engine, signing.user_id, signing.username, web.bedside.clock.now()
+        web.bedside.store.engine,
+        signing.user_id,
+        signing.username,
+        web.bedside.clock.now(),
+        verifier=signing.verifier,
     )
     user = web.bedside.identity.get_user_by_id(signing.user_id)
     target = safe_next(str(form.get("next", ""))) or home_for(user.roles)

@@ -134,8 +134,14 @@ def signing_proof(viewer: Viewer, password: str, username: str | None) -> Proof:
     if typed:  # both components typed by the session's own user: continuity restarts
         return Proof(Credentials(typed, password), own=True)
     s = viewer.session
+    verifier = s.data.get(web_sessions.VERIFIER)
     signing = SigningSession(
-        s.user_id, s.username, s.signing_started_at, s.signing_last_used_at, id=s.id
+        s.user_id,
+        s.username,
+        s.signing_started_at,
+        s.signing_last_used_at,
+        id=s.id,
+        verifier=verifier if isinstance(verifier, str) else None,
     )
     return Proof(SessionPassword(signing, password), own=True)
 
@@ -149,4 +155,11 @@ def after_signature(bedside: Bedside, viewer: Viewer, proof: Proof) -> None:
         web_sessions.signed(engine, viewer.session.id, now, now)
     else:
         sess = proof.proof.session
-        web_sessions.signed(engine, viewer.session.id, sess.last_used_at, sess.started_at)
+        renewed = (
+            sess.verifier
+            if sess.verifier != viewer.session.data.get(web_sessions.VERIFIER)
+            else None
+        )
+        web_sessions.signed(
+            engine, viewer.session.id, sess.last_used_at, sess.started_at, verifier=renewed
+        )
