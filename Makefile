@@ -29,7 +29,6 @@ test: $(STAMP) sysdeps lint
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
-	$(BIN)/python bench/bench_web.py
 
 # The reliability campaigns at full size (docs/RELIABILITY.md quotes their figures): 60 + 50
 # SIGKILLs, a PostgreSQL restart (it cuts off other users of this machine's server), thousands

@@ -6,11 +6,17 @@ Each client walks its own cases from the pre-dose checks to the record sign-off 
 API (every step a signature: password checked with argon2id each time, as Part 11 needs).
 Prints median and 95th-percentile latency of a step POST and the server's resident memory
 after the run (at least 1,000 steps). Loopback only; bounded in steps and time.
+
+Two loads: *saturated*, each client posting its next step as soon as the last one answered
+(the server's capacity; latency is then mostly queueing behind two cores), and *paced*, each
+client pausing THINK_S (with seeded jitter) between steps, as a nurse reading the next screen
+does: what a person at a tablet waits for on a busy ward.
 """
 
 from __future__ import annotations
 
 import os
+import random
 import socket
 import statistics
 import subprocess
@@ -35,6 +41,7 @@ from workflow.walk import order_values, values_for
 CLIENTS = 20
 CASES_PER_CLIENT = 5  # 11 signed steps each from hold_checks: 1,100 steps in all
 TIME_LIMIT_S = 600
+THINK_S = 2.0  # paced load: 20 tablets at one step every ~2 s each is a very busy ward
 PG_URL = os.environ.get("BEDSIDE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 SIGNER = {
     "hold_checks": "n.alvarez",
@@ -97,9 +104,16 @@ def login(base: str, username: str) -> httpx.Client:
 
 
 def run_client(
-    base: str, bedside: Bedside, cases: list[str], latencies: list[float], errors: list[str]
+    base: str,
+    bedside: Bedside,
+    cases: list[str],
+    latencies: list[float],
+    errors: list[str],
+    think_s: float,
+    seed: int,
 ) -> None:
     clients = {u: login(base, u) for u in ("n.alvarez", "t.mensah", "p.lindqvist")}
+    pause = random.Random(seed)
     deadline = time.monotonic() + TIME_LIMIT_S
     for cid in cases:
         while time.monotonic() < deadline:
@@ -123,6 +137,8 @@ def run_client(
             if r.status_code != 200:
                 errors.append(f"{step.id}: {r.status_code} {r.text[:200]}")
                 break
+            if think_s:
+                time.sleep(think_s * pause.uniform(0.5, 1.5))
 
 
 def rss_kib(pid: int) -> int:
@@ -132,7 +148,7 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
-def bench(label: str, db_url: str | None) -> None:
+def bench(label: str, db_url: str | None, think_s: float) -> None:
     home = Path(tempfile.mkdtemp(prefix="bedside-web-bench-"))
     bedside = open_bedside(home, db_url, archive=False)
     t0 = time.perf_counter()
@@ -158,7 +174,7 @@ def bench(label: str, db_url: str | None) -> None:
         threads = [
             threading.Thread(
                 target=run_client,
-                args=(base, bedside, cases[i::CLIENTS], latencies, errors),
+                args=(base, bedside, cases[i::CLIENTS], latencies, errors, think_s, i),
             )
             for i in range(CLIENTS)
         ]
@@ -171,8 +187,9 @@ def bench(label: str, db_url: str | None) -> None:
         rss = rss_kib(server.pid)
         ms = sorted(x * 1000 for x in latencies)
         p95 = ms[int(0.95 * (len(ms) - 1))] if ms else float("nan")
+        load = f"paced, ~{think_s:g} s between steps" if think_s else "saturated"
         print(
-            f"web {label}: {len(ms)} step POSTs by {CLIENTS} clients in {wall:.1f} s "
+            f"web {label} ({load}): {len(ms)} step POSTs by {CLIENTS} clients in {wall:.1f} s "
             f"(setup {setup_s:.0f} s): median {statistics.median(ms):.1f} ms, "
             f"p95 {p95:.1f} ms, max {ms[-1]:.1f} ms; server RSS {rss / 1024:.0f} MiB; "
             f"errors {len(errors)}"
@@ -186,7 +203,8 @@ def bench(label: str, db_url: str | None) -> None:
 
 
 def main() -> int:
-    bench("SQLite", None)
+    for think_s in (0.0, THINK_S):
+        bench("SQLite", None, think_s)
     try:
         admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
@@ -194,14 +212,21 @@ def main() -> int:
     except Exception as exc:
         print(f"web PostgreSQL: skipped ({exc.__class__.__name__})")
         return 0
-    name = f"bedside_webbench_{uuid.uuid4().hex[:8]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
     try:
-        bench("PostgreSQL", make_url(PG_URL).set(database=name).render_as_string(False))
+        for think_s in (0.0, THINK_S):  # each load on a fresh database of its own
+            name = f"bedside_webbench_{uuid.uuid4().hex[:8]}"
+            with admin.connect() as conn:
+                conn.execute(text(f'CREATE DATABASE "{name}"'))
+            try:
+                bench(
+                    "PostgreSQL",
+                    make_url(PG_URL).set(database=name).render_as_string(False),
+                    think_s,
+                )
+            finally:
+                with admin.connect() as conn:
+                    conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
     return 0
 
