@@ -1029,8 +1029,11 @@ def test_hostile_names_stay_text_on_every_page_and_in_the_pdfs(sqlite_site: Site
     assert_inert(page("root", "/admin/users"), [IMG, SQL, TAG], "admin users")
     # Markup in the sign-in page's own parameters stays text too.
     login = site.client().get("/login", params={"why": EVIL_NAME, "next": f'/x"{IMG}'})
-    assert "<script>alert" not in login.text and str(escape(EVIL_NAME)) in login.text
-    assert "<img src=x" not in login.text
+    assert "<script>alert" not in login.text and "<img src=x" not in login.text
+    # The page shows only its own texts: a link cannot put words of its own on it.
+    assert str(escape(EVIL_NAME)) not in login.text
+    idle = site.client().get("/login", params={"why": "idle"})
+    assert "Signed out after 15 minutes without use" in idle.text
     # The PDFs: the names are there, literally (the text is text, not parsed as markup).
     texts = [pdf_plain_text(label.content)]
     for sha in shas:

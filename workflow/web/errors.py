@@ -165,9 +165,7 @@ def install(app: FastAPI, templates: Jinja2Templates) -> None:
                 target += "?" + request.url.query
             if request.method != "GET":
                 target = "/"
-            return RedirectResponse(
-                f"/login?next={quote(target)}&why={quote(exc.message)}", status_code=303
-            )
+            return RedirectResponse(f"/login?next={quote(target)}&why={exc.why}", status_code=303)
         return page(request, status, body)
 
     @app.exception_handler(RequestValidationError)

@@ -16,6 +16,7 @@ from .context import web_of
 from .formdata import FORM
 from .security import (
     LOGIN_CSRF_COOKIE,
+    SIGNED_OUT,
     CsrfFailed,
     NotSignedIn,
     check_csrf,
@@ -107,7 +108,10 @@ def login_form(
 
 @router.get("/login")
 def login_page(request: Request, next: str | None = None, why: str | None = None) -> Response:
-    return login_form(request, next, why)
+    # Only our own words: a link carrying text of its own cannot put it on the sign-in page.
+    minutes = int(web_of(request).settings.idle_timeout.total_seconds() // 60)
+    shown = SIGNED_OUT[why].format(minutes=minutes) if why in SIGNED_OUT else None
+    return login_form(request, next, shown)
 
 
 @router.post("/login")

@@ -30,9 +30,23 @@ LOGIN_CSRF_COOKIE = "bedside_login_csrf"
 
 
 class NotSignedIn(BedsideError):
-    """No live session: pages redirect to the login, the API answers 401."""
+    """No live session: pages redirect to the login, the API answers 401. ``why`` is a word
+    from ``SIGNED_OUT``: the sign-in page shows only its own texts, never one from the URL."""
 
     code = "not_signed_in"
+
+    def __init__(self, message: str, why: str = "sign_in") -> None:
+        super().__init__(message)
+        self.why = why if why in SIGNED_OUT else "sign_in"
+
+
+SIGNED_OUT = {
+    "sign_in": "Please sign in.",
+    "ended": "Your session has ended; please sign in again.",
+    "idle": "Signed out after {minutes} minutes without use; please sign in.",
+    "gone": "Your account is gone; please sign in.",
+    "deactivated": "This account is deactivated.",
+}
 
 
 class Forbidden(AuthError):
@@ -71,23 +85,23 @@ def current_viewer(request: Request, bedside: Bedside, settings: WebSettings) ->
         return cached
     token = request.cookies.get(settings.cookie_name)
     if not token:
-        raise NotSignedIn("Please sign in.")
+        raise NotSignedIn(SIGNED_OUT["sign_in"])
     engine = bedside.store.engine
     session = web_sessions.get(engine, token)
     now = bedside.clock.now()
     if session is None or session.ended_at is not None:
-        raise NotSignedIn("Your session has ended; please sign in again.")
+        raise NotSignedIn(SIGNED_OUT["ended"], "ended")
     if now - session.last_seen_at > settings.idle_timeout:
         web_sessions.end(engine, session.id, now)
         minutes = int(settings.idle_timeout.total_seconds() // 60)
-        raise NotSignedIn(f"Signed out after {minutes} minutes without use; please sign in.")
+        raise NotSignedIn(SIGNED_OUT["idle"].format(minutes=minutes), "idle")
     try:
         user = bedside.identity.get_user_by_id(session.user_id)
     except NotFound:
-        raise NotSignedIn("Your account is gone; please sign in.") from None
+        raise NotSignedIn(SIGNED_OUT["gone"], "gone") from None
     if not user.active:
         web_sessions.end(engine, session.id, now)
-        raise NotSignedIn("This account is deactivated.")
+        raise NotSignedIn(SIGNED_OUT["deactivated"], "deactivated")
     if now - session.last_seen_at >= settings.touch_every:
         web_sessions.touch(engine, session.id, now)
     viewer = Viewer(session, user, csrf_token_for(session), _lapsed(bedside, session, now))
