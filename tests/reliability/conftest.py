@@ -46,7 +46,7 @@ class Scale:
 def scale() -> Scale:
     if SOAK:
         return Scale(full=True, seed=SEED, cli_kills=60, pg_kills=50, budget_s=1800,
-                     web_kills=30, web_pg_kills=25, soak_clients=20, soak_cases=100,
+                     web_kills=30, web_pg_kills=25, soak_clients=20, soak_cases=130,
                      soak_shared=10, soak_whole_doses=True, soak_postgres=True)  # fmt: skip
     return Scale(full=False, seed=SEED, cli_kills=5, pg_kills=3, budget_s=120,
                  web_kills=4, web_pg_kills=2, soak_clients=20, soak_cases=11, soak_shared=3,

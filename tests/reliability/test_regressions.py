@@ -7,20 +7,23 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 
 from workflow.clock import FixedClock
 from workflow.demo import run_persistent
 from workflow.errors import ProtocolError, Unavailable
+from workflow.identity import Credentials
 from workflow.protocol import parse_protocol
 from workflow.records.pki import create_site_pki
 from workflow.resources import default_protocol_path
-from workflow.service import open_bedside
+from workflow.service import CaseView, open_bedside
 from workflow.store import open_store
 from workflow.store._tx import read_tx, write_tx
+from workflow.web import WebSettings, create_app
 
-from .harness import bedside
-from .web_harness import Server
+from .harness import PASSWORD, PEOPLE, SIGNER, STEP_IDS, bedside
+from .web_harness import Server, entries
 
 
 def test_case_ended_without_its_records_is_reported_and_caught_up(tmp_path: Path) -> None:
@@ -120,3 +123,54 @@ def test_serve_archives_a_case_a_killed_server_left_without_records(tmp_path: Pa
     after = bedside(home, None, "archive", "verify")
     assert after.returncode == 0, after.stdout
     assert "checked 2 records: 2 ok" in after.stdout
+
+
+def test_a_signature_is_answered_with_the_version_it_made(tmp_path: Path) -> None:
+    """The web soak found a 200 to a step POST whose body showed a later version: another
+    tablet's step, written between this one's append and the answer being built, so the client
+    could not tell which version its own signature made. The answer now describes the
+    signature's own result (the other step is stored all the same)."""
+    app = open_bedside(tmp_path / "home", archive=False)
+    try:
+        for username, (name, role) in PEOPLE.items():
+            app.identity.add_user(username, name, [role], PASSWORD, by="test")
+        patient = app.store.add_patient(
+            mrn="MRN-REG-0001", family_name="Race", given_name="Answer",
+            date_of_birth="1968-05-17", created_by="test",
+        )  # fmt: skip
+        p = app.protocol
+        course = app.store.start_course(
+            patient.id, protocol_id=p.id, protocol_version=p.version, protocol_hash=p.content_hash
+        )
+        view = app.open_case(course.id, app.clock.now(), Credentials("dr.rel", PASSWORD))
+        case_id = view.case.case_id
+        for step in STEP_IDS[: STEP_IDS.index("reconstitution")]:
+            proof = Credentials(SIGNER[step], PASSWORD)
+            view = app.sign_step(case_id, view.version, step, entries(view.case, step), proof)
+        real_sign = app.sign_step
+
+        def then_another_tablet(
+            case_id: str, version: int, step_id: str, values: dict[str, Any], proof: Any
+        ) -> CaseView:
+            mine = real_sign(case_id, version, step_id, values, proof)
+            # A second technician's tablet lands the next step before this answer is built.
+            dilution = entries(mine.case, "dilution")
+            real_sign(case_id, mine.version, "dilution", dilution, Credentials("t.rel", PASSWORD))
+            return mine
+
+        app.sign_step = then_another_tablet  # type: ignore[method-assign]
+        client = TestClient(create_app(app, WebSettings()))
+        signed_in = client.post("/api/session", json={"username": "t.rel", "password": PASSWORD})
+        client.headers["X-CSRF-Token"] = signed_in.json()["csrf_token"]
+        body = {
+            "expected_version": view.version,
+            "values": entries(view.case, "reconstitution"),
+            "password": PASSWORD,
+        }
+        r = client.post(f"/api/cases/{case_id}/steps/reconstitution", json=body)
+        assert r.status_code == 200, r.text
+        assert r.json()["version"] == view.version + 1
+        assert r.json()["next_step"]["id"] == "dilution"
+        assert app.store.get_case(case_id).version == view.version + 2
+    finally:
+        app.store.close()

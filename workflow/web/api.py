@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 
 from workflow.errors import InputError
 from workflow.labels import bag_label_pdf
+from workflow.service import CaseView
 from workflow.store import web_sessions
 
 from . import actions
@@ -234,9 +235,13 @@ CLINICAL_POST = need(CLINICAL, post=True)
 ADMIN_POST = need(ADMIN, post=True)
 
 
-def _case(request: Request, case_id: str, step: str | None = None) -> CaseOut:
+def _case(
+    request: Request, case_id: str, step: str | None = None, view: CaseView | None = None
+) -> CaseOut:
+    """The case as stored, or as ``view`` left it: a signature's answer describes the version
+    that signature made, not a later one another tablet wrote meanwhile (found by the soak)."""
     web = web_of(request)
-    view = web.bedside.load(case_id)
+    view = view or web.bedside.load(case_id)
     if step is not None and step not in view.case.protocol.step_ids():
         raise InputError("step", f"'{step}' is not a step of this case's protocol")
     data = case_json(view, web.bedside.tz, web.bedside.clock.now(), for_step=step)
@@ -322,7 +327,7 @@ def sign_step(
     viewer: Viewer = CLINICAL_POST,
 ) -> CaseOut:
     web = web_of(request)
-    actions.sign_step(
+    view = actions.sign_step(
         web,
         viewer,
         case_id,
@@ -332,14 +337,14 @@ def sign_step(
         body.password,
         body.username,
     )
-    return _case(request, case_id, step_id)
+    return _case(request, case_id, step_id, view)
 
 
 @router.post("/cases/{case_id}/exit", response_model=CaseOut, responses=BODY_ERRORS)
 def side_exit(
     request: Request, case_id: str, body: ExitIn, viewer: Viewer = CLINICAL_POST
 ) -> CaseOut:
-    actions.side_exit(
+    view = actions.side_exit(
         web_of(request),
         viewer,
         case_id,
@@ -350,14 +355,14 @@ def side_exit(
         body.password,
         body.username,
     )
-    return _case(request, case_id)
+    return _case(request, case_id, view=view)
 
 
 @router.post("/cases/{case_id}/corrections", response_model=CaseOut, responses=BODY_ERRORS)
 def correct(
     request: Request, case_id: str, body: CorrectionIn, viewer: Viewer = CLINICAL_POST
 ) -> CaseOut:
-    actions.correct(
+    view = actions.correct(
         web_of(request),
         viewer,
         case_id,
@@ -368,7 +373,7 @@ def correct(
         body.password,
         body.username,
     )
-    return _case(request, case_id)
+    return _case(request, case_id, view=view)
 
 
 @router.get("/cases/{case_id}/label.pdf", response_class=Response, responses=PDF)
