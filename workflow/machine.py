@@ -23,6 +23,7 @@ from . import events as ev
 from .dosing import DosePlan, beyond_use_at, plan_dose
 from .errors import IntegrityError, StepRefused
 from .events import Event, Signer
+from .interop.gs1 import check_scanned_entries, complete_from_scans
 from .items import (
     Value,
     display,
@@ -827,6 +828,7 @@ class Case:
     def _check_items(
         self, step: Step, values: Mapping[str, Any], at: datetime, *, compare_only: bool
     ) -> dict[str, Value]:
+        values = complete_from_scans(self.protocol, step, values, at)
         known = {it.id for it in step.items}
         unknown = sorted(set(values) - known)
         if unknown:
@@ -868,6 +870,7 @@ class Case:
                     f"{display(it, expected)} ({it.expect})",
                     field=it.id,
                 )
+        check_scanned_entries(self.protocol, step, typed, at)
         return typed
 
     def _expected(self, ref: str) -> Value | None:

@@ -7,12 +7,14 @@ exercises the same checks a real one does.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from .dosing import fmt
 from .events import format_time
+from .interop.gs1 import scan_to_values, typed_values
 from .machine import Case
+from .protocol.model import Protocol
 
 _ATTESTATIONS = {
     "order_matches_protocol",
@@ -58,6 +60,20 @@ def normal_checks() -> dict[str, Any]:
     }
 
 
+def _vial_identified(protocol: Protocol, lot: str, expiry: date, now: datetime) -> dict[str, Any]:
+    """Scanned when the formulary lists a vial (the code built as a scanner types it: GTIN,
+    expiry, lot), else typed in with the reason a pharmacy would give: the shipped protocol
+    lists no product, so every scan would be refused as an unknown product."""
+    product = next((p for p in protocol.formulary if p.kind == "vial"), None)
+    if product is None:
+        reasons = protocol.step("reconstitution").item("vial_typed_reason")
+        # A case pinned to a protocol version older than the reason code (1.1.0) says so.
+        known = reasons is not None and "unknown_product" in reasons.option_ids()
+        reason = "unknown_product" if known else "no_barcode"
+        return typed_values(protocol, "vial", lot=lot, expiry=expiry.isoformat(), reason=reason)
+    return scan_to_values(protocol, "vial", f"01{product.gtin}17{expiry:%y%m%d}10{lot}", now)
+
+
 def values_for(case: Case, step_id: str, now: datetime) -> dict[str, Any]:
     """Correct entries for ``step_id`` given what the case knows now."""
     step = case.protocol.step(step_id)
@@ -78,26 +94,23 @@ def values_for(case: Case, step_id: str, now: datetime) -> dict[str, Any]:
     elif step_id == "hold_checks":
         out.update(normal_checks())
     elif step_id == "reconstitution" and plan is not None:
-        expiry = (now + timedelta(days=200)).date().isoformat()
+        expiry = (now + timedelta(days=200)).date()
+        out.update(_vial_identified(case.protocol, "PLK2291", expiry, now))
         out.update(
             vial_count=str(plan.vials),
-            vial_gtin="00349884001018",
-            vial_lot="PLK2291",
-            vial_expiry=expiry,
-            vial_entry="scanned",
             diluent="sterile_water_for_injection",
             diluent_lot="SW40812",
-            diluent_expiry=expiry,
+            diluent_expiry=expiry.isoformat(),
             diluent_volume_ml_per_vial="1.2",
             prepared_at=format_time(now),
         )
     elif step_id == "dilution" and plan is not None:
-        expiry = (now + timedelta(days=300)).date().isoformat()
+        bag_expiry = (now + timedelta(days=300)).date().isoformat()
         out.update(
             withdrawn_volume_ml=fmt(plan.reconstituted_volume_ml, 2),
             d5w_bag_volume_ml=fmt(plan.diluent_volume_ml, 0),
             d5w_lot="D5W7731",
-            d5w_expiry=expiry,
+            d5w_expiry=bag_expiry,
             container="pvc_bag",
             final_volume_ml=fmt(plan.final_volume_ml, 1),
         )

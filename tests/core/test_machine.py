@@ -169,8 +169,11 @@ def test_expired_vial_is_refused_and_typed_vial_needs_a_reason_scenario_10(
     yesterday = (clock.now() - timedelta(days=1)).date().isoformat()
     err = refused(sign, case, "reconstitution", clock, vial_expiry=yesterday)
     assert err.reason == "expired" and err.field == "vial_expiry"
-    err = refused(sign, case, "reconstitution", clock, vial_entry="typed")
+    err = refused(sign, case, "reconstitution", clock, vial_entry="typed", vial_typed_reason=None)
     assert err.reason == "missing_item" and err.field == "vial_typed_reason"
+    # "Scanned" with no scan to show for it (the shipped protocol lists no product to scan).
+    err = refused(sign, case, "reconstitution", clock, vial_entry="scanned")
+    assert err.reason == "missing_item" and err.field == "vial_scan"
     sign(case, "reconstitution", clock, vial_entry="typed", vial_typed_reason="unreadable_label")
     assert case.current["reconstitution"].values["vial_typed_reason"] == "unreadable_label"
 

@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from interop.support import installation, new_course, open_and_order, step, walk
+from interop.support import installation, new_course, open_and_order, reopen, step, walk
 from workflow.errors import InputError, StepRefused
 from workflow.interop.gs1 import parse_scan, scan_to_values, typed_values
 from workflow.interop.scan_report import format_report, scan_failure_report
-from workflow.protocol import Protocol
+from workflow.protocol import Protocol, load_protocol
 from workflow.protocol.overlay import load_overlay
+from workflow.service import Bedside, CaseView
 
 NOW = datetime(2026, 11, 2, 6, 0, tzinfo=UTC)
 # Test GTINs with valid check digits (made up: no retrieved source gives a real product GTIN).
@@ -71,6 +72,7 @@ def test_scan_fills_the_step_values(site: Protocol) -> None:
         "vial_expiry": "2027-05-31",
         "vial_gtin": VIAL,
         "vial_entry": "scanned",
+        "vial_scan": f"01{VIAL}17270531" + "10PLK2291",
     }
     bag = scan_to_values(site, "d5w", f"01{BAG}10D5W7731{GS}17270101", NOW)
     assert bag["d5w_entry"] == "scanned" and bag["d5w_lot"] == "D5W7731"
@@ -149,3 +151,85 @@ def test_scanned_and_typed_entries_are_signed_and_reported(db_url: str, site: Pr
         assert report["by_item"] == {"diluent": 3, "vial": 2}
         text = format_report(report)
         assert "scanner_down" in text and "ICU" in text
+
+
+def _reconstitution(app: Bedside, mrn: str) -> CaseView:
+    return walk(app, open_and_order(app, new_course(app, mrn)), until="reconstitution")
+
+
+def test_scanned_needs_the_scan_and_the_scan_must_agree(db_url: str, site: Protocol) -> None:
+    """'Scanned' cannot be claimed for values typed by hand: the scan is kept with the entry and
+    re-read by the case machine (a readable, unexpired, listed product saying the same)."""
+    with installation(db_url, site) as app:
+        view = _reconstitution(app, "MRN-S1")
+        version = view.version
+        code = f"01{VIAL}17270531" + "10PLK1"
+        refusals = [
+            # "Scanned", with lot and expiry typed, and no scan to show for it.
+            (
+                {"vial_scan": None, "vial_lot": "PLK1", "vial_expiry": "2027-05-31"},
+                "missing_item",
+                "vial_scan",
+            ),
+            ({"vial_scan": f"01{VIAL}17261101" + "10PLK1"}, "expired", "vial_scan"),
+            ({"vial_scan": f"01{BAG}17270531" + "10PLK1"}, "unknown_product", "vial_scan"),
+            ({"vial_scan": "not a barcode"}, "unreadable", "vial_scan"),
+            ({"vial_scan": code, "vial_lot": "OTHER9"}, "scan_mismatch", "vial_lot"),
+            ({"vial_scan": code, "vial_expiry": "2027-06-30"}, "scan_mismatch", "vial_expiry"),
+            ({"vial_scan": code, "vial_gtin": WATER}, "scan_mismatch", "vial_gtin"),
+        ]
+        # The walk's own vial values are cleared: each case below says only what it tests.
+        blank = {"vial_entry": "scanned", "vial_gtin": "", "vial_lot": "", "vial_expiry": ""}
+        for overrides, reason, field in refusals:
+            with pytest.raises(StepRefused) as err:
+                step(app, view, **{**blank, **overrides})
+            assert (err.value.reason, err.value.field) == (reason, field), overrides
+            assert app.load(view.case.case_id).version == version  # nothing stored
+        # Only "scanned" and the code: GTIN, lot and expiry come from the scan.
+        done = step(app, view, **blank, vial_scan=code)
+        entry = done.case.current["reconstitution"].values
+        assert (entry["vial_gtin"], entry["vial_lot"], entry["vial_scan"]) == (VIAL, "PLK1", code)
+        assert entry["vial_expiry"].date() == date(2027, 6, 1)  # usable through 31 May
+        # Replay from the store gives the same entry.
+        again = app.load(done.case.case_id).case.current["reconstitution"].values
+        assert again == entry
+
+
+def test_the_kept_scan_is_one_printable_line(site: Protocol) -> None:
+    values = scan_to_values(site, "vial", f"]d201{VIAL}10PLK2291{GS}17270531\r\n", NOW)
+    assert values["vial_scan"] == f"]d201{VIAL}10PLK2291<GS>17270531"
+    assert parse_scan(values["vial_scan"]).lot == "PLK2291"
+
+
+def test_without_a_formulary_the_walk_types_vials_in_and_the_report_says_why(
+    db_url: str, protocol: Protocol
+) -> None:
+    with installation(db_url, protocol) as app:
+        view = walk(app, _reconstitution(app, "MRN-S2"), until="dilution")
+        entry = view.case.current["reconstitution"].values
+        assert (entry["vial_entry"], entry["vial_typed_reason"]) == ("typed", "unknown_product")
+        assert "vial_scan" not in entry
+        report = scan_failure_report([view.case])
+        assert report["by_reason"] == {"unknown_product": 1}
+
+
+def test_a_case_begun_before_scans_were_kept_carries_on(
+    db_url: str, protocol: Protocol, tmp_path: Path
+) -> None:
+    """Cases pinned to protocol 1.1.0 (no ``*_scan`` items, no ``unknown_product`` reason) are
+    walked on after the upgrade: typed in with a reason that version has."""
+    text = Path(protocol.path).read_text()
+    text = text.replace(", {id: unknown_product, label: Product not in the formulary}", "")
+    text = "\n".join(line for line in text.splitlines() if "_scan, label" not in line)
+    text = text.replace(f'version: "{protocol.version}"', 'version: "1.1.0"')
+    old_path = tmp_path / "aldesleukin-1.1.0.yaml"
+    old_path.write_text(text + "\n")
+    older = load_protocol(old_path)
+    assert older.step("reconstitution").item("vial_scan") is None
+    with installation(db_url, older) as app:
+        running = walk(app, open_and_order(app, new_course(app, "MRN-OLD")), until="hold_checks")
+        upgraded = reopen(app, protocol)
+        done = walk(upgraded, upgraded.load(running.case.case_id))
+        assert done.case.state == "completed" and done.case.protocol.version == "1.1.0"
+        entry = done.case.current["reconstitution"].values
+        assert (entry["vial_entry"], entry["vial_typed_reason"]) == ("typed", "no_barcode")

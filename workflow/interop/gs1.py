@@ -14,6 +14,7 @@ the person types the values with a reason code, which is recorded and reported
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -22,6 +23,7 @@ import biip
 from biip.gs1_messages import GS1Message
 
 from ..errors import InputError, StepRefused
+from ..items import from_stored, to_stored
 from ..protocol.model import Protocol, Step
 
 # Item prefix -> the step whose items it fills.
@@ -30,7 +32,7 @@ SCAN_STEPS: dict[str, str] = {
     "diluent": "reconstitution",
     "d5w": "dilution",
 }
-TYPED_REASONS = ("unreadable_label", "no_barcode", "scanner_down")
+TYPED_REASONS = ("unreadable_label", "no_barcode", "scanner_down", "unknown_product")
 GROUP_SEPARATOR = "\x1d"
 # Visible stand-ins scanners and terminals use for FNC1 / GS.
 _GS_STAND_INS = ("<GS>", "{GS}", "[GS]", "\\x1d", "\\u001d", "\u241d", "^]")
@@ -43,11 +45,22 @@ class Scan:
     expiry: date
 
 
-def parse_scan(text: str) -> Scan:
-    """GTIN, lot and expiry of one scanned element string; StepRefused("unreadable") if not."""
+def _normalised(text: str) -> str:
     raw = text.strip("\r\n\t ")
     for stand_in in _GS_STAND_INS:
         raw = raw.replace(stand_in, GROUP_SEPARATOR)
+    return raw
+
+
+def stored_form(text: str) -> str:
+    """The scan as the record keeps it: one printable line, the group separator as ``<GS>``
+    (a form ``parse_scan`` reads back), so the entry can be re-read and re-checked."""
+    return _normalised(text).replace(GROUP_SEPARATOR, "<GS>")
+
+
+def parse_scan(text: str) -> Scan:
+    """GTIN, lot and expiry of one scanned element string; StepRefused("unreadable") if not."""
+    raw = _normalised(text)
     if not raw:
         raise _unreadable("the scan is empty")
     try:
@@ -106,7 +119,80 @@ def scan_to_values(
     }
     _put(step, values, f"{prefix}_gtin", scan.gtin)
     _put(step, values, f"{prefix}_entry", "scanned")
+    _put(step, values, f"{prefix}_scan", stored_form(scan_text))
     return values
+
+
+def _scans_of(step: Step, values: Mapping[str, Any]) -> list[str]:
+    """The prefixes whose entry on this step says "scanned", on a protocol that keeps scans."""
+    return [
+        prefix
+        for prefix, step_id in SCAN_STEPS.items()
+        if step_id == step.id
+        and values.get(f"{prefix}_entry") == "scanned"
+        and step.item(f"{prefix}_scan") is not None
+    ]
+
+
+def _read_scan(protocol: Protocol, prefix: str, code: str, at: datetime) -> dict[str, Any]:
+    try:
+        return scan_to_values(protocol, prefix, code, at)
+    except StepRefused as exc:  # name the scan field of this item, not a generic "scan"
+        raise StepRefused(exc.reason, exc.message, field=f"{prefix}_scan") from None
+
+
+def complete_from_scans(
+    protocol: Protocol, step: Step, values: Mapping[str, Any], at: datetime
+) -> dict[str, Any]:
+    """Fill what a scanned entry left blank (GTIN, lot, expiry) from its scan, so a form
+    without script needs only "scanned" and the scanner's code. What was typed stays, and
+    ``check_scanned_entries`` then holds it to the scan."""
+    out = dict(values)
+    for prefix in _scans_of(step, values):
+        code = values.get(f"{prefix}_scan")
+        if not isinstance(code, str) or not code.strip():
+            continue  # required_if refuses it, naming the item
+        for item_id, value in _read_scan(protocol, prefix, code, at).items():
+            blank = out.get(item_id) is None or (
+                isinstance(out[item_id], str) and not out[item_id].strip()
+            )
+            if blank:
+                out[item_id] = value
+    return out
+
+
+def check_scanned_entries(
+    protocol: Protocol, step: Step, typed: Mapping[str, Any], at: datetime
+) -> None:
+    """An entry marked "scanned" must carry the scan it came from, and that scan must be
+    readable, unexpired at ``at``, a product the formulary lists, and say what the entry says
+    (GTIN, lot, expiry). Otherwise "scanned" could be claimed for a value typed in by hand,
+    and the workaround would hide from the scan-failure report (issue 7)."""
+    for prefix in _scans_of(step, typed):
+        code = typed.get(f"{prefix}_scan")
+        if not isinstance(code, str):
+            raise StepRefused(
+                "missing_item",
+                f"{prefix}_scan: a scanned entry needs its scan",
+                field=f"{prefix}_scan",
+            )
+        from_scan = _read_scan(protocol, prefix, code, at)
+        for item_id, value in from_scan.items():
+            if item_id in (f"{prefix}_entry", f"{prefix}_scan"):
+                continue
+            item = step.item(item_id)
+            if item is None:
+                continue
+            entered = typed.get(item_id)
+            expected = from_stored(item, value)
+            shown = to_stored(item, entered) if entered is not None else "nothing"
+            if entered != expected:
+                raise StepRefused(
+                    "scan_mismatch",
+                    f"{item_id}: entered {shown}, but the scanned code says {value}; "
+                    "scan again, or type the values in with a reason",
+                    field=item_id,
+                )
 
 
 def typed_values(
