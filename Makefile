@@ -30,11 +30,12 @@ test: $(STAMP) sysdeps lint
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
 
-# The reliability campaigns at full size (docs/RELIABILITY.md quotes their figures): 60 + 50
-# SIGKILLs, a PostgreSQL restart (it cuts off other users of this machine's server), thousands
-# of fuzz cases. BEDSIDE_SEED=N replays another schedule.
+# The reliability campaigns and the schema fuzzing at full size (docs/RELIABILITY.md quotes
+# their figures): 60 + 50 SIGKILLs of the CLI and 30 + 25 of `bedside serve`, a 20-client soak
+# on both databases, a PostgreSQL restart (it cuts off other users of this machine's server),
+# thousands of fuzz cases. BEDSIDE_SEED=N replays another schedule.
 soak: $(STAMP) sysdeps
-	BEDSIDE_SOAK=1 BEDSIDE_FIGURES=soak-figures.txt $(BIN)/python -m pytest -q -s tests/reliability
+	BEDSIDE_SOAK=1 BEDSIDE_FIGURES=soak-figures.txt $(BIN)/python -m pytest -q -s tests/reliability tests/web/test_schema_fuzz.py
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache

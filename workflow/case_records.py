@@ -226,12 +226,14 @@ def compounding_record(case: Case, chain_hash: str) -> RecordDocument | None:
     ingredients: list[tuple[str, ...]] = []
     if recon is not None:
         v = recon.values
+        step = case.protocol.step("reconstitution")
+        why = step.item("vial_typed_reason")
+        reason = v.get("vial_typed_reason")
         entry = (
             "scanned"
             if v.get("vial_entry") == "scanned"
-            else f"typed: {v.get('vial_typed_reason', '-')}"
+            else f"typed in: {display(why, reason) if why and reason else '-'}"
         )
-        step = case.protocol.step("reconstitution")
         expiry = step.item("vial_expiry")
         w_expiry = step.item("diluent_expiry")
         ingredients.append(

@@ -58,6 +58,9 @@ def run(args: argparse.Namespace) -> int:
         port=args.port,
         log_level="warning",
         proxy_headers=args.proxy,
+        # Longer than a reverse proxy keeps idle upstream connections (nginx: 60 s), so the
+        # server never closes a connection the proxy is about to reuse (a reset POST).
+        timeout_keep_alive=75,
         forwarded_allow_ips="127.0.0.1" if args.proxy else None,
     )
     return 0
