@@ -107,7 +107,7 @@ def run_client(
     base: str,
     bedside: Bedside,
     cases: list[str],
-    latencies: list[float],
+    latencies: list[tuple[str, float]],
     errors: list[str],
     think_s: float,
     seed: int,
@@ -133,12 +133,16 @@ def run_client(
                 body["username"] = who  # the second checker signs at the same tablet
             t0 = time.perf_counter()
             r = client.post(f"/api/cases/{cid}/steps/{step.id}", json=body)
-            latencies.append(time.perf_counter() - t0)
+            latencies.append((step.id, time.perf_counter() - t0))
             if r.status_code != 200:
                 errors.append(f"{step.id}: {r.status_code} {r.text[:200]}")
                 break
             if think_s:
                 time.sleep(think_s * pause.uniform(0.5, 1.5))
+
+
+def _p95(sorted_ms: list[float]) -> float:
+    return sorted_ms[int(0.95 * (len(sorted_ms) - 1))] if sorted_ms else float("nan")
 
 
 def rss_kib(pid: int) -> int:
@@ -169,7 +173,7 @@ def bench(label: str, db_url: str | None, think_s: float) -> None:
                 break
             except httpx.HTTPError:
                 time.sleep(0.05)
-        latencies: list[float] = []
+        latencies: list[tuple[str, float]] = []
         errors: list[str] = []
         threads = [
             threading.Thread(
@@ -185,8 +189,8 @@ def bench(label: str, db_url: str | None, think_s: float) -> None:
             t.join()
         wall = time.perf_counter() - t1
         rss = rss_kib(server.pid)
-        ms = sorted(x * 1000 for x in latencies)
-        p95 = ms[int(0.95 * (len(ms) - 1))] if ms else float("nan")
+        ms = sorted(x * 1000 for _, x in latencies)
+        p95 = _p95(ms)
         load = f"paced, ~{think_s:g} s between steps" if think_s else "saturated"
         print(
             f"web {label} ({load}): {len(ms)} step POSTs by {CLIENTS} clients in {wall:.1f} s "
@@ -194,6 +198,24 @@ def bench(label: str, db_url: str | None, think_s: float) -> None:
             f"p95 {p95:.1f} ms, max {ms[-1]:.1f} ms; server RSS {rss / 1024:.0f} MiB; "
             f"errors {len(errors)}"
         )
+        # Which steps make the tail: the blinded second checker signs with id and password (a
+        # full argon2id check, never a session's verifier) and the sign-off renders and signs
+        # two PDF records; every other step is a password-alone signature in a session.
+        heavy = {"double_check_second", "record_sign_off"}
+        for name, group in (
+            ("in-session steps", [x for s, x in latencies if s not in heavy]),
+            (
+                "second checker (full check)",
+                [x for s, x in latencies if s == "double_check_second"],
+            ),
+            ("record sign-off (2 PDFs)", [x for s, x in latencies if s == "record_sign_off"]),
+        ):
+            part = sorted(x * 1000 for x in group)
+            if part:
+                print(
+                    f"  {name}: {len(part)} POSTs, median {statistics.median(part):.1f} ms, "
+                    f"p95 {_p95(part):.1f} ms"
+                )
         for e in errors[:5]:
             print("  error:", e)
     finally:
