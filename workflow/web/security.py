@@ -35,9 +35,9 @@ class NotSignedIn(BedsideError):
 
     code = "not_signed_in"
 
-    def __init__(self, message: str, why: str = "sign_in") -> None:
-        super().__init__(message)
+    def __init__(self, why: str = "sign_in", minutes: int = 0) -> None:
         self.why = why if why in SIGNED_OUT else "sign_in"
+        super().__init__(SIGNED_OUT[self.why].format(minutes=minutes))
 
 
 SIGNED_OUT = {
@@ -85,23 +85,23 @@ def current_viewer(request: Request, bedside: Bedside, settings: WebSettings) ->
         return cached
     token = request.cookies.get(settings.cookie_name)
     if not token:
-        raise NotSignedIn(SIGNED_OUT["sign_in"])
+        raise NotSignedIn()
     engine = bedside.store.engine
     session = web_sessions.get(engine, token)
     now = bedside.clock.now()
     if session is None or session.ended_at is not None:
-        raise NotSignedIn(SIGNED_OUT["ended"], "ended")
+        raise NotSignedIn("ended")
     if now - session.last_seen_at > settings.idle_timeout:
         web_sessions.end(engine, session.id, now)
         minutes = int(settings.idle_timeout.total_seconds() // 60)
-        raise NotSignedIn(SIGNED_OUT["idle"].format(minutes=minutes), "idle")
+        raise NotSignedIn("idle", minutes)
     try:
         user = bedside.identity.get_user_by_id(session.user_id)
     except NotFound:
-        raise NotSignedIn(SIGNED_OUT["gone"], "gone") from None
+        raise NotSignedIn("gone") from None
     if not user.active:
         web_sessions.end(engine, session.id, now)
-        raise NotSignedIn(SIGNED_OUT["deactivated"], "deactivated")
+        raise NotSignedIn("deactivated")
     if now - session.last_seen_at >= settings.touch_every:
         web_sessions.touch(engine, session.id, now)
     viewer = Viewer(session, user, csrf_token_for(session), _lapsed(bedside, session, now))
