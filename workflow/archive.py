@@ -8,7 +8,6 @@ same events twice is a no-op. Verification needs only the PDF and the site's CA 
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import shutil
 from collections.abc import Callable, Iterator, Sequence
@@ -61,11 +60,17 @@ class Archive:
 
     # -- writing ---------------------------------------------------------------------------------
     def archive_case(self, case: Case, chain_hash: str) -> list[str]:
-        """Render, sign, store and index the case's records; returns their SHA-256s."""
+        """Render, sign, store and index the case's records; returns their SHA-256s.
+
+        Safe to run from several processes at once for one case: the index keeps one record
+        per case, kind and embedded events (migration 0007), and a process that loses that race
+        withdraws the file it wrote and answers with the winner's record.
+        """
         signer = load_signer(self.pki_dir)
         out: list[str] = []
         existing = self.store.search_archive(case_id=case.case_id, limit=500)
         for document in record_documents(case, chain_hash):
+            events_sha = hashlib.sha256(document.events_json).hexdigest()
             same = self._already_archived(existing, document.kind, document.events_json)
             if same is not None:
                 out.append(same)
@@ -92,18 +97,33 @@ class Archive:
                 state=case.state,
                 path=str(self.blobs.path(sha).relative_to(self.home)),
                 created_at=self.store.clock.now(),
+                events_sha256=events_sha,
             )
-            # Indexed already: a retry after a crash between storing the file and indexing it.
-            with contextlib.suppress(ConflictError):
+            try:
                 self.store.add_archived_record(record)
+            except ConflictError:
+                winner = self.store.find_archived_record(case.case_id, document.kind, events_sha)
+                if winner is not None and winner.sha256 != sha:
+                    # Another process archived these events first. Our file was never indexed,
+                    # so nothing refers to it: withdraw it rather than leave a second signed
+                    # copy of the same record lying in a write-once archive.
+                    self.blobs.withdraw_unindexed(sha)
+                    sha = winner.sha256
+                # Otherwise this file is indexed already: a retry after a crash between
+                # storing the file and indexing it.
             out.append(sha)
         return out
 
     def _already_archived(
         self, existing: Sequence[ArchivedRecord], kind: str, events_json: bytes
     ) -> str | None:
+        events_sha = hashlib.sha256(events_json).hexdigest()
         for rec in existing:
-            if rec.kind != kind or rec.sha256 not in self.blobs:
+            if rec.kind == kind and rec.events_sha256 == events_sha and rec.sha256 in self.blobs:
+                return rec.sha256
+        # Rows from before migration 0007 carry no events key: compare what the PDF embeds.
+        for rec in existing:
+            if rec.kind != kind or rec.events_sha256 is not None or rec.sha256 not in self.blobs:
                 continue
             try:
                 embedded = extract_events(self.blobs.get(rec.sha256))

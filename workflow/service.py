@@ -325,16 +325,7 @@ class Bedside:
         them leaves an ended case with no record. The administration record is always archived
         last, so a case without one is unfinished (found by the crash campaign, issue 6).
         """
-        done: set[str] = set()
-        offset = 0
-        while True:
-            page = self.store.search_archive(limit=500, offset=offset)
-            if not page:
-                break
-            done.update(r.case_id for r in page if r.kind == ADMINISTRATION_RECORD)
-            offset += len(page)
-        ended = self.store.list_cases(states=self.protocol.final_states)
-        return [r.id for r in ended if r.id not in done]
+        return self.store.cases_missing_record(self.protocol.final_states, ADMINISTRATION_RECORD)
 
     def archive_pending(self) -> list[str]:
         """Sign and archive the records of every case :meth:`unarchived_cases` finds. The events

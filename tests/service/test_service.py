@@ -3,6 +3,7 @@ optimistic concurrency, the hash chain, the course rules and the signed archive.
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from workflow.demo import _SIGNERS, DEMO_PASSWORD, DEMO_WEIGHT_KG
 from workflow.errors import AuthError, ConflictError, InputError, StepRefused
 from workflow.identity import Credentials
 from workflow.service import Bedside, CaseView
+from workflow.store import open_store
 from workflow.walk import order_values, values_for
 
 
@@ -97,6 +99,41 @@ def test_routine_dose_is_durable_signed_and_archived(app: Bedside, home: Path) -
     # Archiving the same events again is a no-op.
     shas = archive.archive_case(view.case, app.store.case_chain_hash(view.case.case_id))
     assert sorted(shas) == sorted(r.sha256 for r in records)
+
+
+def test_two_processes_archiving_one_case_keep_one_record_each(
+    app: Bedside, home: Path, db_url: str
+) -> None:
+    """A server that ends a case and another that starts and catches up pending cases can
+    archive the same case at once: the index keeps one record per kind and the loser withdraws
+    the file it wrote, so the archive holds no second signed copy."""
+    app.archiver = None  # ended but not yet archived, as after a crash
+    course = new_course(app)
+    view = walk(app, open_and_order(app, course))
+    chain = app.store.case_chain_hash(view.case.case_id)
+    stores = [open_store(db_url, clock=app.clock) for _ in range(2)]
+    archivers = [Archive(home, store) for store in stores]
+    start = threading.Barrier(2)
+    answers: list[list[str]] = [[], []]
+
+    def run(n: int) -> None:
+        start.wait()
+        answers[n] = archivers[n].archive_case(view.case, chain)
+
+    try:
+        threads = [threading.Thread(target=run, args=(n,)) for n in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        records = app.store.search_archive(case_id=view.case.case_id)
+        assert sorted(r.kind for r in records) == ["administration", "compounding"]
+        assert sorted(answers[0]) == sorted(answers[1]) == sorted(r.sha256 for r in records)
+        assert sorted(archivers[0].blobs.iter_hashes()) == sorted(r.sha256 for r in records)
+        assert archivers[0].verify_all().ok
+    finally:
+        for store in stores:
+            store.close()
 
 
 def test_two_writers_on_one_case_one_wins(app: Bedside) -> None:

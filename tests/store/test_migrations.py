@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
-from sqlalchemy import insert, inspect
+from sqlalchemy import insert, inspect, text
 
 from workflow.clock import FixedClock
-from workflow.errors import IntegrityError
-from workflow.store import MIGRATIONS, Store, applied_migrations, make_engine, migrate
+from workflow.errors import ConflictError, IntegrityError
+from workflow.store import (
+    MIGRATIONS,
+    ArchivedRecord,
+    Store,
+    applied_migrations,
+    make_engine,
+    migrate,
+)
 from workflow.store import _schema as s
 
 from .helpers import append_steps, course_for_new_patient, open_case
@@ -42,3 +51,55 @@ def test_database_from_a_newer_bedside_is_refused(store: Store, clock: FixedCloc
         conn.execute(insert(s.schema_migrations).values(name="9999_future", applied_at=clock.now()))
     with pytest.raises(IntegrityError, match="newer Bedside"):
         migrate(store.engine)
+
+
+def _record(sha_digit: str, events_sha256: str | None = None) -> ArchivedRecord:
+    at = datetime(2026, 11, 2, 6, 0, tzinfo=UTC)
+    return ArchivedRecord(
+        sha256=sha_digit * 64,
+        case_id="case-1",
+        kind="administration",
+        patient_name="QUIST, Ada",
+        mrn="MRN-1",
+        dose_label="cycle 1 dose 1 (course dose 1)",
+        cycle=1,
+        signed_at=at,
+        lots="L1",
+        signers="A",
+        state="completed",
+        path="archive/x.pdf",
+        created_at=at,
+        events_sha256=events_sha256,
+    )
+
+
+def test_0007_adds_the_record_key_to_an_archive_index_made_without_it(
+    db_url: str, clock: FixedClock
+) -> None:
+    """A 0006 database whose archive index has no events key gains it in place, old rows
+    keep NULL (and never collide), and new rows with the same events are refused."""
+    engine = make_engine(db_url)
+    try:
+        migrate(engine, target="0006_scale_indexes", clock=clock)
+        with engine.begin() as conn:
+            # The table as 0003 made it before this column existed.
+            conn.execute(text("ALTER TABLE archived_records DROP COLUMN events_sha256"))
+            for digit in "ab":  # two old rows for one case and kind: allowed then
+                values = {k: v for k, v in vars(_record(digit)).items() if k != "events_sha256"}
+                # Only the named columns are written, so the dropped one is never mentioned.
+                conn.execute(insert(s.archived_records).values(**values))
+        assert migrate(engine, clock=clock) == ["0007_archive_record_key"]
+        columns = {c["name"] for c in inspect(engine).get_columns("archived_records")}
+        assert "events_sha256" in columns
+        store = Store(engine, clock)
+        old = store.search_archive(case_id="case-1")
+        assert {r.sha256 for r in old} == {"a" * 64, "b" * 64}
+        assert {r.events_sha256 for r in old} == {None}
+        store.add_archived_record(_record("c", events_sha256="e" * 64))
+        with pytest.raises(ConflictError):
+            store.add_archived_record(_record("d", events_sha256="e" * 64))
+        found = store.find_archived_record("case-1", "administration", "e" * 64)
+        assert found is not None and found.sha256 == "c" * 64
+        assert len(store.search_archive(case_id="case-1")) == 3
+    finally:
+        engine.dispose()

@@ -3,8 +3,10 @@
 A blob lives at ``<root>/<aa>/<sha256>`` (two-character fan-out keeps folders small). Writes go
 to a temporary file in the same folder, are fsynced, then hard-linked into place: ``os.link``
 fails if the name exists, so a stored blob is never replaced, even by a concurrent writer. The
-file is then made read-only (0444). There is deliberately no delete: records are kept, and a
-correction is a new record.
+file is then made read-only (0444). There is deliberately no delete of a record: records are
+kept, and a correction is a new record. The one removal, :meth:`BlobStore.withdraw_unindexed`, is
+for a file its own writer has just found to be a duplicate that the index refused, before
+anyone could have been told of it.
 """
 
 from __future__ import annotations
@@ -86,6 +88,17 @@ class BlobStore:
     def _check_existing(self, target: Path, data: bytes, sha: str) -> None:
         if target.read_bytes() != data:
             raise IntegrityError(f"archive entry {sha} exists with different content")
+
+    def withdraw_unindexed(self, sha: str) -> None:
+        """Remove a blob that this process wrote and the index then refused (a lost race).
+
+        Only the archive calls this, and only for a hash it has just stored and failed to
+        index because another record with the same events was indexed first: no index row, no
+        answer and no export ever named it.
+        """
+        target = self.path(sha)
+        target.unlink(missing_ok=True)
+        _fsync_dir(target.parent)
 
     def get(self, sha: str) -> bytes:
         target = self.path(sha)

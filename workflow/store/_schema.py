@@ -217,6 +217,8 @@ archived_records = Table(
     Column("state", String(100), nullable=False),
     Column("path", Text(), nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
+    # Added by 0007_archive_record_key (see there for the unique index over it).
+    Column("events_sha256", _HASH),
 )
 
 # --- 0004_web_sessions -------------------------------------------------------------------

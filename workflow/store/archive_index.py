@@ -3,6 +3,7 @@ archive is write-once, and the sha256 key is the PDF's own hash, so a re-added f
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import asdict
 from datetime import datetime
 
@@ -25,7 +26,38 @@ def add_archived_record(conn: Connection, record: ArchivedRecord) -> None:
     try:
         conn.execute(insert(s.archived_records).values(**asdict(record)))
     except DBIntegrityError:
+        # Either this very file (a retry) or another file with the same events (a race another
+        # process won); the caller tells them apart with find_archived_record.
         raise ConflictError(f"record {record.sha256} is already archived") from None
+
+
+def find_archived_record(
+    conn: Connection, case_id: str, kind: str, events_sha256: str
+) -> ArchivedRecord | None:
+    """The record of ``kind`` that embeds exactly these events, if one is archived."""
+    t = s.archived_records
+    row = conn.execute(
+        select(t).where(
+            t.c.case_id == case_id, t.c.kind == kind, t.c.events_sha256 == events_sha256
+        )
+    ).first()
+    return None if row is None else ArchivedRecord(**row._mapping)
+
+
+def cases_missing_record(conn: Connection, states: Collection[str], kind: str) -> list[str]:
+    """Ids of cases in ``states`` with no archived record of ``kind``, oldest first.
+
+    One anti-join on the index's ``case_id``: the cost follows the ended cases, not the
+    number of archived records times the pages it would take to list them.
+    """
+    c, a = s.cases, s.archived_records
+    has_record = select(a.c.sha256).where(a.c.case_id == c.c.id, a.c.kind == kind).exists()
+    query = (
+        select(c.c.id)
+        .where(c.c.state.in_(list(states)), ~has_record)
+        .order_by(c.c.scheduled_at, c.c.id)
+    )
+    return list(conn.execute(query).scalars())
 
 
 def get_archived_record(conn: Connection, sha256: str) -> ArchivedRecord:

@@ -44,6 +44,26 @@ def _core(conn: Connection) -> None:
     conn.execute(insert(s.log_head).values(id=1, event_count=0, head_hash=GENESIS_HASH))
 
 
+def _archive_record_key(conn: Connection) -> None:
+    """0007: one archived record per case, kind and embedded events.
+
+    The archive's own check ("is this already archived?") and its write are two steps, so two
+    processes finishing the same case (a server that ends it while another starts and catches up
+    pending cases) could both sign, and signing times make their PDFs differ: two records for
+    the same events. The unique index makes the database the referee. Rows from before this
+    migration keep NULL, which a unique index does not compare, so they never collide.
+    """
+    columns = {c["name"] for c in inspect(conn).get_columns("archived_records")}
+    if "events_sha256" not in columns:  # a database made from the current schema has it
+        conn.execute(text("ALTER TABLE archived_records ADD COLUMN events_sha256 VARCHAR(64)"))
+    conn.execute(
+        text(
+            "CREATE UNIQUE INDEX IF NOT EXISTS ux_archived_case_kind_events "
+            "ON archived_records (case_id, kind, events_sha256)"
+        )
+    )
+
+
 MIGRATIONS: Sequence[Migration] = (
     Migration("0001_core", _core),
     Migration("0002_identity", _create("users", "auth_events")),
@@ -51,6 +71,7 @@ MIGRATIONS: Sequence[Migration] = (
     Migration("0004_web_sessions", _create("web_sessions")),
     Migration("0005_protocols", _create("protocols")),
     Migration("0006_scale_indexes", scale_indexes),
+    Migration("0007_archive_record_key", _archive_record_key),
 )
 
 

@@ -156,3 +156,7 @@ class ArchivedRecord:
     state: str
     path: str
     created_at: datetime
+    # SHA-256 of the events embedded in the record (its canonical JSON): with case_id and kind,
+    # unique, so two processes archiving the same events keep one record between them. None
+    # for rows written before migration 0007 and for seed placeholders.
+    events_sha256: str | None = None

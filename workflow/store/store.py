@@ -276,6 +276,17 @@ class Store:
         with write_tx(self.engine) as conn:
             archive_index.add_archived_record(conn, record)
 
+    def cases_missing_record(self, states: Collection[str], kind: str) -> list[str]:
+        """Cases in ``states`` with no archived record of ``kind`` (oldest first)."""
+        with read_tx(self.engine) as conn:
+            return archive_index.cases_missing_record(conn, states, kind)
+
+    def find_archived_record(
+        self, case_id: str, kind: str, events_sha256: str
+    ) -> ArchivedRecord | None:
+        with read_tx(self.engine) as conn:
+            return archive_index.find_archived_record(conn, case_id, kind, events_sha256)
+
     def get_archived_record(self, sha256: str) -> ArchivedRecord:
         with read_tx(self.engine) as conn:
             return archive_index.get_archived_record(conn, sha256)
