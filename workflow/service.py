@@ -364,6 +364,23 @@ class Bedside:
             raise StepRefused("course_closed", f"Course {course.id} is {course.status}")
 
 
+def _site_key(home: Path) -> bytes | None:
+    """The home's site key (``pki/session-verifier.key``) once ``bedside init`` made ``pki/``.
+
+    Every command, not only ``serve``, keys the trail's digests of unknown usernames with it, so
+    guesses at one name count together whether typed at a tablet or at ``bedside run``.
+    """
+    from .identity.session_proof import load_session_key
+
+    folder = home / "pki"
+    if not folder.is_dir():
+        return None
+    try:
+        return load_session_key(folder)
+    except OSError:  # a read-only home (an auditor's copy): digests fall back to unkeyed
+        return None
+
+
 def open_bedside(
     home: str | Path | None = None,
     db_url: str | None = None,
@@ -394,7 +411,7 @@ def open_bedside(
         protocol,
         clock=clock,
         tz=tz or settings.tz,
-        identity=Identity(store, policy=settings.security),
+        identity=Identity(store, policy=settings.security, session_key=_site_key(home_path)),
     )
     bedside.settings = settings
     if archive:

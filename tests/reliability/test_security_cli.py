@@ -86,6 +86,12 @@ def test_brute_force_locks_out_and_is_logged_without_passwords(
     assert done.returncode == 1
     outputs.append(done.stdout + done.stderr)
     assert "lock" in done.stderr.lower(), done.stderr
+    # A password typed into the user-id field (people do): refused, and not kept as typed.
+    slip = "Tuesday-rounds-7"
+    done = bedside(home, None, "case", "new", "--mrn", "MRN-000417", "--user", slip,
+                   "--password-stdin", stdin="x\n")  # fmt: skip
+    assert done.returncode == 1
+    outputs.append(done.stdout + done.stderr)
     with db(home) as conn:
         cols = [r[1] for r in conn.execute("PRAGMA table_info(auth_events)")]
         rows = [dict(zip(cols, r, strict=True)) for r in conn.execute("SELECT * FROM auth_events")]
@@ -97,7 +103,7 @@ def test_brute_force_locks_out_and_is_logged_without_passwords(
     stored = (home / "bedside.sqlite3").read_bytes()
     wal = home / "bedside.sqlite3-wal"
     stored += wal.read_bytes() if wal.exists() else b""
-    for secret in [*WRONG[:5], DEMO_PASSWORD]:
+    for secret in [*WRONG[:5], DEMO_PASSWORD, slip, slip.lower()]:
         assert secret.encode() not in stored, secret
         assert all(secret not in out for out in outputs), secret
     for pdf in (home / "archive").rglob("*.pdf"):
@@ -114,6 +120,7 @@ def test_export_never_writes_outside_its_folder(demo_home: Path, tmp_path: Path)
         cols = [r[1] for r in conn.execute("PRAGMA table_info(archived_records)")]
         values = dict(zip(cols, row, strict=True))
         values["sha256"] = escape
+        values["events_sha256"] = None  # a forged row, not a second copy of a real record
         conn.execute(
             f"INSERT INTO archived_records ({', '.join(cols)}) "
             f"VALUES ({', '.join('?' for _ in cols)})",

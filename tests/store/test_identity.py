@@ -17,6 +17,8 @@ from workflow.identity import (
     SecurityPolicy,
     SessionPassword,
 )
+from workflow.identity.trail_names import unknown_name
+from workflow.store import Store
 
 PASSWORD = "correct horse battery"
 OTHER = "another long password"
@@ -85,6 +87,32 @@ def test_unknown_user_and_wrong_password_look_the_same(identity: Identity, ann: 
     # ...but the audit trail tells them apart.
     assert _last_reason(identity, ann) == ("login", "refused", "wrong_password")
     assert _last_reason(identity, "nobody") == ("login", "refused", "unknown_user")
+
+
+def test_a_password_typed_as_the_username_is_not_kept(
+    identity: Identity, ann: str, store: Store
+) -> None:
+    """Unknown usernames are kept as a keyed digest (trail_names.py), still counted together,
+    still found by an auditor who asks about that name."""
+    slip = "Correct-Horse-42"  # the password, in the user-id field
+    for _ in range(identity.policy.max_failed_attempts):
+        assert _refused(identity, slip, "x").reason == "bad_credentials"
+    assert _refused(identity, slip, "x").reason == "account_locked"
+    with store.engine.connect() as conn:
+        names = [r[0] for r in conn.execute(text("SELECT username FROM auth_events"))]
+    assert slip.lower() not in names and slip not in names
+    events = identity.auth_events(username=slip)
+    assert {e.username for e in events} == {unknown_name(slip.lower(), None)}
+    assert [e.reason for e in events if e.outcome == "refused"] == ["account_locked"] + [
+        "unknown_user"
+    ] * identity.policy.max_failed_attempts
+    # With the site key the digest is keyed: a copy of the database is no oracle for guesses.
+    keyed = Identity(store, hasher=identity.passwords.hasher, session_key=b"k" * 32)
+    _refused(keyed, "other-slip", "x")
+    assert keyed.auth_events(username="other-slip")[0].username == unknown_name(
+        "other-slip", b"k" * 32
+    )
+    assert unknown_name("other-slip", b"k" * 32) != unknown_name("other-slip", None)
 
 
 def test_lockout_after_repeated_failures(identity: Identity, ann: str, clock: FixedClock) -> None:

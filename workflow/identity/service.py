@@ -29,6 +29,7 @@ from .policy import SecurityPolicy
 from .roles import check_role, check_roles, encode_roles
 from .session_proof import SessionVerifier
 from .sessions import Credentials, SessionPassword, SigningSession
+from .trail_names import unknown_name
 from .users import (
     User,
     clean_printed_name,
@@ -51,12 +52,16 @@ class Identity:
         self.store = store
         self.policy = policy or SecurityPolicy()
         self.passwords = Passwords(hasher)
-        # Without a site key every signature runs the full argon2id check (session_proof.py).
+        # Without a site key every signature runs the full argon2id check (session_proof.py),
+        # and unknown usernames are kept as unkeyed digests (trail_names.py).
         self.verifier = SessionVerifier(session_key) if session_key else None
+        self._site_key = session_key
 
     def use_session_key(self, key: bytes) -> None:
-        """Let continuous signing sessions re-check passwords by their keyed verifier."""
+        """Let continuous signing sessions re-check passwords by their keyed verifier, and key
+        the digests the trail keeps for unknown usernames."""
         self.verifier = SessionVerifier(key)
+        self._site_key = key
 
     # --- accounts (administration) ---------------------------------------------------------
 
@@ -275,7 +280,15 @@ class Identity:
         since: datetime | None = None,
         limit: int = 100,
     ) -> list[audit.AuthEvent]:
-        """The auth audit trail, newest first (``outcome="refused"`` shows attempted misuse)."""
+        """The auth audit trail, newest first (``outcome="refused"`` shows attempted misuse).
+
+        ``username`` may be a name no account holds: its events are kept under a digest
+        (trail_names.py), which this looks up for it."""
+        if username is not None:
+            typed = username.strip().lower()
+            with read_tx(self.store.engine) as conn:
+                known = row_by_username(conn, typed) is not None
+            username = typed if known else unknown_name(typed, self._site_key)
         return audit.list_events(
             self.store.engine, username=username, outcome=outcome, since=since, limit=limit
         )
@@ -356,11 +369,17 @@ class Identity:
         with read_tx(engine) as conn:
             row = row_by_id(conn, user_id) if user_id else row_by_username(conn, typed)
 
-        def refuse(reason: str, shown: str, message: str, row: Row[Any] | None = row) -> NoReturn:
+        def refuse(
+            reason: str,
+            shown: str,
+            message: str,
+            row: Row[Any] | None = row,
+            trail_name: str | None = None,
+        ) -> NoReturn:
             audit.record_now(
                 engine,
                 at=now,
-                username=typed,
+                username=trail_name or typed,
                 user_id=row.id if row else None,
                 action=action,
                 outcome=audit.REFUSED,
@@ -370,12 +389,14 @@ class Identity:
 
         if row is None:
             # An unknown username locks after as many guesses as an account does, with the same
-            # words, or the lockout message would tell which usernames exist.
-            until = audit.unknown_locked_until(engine, typed, self.policy.lockout, now)
+            # words, or the lockout message would tell which usernames exist. The trail keeps a
+            # digest of the name, never the text: it may be a password typed in the wrong field.
+            ghost = unknown_name(typed, self._site_key)
+            until = audit.unknown_locked_until(engine, ghost, self.policy.lockout, now)
             if until is not None:
-                refuse(e.ACCOUNT_LOCKED, e.ACCOUNT_LOCKED, _locked_message(until))
+                refuse(e.ACCOUNT_LOCKED, e.ACCOUNT_LOCKED, _locked_message(until), trail_name=ghost)
             self.passwords.burn(password)
-            audit.count_unknown(engine, typed, action, now, self.policy.max_failed_attempts)
+            audit.count_unknown(engine, ghost, action, now, self.policy.max_failed_attempts)
             raise e.AuthRefused(e.BAD_CREDENTIALS, e.BAD_CREDENTIALS_MESSAGE)
         if row.locked_until is not None and row.locked_until > now:
             # No password check while locked: otherwise guessing could go on at full speed.
