@@ -284,5 +284,37 @@ def test_logout_ends_the_session(sqlite_site: Site) -> None:
     client = page_login(site, "n.alvarez")
     token = csrf_of(client.get("/ward").text)
     r = client.post("/logout", data={"csrf_token": token}, follow_redirects=False)
-    assert r.status_code == 303
+    assert r.status_code == 303 and r.headers["location"] == "/login?why=signed_out"
     assert client.get("/ward", follow_redirects=False).status_code == 303
+    assert "Signed out." in client.get(r.headers["location"]).text
+
+
+def test_signing_in_again_ends_the_session_the_browser_held(sqlite_site: Site) -> None:
+    """A second person signing in on a shared tablet (or anyone who saw the old cookie) must
+    not find the first session still alive behind the new one (ASVS 3.2.1)."""
+    site = sqlite_site
+    client = page_login(site, "n.alvarez")
+    first = client.cookies["bedside_session"]
+    page = client.get("/login")
+    r = client.post(
+        "/login",
+        data={"username": "n.chen", "password": PASSWORD, "csrf_token": csrf_of(page.text)},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303
+    second = client.cookies["bedside_session"]
+    assert second != first
+    assert client.get("/api/session").json()["username"] == "n.chen"
+    stale = site.client()
+    old_cookie = {"Cookie": f"bedside_session={first}"}
+    assert stale.get("/ward", headers=old_cookie, follow_redirects=False).status_code == 303
+    # The JSON API rotates the same way.
+    api = site.client()
+    r = api.post("/api/session", json={"username": "n.alvarez", "password": PASSWORD})
+    assert r.status_code == 200
+    third = api.cookies["bedside_session"]
+    r = api.post("/api/session", json={"username": "n.alvarez", "password": PASSWORD})
+    assert r.status_code == 200 and api.cookies["bedside_session"] != third
+    assert api.get("/api/session").status_code == 200  # the new one works
+    gone = {"Cookie": f"bedside_session={third}"}
+    assert site.client().get("/api/session", headers=gone).status_code == 401

@@ -21,7 +21,7 @@ from workflow.store import web_sessions
 from . import actions
 from .context import web_of
 from .pages_audit import parse_day
-from .pages_auth import set_session_cookie
+from .pages_auth import set_session_cookie, start_session
 from .present import case_json, worklist_row
 from .security import CSRF_HEADER, Viewer, check_csrf, csrf_token_for
 from .settings import ADMIN, AUDIT, CLINICAL, PHARMACY, RECORD_READERS, WARD
@@ -252,14 +252,8 @@ def _case(
 def login(request: Request, body: LoginIn) -> Response:
     web = web_of(request)
     signing = web.bedside.identity.login(body.username, body.password)
-    token, session = web_sessions.create(
-        web.bedside.store.engine,
-        signing.user_id,
-        signing.username,
-        web.bedside.clock.now(),
-        verifier=signing.verifier,
-    )
     user = web.bedside.identity.get_user_by_id(signing.user_id)
+    token, session = start_session(request, signing.user_id, signing.username, signing.verifier)
     out = SessionOut(
         username=user.username,
         printed_name=user.printed_name,

@@ -44,6 +44,25 @@ def set_session_cookie(request: Request, response: Response, token: str) -> None
     )
 
 
+def start_session(
+    request: Request, user_id: str, username: str, verifier: str | None
+) -> tuple[str, web_sessions.WebSession]:
+    """A new server session for a successful sign-in: its cookie token and row.
+
+    Whatever session the browser presented is ended first (OWASP ASVS 3.2.1, a new token on
+    every authentication): a second person signing in on a shared tablet, or anyone who had
+    seen the old cookie, must not find the old session still alive behind the new one.
+    """
+    web = web_of(request)
+    engine, now = web.bedside.store.engine, web.bedside.clock.now()
+    presented = request.cookies.get(web.settings.cookie_name)
+    if presented:
+        old = web_sessions.get(engine, presented)
+        if old is not None and old.ended_at is None:
+            web_sessions.end(engine, old.id, now)
+    return web_sessions.create(engine, user_id, username, now, verifier=verifier)
+
+
 def home_for(roles: frozenset[str]) -> str:
     if roles & set(WARD) and not roles & set(PHARMACY):
         return "/ward"
@@ -132,17 +151,11 @@ def login(request: Request, form: FormData = FORM) -> Response:
     )
     username = str(form.get("username", ""))
     signing = web.bedside.identity.login(username, str(form.get("password", "")))
-    token_value, _session = web_sessions.create(
-        web.bedside.store.engine,
-        signing.user_id,
-        signing.username,
-        web.bedside.clock.now(),
-        verifier=signing.verifier,
-    )
     user = web.bedside.identity.get_user_by_id(signing.user_id)
     target = safe_next(str(form.get("next", ""))) or home_for(user.roles)
     response = RedirectResponse(target, status_code=303)
-    set_session_cookie(request, response, token_value)
+    token, _session = start_session(request, signing.user_id, signing.username, signing.verifier)
+    set_session_cookie(request, response, token)
     response.delete_cookie(LOGIN_CSRF_COOKIE)
     return response
 
@@ -157,6 +170,6 @@ def logout(request: Request, form: FormData = FORM) -> Response:
 
     check_csrf(viewer, str(form.get("csrf_token", "")))
     web_sessions.end(web.bedside.store.engine, viewer.session.id, web.bedside.clock.now())
-    response = RedirectResponse("/login?why=Signed+out.", status_code=303)
+    response = RedirectResponse("/login?why=signed_out", status_code=303)
     response.delete_cookie(web.settings.cookie_name)
     return response

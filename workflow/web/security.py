@@ -46,6 +46,7 @@ SIGNED_OUT = {
     "idle": "Signed out after {minutes} minutes without use; please sign in.",
     "gone": "Your account is gone; please sign in.",
     "deactivated": "This account is deactivated.",
+    "signed_out": "Signed out.",
 }
 
 
