@@ -12,7 +12,9 @@ closed. Never a silent False.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -147,13 +149,48 @@ def _dest_is(dest: str) -> Any:
     return check
 
 
+# One transitions Machine per protocol, shared by every case of it. A machine is a few thousand
+# objects (a protocol's ~460 transitions, their conditions and callbacks) tied in reference
+# cycles; building one per case load made each web request leave that much cyclic garbage, and
+# the collector's full passes over it (about 150 ms each, every few seconds under load) were
+# the web bench's whole latency tail. Shared, the machine is built once; cases are never
+# registered with it (``Machine.models`` would keep every case alive) but passed to each
+# event's ``trigger``, which on a machine without a queue reads the machine and writes only
+# the case, so threads may share it.
+_MACHINES: OrderedDict[int, tuple[Protocol, Machine]] = OrderedDict()
+_MACHINES_LOCK = threading.Lock()
+_MACHINES_KEPT = 32  # protocols in use at once: versions pinned by running cases, overlays
+
+
+def machine_for(protocol: Protocol) -> Machine:
+    """The shared machine of ``protocol`` (keyed by the object: equal content is not enough
+    to be sure, and holding the protocol keeps its id from being reused)."""
+    key = id(protocol)
+    with _MACHINES_LOCK:
+        found = _MACHINES.get(key)
+        if found is not None and found[0] is protocol:
+            _MACHINES.move_to_end(key)
+            return found[1]
+    machine = Machine(
+        model=None,
+        states=_states(protocol),
+        transitions=_transitions(protocol),
+        initial=NEW_STATE,
+        auto_transitions=False,
+        send_event=True,
+        ignore_invalid_triggers=False,
+        model_attribute="state",
+    )
+    with _MACHINES_LOCK:
+        _MACHINES[key] = (protocol, machine)
+        _MACHINES.move_to_end(key)
+        while len(_MACHINES) > _MACHINES_KEPT:
+            _MACHINES.popitem(last=False)
+    return machine
+
+
 class Case:
     """A dose in progress or done, rebuilt from events. Use ``Case.open`` or ``Case.replay``."""
-
-    # Bound by transitions onto each model (never define them here: transitions would skip
-    # binding its own and the machine would silently not move).
-    state: str
-    trigger: Callable[..., bool]
 
     def __init__(self, protocol: Protocol, case_id: str) -> None:
         self.protocol = protocol
@@ -177,16 +214,17 @@ class Case:
         self.end: dict[str, Any] | None = None
         self.differences: tuple[str, ...] = ()
         self.failed_attempts = 0
-        self._machine = Machine(
-            model=self,
-            states=_states(protocol),
-            transitions=_transitions(protocol),
-            initial=NEW_STATE,
-            auto_transitions=False,
-            send_event=True,
-            ignore_invalid_triggers=False,
-            model_attribute="state",
-        )
+        self.state = NEW_STATE
+        self._machine = machine_for(protocol)
+
+    def trigger(self, name: str, **kwargs: Any) -> bool:
+        """Fire one of the machine's events on this case (transitions' ``Event.trigger``, as
+        the method transitions binds onto a registered model would). A move the state does
+        not allow raises MachineError."""
+        event = self._machine.events.get(name)
+        if event is None:
+            raise MachineError(f"this protocol's machine has no event {name!r}")
+        return bool(event.trigger(self, **kwargs))
 
     # -- construction ------------------------------------------------------------------------
     @classmethod

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import threading
 from datetime import timedelta
 
 import pytest
@@ -9,7 +11,7 @@ import pytest
 from workflow.clock import FixedClock
 from workflow.course import carried_holds, course_status
 from workflow.errors import StepRefused
-from workflow.machine import Case
+from workflow.machine import Case, machine_for
 from workflow.protocol import Protocol
 from workflow.schedule import next_dose
 
@@ -397,3 +399,60 @@ def test_correction_during_the_infusion_never_undoes_the_dose(
     assert "dose_given_from_corrected_value" in [f.code for f in case.flags]
     sign(case, "infusion_stop", clock, minutes=15)
     assert case.state == "observation"
+
+
+def test_cases_share_their_protocol_machine_and_leave_no_cyclic_garbage(
+    protocol: Protocol, clock: FixedClock
+) -> None:
+    """A replay must not build a machine of its own: each one was thousands of objects in
+    reference cycles, and the collector's passes over that garbage made the web's latency
+    tail (README, Web UI bench)."""
+    case = open_case(protocol, clock, weight="68")
+    walk_all(case, clock)
+    again = Case.replay(protocol, case.case_id, case.events)
+    assert again._machine is case._machine is machine_for(protocol)
+    gc.collect()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        for _ in range(3):
+            Case.replay(protocol, case.case_id, case.events)
+        gc.collect()
+        left = [type(o).__qualname__ for o in gc.garbage]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+    assert left == [], sorted(set(left))
+
+
+def test_threads_replaying_on_the_shared_machine_agree(
+    protocol: Protocol, clock: FixedClock
+) -> None:
+    """Cases in many threads (uvicorn's pool) move on one machine without seeing each other."""
+    walked = []
+    for weight, until in (("68", None), ("39", "double_check_first"), ("118", "infusion_start")):
+        case = open_case(protocol, clock, weight=weight)
+        if until is None:
+            walk_all(case, clock)
+        else:
+            walk_until(case, until, clock)
+        walked.append(case)
+    expected = [(c.state, c.version) for c in walked]
+    seen: list[list[tuple[str, int]]] = []
+    start = threading.Barrier(8)
+
+    def run() -> None:
+        start.wait()
+        mine = []
+        for _ in range(20):
+            for c in walked:
+                again = Case.replay(protocol, c.case_id, c.events)
+                mine.append((again.state, again.version))
+        seen.append(mine)
+
+    threads = [threading.Thread(target=run) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(seen) == 8
+    assert all(mine == expected * 20 for mine in seen)
