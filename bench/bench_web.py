@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import socket
 import statistics
 import subprocess
@@ -35,6 +36,7 @@ from sqlalchemy.engine import make_url
 
 from workflow.demo import DEMO_PASSWORD, ensure_demo_people
 from workflow.identity import Credentials
+from workflow.records.pki import create_site_pki
 from workflow.service import Bedside, open_bedside
 from workflow.walk import order_values, values_for
 
@@ -154,6 +156,9 @@ def rss_kib(pid: int) -> int:
 
 def bench(label: str, db_url: str | None, think_s: float) -> None:
     home = Path(tempfile.mkdtemp(prefix="bedside-web-bench-"))
+    # Signing material, as `bedside init` makes it: without it the server has no archiver and
+    # the sign-off would close the case without rendering or signing any record.
+    create_site_pki(home / "pki", organisation="Bench site")
     bedside = open_bedside(home, db_url, archive=False)
     t0 = time.perf_counter()
     cases = prepare(bedside, CLIENTS * CASES_PER_CLIENT)
@@ -216,12 +221,15 @@ def bench(label: str, db_url: str | None, think_s: float) -> None:
                     f"  {name}: {len(part)} POSTs, median {statistics.median(part):.1f} ms, "
                     f"p95 {_p95(part):.1f} ms"
                 )
+        signed = len(list((home / "archive").rglob("*.pdf")))
+        print(f"  signed records archived: {signed} ({len(cases)} cases x 2 records)")
         for e in errors[:5]:
             print("  error:", e)
     finally:
         server.terminate()
         server.wait(timeout=10)
         bedside.store.close()
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def main() -> int:
