@@ -20,8 +20,7 @@ from .machine import Case
 from .records.blobstore import BlobStore
 from .records.embed import extract_events
 from .records.pki import PkiPaths, load_signer, load_trust_roots
-from .records.render import render
-from .records.sign import sign_pdf
+from .records.signing_pool import SigningPool, render_and_sign
 from .records.verify import VerificationResult, Verifier
 from .seed import PLACEHOLDER_PATH, placeholder_sha256
 from .store import ArchivedRecord, Store
@@ -43,9 +42,12 @@ class ArchiveReport:
 
 
 class Archive:
-    def __init__(self, home: Path, store: Store) -> None:
+    def __init__(self, home: Path, store: Store, signing: SigningPool | None = None) -> None:
         self.home = home
         self.store = store
+        # ``bedside serve`` passes a pool so records render and sign on another core, not under
+        # the server's GIL; everything else renders in its own process.
+        self.signing = signing
         self.pki_dir = home / PKI_DIR
         self.blobs = BlobStore(home / ARCHIVE_DIR, suffix=".pdf")
 
@@ -66,7 +68,7 @@ class Archive:
         per case, kind and embedded events (migration 0007), and a process that loses that race
         withdraws the file it wrote and answers with the winner's record.
         """
-        signer = load_signer(self.pki_dir)
+        load_signer(self.pki_dir)  # refuse missing or exposed signing material before any work
         out: list[str] = []
         existing = self.store.search_archive(case_id=case.case_id, limit=500)
         for document in record_documents(case, chain_hash):
@@ -75,9 +77,10 @@ class Archive:
             if same is not None:
                 out.append(same)
                 continue
-            pdf = sign_pdf(
-                render(document), signer, reason=f"{document.kind} record", name=signer.name
-            )
+            if self.signing is not None:
+                pdf = self.signing.render_and_sign(document)
+            else:
+                pdf = render_and_sign(document, self.pki_dir)
             sha = self.blobs.put(pdf)
             lots = _lots(case)
             signers = sorted({s.printed_name for s in document.signatures})

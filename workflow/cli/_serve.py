@@ -29,6 +29,7 @@ def run(args: argparse.Namespace) -> int:
     from ..archive import Archive
     from ..errors import InputError
     from ..identity.session_proof import load_session_key
+    from ..records.signing_pool import SigningPool
     from ..web import WebSettings, create_app
 
     if not 1 <= args.idle_minutes <= 24 * 60:
@@ -39,17 +40,25 @@ def run(args: argparse.Namespace) -> int:
     # Signatures inside a continuous session re-check the password by a keyed verifier instead
     # of a second argon2id run (workflow/identity/session_proof.py); the key stays in the home.
     bedside.identity.use_session_key(load_session_key(home_of(args) / "pki"))
+    home = home_of(args)
+    pool = SigningPool(home / "pki")
+    archive = Archive(home, bedside.store, signing=pool)
+    if archive.ready:
+        # Records render and sign in a worker process, so a sign-off does not stall every
+        # other tablet's request behind the GIL (workflow/records/signing_pool.py).
+        pool.start()
+        bedside.archiver = archive.archive_case
     # A server killed between a case's closing step and its archive write left that case with
     # no records; archive them before serving, as `bedside run` and `bedside demo` do (found by
     # the web crash campaign).
     caught_up = bedside.archive_pending()
     if caught_up:
         print(f"bedside: archived the records of {len(caught_up)} ended case(s)", flush=True)
-    archive = Archive(home_of(args), bedside.store)
     app = create_app(
         bedside,
         WebSettings(idle_timeout=timedelta(minutes=args.idle_minutes)),
         archive=archive if archive.ready else None,
+        on_shutdown=(pool.close,),
     )
     print(f"bedside: serving on http://{args.host}:{args.port}/ (Ctrl-C stops)", flush=True)
     uvicorn.run(

@@ -219,6 +219,27 @@ class RecordDocument:
     _events_json: bytes = field(default=b"", init=False, repr=False, compare=False)
     _hash: str = field(default="", init=False, repr=False, compare=False)
 
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        # Sent to the signing worker process (records/signing_pool.py). The frozen events are
+        # read-only mappings, which do not pickle: send the canonical JSON they were frozen from
+        # and let the constructor check, freeze and hash them again, exactly as here.
+        return (
+            RecordDocument,
+            (
+                self.kind,
+                self.title,
+                self.record_id,
+                self.case_id,
+                self.drug,
+                self.subject,
+                self.sections,
+                self.signatures,
+                self.protocol,
+                self.chain_hash,
+                json.loads(self._events_json),
+            ),
+        )
+
     def __post_init__(self) -> None:
         if self.kind not in RECORD_KINDS:
             raise InputError(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
@@ -16,14 +19,28 @@ from .settings import WebSettings, default_templates_dir
 
 
 def create_app(
-    bedside: Bedside, settings: WebSettings | None = None, archive: Archive | None = None
+    bedside: Bedside,
+    settings: WebSettings | None = None,
+    archive: Archive | None = None,
+    on_shutdown: Sequence[Callable[[], None]] = (),
 ) -> FastAPI:
+    """The web app. ``on_shutdown`` runs when the server stops gracefully, after the last
+    request: uvicorn re-raises the stopping signal once it returns, so code after
+    ``uvicorn.run`` never runs and cleanup belongs here."""
     settings = settings or WebSettings()
     folder = settings.templates_dir or default_templates_dir()
     # Autoescape everything: a patient named <script> stays text.
     env = Environment(loader=FileSystemLoader(str(folder)), autoescape=True)
     templates = Jinja2Templates(env=env)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        for stop in on_shutdown:
+            stop()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="Bedside",
         summary="Checked, signed preparation and administration of high-dose aldesleukin",
         docs_url=None,
