@@ -154,6 +154,16 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
+def children_rss_kib(pid: int) -> int:
+    """Resident memory of the server's child processes (the record signing worker and
+    multiprocessing's resource tracker)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            total += rss_kib(int(child))
+    return total
+
+
 def bench(label: str, db_url: str | None, think_s: float) -> None:
     home = Path(tempfile.mkdtemp(prefix="bedside-web-bench-"))
     # Signing material, as `bedside init` makes it: without it the server has no archiver and
@@ -194,13 +204,15 @@ def bench(label: str, db_url: str | None, think_s: float) -> None:
             t.join()
         wall = time.perf_counter() - t1
         rss = rss_kib(server.pid)
+        workers_rss = children_rss_kib(server.pid)
         ms = sorted(x * 1000 for _, x in latencies)
         p95 = _p95(ms)
         load = f"paced, ~{think_s:g} s between steps" if think_s else "saturated"
         print(
             f"web {label} ({load}): {len(ms)} step POSTs by {CLIENTS} clients in {wall:.1f} s "
             f"(setup {setup_s:.0f} s): median {statistics.median(ms):.1f} ms, "
-            f"p95 {p95:.1f} ms, max {ms[-1]:.1f} ms; server RSS {rss / 1024:.0f} MiB; "
+            f"p95 {p95:.1f} ms, max {ms[-1]:.1f} ms; server RSS {rss / 1024:.0f} MiB "
+            f"(+ {workers_rss / 1024:.0f} MiB in its signing worker); "
             f"errors {len(errors)}"
         )
         # Which steps make the tail: the blinded second checker signs with id and password (a
