@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import pickle
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -69,3 +71,41 @@ def test_a_killed_worker_is_replaced_and_the_record_still_made(pki: Path) -> Non
     finally:
         p.close()
     assert p.worker_pids() == []
+
+
+def test_a_worker_does_not_outlive_a_killed_server(pki: Path) -> None:
+    """SIGKILL gives the server no chance to shut its pool down: the worker notices its
+    parent is gone and exits, so kills (the crash campaign's 50) leave no stray processes."""
+    code = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from workflow.records.signing_pool import SigningPool\n"
+        "pool = SigningPool(Path(sys.argv[1]))\n"
+        "pool.start()\n"
+        "print(pool.worker_pids()[0], flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    server = subprocess.Popen(
+        [sys.executable, "-c", code, str(pki)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert server.stdout is not None
+        worker = int(server.stdout.readline())
+        assert _alive(worker)
+        server.kill()
+        server.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while _alive(worker) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _alive(worker), f"signing worker {worker} outlived its server"
+    finally:
+        if server.poll() is None:
+            server.kill()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(") ")[-1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"  # a zombie has exited; only its parent's wait is missing
