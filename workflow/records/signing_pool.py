@@ -19,7 +19,7 @@ import os
 import sys
 import threading
 import time
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import CancelledError, Future, ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -84,7 +84,9 @@ class SigningPool:
         try:
             future: Future[bytes] = pool.submit(_in_worker, document)
             return future.result(timeout=RESULT_TIMEOUT_S)
-        except (BrokenProcessPool, FutureTimeout, OSError) as exc:
+        except (BrokenProcessPool, FutureTimeout, CancelledError, RuntimeError, OSError) as exc:
+            # RuntimeError / CancelledError: the pool was shut down under this request (the
+            # server stopping); the record is still made, here.
             self._replace(pool)
             self.fallbacks += 1
             print(
