@@ -7,6 +7,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from store.helpers import CountingHasher
 
+from workflow.service import CaseView
 from workflow.store import _schema as s
 from workflow.walk import values_for
 
@@ -54,3 +55,73 @@ def test_session_signatures_use_the_verifier_and_others_the_full_check(site: Sit
         rows = conn.execute(select(s.web_sessions.c.data)).scalars().all()
     assert any("password_verifier" in (d or "") for d in rows)
     assert all("password_verifier" not in c for c in nurse.cookies.values())
+
+
+def test_a_second_checker_who_signed_here_recently_gets_the_verifier_too(site: Site) -> None:
+    """The blinded second checker types id and password every time; after one full check at
+    this tablet, later ones within the continuity limits use that person's verifier. A wrong
+    password, a lapse, a password change or the end of the session bring the full check
+    back."""
+    hasher = CountingHasher()
+    identity = site.bedside.identity
+    identity.passwords.hasher = hasher
+    identity.use_session_key(b"k" * 32)
+
+    def dose_of_a_new_patient(n: int) -> CaseView:
+        store, p = site.bedside.store, site.bedside.protocol
+        patient = store.add_patient(
+            mrn=f"MRN-CS-{n}",
+            family_name="Cosign",
+            given_name=f"Pat {n}",
+            date_of_birth="1970-01-01",
+            created_by="test",
+        )
+        course = store.start_course(
+            patient.id, protocol_id=p.id, protocol_version=p.version, protocol_hash=p.content_hash
+        )
+        site.course_id = course.id
+        return site.walk_to("double_check_second")
+
+    doses = [dose_of_a_new_patient(n) for n in range(7)]
+    nurse = site.client("n.alvarez")  # the tablet's session, kept alive throughout
+
+    def second_check() -> tuple[int, int]:
+        """The next dose's second check at this tablet; (status, argon2 runs it cost)."""
+        view = doses.pop(0)
+        site.clock.advance(minutes=1)
+        before = hasher.verifications
+        body = {
+            "expected_version": view.version,
+            "values": values_for(view.case, "double_check_second", site.clock.now()),
+            "password": password["n.chen"],
+            "username": "n.chen",
+        }
+        r = nurse.post(f"/api/cases/{view.case.case_id}/steps/double_check_second", json=body)
+        if r.status_code == 401:
+            doses.insert(0, site.bedside.load(view.case.case_id))  # tried again (refusal logged)
+        return r.status_code, hasher.verifications - before
+
+    password = {"n.chen": PASSWORD}
+    assert second_check() == (200, 1)  # first time at this tablet: full check
+    assert second_check() == (200, 0)  # again, within 15 minutes: the verifier
+    with site.bedside.store.engine.connect() as conn:
+        rows = conn.execute(select(s.web_sessions.c.data)).scalars().all()
+    assert any('"cosigners"' in (d or "") and "n.chen" in (d or "") for d in rows)
+    password["n.chen"] = "not the right password"
+    assert second_check() == (401, 1)  # a mismatch is never decided by the verifier
+    with site.bedside.store.engine.connect() as conn:
+        failed = conn.execute(
+            select(s.users.c.failed_attempts).where(s.users.c.username == "n.chen")
+        ).scalar_one()
+    assert failed == 1
+    password["n.chen"] = PASSWORD
+    assert second_check() == (200, 0)
+    # The tablet stays in use, but n.chen has not signed here for 16 minutes: full check.
+    site.clock.advance(minutes=10)
+    assert nurse.get("/api/session").status_code == 200
+    site.clock.advance(minutes=6)
+    assert second_check() == (200, 1)
+    identity.change_password("n.chen", PASSWORD, "a brand new long password")
+    password["n.chen"] = "a brand new long password"
+    assert second_check() == (200, 1)  # the old verifier is bound to the old hash
+    assert second_check() == (200, 0)

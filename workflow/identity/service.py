@@ -248,7 +248,16 @@ class Identity:
         now = self._now(now)
         check_role(role)
         if isinstance(proof, Credentials):
-            user = self._check_password(proof.username, None, proof.password, now, audit.SIGN)
+            cosigning = proof.cosigning
+            if cosigning is not None and not self._continuous(cosigning, now):
+                # Lapsed (or new): this full check starts a new period for that person.
+                cosigning.verifier, cosigning.started_at, cosigning.ended_at = None, now, None
+            user = self._check_password(
+                proof.username, None, proof.password, now, audit.SIGN, session=cosigning
+            )
+            if cosigning is not None:
+                cosigning.user_id, cosigning.username = user.id, user.username
+                cosigning.last_used_at = now
         else:
             session = proof.session
             self._check_continuity(session, now)
@@ -325,6 +334,14 @@ class Identity:
                 by_user_id=by,
             )
             return user_from_row(require_row(conn, row.username))
+
+    def _continuous(self, session: SigningSession, now: datetime) -> bool:
+        """Within 11.200's continuous period: not ended, not idle too long, not too long."""
+        return (
+            session.ended_at is None
+            and now - session.last_used_at <= self.policy.session_idle_limit
+            and now - session.started_at <= self.policy.session_max_length
+        )
 
     def _check_continuity(self, session: SigningSession, now: datetime) -> None:
         why = None

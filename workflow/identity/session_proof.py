@@ -16,6 +16,10 @@ microseconds. It proves the same thing as the full check (this person, this pass
 * a mismatch is never a refusal by itself: the full argon2id check decides, and counts toward
   the lockout exactly as before; lock, deactivation, expiry and role checks always run;
 * the verifier lives only in its own session and is wiped when the session ends.
+
+A second person signing at someone else's tablet (the blinded second checker) types both
+components every time; the tablet's session keeps a verifier for them too, made by their last
+full check there and used only within the same continuity limits (``Credentials.cosigning``).
 """
 
 from __future__ import annotations

@@ -18,6 +18,12 @@ from datetime import datetime
 class Credentials:
     username: str
     password: str = field(repr=False)
+    # For a second person signing at someone else's tablet (the blinded second checker): their
+    # own recent signings there. Both components are still typed and checked every time; a
+    # verifier made by an earlier full check within the continuity limits only lets the
+    # password be re-checked without another argon2id run (session_proof.py). Updated in place
+    # by Identity.sign_as; the caller keeps it for the next signature.
+    cosigning: SigningSession | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass

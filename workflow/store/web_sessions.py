@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy import Connection, Engine, delete, insert, select, update
 
 from . import _schema as s
 from ._tx import read_tx, write_tx
@@ -35,6 +35,9 @@ class WebSession:
 
 # Key in ``data`` of the signing session's password verifier.
 VERIFIER = "password_verifier"
+# Key in ``data`` of the second signers' continuity at this tablet (remember_cosigner).
+COSIGNERS = "cosigners"
+MAX_COSIGNERS = 8  # people who co-sign at one tablet in one session, most recent kept
 
 
 def token_key(token: str) -> str:
@@ -93,8 +96,50 @@ def signed(
     new password verifier when the signature made one (after a password change)."""
     values: dict[str, Any] = {"signing_started_at": started, "signing_last_used_at": last_used}
     if verifier:
-        values["data"] = json.dumps({VERIFIER: verifier})
-    _set(engine, session_id, **values)
+        _merge_data(engine, session_id, {VERIFIER: verifier}, **values)
+    else:
+        _set(engine, session_id, **values)
+
+
+def remember_cosigner(
+    engine: Engine, session_id: str, username: str, state: dict[str, Any]
+) -> None:
+    """Keep a second signer's continuity at this tablet (identity.sessions.Credentials):
+    their user id, period start, last signature and password verifier, under ``COSIGNERS``.
+    The most recent ``MAX_COSIGNERS`` are kept; ending the session wipes them all."""
+    with write_tx(engine) as conn:
+        data = _read_data(conn, session_id)
+        if data is None:
+            return
+        cosigners = dict(data.get(COSIGNERS) or {})
+        cosigners.pop(username, None)
+        cosigners[username] = state
+        data[COSIGNERS] = dict(list(cosigners.items())[-MAX_COSIGNERS:])
+        conn.execute(
+            update(s.web_sessions)
+            .where(s.web_sessions.c.id == session_id, s.web_sessions.c.ended_at.is_(None))
+            .values(data=json.dumps(data))
+        )
+
+
+def _read_data(conn: Connection, session_id: str) -> dict[str, Any] | None:
+    raw = conn.execute(
+        select(s.web_sessions.c.data).where(s.web_sessions.c.id == session_id)
+    ).scalar()
+    return None if raw is None else dict(json.loads(raw or "{}"))
+
+
+def _merge_data(engine: Engine, session_id: str, changes: dict[str, Any], **values: Any) -> None:
+    # Read and write in one transaction: the session's verifier and its co-signers' live
+    # side by side in ``data``; replacing it whole would drop the other.
+    with write_tx(engine) as conn:
+        data = _read_data(conn, session_id) or {}
+        data.update(changes)
+        conn.execute(
+            update(s.web_sessions)
+            .where(s.web_sessions.c.id == session_id)
+            .values(data=json.dumps(data), **values)
+        )
 
 
 def end(engine: Engine, session_id: str, now: datetime) -> None:

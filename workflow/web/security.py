@@ -12,7 +12,8 @@ import hmac
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Any
 
 from fastapi import Request
 
@@ -137,6 +138,7 @@ class Proof:
 
     proof: Credentials | SessionPassword
     own: bool  # the session's own user signs (continuity is theirs to extend)
+    cosigner: SigningSession | None = None  # another person's continuity at this tablet
 
 
 def signing_proof(viewer: Viewer, password: str, username: str | None) -> Proof:
@@ -145,7 +147,10 @@ def signing_proof(viewer: Viewer, password: str, username: str | None) -> Proof:
     as the blinded second checker) the username as well."""
     typed = (username or "").strip().lower()
     if typed and typed != viewer.user.username:
-        return Proof(Credentials(typed, password), own=False)
+        # Both components, always. If this person co-signed at this tablet recently, the
+        # verifier that full check left re-checks the password without another argon2id run.
+        cosigner = _cosigner(viewer.session, typed)
+        return Proof(Credentials(typed, password, cosigning=cosigner), own=False, cosigner=cosigner)
     if typed:  # both components typed by the session's own user: continuity restarts
         return Proof(Credentials(typed, password), own=True)
     s = viewer.session
@@ -161,8 +166,36 @@ def signing_proof(viewer: Viewer, password: str, username: str | None) -> Proof:
     return Proof(SessionPassword(signing, password), own=True)
 
 
+def _cosigner(session: WebSession, username: str) -> SigningSession:
+    kept: dict[str, Any] = (session.data.get(web_sessions.COSIGNERS) or {}).get(username) or {}
+    try:
+        return SigningSession(
+            str(kept["user_id"]),
+            username,
+            datetime.fromisoformat(kept["started_at"]),
+            datetime.fromisoformat(kept["last_used_at"]),
+            verifier=str(kept["verifier"]),
+        )
+    except (KeyError, TypeError, ValueError):  # none kept (or unreadable): a new period
+        epoch = datetime.min.replace(tzinfo=UTC)
+        return SigningSession("", username, epoch, epoch)
+
+
 def after_signature(bedside: Bedside, viewer: Viewer, proof: Proof) -> None:
     if not proof.own:
+        cos = proof.cosigner
+        if cos is not None and cos.verifier:
+            web_sessions.remember_cosigner(
+                bedside.store.engine,
+                viewer.session.id,
+                cos.username,
+                {
+                    "user_id": cos.user_id,
+                    "started_at": cos.started_at.isoformat(),
+                    "last_used_at": cos.last_used_at.isoformat(),
+                    "verifier": cos.verifier,
+                },
+            )
         return
     now = bedside.clock.now()
     engine = bedside.store.engine
