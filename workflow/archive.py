@@ -73,7 +73,7 @@ class Archive:
         existing = self.store.search_archive(case_id=case.case_id, limit=500)
         for document in record_documents(case, chain_hash):
             events_sha = hashlib.sha256(document.events_json).hexdigest()
-            same = self._already_archived(existing, document.kind, document.events_json)
+            same = self._already_archived(existing, document.kind, document.events_json, events_sha)
             if same is not None:
                 out.append(same)
                 continue
@@ -118,9 +118,12 @@ class Archive:
         return out
 
     def _already_archived(
-        self, existing: Sequence[ArchivedRecord], kind: str, events_json: bytes
+        self,
+        existing: Sequence[ArchivedRecord],
+        kind: str,
+        events_json: bytes,
+        events_sha: str,
     ) -> str | None:
-        events_sha = hashlib.sha256(events_json).hexdigest()
         for rec in existing:
             if rec.kind == kind and rec.events_sha256 == events_sha and rec.sha256 in self.blobs:
                 return rec.sha256

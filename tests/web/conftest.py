@@ -37,15 +37,20 @@ class Site:
         self.clock = clock
         self.archive = archive
         self.app = create_app(bedside, WebSettings(), archive=archive)
-        patient = bedside.store.add_patient(
-            mrn="MRN-7001",
-            family_name="Rivera",
-            given_name=EVIL_NAME,
-            date_of_birth="1971-03-14",
+        self.course_id = self.new_course("MRN-7001", "Rivera", EVIL_NAME, "1971-03-14")
+
+    def new_course(self, mrn: str, family_name: str, given_name: str, born: str) -> str:
+        """A new patient on a course of the site's protocol; returns the course id."""
+        b = self.bedside
+        patient = b.store.add_patient(
+            mrn=mrn,
+            family_name=family_name,
+            given_name=given_name,
+            date_of_birth=born,
             created_by="test",
         )
-        p = bedside.protocol
-        self.course_id = bedside.store.start_course(
+        p = b.protocol
+        return b.store.start_course(
             patient.id, protocol_id=p.id, protocol_version=p.version, protocol_hash=p.content_hash
         ).id
 

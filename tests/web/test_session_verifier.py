@@ -68,18 +68,7 @@ def test_a_second_checker_who_signed_here_recently_gets_the_verifier_too(site: S
     identity.use_session_key(b"k" * 32)
 
     def dose_of_a_new_patient(n: int) -> CaseView:
-        store, p = site.bedside.store, site.bedside.protocol
-        patient = store.add_patient(
-            mrn=f"MRN-CS-{n}",
-            family_name="Cosign",
-            given_name=f"Pat {n}",
-            date_of_birth="1970-01-01",
-            created_by="test",
-        )
-        course = store.start_course(
-            patient.id, protocol_id=p.id, protocol_version=p.version, protocol_hash=p.content_hash
-        )
-        site.course_id = course.id
+        site.course_id = site.new_course(f"MRN-CS-{n}", "Cosign", f"Pat {n}", "1970-01-01")
         return site.walk_to("double_check_second")
 
     doses = [dose_of_a_new_patient(n) for n in range(7)]

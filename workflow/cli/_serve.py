@@ -39,8 +39,8 @@ def run(args: argparse.Namespace) -> int:
     bedside = open_app(args)
     # Signatures inside a continuous session re-check the password by a keyed verifier instead
     # of a second argon2id run (workflow/identity/session_proof.py); the key stays in the home.
-    bedside.identity.use_session_key(load_session_key(home_of(args) / "pki"))
     home = home_of(args)
+    bedside.identity.use_session_key(load_session_key(home / "pki"))
     pool = SigningPool(home / "pki")
     archive = Archive(home, bedside.store, signing=pool)
     if archive.ready:

@@ -249,7 +249,7 @@ class Identity:
         check_role(role)
         if isinstance(proof, Credentials):
             cosigning = proof.cosigning
-            if cosigning is not None and not self._continuous(cosigning, now):
+            if cosigning is not None and self._lapse(cosigning, now) is not None:
                 # Lapsed (or new): this full check starts a new period for that person.
                 cosigning.verifier, cosigning.started_at, cosigning.ended_at = None, now, None
             user = self._check_password(
@@ -335,22 +335,18 @@ class Identity:
             )
             return user_from_row(require_row(conn, row.username))
 
-    def _continuous(self, session: SigningSession, now: datetime) -> bool:
-        """Within 11.200's continuous period: not ended, not idle too long, not too long."""
-        return (
-            session.ended_at is None
-            and now - session.last_used_at <= self.policy.session_idle_limit
-            and now - session.started_at <= self.policy.session_max_length
-        )
+    def _lapse(self, session: SigningSession, now: datetime) -> str | None:
+        """Why ``session`` is no longer 11.200's continuous period, or None while it is."""
+        if session.ended_at is not None:
+            return "the session was ended"
+        if now - session.last_used_at > self.policy.session_idle_limit:
+            return "the session was idle too long"
+        if now - session.started_at > self.policy.session_max_length:
+            return "the session reached its maximum length"
+        return None
 
     def _check_continuity(self, session: SigningSession, now: datetime) -> None:
-        why = None
-        if session.ended_at is not None:
-            why = "the session was ended"
-        elif now - session.last_used_at > self.policy.session_idle_limit:
-            why = "the session was idle too long"
-        elif now - session.started_at > self.policy.session_max_length:
-            why = "the session reached its maximum length"
+        why = self._lapse(session, now)
         if why is None:
             return
         session.ended_at = session.ended_at or now

@@ -9,11 +9,12 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, insert, select, update
+from sqlalchemy import Engine, delete, insert, select, update
 
 from . import _schema as s
 from ._tx import read_tx, write_tx
@@ -96,7 +97,7 @@ def signed(
     new password verifier when the signature made one (after a password change)."""
     values: dict[str, Any] = {"signing_started_at": started, "signing_last_used_at": last_used}
     if verifier:
-        _merge_data(engine, session_id, {VERIFIER: verifier}, **values)
+        _change_data(engine, session_id, lambda data: data.update({VERIFIER: verifier}), **values)
     else:
         _set(engine, session_id, **values)
 
@@ -107,39 +108,31 @@ def remember_cosigner(
     """Keep a second signer's continuity at this tablet (identity.sessions.Credentials):
     their user id, period start, last signature and password verifier, under ``COSIGNERS``.
     The most recent ``MAX_COSIGNERS`` are kept; ending the session wipes them all."""
-    with write_tx(engine) as conn:
-        data = _read_data(conn, session_id)
-        if data is None:
-            return
+
+    def keep(data: dict[str, Any]) -> None:
         cosigners = dict(data.get(COSIGNERS) or {})
         cosigners.pop(username, None)
         cosigners[username] = state
         data[COSIGNERS] = dict(list(cosigners.items())[-MAX_COSIGNERS:])
-        conn.execute(
-            update(s.web_sessions)
-            .where(s.web_sessions.c.id == session_id, s.web_sessions.c.ended_at.is_(None))
-            .values(data=json.dumps(data))
-        )
+
+    _change_data(engine, session_id, keep)
 
 
-def _read_data(conn: Connection, session_id: str) -> dict[str, Any] | None:
-    raw = conn.execute(
-        select(s.web_sessions.c.data).where(s.web_sessions.c.id == session_id)
-    ).scalar()
-    return None if raw is None else dict(json.loads(raw or "{}"))
-
-
-def _merge_data(engine: Engine, session_id: str, changes: dict[str, Any], **values: Any) -> None:
-    # Read and write in one transaction: the session's verifier and its co-signers' live
-    # side by side in ``data``; replacing it whole would drop the other.
+def _change_data(
+    engine: Engine, session_id: str, change: Callable[[dict[str, Any]], None], **values: Any
+) -> None:
+    """Change a live session's ``data`` (and set ``values``) in one transaction: the session's
+    verifier and its co-signers' live side by side there, so it is read, changed and written
+    back, never replaced whole. An ended session is left as its end wiped it."""
+    t = s.web_sessions
+    live = (t.c.id == session_id, t.c.ended_at.is_(None))
     with write_tx(engine) as conn:
-        data = _read_data(conn, session_id) or {}
-        data.update(changes)
-        conn.execute(
-            update(s.web_sessions)
-            .where(s.web_sessions.c.id == session_id)
-            .values(data=json.dumps(data), **values)
-        )
+        raw = conn.execute(select(t.c.data).where(*live)).scalar()
+        if raw is None:
+            return
+        data = dict(json.loads(raw or "{}"))
+        change(data)
+        conn.execute(update(t).where(*live).values(data=json.dumps(data), **values))
 
 
 def end(engine: Engine, session_id: str, now: datetime) -> None:
