@@ -213,6 +213,9 @@ class Case:
         self.last_given_at: datetime | None = None
         self.end: dict[str, Any] | None = None
         self.differences: tuple[str, ...] = ()
+        # Which compared items differ (ids), for screens that may name them but must not show
+        # either checker's value before the re-entry.
+        self.difference_items: tuple[str, ...] = ()
         self.failed_attempts = 0
         self.state = NEW_STATE
         self._machine = machine_for(protocol)
@@ -545,6 +548,7 @@ class Case:
                     )
                 self.awaiting_resume = []
         self.differences = tuple(outcome.get("differences", []))
+        self.difference_items = self._differing_items(step) if self.differences else ()
         for w in outcome.get("warnings", []):
             self.flags.append(Flag(w["code"], w["message"], event.seq))
         if dest == "completed":
@@ -1034,21 +1038,41 @@ class Case:
             item = second.item(item_id)
             assert item is not None
             a, b = a_vals.get(item_id), b_vals.get(item_id)
-            expected = self._expected(item.expect) if item.expect else None
-            ok_a = a is not None and (expected is None or matches_expected(item, a, expected))
-            ok_b = b is not None and (expected is None or matches_expected(item, b, expected))
-            same = (
-                a is not None
-                and b is not None
-                and (matches_expected(item, a, b) or matches_expected(item, b, a))
-            )
-            if not (ok_a and ok_b and same):
+            if self._item_differs(second, item_id, a, b):
+                expected = self._expected(item.expect) if item.expect else None
                 exp = f", expected {display(item, expected)}" if expected is not None else ""
                 diffs.append(
                     f"{item.label}: first checker {display(item, a)}, second checker "
                     f"{display(item, b)}{exp}"
                 )
         return diffs
+
+    def _differing_items(self, step: Step) -> tuple[str, ...]:
+        """Ids of the compared items whose two entries differ (or miss the expected value)."""
+        pair = self._blinded_pair(step)
+        if pair is None:
+            return ()
+        first, second = pair
+        a_vals = self.current[first.id].values if first.id in self.current else {}
+        b_vals = self.current[second.id].values if second.id in self.current else {}
+        return tuple(
+            item_id
+            for item_id in second.compare
+            if self._item_differs(second, item_id, a_vals.get(item_id), b_vals.get(item_id))
+        )
+
+    def _item_differs(self, step: Step, item_id: str, a: Value | None, b: Value | None) -> bool:
+        item = step.item(item_id)
+        assert item is not None
+        expected = self._expected(item.expect) if item.expect else None
+        ok_a = a is not None and (expected is None or matches_expected(item, a, expected))
+        ok_b = b is not None and (expected is None or matches_expected(item, b, expected))
+        same = (
+            a is not None
+            and b is not None
+            and (matches_expected(item, a, b) or matches_expected(item, b, a))
+        )
+        return not (ok_a and ok_b and same)
 
     # -- helpers -------------------------------------------------------------------------------
     def _finding_items(self) -> dict[str, Item]:

@@ -208,11 +208,14 @@ def test_double_check_mismatch_blocks_until_resolved_scenario_11(
     sign(case, "double_check_second", clock, pump_rate_ml_per_h="200")
     assert case.state == "double_check_second_mismatch"
     assert any("Pump rate" in d and "200" in d for d in case.differences)
+    # Screens may name what differs without either value: the items, by id.
+    assert case.difference_items == ("pump_rate_ml_per_h",)
     err = refused(sign, case, "pre_infusion", clock)
     assert err.reason == "double_check_mismatch" and err.details
     # The second checker re-enters the right rate: both entries stay in the record.
     sign(case, "double_check_second", clock, pump_rate_ml_per_h="209")
     assert case.state == "pre_infusion"
+    assert case.difference_items == ()
     entries = [e for e in case.history if e.step == "double_check_second"]
     assert len(entries) == 2 and entries[0].superseded_by == entries[1].seq
     assert entries[1].values["pump_rate_ml_per_h"] == 209
