@@ -197,7 +197,7 @@ def plan_dose(
             DoseWarning(
                 "concentration_below_window",
                 f"Final concentration {fmt(concentration, 1)} mcg/mL is below {fmt(cmin)} mcg/mL; "
-                "drug delivery is variable outside the 30-70 mcg/mL window",
+                f"drug delivery is variable outside the {fmt(cmin)}-{fmt(cmax)} mcg/mL window",
             )
         )
     elif concentration > cmax:
@@ -205,7 +205,7 @@ def plan_dose(
             DoseWarning(
                 "concentration_above_window",
                 f"Final concentration {fmt(concentration, 1)} mcg/mL is above {fmt(cmax)} mcg/mL; "
-                "drug delivery is variable outside the 30-70 mcg/mL window",
+                f"drug delivery is variable outside the {fmt(cmin)}-{fmt(cmax)} mcg/mL window",
             )
         )
     amin, amax = d.weight_adult_min.value, d.weight_adult_max.value

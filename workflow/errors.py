@@ -86,12 +86,20 @@ class StepRefused(BedsideError):
     """
 
     def __init__(
-        self, reason: str, message: str, *, field: str | None = None, details: Sequence[str] = ()
+        self,
+        reason: str,
+        message: str,
+        *,
+        field: str | None = None,
+        details: Sequence[str] = (),
+        fields: Sequence[str] = (),
     ) -> None:
         super().__init__(message)
         self.reason = reason
         self.field = field
         self.details = tuple(details)
+        # Every item at fault when a form had several problems (``details`` in the same order).
+        self.fields = tuple(fields) or ((field,) if field is not None else ())
         self.exit_code = 2 if field is not None else 1
 
     @property
@@ -104,6 +112,8 @@ class StepRefused(BedsideError):
             out["field"] = self.field
         if self.details:
             out["details"] = list(self.details)
+        if len(self.fields) > 1:
+            out["fields"] = list(self.fields)
         return out
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import calendar
 from datetime import UTC, date, datetime, time, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
 from .errors import StepRefused
@@ -25,7 +25,7 @@ _FALSE = {"false", "no", "n", "0", "off"}
 
 
 def _refuse(item: Item, message: str, allowed: str | None = None) -> StepRefused:
-    text = f"{item.id} ({item.label}): {message}"
+    text = f"{item.label}: {message}"
     if allowed:
         text += f" (allowed: {allowed})"
     return StepRefused("invalid_item", text, field=item.id)
@@ -73,8 +73,7 @@ def parse_value(item: Item, raw: Any, now: datetime) -> Value:
             if text == fb.value:
                 raise StepRefused(
                     "forbidden_value",
-                    f"{item.id} ({item.label}): '{text}' is "
-                    f"refused: {fb.reason} [source: {fb.source}]",
+                    f"{item.label}: '{text}' is refused: {fb.reason} [source: {fb.source}]",
                     field=item.id,
                 )
         if text not in item.option_ids():
@@ -99,7 +98,7 @@ def parse_value(item: Item, raw: Any, now: datetime) -> Value:
         if end <= now:
             raise StepRefused(
                 "expired",
-                f"{item.id} ({item.label}): expired "
+                f"{item.label}: expired "
                 f"{end.date().isoformat()}; an expired product cannot be used",
                 field=item.id,
             )
@@ -241,6 +240,16 @@ def matches_expected(item: Item, entered: Value, expected: Value) -> bool:
     return entered == expected
 
 
+def rounded(item: Item, value: Decimal) -> Decimal:
+    """``value`` at the item's display precision (``decimals``), half up; unchanged without one.
+
+    Plans are computed exactly (209.0666... mL/h); people read and type 209.
+    """
+    if item.decimals is None:
+        return value
+    return value.quantize(Decimal(1).scaleb(-item.decimals), rounding=ROUND_HALF_UP)
+
+
 def display(item: Item, value: Value | None) -> str:
     """Human text of a value for screens and records."""
     if value is None:
@@ -249,7 +258,7 @@ def display(item: Item, value: Value | None) -> str:
         return "yes" if value else "no"
     if isinstance(value, Decimal):
         unit = f" {item.unit}" if item.unit else ""
-        return f"{format_decimal(value)}{unit}"
+        return f"{format_decimal(rounded(item, value))}{unit}"
     if isinstance(value, datetime):
         if item.type == "expiry":
             return (value - timedelta(days=1)).date().isoformat()

@@ -34,7 +34,7 @@ from .items import (
     to_stored,
 )
 from .protocol.model import HELD_STATE, Item, Protocol, Step
-from .rules import Firing, evaluate
+from .rules import Firing, evaluate, test
 from .schedule import NextDose, check_interval
 
 NEW_STATE = "new"
@@ -135,7 +135,9 @@ def _transitions(protocol: Protocol) -> list[dict[str, Any]]:
     to("do_assess", active, [HELD_STATE, "discontinued"])
     to("do_assess_held", [HELD_STATE], ["discontinued"])
     to("do_resume", [HELD_STATE], walk)
-    to("do_reopen", active, walk)
+    # A correction reopens the walk, or finds the double check differing again, or fires a rule.
+    mismatches = [s.id + MISMATCH_SUFFIX for s in steps if s.blinded_against]
+    to("do_correct", active, [*walk, *mismatches, HELD_STATE, "discontinued"])
     for exit_state in ("discontinued", "cancelled", "wasted"):
         to("do_exit_" + exit_state, [*active, HELD_STATE], [exit_state])
     return out
@@ -419,8 +421,13 @@ class Case:
     def correct(
         self, target_seq: int, values: Mapping[str, Any], reason: str, signer: Signer, at: datetime
     ) -> Event:
+        """A new signed entry that supersedes ``target_seq``: judged like the step it corrects
+        (role, separation of duties, items, rules, acknowledgements, the double check's
+        comparison), plus who may correct whose entry."""
         target = self._entry_by_seq(target_seq)
         step = self.protocol.step(target.step)
+        changes = dict(values)
+        _typed, outcome = self._judge_correction(target, changes, reason, signer, strict=True)
         return self.apply(
             self._event(
                 ev.CORRECTION,
@@ -428,8 +435,9 @@ class Case:
                 signer,
                 {
                     "target_seq": target_seq,
-                    "values": {k: v for k, v in values.items()},
+                    "values": changes,
                     "reason": reason,
+                    "outcome": outcome,
                 },
                 step=step.id,
                 meaning=step.meaning,
@@ -440,7 +448,12 @@ class Case:
     def record_failed_signature(
         self, username: str, reason: str, at: datetime, step: str | None = None
     ) -> Event:
-        """Part 11: failed signing attempts are part of the trail (never the password)."""
+        """Part 11: failed signing attempts are part of the trail (never the password). An
+        ended case takes nothing more (its records are signed): the security log keeps those."""
+        if self.closed:
+            raise StepRefused(
+                "case_closed", f"This case is {self.state}; nothing more is written into it"
+            )
         return self.apply(
             self._event(
                 ev.SIGNATURE_FAILED, at, None, {"username": username, "reason": reason}, step=step
@@ -506,12 +519,7 @@ class Case:
         typed, outcome, dest = self._judge_sign(
             step, raw, signer, event.at, meaning=event.meaning, replay=True
         )
-        recorded = event.data.get("outcome")
-        if recorded is not None and ev.json_safe(recorded) != ev.json_safe(outcome):
-            raise IntegrityError(
-                f"case {self.case_id} event {event.seq}: the recorded outcome "
-                "differs from what this protocol computes"
-            )
+        outcome = self._recorded_outcome(event, outcome)
         entry = Entry(
             event.seq,
             step.id,
@@ -560,12 +568,7 @@ class Case:
         typed, outcome = self._judge_assessment(
             dict(event.data.get("values") or {}), signer, event.at, replay=True
         )
-        recorded = event.data.get("outcome")
-        if recorded is not None and ev.json_safe(recorded) != ev.json_safe(outcome):
-            raise IntegrityError(
-                f"case {self.case_id} event {event.seq}: the recorded outcome "
-                "differs from what this protocol computes"
-            )
+        outcome = self._recorded_outcome(event, outcome)
         self.assessments.append(
             {
                 "seq": event.seq,
@@ -639,35 +642,12 @@ class Case:
     def _apply_correction(self, event: Event) -> None:
         signer = self._actor(event)
         target = self._entry_by_seq(int(event.data.get("target_seq", 0)))
-        if target.superseded_by is not None:
-            raise StepRefused(
-                "already_corrected",
-                f"Entry {target.seq} was already superseded "
-                f"by event {target.superseded_by}; correct the newer entry",
-            )
         step = self.protocol.step(target.step)
-        reason = str(event.data.get("reason") or "").strip()
-        if not reason:
-            raise StepRefused("invalid_item", "reason: a correction needs a reason", field="reason")
-        if signer.role not in step.roles:
-            raise StepRefused(
-                "role_not_allowed",
-                f"A {signer.role} may not correct "
-                f"'{step.title}' (allowed: {', '.join(step.roles)})",
-            )
         changes = dict(event.data.get("values") or {})
-        if not changes:
-            raise StepRefused(
-                "invalid_item",
-                "values: a correction must change at least one value",
-                field="values",
-            )
-        merged: dict[str, Any] = {
-            k: to_stored(self._item(step, k), v) for k, v in target.values.items()
-        }
-        merged.update(changes)
-        # Judge the corrected values as of the original entry's time (expiry, not-future).
-        typed = self._check_items(step, merged, target.at, compare_only=bool(step.compare))
+        reason = str(event.data.get("reason") or "")
+        typed, outcome = self._judge_correction(target, changes, reason, signer, strict=False)
+        if "outcome" in event.data:  # corrections recorded before outcomes were kept have none
+            outcome = self._recorded_outcome(event, outcome)
         old_plan = self.plan
         entry = Entry(
             event.seq,
@@ -677,44 +657,66 @@ class Case:
             event.at,
             str(event.meaning),
             target.seq,
-            outcome=target.outcome,
+            outcome=outcome,
         )
         target.superseded_by = event.seq
         self.history.append(entry)
         changed = ", ".join(
-            f"{k}: {display(step.item(k) or _ITEM, target.values.get(k))} -> "
-            f"{display(step.item(k) or _ITEM, typed.get(k))}"
+            f"{it.label}: {display(it, target.values.get(k))} -> {display(it, typed.get(k))}"
             for k in changes
+            for it in (step.item(k) or _ITEM,)
         )
         self.flags.append(
-            Flag("corrected", f"{step.title} corrected ({changed}): {reason}", event.seq)
+            Flag("corrected", f"{step.title} corrected ({changed}): {reason.strip()}", event.seq)
         )
         was_current = self.current.get(step.id) is target
         if was_current:
             self.current[step.id] = entry
         new_plan = self.plan
-        if old_plan is not None and new_plan is not None and old_plan != new_plan:
-            if self.given:
+        if old_plan is not None and new_plan is not None and old_plan != new_plan and self.given:
+            self.flags.append(
+                Flag(
+                    "dose_given_from_corrected_value",
+                    f"The dose given was prepared from the values before this correction: "
+                    f"{display(_ITEM, old_plan.dose_iu)} IU then, "
+                    f"{display(_ITEM, new_plan.dose_iu)} "
+                    "IU now. Review with the prescriber.",
+                    event.seq,
+                )
+            )
+        for w in outcome.get("warnings", []):
+            self.flags.append(Flag(w["code"], w["message"], event.seq))
+        firings = [Firing.from_json(f) for f in outcome.get("firings", [])]
+        differences = list(outcome.get("differences", []))
+        # Once the infusion has started nothing is reopened or held: the dose was given, and
+        # the flags ask for review instead.
+        if self.closed or self.state == HELD_STATE or not was_current or self.given:
+            if firings and was_current:
+                self._record_findings(event, firings)
+            if differences:
                 self.flags.append(
                     Flag(
-                        "dose_given_from_corrected_value",
-                        f"The dose given was prepared from the values before this correction: "
-                        f"{display(_ITEM, old_plan.dose_iu)} IU then, "
-                        f"{display(_ITEM, new_plan.dose_iu)} "
-                        "IU now. Review with the prescriber.",
+                        "double_check_differs_after_correction",
+                        "After this correction the two double checks differ: "
+                        + "; ".join(differences),
                         event.seq,
                     )
                 )
-            for w in new_plan.warnings:
-                self.flags.append(Flag(w.code, w.message, event.seq))
-        # Once the infusion has started nothing is reopened: the dose was given, and the flag
-        # above asks for review instead.
-        if self.closed or self.state == HELD_STATE or not was_current or self.given:
             return
-        # Everything signed after the corrected step was done on the old values: reopen it.
+        if any(f.action == "discontinue" for f in firings) or firings:
+            dest = "discontinued" if any(f.action == "discontinue" for f in firings) else HELD_STATE
+            self.current.pop(step.id, None)
+            self._record_holds(event, firings, dest)
+            self.trigger("do_correct", dest=dest)
+            return
+        # Everything signed after the corrected step was done on the old values: reopen it. The
+        # other side of a blinded double check was not (it never saw these values): it stays,
+        # and the two are compared again below.
+        pair = self._blinded_pair(step)
+        paired = {p.id for p in pair} if pair else set()
         walk = [s.id for s in self.walk_steps()]
         later = walk[walk.index(step.id) + 1 :] if step.id in walk else []
-        redone = [s for s in later if s in self.current]
+        redone = [s for s in later if s in self.current and s not in paired]
         for s in redone:
             self.current[s].superseded_by = event.seq
             del self.current[s]
@@ -722,11 +724,18 @@ class Case:
             self.flags.append(
                 Flag(
                     "steps_reopened",
-                    "Signed again after the correction: " + ", ".join(redone),
+                    "Signed again after the correction: "
+                    + ", ".join(self.protocol.step(s).title for s in redone),
                     event.seq,
                 )
             )
-        self.trigger("do_reopen", dest=self._first_open())
+        if pair is not None and all(p.id in self.current for p in pair):
+            self.differences = tuple(differences)
+            self.difference_items = self._differing_items(step) if differences else ()
+            if differences:
+                self.trigger("do_correct", dest=pair[1].id + MISMATCH_SUFFIX)
+                return
+        self.trigger("do_correct", dest=self._first_open())
 
     def _apply_failed(self, event: Event) -> None:
         self.failed_attempts += 1
@@ -744,41 +753,13 @@ class Case:
     ) -> tuple[dict[str, Value], dict[str, Any], str]:
         if step.id not in self.allowed_steps():
             raise self._out_of_order(step)
-        if signer.role not in step.roles:
-            raise StepRefused(
-                "role_not_allowed",
-                f"'{step.title}' must be signed by "
-                f"{' or '.join(step.roles)}; {signer.name} signed as {signer.role}",
-            )
-        if meaning != step.meaning:
-            raise StepRefused(
-                "wrong_meaning",
-                f"'{step.title}' is signed with the meaning '{step.meaning}', not '{meaning}'",
-            )
-        self._check_separation(step, signer)
+        self._check_signer(step, signer, meaning)
         # Time limits first: an expired bag or a dose too soon is the news that matters.
         if step.within_beyond_use:
             self._check_beyond_use(at)
         if step.starts_infusion:
             check_interval(self.protocol, self.last_given_at, at)
-        typed = self._check_items(step, values, at, compare_only=bool(step.compare))
-        outcome: dict[str, Any] = {}
-        warnings: list[dict[str, str]] = []
-        if step.id == self.protocol.initial:
-            plan = self._plan_for(typed, at)
-            warnings = [w.to_json() for w in plan.warnings]
-        if step.stops_infusion:
-            warnings += self._duration_flags(at)
-        firings: tuple[Firing, ...] = ()
-        if step.evaluates_rules:
-            firings = evaluate(
-                self.protocol,
-                typed,
-                # Resume criteria are judged on the full pre-dose checks only.
-                self.awaiting_resume if step.id == self.protocol.resume_step else (),
-            )
-            if step.id == self.protocol.eligibility.step:
-                warnings += self._eligibility_flags(typed, at)
+        typed, warnings, firings = self._judge_values(step, values, signer, at, strict=not replay)
         differences: list[str] = []
         dest: str
         if any(f.action == "discontinue" for f in firings):
@@ -793,14 +774,200 @@ class Case:
                 dest = pair[1].id + MISMATCH_SUFFIX
             else:
                 dest = self._first_open(signing=step.id)
-        if firings:
-            outcome["firings"] = [f.to_json() for f in firings]
-        if differences:
-            outcome["differences"] = differences
-        if warnings:
-            outcome["warnings"] = warnings
-        del replay
-        return typed, outcome, dest
+        return typed, _outcome(firings, differences, warnings), dest
+
+    def _check_signer(self, step: Step, signer: Signer, meaning: str | None) -> None:
+        if signer.role not in step.roles:
+            raise StepRefused(
+                "role_not_allowed",
+                f"'{step.title}' must be signed by "
+                f"{' or '.join(step.roles)}; {signer.name} signed as {signer.role}",
+            )
+        if meaning != step.meaning:
+            raise StepRefused(
+                "wrong_meaning",
+                f"'{step.title}' is signed with the meaning '{step.meaning}', not '{meaning}'",
+            )
+        self._check_separation(step, signer)
+
+    def _judge_values(
+        self,
+        step: Step,
+        values: Mapping[str, Any],
+        signer: Signer,
+        at: datetime,
+        *,
+        strict: bool,
+    ) -> tuple[dict[str, Value], list[dict[str, str]], tuple[Firing, ...]]:
+        """What a step's values say, the same for a new entry and a correction: the typed
+        values (or every problem at once), the warnings, the rules that fire. ``strict`` adds
+        the checks introduced after entries may have been stored without them (replay accepts
+        what the engine of the day accepted)."""
+        needed = self._resume_items(step) if strict else {}
+        typed = self._check_items(step, values, at, compare_only=bool(step.compare), needed=needed)
+        warnings: list[dict[str, str]] = []
+        if step.id == self.protocol.initial:
+            warnings = [w.to_json() for w in self._plan_for(typed, at).warnings]
+        if step.stops_infusion:
+            warnings += self._duration_flags(at)
+        firings: tuple[Firing, ...] = ()
+        if step.evaluates_rules:
+            firings = evaluate(
+                self.protocol,
+                typed,
+                # Resume criteria are judged on the full pre-dose checks only.
+                self.awaiting_resume if step.id == self.protocol.resume_step else (),
+            )
+            if step.id == self.protocol.eligibility.step:
+                warnings += self._eligibility_flags(typed, at)
+        self._check_acknowledgements(step, typed, warnings, signer)
+        return typed, warnings, firings
+
+    def _judge_correction(
+        self,
+        target: Entry,
+        changes: Mapping[str, Any],
+        reason: str,
+        signer: Signer,
+        *,
+        strict: bool,
+    ) -> tuple[dict[str, Value], dict[str, Any]]:
+        step = self.protocol.step(target.step)
+        if strict and self.closed:
+            raise StepRefused(
+                "case_closed",
+                f"This case is {self.state} and its records are signed; it takes no correction. "
+                "Report the error to the prescriber and the pharmacy.",
+            )
+        if target.superseded_by is not None:
+            raise StepRefused(
+                "already_corrected",
+                f"Entry {target.seq} was already superseded "
+                f"by event {target.superseded_by}; correct the newer entry",
+            )
+        if not reason.strip():
+            raise StepRefused("invalid_item", "Reason: a correction needs a reason", field="reason")
+        if signer.role not in step.roles:
+            raise StepRefused(
+                "role_not_allowed",
+                f"A {signer.role} may not correct "
+                f"'{step.title}' (allowed: {', '.join(step.roles)})",
+            )
+        if strict:
+            self._check_corrector(step, target, signer)
+        if not changes:
+            raise StepRefused(
+                "invalid_item",
+                "values: a correction must change at least one value",
+                field="values",
+            )
+        merged: dict[str, Any] = {
+            k: to_stored(self._item(step, k), v) for k, v in target.values.items()
+        }
+        merged.update(changes)
+        # Judge the corrected values as of the original entry's time (expiry, not-future,
+        # weight age, infusion length).
+        typed, warnings, firings = self._judge_values(
+            step, merged, signer, target.at, strict=strict
+        )
+        differences: list[str] = []
+        pair = self._blinded_pair(step)
+        if pair is not None and all(p.id in self.current for p in pair):
+            differences = self._compare_pair(pair, step, typed)
+        return typed, _outcome(firings, differences, warnings)
+
+    def _check_corrector(self, step: Step, target: Entry, signer: Signer) -> None:
+        """Who may correct whose entry: separation of duties holds for corrections too, and a
+        blinded double check is only ever corrected by the checker who made it."""
+        if step.compare and signer.user_id != target.signer.user_id:
+            raise StepRefused(
+                "same_person" if self._signed_counterpart(step, signer) else "not_your_entry",
+                f"Only {target.signer.name} may correct their own '{step.title}' entry; "
+                f"{signer.name} may not (an independent double check is never corrected by "
+                "anyone else; a difference is resolved by re-entry)",
+            )
+        self._check_separation(step, signer)
+
+    def _signed_counterpart(self, step: Step, signer: Signer) -> bool:
+        pair = self._blinded_pair(step)
+        if pair is None:
+            return False
+        return any(
+            p.id != step.id
+            and p.id in self.current
+            and self.current[p.id].signer.user_id == signer.user_id
+            for p in pair
+        )
+
+    def _resume_items(self, step: Step) -> dict[str, str]:
+        """Items the hold checks need when a held rule must meet its resume criterion: each is
+        required, so a blank is named instead of the dose being held again in silence."""
+        if step.id != self.protocol.resume_step or not self.awaiting_resume:
+            return {}
+        out: dict[str, str] = {}
+        for rule_id in self.awaiting_resume:
+            try:
+                rule = self.protocol.rule(rule_id)
+            except KeyError:
+                continue
+            criterion = rule.resume_when or rule.when
+            for item_id in sorted(criterion.items()):
+                if step.item(item_id) is not None:
+                    out.setdefault(item_id, rule.text)
+        return out
+
+    def _check_acknowledgements(
+        self,
+        step: Step,
+        typed: Mapping[str, Value],
+        warnings: list[dict[str, str]],
+        signer: Signer,
+    ) -> None:
+        raised = {w["code"]: w["message"] for w in warnings}
+        for ack in self.protocol.acknowledgements:
+            if ack.step != step.id or ack.warning not in raised:
+                continue
+            item = self._item(step, ack.item)
+            why = raised[ack.warning]
+            mark = "" if ack.confirmed else " [UNCONFIRMED]"
+            if ack.refuse:
+                raise StepRefused(
+                    ack.warning,
+                    f"{why}. This site does not accept it (hard stop) [source: {ack.source}]{mark}",
+                )
+            roles = " or ".join(self._role_title(r) for r in ack.roles)
+            if ack.item not in typed:
+                raise StepRefused(
+                    "acknowledgement_needed",
+                    f"{item.label}: required. {why}; a {roles} signs this step with the "
+                    f"reason [source: {ack.source}]{mark}",
+                    field=ack.item,
+                )
+            if signer.role not in ack.roles:
+                raise StepRefused(
+                    "role_not_allowed",
+                    f"{why}: only a {roles} may acknowledge it ({item.label}); "
+                    f"{signer.name} signed as {self._role_title(signer.role)}",
+                )
+
+    def _role_title(self, role: str) -> str:
+        found = self.protocol.roles.get(role)
+        return found.title.lower() if found else role
+
+    def _recorded_outcome(self, event: Event, computed: dict[str, Any]) -> dict[str, Any]:
+        """Replay re-judges every entry. What must agree with the recorded outcome is the
+        decision (rules fired, warnings raised, differences found), not the wording of the
+        messages, which may read better in a later version; the recorded words are kept, as
+        they were shown and signed."""
+        recorded = event.data.get("outcome")
+        if recorded is None:
+            return computed
+        if _decision(recorded) != _decision(computed):
+            raise IntegrityError(
+                f"case {self.case_id} event {event.seq}: the recorded outcome "
+                "differs from what this protocol computes"
+            )
+        return dict(recorded)
 
     def _judge_assessment(
         self, values: Mapping[str, Any], signer: Signer, at: datetime, replay: bool = False
@@ -868,8 +1035,16 @@ class Case:
             )
 
     def _check_items(
-        self, step: Step, values: Mapping[str, Any], at: datetime, *, compare_only: bool
+        self,
+        step: Step,
+        values: Mapping[str, Any],
+        at: datetime,
+        *,
+        compare_only: bool,
+        needed: Mapping[str, str] | None = None,
     ) -> dict[str, Value]:
+        """Typed values, or one refusal that lists every problem at once (each with the item's
+        label, the allowed range and the unit)."""
         values = complete_from_scans(self.protocol, step, values, at)
         known = {it.id for it in step.items}
         unknown = sorted(set(values) - known)
@@ -880,20 +1055,30 @@ class Case:
                 f"(items: {', '.join(sorted(known))})",
                 field=unknown[0],
             )
+        problems: list[StepRefused] = []
         typed: dict[str, Value] = {}
         for it in step.items:
             raw = values.get(it.id)
             if raw is None or (isinstance(raw, str) and not raw.strip()):
                 continue
-            typed[it.id] = parse_value(it, raw, at)
+            try:
+                typed[it.id] = parse_value(it, raw, at)
+            except StepRefused as exc:
+                problems.append(exc)
         for it in step.items:
-            needed = it.required
-            if it.required_if is not None:
-                from .rules import test
-
-                needed = needed or test(it.required_if, typed) is True
-            if needed and it.id not in typed:
-                raise StepRefused("missing_item", f"{it.id} ({it.label}): required", field=it.id)
+            if it.id in typed or any(p.field == it.id for p in problems):
+                continue
+            if it.required or (it.required_if is not None and test(it.required_if, typed) is True):
+                problems.append(StepRefused("missing_item", f"{it.label}: required", field=it.id))
+            elif needed and it.id in needed:
+                problems.append(
+                    StepRefused(
+                        "missing_item",
+                        f"{it.label}: required to judge whether this hold may end "
+                        f"({needed[it.id]})",
+                        field=it.id,
+                    )
+                )
         for it in step.items:
             if it.expect is None or it.id not in typed:
                 continue
@@ -902,16 +1087,28 @@ class Case:
             expected = self._expected(it.expect)
             if expected is None:
                 raise StepRefused(
-                    "not_ready", f"{it.id}: {it.expect} is not known yet", field=it.id
+                    "not_ready", f"{it.label}: {it.expect} is not known yet", field=it.id
                 )
             if not matches_expected(it, typed[it.id], expected):
-                raise StepRefused(
-                    "does_not_match",
-                    f"{it.id} ({it.label}): entered "
-                    f"{display(it, typed[it.id])}, expected "
-                    f"{display(it, expected)} ({it.expect})",
-                    field=it.id,
+                problems.append(
+                    StepRefused(
+                        "does_not_match",
+                        f"{it.label}: entered {display(it, typed[it.id])}, expected "
+                        f"{display(it, expected)}",
+                        field=it.id,
+                    )
                 )
+        if len(problems) == 1:
+            raise problems[0]
+        if problems:
+            raise StepRefused(
+                problems[0].reason,
+                f"'{step.title}' was not signed; {len(problems)} entries need attention: "
+                + "; ".join(p.message for p in problems),
+                field=problems[0].field,
+                details=[p.message for p in problems],
+                fields=[str(p.field) for p in problems],
+            )
         check_scanned_entries(self.protocol, step, typed, at)
         return typed
 
@@ -1046,6 +1243,13 @@ class Case:
                     f"{display(item, b)}{exp}"
                 )
         return diffs
+
+    def _difference_labels(self) -> list[str]:
+        """The differing items by label (never their values: the checkers must not be primed)."""
+        if not self.state.endswith(MISMATCH_SUFFIX):
+            return []
+        second = self.protocol.step(self.state[: -len(MISMATCH_SUFFIX)])
+        return [(second.item(i) or _ITEM).label for i in self.difference_items]
 
     def _differing_items(self, step: Step) -> tuple[str, ...]:
         """Ids of the compared items whose two entries differ (or miss the expected value)."""
@@ -1206,12 +1410,14 @@ class Case:
             )
         allowed = self.allowed_steps()
         if self.state.endswith(MISMATCH_SUFFIX):
+            labels = self._difference_labels()
             return StepRefused(
                 "double_check_mismatch",
-                "The double check does not match; the "
-                "infusion cannot start until it is resolved. Differences: "
-                + "; ".join(self.differences),
-                details=self.differences,
+                "The independent double check does not match on: "
+                + ", ".join(labels)
+                + ". The infusion cannot start until a checker finds the value again from the "
+                "label, the wristband and the order, and re-enters it.",
+                details=labels,
             )
         return StepRefused(
             "out_of_order",
@@ -1252,6 +1458,32 @@ class Case:
 
 
 _ITEM = Item(id="value", label="value", type="text", required=False)
+
+
+def _outcome(
+    firings: Iterable[Firing], differences: list[str], warnings: list[dict[str, str]]
+) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    fired = [f.to_json() for f in firings]
+    if fired:
+        out["firings"] = fired
+    if differences:
+        out["differences"] = differences
+    if warnings:
+        out["warnings"] = warnings
+    return out
+
+
+def _decision(outcome: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What an outcome decided, without its wording: see ``Case._recorded_outcome``."""
+    return (
+        sorted(
+            (str(f.get("rule_id")), str(f.get("action")), str(f.get("reason")))
+            for f in outcome.get("firings") or []
+        ),
+        sorted(str(w.get("code")) for w in outcome.get("warnings") or []),
+        len(outcome.get("differences") or []),
+    )
 
 
 def refuse_machine_error(exc: MachineError) -> StepRefused:

@@ -5,19 +5,23 @@ from __future__ import annotations
 import gc
 import threading
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
 from workflow.clock import FixedClock
 from workflow.course import carried_holds, course_status
 from workflow.errors import StepRefused
+from workflow.events import Signer
 from workflow.machine import Case, machine_for
-from workflow.protocol import Protocol
-from workflow.schedule import next_dose
+from workflow.protocol import Protocol, load_protocol
+from workflow.schedule import NextDose, next_dose
+from workflow.walk import order_values
 
 from .helpers import (
     NURSE_A,
     NURSE_B,
+    PATIENT,
     PHARMACIST,
     PHARMACIST_2,
     PRESCRIBER,
@@ -154,7 +158,13 @@ def test_positive_fobt_holds_until_negative_across_doses_scenario_7(
     clock.advance(hours=8)
     second = open_case(protocol, clock, awaiting_resume=tuple(carried))
     walk_until(second, "hold_checks", clock)
-    sign(second, "hold_checks", clock)  # no FOBT result: not a negative one
+    # No FOBT result: the step asks for it by name instead of holding the dose again in silence.
+    version = second.version
+    err = refused(sign, second, "hold_checks", clock)
+    assert err.reason == "missing_item" and err.field == "occult_blood"
+    assert "Fecal occult blood" in err.message and "withhold until negative" in err.message
+    assert second.version == version
+    sign(second, "hold_checks", clock, occult_blood="not_done")  # not a negative result
     assert second.state == "held"
     assert second.active_holds[0].reason == "resume_not_met"
     second.resume(PRESCRIBER, clock.now(), "criteria_met")
@@ -315,14 +325,26 @@ def test_weight_correction_scenario_16(protocol: Protocol, clock: FixedClock) ->
     assert again.state == "completed" and again.plan == case.plan
 
 
-def test_correction_after_the_dose_is_flagged(protocol: Protocol, clock: FixedClock) -> None:
+def test_an_ended_case_takes_no_correction_and_no_failed_attempt(
+    protocol: Protocol, clock: FixedClock
+) -> None:
+    """Issue 11.11: its records are signed; nothing more is written into it."""
     case = open_case(protocol, clock, weight="27")
     walk_all(case, clock)
-    case.correct(
-        case.current["order"].seq, {"dosing_weight_kg": "72"}, "typo", PRESCRIBER, clock.now()
+    version = case.version
+    err = refused(
+        case.correct,
+        case.current["order"].seq,
+        {"dosing_weight_kg": "72"},
+        "typo",
+        PRESCRIBER,
+        clock.now(),
     )
-    assert case.state == "completed"
-    assert "dose_given_from_corrected_value" in [f.code for f in case.flags]
+    assert err.reason == "case_closed"
+    assert refused(case.record_failed_signature, "t.mensah", "wrong_role", clock.now()).reason == (
+        "case_closed"
+    )
+    assert case.version == version and case.state == "completed"
 
 
 def test_refused_correction_changes_nothing(protocol: Protocol, clock: FixedClock) -> None:
@@ -352,13 +374,100 @@ def test_eligibility_abnormal_discontinues(protocol: Protocol, clock: FixedClock
     assert "contraindicated" in case.end["note"]  # type: ignore[index]
 
 
-def test_old_eligibility_test_is_flagged_unconfirmed(protocol: Protocol, clock: FixedClock) -> None:
+def test_old_eligibility_result_needs_a_prescribers_signed_reason(
+    protocol: Protocol, clock: FixedClock
+) -> None:
+    """Issue 11.6: a result older than the window is refused, naming the item and the window,
+    unless a prescriber signs the step with the reason (then the record keeps both)."""
     case = open_case(protocol, clock)
     walk_until(case, "eligibility", clock)
     old = (clock.now() - timedelta(days=120)).date().isoformat()
-    sign(case, "eligibility", clock, stress_test_date=old)
+    version = case.version
+    err = refused(sign, case, "eligibility", clock, stress_test_date=old)
+    assert err.reason == "acknowledgement_needed" and err.field == "older_result_reason"
+    assert "Thallium stress test" in err.message and "90 days" in err.message
+    assert "UNCONFIRMED" in err.message and "prescriber" in err.message
+    # A nurse cannot acknowledge it, even with a reason.
+    err = refused(
+        sign, case, "eligibility", clock, stress_test_date=old, older_result_reason="repeat booked"
+    )
+    assert err.reason == "role_not_allowed"
+    assert case.version == version
+    sign(
+        case,
+        "eligibility",
+        clock,
+        signer=PRESCRIBER,
+        stress_test_date=old,
+        older_result_reason="Stable since; repeat test booked for the next course",
+    )
+    assert case.state == "hold_checks"
     (flag,) = case.flags
     assert flag.code == "eligibility_test_old" and "UNCONFIRMED" in flag.message
+    entry = case.current["eligibility"]
+    assert entry.signer == PRESCRIBER and "repeat test" in str(entry.values["older_result_reason"])
+
+
+def test_an_overlay_makes_an_old_eligibility_result_a_hard_stop(clock: FixedClock) -> None:
+    from workflow.protocol.overlay import load_overlay
+    from workflow.resources import default_protocol_path
+
+    base = load_protocol(default_protocol_path())
+    strict = load_overlay(
+        Path(default_protocol_path()).with_name("aldesleukin.overlay-example.yaml"), base
+    )
+    case = open_case(strict, clock)
+    walk_until(case, "eligibility", clock)
+    old = (clock.now() - timedelta(days=120)).date().isoformat()
+    err = refused(
+        sign,
+        case,
+        "eligibility",
+        clock,
+        signer=PRESCRIBER,
+        stress_test_date=old,
+        older_result_reason="accepting anyway",
+    )
+    assert err.reason == "eligibility_test_old" and "hard stop" in err.message
+
+
+def test_a_dose_other_than_the_label_dose_needs_the_prescribers_reason(
+    protocol: Protocol, clock: FixedClock
+) -> None:
+    """Issue 11.7: the label never reduces the dose; another IU/kg is the prescriber's signed
+    decision with a reason, before pharmacy verification, and the records show it."""
+    case, _ = Case.open(
+        protocol,
+        "c-dose",
+        patient=PATIENT,
+        course_id="c-1",
+        dose=NextDose(1, 1, 1, clock.now(), None, 1),
+        scheduled_at=clock.now(),
+        actor=PRESCRIBER,
+        at=clock.now(),
+    )
+    values = order_values("70", clock.now() - timedelta(hours=1))
+    values["dose_iu_per_kg"] = "450000"
+    err = refused(case.sign, "order", values, PRESCRIBER, clock.now())
+    assert err.reason == "acknowledgement_needed" and err.field == "dose_deviation_reason"
+    assert "450000 IU/kg" in err.message.replace(",", "") and "600000" in err.message.replace(
+        ",", ""
+    )
+    assert case.version == 1
+    values["dose_deviation_reason"] = "Dose reduced per trial protocol amendment 4"
+    case.sign("order", values, PRESCRIBER, clock.now())
+    assert case.state == "order_verification"
+    assert [f.code for f in case.flags] == ["dose_not_label_dose"]
+    # A correction to another dose runs the same check.
+    err = refused(
+        case.correct,
+        case.current["order"].seq,
+        {"dose_iu_per_kg": "300000", "dose_deviation_reason": ""},
+        "typed wrong",
+        PRESCRIBER,
+        clock.now(),
+    )
+    assert err.field == "dose_deviation_reason"
 
 
 def test_exit_reasons_are_checked(protocol: Protocol, clock: FixedClock) -> None:
@@ -459,3 +568,114 @@ def test_threads_replaying_on_the_shared_machine_agree(
         t.join()
     assert len(seen) == 8
     assert all(mine == expected * 20 for mine in seen)
+
+
+# -- issue 11: the checks hold on corrections too ----------------------------------------------
+
+
+def _at_pre_infusion(protocol: Protocol, clock: FixedClock) -> Case:
+    case = open_case(protocol, clock, weight="70")
+    walk_until(case, "pre_infusion", clock)
+    return case
+
+
+def test_a_checker_never_corrects_the_other_checkers_blinded_entry(
+    protocol: Protocol, clock: FixedClock
+) -> None:
+    """Issue 11.1: the first checker's correction of the second check (209 -> 999) was
+    accepted, raised no mismatch and showed the first checker as the blinded second."""
+    case = _at_pre_infusion(protocol, clock)
+    second = case.current["double_check_second"]
+    version = case.version
+    err = refused(
+        case.correct, second.seq, {"pump_rate_ml_per_h": "999"}, "typo", NURSE_A, clock.now()
+    )
+    assert err.reason == "same_person"
+    # Nor does a third nurse, who did not do that check.
+    third = Signer("n.okoye", "Ife Okoye, RN", "nurse")
+    err = refused(
+        case.correct, second.seq, {"pump_rate_ml_per_h": "999"}, "typo", third, clock.now()
+    )
+    assert err.reason == "not_your_entry"
+    assert case.version == version and case.state == "pre_infusion"
+
+
+def test_a_correction_to_either_check_reopens_the_comparison(
+    protocol: Protocol, clock: FixedClock
+) -> None:
+    case = _at_pre_infusion(protocol, clock)
+    second = case.current["double_check_second"]
+    clock.advance(minutes=1)
+    case.correct(second.seq, {"pump_rate_ml_per_h": "200"}, "misread", NURSE_B, clock.now())
+    assert case.state == "double_check_second_mismatch"
+    assert case.difference_items == ("pump_rate_ml_per_h",)
+    err = refused(sign, case, "pre_infusion", clock)
+    assert err.reason == "double_check_mismatch"
+    # The refusal names what differs and never a value either checker must find again.
+    assert "Pump rate" in err.message and "209" not in err.message and "200" not in err.message
+    assert err.details == ("Pump rate",)
+    # The first checker's own entry, corrected to agree: the comparison is redone and passes.
+    first = case.current["double_check_first"]
+    case.correct(first.seq, {"pump_rate_ml_per_h": "200"}, "re-read", NURSE_A, clock.now())
+    # Both now say 200 where the plan says 209: still a mismatch (the plan is a third source).
+    assert case.state == "double_check_second_mismatch"
+    sign(case, "double_check_second", clock, signer=NURSE_B, pump_rate_ml_per_h="209")
+    sign(case, "double_check_first", clock, signer=NURSE_A, pump_rate_ml_per_h="209")
+    assert case.state == "pre_infusion"
+    again = Case.replay(protocol, case.case_id, case.events)
+    assert again.state == case.state and again.difference_items == ()
+
+
+def test_preparation_and_its_verification_keep_their_separation_on_corrections(
+    protocol: Protocol, clock: FixedClock
+) -> None:
+    case = open_case(protocol, clock)
+    walk_until(case, "double_check_first", clock)
+    recon = case.current["reconstitution"]
+    verification = case.current["pharmacy_verification"]
+    # The verifying pharmacist may not rewrite the preparation they verified...
+    err = refused(
+        case.correct, recon.seq, {"vial_lot": "PLK9999"}, "lot typo", PHARMACIST, clock.now()
+    )
+    assert err.reason == "same_person"
+    # ...and a technician may not correct a pharmacist's verification.
+    err = refused(case.correct, verification.seq, {"label_checked": True}, "x", TECH, clock.now())
+    assert err.reason == "role_not_allowed"
+
+
+def test_a_corrected_hold_check_runs_the_rules(protocol: Protocol, clock: FixedClock) -> None:
+    case = open_case(protocol, clock)
+    walk_until(case, "dilution", clock)
+    checks = case.current["hold_checks"]
+    case.correct(checks.seq, {"spo2_pct": "88"}, "read the wrong monitor", NURSE_A, clock.now())
+    assert case.state == "held"
+    assert [f.rule_id for f in case.active_holds] == ["spo2_below_90"]
+    err = refused(sign, case, "dilution", clock)
+    assert err.reason == "case_held"
+    again = Case.replay(protocol, case.case_id, case.events)
+    assert again.state == "held"
+
+
+def test_a_refused_form_names_every_problem_in_words_with_rounded_numbers(
+    protocol: Protocol, clock: FixedClock
+) -> None:
+    """Issue 11.10: every missing or wrong field at once, by label, with range and unit."""
+    case = _at_pre_infusion(protocol, clock)
+    err = refused(
+        sign,
+        case,
+        "pre_infusion",
+        clock,
+        pump_rate_set_ml_per_h="200",
+        patient_identifier_mrn="MRN-0000",
+        bag_at_room_temperature=None,
+    )
+    assert set(err.fields) == {
+        "pump_rate_set_ml_per_h",
+        "patient_identifier_mrn",
+        "bag_at_room_temperature",
+    }
+    assert len(err.details) == 3 and err.exit_code == 2
+    assert "Rate set on the pump: entered 200 mL/h, expected 209 mL/h" in err.message
+    assert "pump_rate_set_ml_per_h" not in err.message and "209.0" not in err.message
+    assert "Bag at room temperature" in err.message

@@ -15,6 +15,7 @@ from typing import Any, cast
 
 from ..errors import ProtocolError
 from ..events import MEANINGS
+from . import _course
 from ._fields import Issues, MapReader, to_decimal
 from ._yaml import YList, is_float_text, load_located
 from .model import (
@@ -127,6 +128,16 @@ class _Validator:
         rules_list = top.seq("rules")
         rules = self._rules(rules_list, steps) if rules_list is not None else ()
         eligibility = self._eligibility(elig_node, steps) if elig_node else None
+        acks_list = top.seq("acknowledgements", required=False)
+        acks = (
+            _course.acknowledgements(
+                self, acks_list, steps, initial, eligibility.step if eligibility else None
+            )
+            if acks_list is not None
+            else ()
+        )
+        start_node = top.sub("course_start", required=False)
+        start = _course.course_start(self, start_node, rules) if start_node else None
         top.done()
 
         self._check_sources()
@@ -173,6 +184,8 @@ class _Validator:
             resume_step=resume_step,
             final_states=FINAL_STATES,
             side_exits=side_exits,
+            acknowledgements=acks,
+            course_start=start,
         )
 
     def _side_exits(self, r: MapReader) -> dict[str, SideExit] | None:
@@ -777,7 +790,9 @@ class _Validator:
         not_future = r.flag("not_future")
         decimals = r.whole("decimals", required=False)
         help_text = r.text("help", required=False, default="") or ""
+        item_source = r.text("source", required=False)
         r.done()
+        self._cite(r.line_of("source"), item_source, r.where)
         if itype is not None and itype not in ITEM_TYPES:
             self.issues.add(
                 r.line_of("type"),
@@ -843,6 +858,7 @@ class _Validator:
             not_future=not_future,
             decimals=decimals,
             help=help_text,
+            source=item_source,
         )
 
     def _bound(self, r: MapReader, key: str) -> Decimal | None:

@@ -106,6 +106,7 @@ class Item:
     not_future: bool = False
     decimals: int | None = None  # number items checked against an expected value: precision
     help: str = ""
+    source: str | None = None  # where the item's requirement comes from (attestations cite one)
 
     def option_ids(self) -> tuple[str, ...]:
         return tuple(o.id for o in self.options)
@@ -238,6 +239,54 @@ class CourseRule:
 
 
 @dataclass(frozen=True)
+class Acknowledgement:
+    """A warning the engine raises that a signature must answer before the step is accepted.
+
+    The step is refused until someone in ``roles`` signs it with the reason in ``item``
+    (e.g. an ordered dose other than the label's, an eligibility result older than the window).
+    ``refuse`` makes it a hard stop instead: no acknowledgement is accepted (an institution
+    overlay may tighten to that; it can never loosen a hard stop).
+    """
+
+    id: str
+    warning: str  # one of WARNING_CODES
+    step: str
+    item: str  # a text item of ``step`` that holds the reason
+    roles: tuple[str, ...]
+    refuse: bool
+    source: str
+    confirmed: bool
+    note: str
+
+
+@dataclass(frozen=True)
+class Retreatment:
+    """After which rules a course may never be followed by another (label contraindication).
+
+    A new course for such a patient is refused naming the rule, the date and the dose; when
+    ``override_roles`` is not empty, one of them may override it with a signed reason, which
+    every later record shows.
+    """
+
+    contraindicated_after: tuple[str, ...]  # rule ids
+    source: str
+    override_roles: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class CourseStart:
+    """What a prescriber attests, and signs, when a course starts (boxed-warning conditions)."""
+
+    roles: tuple[str, ...]
+    meaning: str
+    items: tuple[Item, ...]  # attestations: boolean items that must be ticked, each sourced
+    retreatment: Retreatment | None
+
+    def item(self, item_id: str) -> Item | None:
+        return next((it for it in self.items if it.id == item_id), None)
+
+
+@dataclass(frozen=True)
 class Product:
     """A product the institution's formulary accepts for a scanned item (vial, diluent, bag)."""
 
@@ -283,6 +332,8 @@ class Protocol:
     # content_hash is then the hash of the combination, base_hash the protocol file's own hash.
     course_rules: tuple[CourseRule, ...] = ()
     formulary: tuple[Product, ...] = ()
+    acknowledgements: tuple[Acknowledgement, ...] = ()
+    course_start: CourseStart | None = None
     overlay: OverlayRef | None = None
     base_hash: str | None = None
 
@@ -370,6 +421,18 @@ EXPECT_NAMESPACES: dict[str, dict[str, str]] = {
     "protocol": PROTOCOL_FIELDS,
 }
 SIDE_EXITS: tuple[str, ...] = ("resume", "discontinue", "cancel", "waste")
+# The warnings the engine raises, and where: an acknowledgement names one of these and a step
+# where it can arise ("initial": the order step; "eligibility": the eligibility step; "stop":
+# a step that stops the infusion).
+WARNING_CODES: dict[str, str] = {
+    "concentration_below_window": "initial",
+    "concentration_above_window": "initial",
+    "dose_not_label_dose": "initial",
+    "weight_outside_adult_range": "initial",
+    "weight_stale": "initial",
+    "eligibility_test_old": "eligibility",
+    "infusion_duration_deviation": "stop",
+}
 # The side exits the engine implements; a protocol lists them so its graph can be checked.
 FINAL_STATES: tuple[str, ...] = ("completed", "discontinued", "cancelled", "wasted")
 HELD_STATE = "held"

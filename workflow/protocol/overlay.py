@@ -30,8 +30,10 @@ from ._fields import Issues, MapReader
 from ._yaml import YList, YMap, load_located
 from .loader import _Validator
 from .model import (
+    Acknowledgement,
     Condition,
     CourseRule,
+    CourseStart,
     Item,
     OverlayRef,
     Product,
@@ -157,6 +159,7 @@ class _OverlayReader:
         numbers = self._numbers(top.sub("tighten_numbers", required=False))
         course_rules = self._course_rules(top.seq("course_rules", required=False))
         formulary = self._formulary(top.seq("formulary", required=False))
+        acks, start = self._hard_stops(top.seq("hard_stops", required=False))
         top.done()
         self.v._check_sources()
         if ref is None or self.issues.items:
@@ -180,6 +183,8 @@ class _OverlayReader:
             eligibility=sections["eligibility"],
             course_rules=course_rules,
             formulary=formulary,
+            acknowledgements=acks,
+            course_start=start,
             overlay=ref,
             base_hash=self.base.content_hash,
             content_hash=hashlib.sha256(combo).hexdigest(),
@@ -296,6 +301,36 @@ class _OverlayReader:
             out[key] = new
         r.done()
         return out
+
+    def _hard_stops(
+        self, seq: YList | None
+    ) -> tuple[tuple[Acknowledgement, ...], CourseStart | None]:
+        """Turn acknowledgements (or the retreatment override) into hard stops: tightening only."""
+        acks = {a.id: a for a in self.base.acknowledgements}
+        start = self.base.course_start
+        for i, node in enumerate(seq or []):
+            r = MapReader(self.issues, node, f"hard_stops[{i}]", seq.line_of(i) if seq else 1)
+            if not r.ok:
+                continue
+            target = r.ident("id")
+            source = r.text("source")
+            r.done()
+            self.v._cite(r.line_of("source"), source, r.where)
+            if target is None or source is None:
+                continue
+            if target == "retreatment" and start is not None and start.retreatment is not None:
+                start = replace(start, retreatment=replace(start.retreatment, override_roles=()))
+            elif target in acks:
+                acks[target] = replace(
+                    acks[target], refuse=True, source=source, note=f"hard stop ({source})"
+                )
+            else:
+                self.issues.add(
+                    r.line_of("id"),
+                    f"hard_stops[{i}].id '{target}' is neither an acknowledgement of the "
+                    f"protocol ({', '.join(acks) or 'none'}) nor 'retreatment'",
+                )
+        return tuple(acks.values()), start
 
     def _course_rules(self, seq: YList | None) -> tuple[CourseRule, ...]:
         out: list[CourseRule] = []
