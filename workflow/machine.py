@@ -208,6 +208,7 @@ class Case:
         self.patient: PatientRef | None = None
         self.course_id = ""
         self.ward = "unassigned"
+        self.course_start: Mapping[str, Any] | None = None  # the course's signed start record
         self.cycle = 0
         self.dose_in_cycle = 0
         self.dose_in_course = 0
@@ -253,8 +254,12 @@ class Case:
         at: datetime,
         awaiting_resume: Iterable[str] = (),
         ward: str = "unassigned",
+        course_start: Mapping[str, Any] | None = None,
     ) -> tuple[Case, Event]:
         case = cls(protocol, case_id)
+        # The course's signed start (attestations, any retreatment override) rides in every
+        # dose's chained opening event, so each dose's records show it.
+        extra = {"course_start": dict(course_start)} if course_start else {}
         event = Event(
             case_id,
             1,
@@ -273,6 +278,7 @@ class Case:
                 "scheduled_at": ev.format_time(scheduled_at),
                 "last_given_at": ev.format_time(dose.last_given_at) if dose.last_given_at else None,
                 "awaiting_resume": sorted(set(awaiting_resume)),
+                **extra,
             },
         )
         case.apply(event)
@@ -446,17 +452,29 @@ class Case:
         )
 
     def record_failed_signature(
-        self, username: str, reason: str, at: datetime, step: str | None = None
+        self,
+        username: str | None,
+        reason: str,
+        at: datetime,
+        step: str | None = None,
+        *,
+        user_id: str | None = None,
     ) -> Event:
-        """Part 11: failed signing attempts are part of the trail (never the password). An
-        ended case takes nothing more (its records are signed): the security log keeps those."""
+        """Part 11: failed signing attempts are part of the trail (never the password, and
+        never what was typed as a user id unless it names an account: it is often a password
+        typed into the wrong field). An ended case takes nothing more (its records are signed):
+        the security log keeps those."""
         if self.closed:
             raise StepRefused(
                 "case_closed", f"This case is {self.state}; nothing more is written into it"
             )
         return self.apply(
             self._event(
-                ev.SIGNATURE_FAILED, at, None, {"username": username, "reason": reason}, step=step
+                ev.SIGNATURE_FAILED,
+                at,
+                None,
+                {"username": username, "user_id": user_id, "reason": reason},
+                step=step,
             )
         )
 
@@ -510,6 +528,7 @@ class Case:
         last = data.get("last_given_at")
         self.last_given_at = ev.parse_time(str(last)) if last else None
         self.awaiting_resume = [str(r) for r in data.get("awaiting_resume") or []]
+        self.course_start = data.get("course_start")
         self.trigger("do_open", dest=self.protocol.initial)
 
     def _apply_sign(self, event: Event) -> None:

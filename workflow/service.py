@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
@@ -22,9 +22,11 @@ from typing import Any
 from . import pinning
 from .clock import Clock, SystemClock
 from .course import carried_holds, course_status
-from .errors import AuthError, ConflictError, NotFound, StepRefused
+from .course_start import DEFAULT_ROLES, retreatment_block, start_record
+from .errors import AuthError, ConflictError, InputError, NotFound, StepRefused
 from .events import Event, Signer
 from .identity import AuthRefused, Credentials, Identity, SessionPassword
+from .identity.errors import WRONG_ROLE
 from .machine import Case, PatientRef
 from .protocol import Protocol, load_protocol
 from .protocol.overlay import load_overlay
@@ -148,7 +150,8 @@ class Bedside:
         try:
             return self.identity.sign_as(proof, role, now)
         except AuthRefused as exc:
-            if case_id is not None and expected_version is not None:
+            # A wrong role is not a failed signature of this case: the security log keeps it.
+            if case_id is not None and expected_version is not None and exc.reason != WRONG_ROLE:
                 self._record_failure(case_id, expected_version, username, exc, step)
             raise
 
@@ -156,9 +159,18 @@ class Bedside:
         self, case_id: str, version: int, username: str, exc: AuthRefused, step: str | None
     ) -> None:
         view = self.load(case_id)
-        if view.version != version:
-            return
-        event = view.case.record_failed_signature(username, exc.reason, self.clock.now(), step)
+        if view.version != version or view.case.closed:
+            return  # moved on, or ended (its records are signed): the security log has it
+        # What was typed as the user id is often a password: the case keeps only an account
+        # it names, never the text (the security log keeps a keyed digest of unknown names).
+        try:
+            user = self.identity.get_user(username)
+            known: tuple[str | None, str | None] = (user.id, user.username)
+        except (AuthError, NotFound, InputError):
+            known = (None, None)
+        event = view.case.record_failed_signature(
+            known[1], exc.reason, self.clock.now(), step, user_id=known[0]
+        )
         proto = view.case.protocol
         # If someone else moved the case on, the security log still has the attempt.
         with contextlib.suppress(ConflictError):
@@ -170,6 +182,58 @@ class Bedside:
                 protocol_hash=proto.content_hash,
                 state=view.case.state,
             )
+
+    # -- courses ---------------------------------------------------------------------------------
+    def start_course(
+        self,
+        patient_id: str,
+        proof: Proof,
+        attestations: Mapping[str, Any],
+        *,
+        override_reason: str = "",
+    ) -> Course:
+        """Start a course: the prescriber signs the protocol's attestations (the boxed
+        warning's conditions). After a toxicity the label contraindicates retreatment for, it is
+        refused naming the rule, date and dose, unless the protocol lets a prescriber override
+        with a signed reason (kept in the course's start record, shown on every later record)."""
+        patient = self.store.get_patient(patient_id)
+        spec = self.protocol.course_start
+        signer = self.signer(proof, spec.roles if spec else DEFAULT_ROLES)
+        self._remember_protocol()
+        earlier = [
+            case
+            for course in self.store.list_courses(patient.id)
+            for case in self.course_cases(course.id)
+        ]
+        block = retreatment_block(self.protocol, earlier)
+        record = start_record(
+            self.protocol, attestations, signer, self.clock.now(), block, override_reason
+        )
+        p = self.protocol
+        return self.store.start_course(
+            patient.id,
+            protocol_id=p.id,
+            protocol_version=p.version,
+            protocol_hash=p.content_hash,
+            start_record=record,
+        )
+
+    def active_course(self, patient_id: str) -> Course:
+        """The patient's active course, or why there is none (a permanent discontinuation is
+        named with its rule, date and dose)."""
+        patient = self.store.get_patient(patient_id)
+        courses = self.store.list_courses(patient.id)
+        for course in courses:
+            if course.status == COURSE_ACTIVE:
+                return course
+        for course in reversed(courses):
+            if course.status == COURSE_DISCONTINUED:
+                self._course_active(course)
+        raise StepRefused(
+            "no_active_course",
+            f"{patient.display_name} ({patient.mrn}) has no active course; a prescriber starts "
+            f"one (bedside course start --mrn {patient.mrn})",
+        )
 
     def open_case(
         self, course_id: str, scheduled_at: datetime, proof: Proof, ward: str = "unassigned"
@@ -193,6 +257,7 @@ class Bedside:
             at=self.clock.now(),
             awaiting_resume=carried_holds(cases),
             ward=ward,
+            course_start=course.start_record,
         )
         record = self.store.create_case(
             opened,
@@ -253,14 +318,31 @@ class Bedside:
         proof: Proof,
     ) -> CaseView:
         step = self._step(case_id, step_id)
-        return self._act(
-            case_id,
-            expected_version,
-            proof,
-            step.roles,
-            lambda c, s, now: c.sign(step_id, values, s, now),
-            step=step_id,
-        )
+
+        def build(case: Case, signer: Signer, now: datetime) -> Event:
+            if step.starts_infusion and step_id in case.allowed_steps():
+                self._check_schedule(case, now)
+            return case.sign(step_id, values, signer, now)
+
+        return self._act(case_id, expected_version, proof, step.roles, build, step=step_id)
+
+    def _check_schedule(self, case: Case, at: datetime) -> None:
+        """Every schedule rule again, against the real time, at the step that gives the drug:
+        the q8h gap, the doses of a cycle and a course, the cycle's days and the rest, a
+        discontinued course, another dose of the course open at the same time."""
+        self._course_active(self.store.get_course(case.course_id))
+        others = [c for c in self.course_cases(case.course_id) if c.case_id != case.case_id]
+        status = course_status(others, case.protocol.course_rules)
+        dose = next_dose(case.protocol, status, at, self.tz)
+        opened = (case.cycle, case.dose_in_cycle, case.dose_in_course)
+        if (dose.cycle, dose.dose_in_cycle, dose.dose_in_course) != opened:
+            raise StepRefused(
+                "schedule_changed",
+                f"This dose was opened as cycle {case.cycle} dose {case.dose_in_cycle} (course "
+                f"dose {case.dose_in_course}); started now it would be cycle {dose.cycle} dose "
+                f"{dose.dose_in_cycle}. It cannot be given as ordered: cancel it (or record the "
+                "bag as wasted) and open the next dose.",
+            )
 
     def assess(
         self, case_id: str, expected_version: int, values: dict[str, Any], proof: Proof
@@ -353,15 +435,32 @@ class Bedside:
                 field="step",
             ) from None
 
-    @staticmethod
-    def _course_active(course: Course) -> None:
+    def _course_active(self, course: Course) -> None:
         if course.status == COURSE_DISCONTINUED:
+            ended = next(
+                (c for c in self.course_cases(course.id) if c.state == "discontinued"), None
+            )
+            why = ""
+            if ended is not None and ended.end:
+                when = ev_time(ended.end.get("at"))
+                why = (
+                    f" on {when} at cycle {ended.cycle} dose {ended.dose_in_cycle} (course dose "
+                    f"{ended.dose_in_course}): {ended.end.get('note') or ended.end.get('reason')}"
+                )
             raise StepRefused(
                 "course_discontinued",
-                f"Course {course.id} was permanently discontinued; no further dose may be given",
+                f"Course {course.id} was permanently discontinued{why}. No further dose may be "
+                "given on it.",
             )
         if course.status != COURSE_ACTIVE:
             raise StepRefused("course_closed", f"Course {course.id} is {course.status}")
+
+
+def ev_time(value: object) -> str:
+    """A stored UTC time as people read it (minutes, with the zone)."""
+    if not value:
+        return "an unknown time"
+    return f"{str(value)[:16].replace('T', ' ')} UTC"
 
 
 def _site_key(home: Path) -> bytes | None:

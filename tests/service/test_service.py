@@ -252,7 +252,12 @@ def test_hold_carries_to_the_next_dose_and_is_recorded(app: Bedside) -> None:
     assert view.case.state == "cancelled"
     clock_of(app).advance(hours=8)
     second = walk(app, open_and_order(app, course), until="hold_checks")
-    second = step(app, second)
+    # Issue 11.9: the FOBT result the resume criterion needs is asked for by name.
+    with pytest.raises(StepRefused) as exc:
+        step(app, second)
+    assert exc.value.field == "occult_blood" and "withhold until negative" in exc.value.message
+    assert app.load(second.case.case_id).version == second.version
+    second = step(app, second, occult_blood="not_done")
     assert second.case.state == "held"
     assert second.case.active_holds[0].reason == "resume_not_met"
 

@@ -88,7 +88,9 @@ def test_0007_adds_the_record_key_to_an_archive_index_made_without_it(
                 values = {k: v for k, v in vars(_record(digit)).items() if k != "events_sha256"}
                 # Only the named columns are written, so the dropped one is never mentioned.
                 conn.execute(insert(s.archived_records).values(**values))
-        assert migrate(engine, clock=clock) == ["0007_archive_record_key"]
+        assert migrate(engine, target="0007_archive_record_key", clock=clock) == [
+            "0007_archive_record_key"
+        ]
         columns = {c["name"] for c in inspect(engine).get_columns("archived_records")}
         assert "events_sha256" in columns
         store = Store(engine, clock)
@@ -101,5 +103,49 @@ def test_0007_adds_the_record_key_to_an_archive_index_made_without_it(
         found = store.find_archived_record("case-1", "administration", "e" * 64)
         assert found is not None and found.sha256 == "c" * 64
         assert len(store.search_archive(case_id="case-1")) == 3
+    finally:
+        engine.dispose()
+
+
+def test_0008_adds_the_course_start_record_to_courses_made_without_it(
+    db_url: str, clock: FixedClock
+) -> None:
+    """A 0007 database whose courses have no start record gains the column in place; old
+    courses read back with none, new ones keep the signed record."""
+    engine = make_engine(db_url)
+    try:
+        migrate(engine, target="0007_archive_record_key", clock=clock)
+        with engine.begin() as conn:
+            conn.execute(text("ALTER TABLE courses DROP COLUMN start_record"))
+        store = Store(engine, clock)
+        patient = store.add_patient(
+            mrn="MRN-0008",
+            family_name="Old",
+            given_name="Course",
+            date_of_birth="1970-01-01",
+            created_by="test",
+        )
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO courses (id, patient_id, started_at, status, protocol_id, "
+                    "protocol_version, protocol_hash) VALUES ('old', :p, :t, 'completed', 'x', "
+                    "'1', :h)"
+                ),
+                {"p": patient.id, "t": "2026-01-01 00:00:00.000000", "h": "a" * 64},
+            )
+        assert migrate(engine, clock=clock) == ["0008_course_start"]
+        (old,) = store.list_courses(patient.id)
+        assert old.start_record is None
+        new = store.start_course(
+            patient.id,
+            protocol_id="x",
+            protocol_version="1",
+            protocol_hash="b" * 64,
+            start_record={"attestations": {"no_organ_allograft": True}},
+        )
+        assert store.get_course(new.id).start_record == {
+            "attestations": {"no_organ_allograft": True}
+        }
     finally:
         engine.dispose()

@@ -34,8 +34,30 @@ def register(sub: Any) -> None:
 
     c = sub.add_parser("course", help="treatment courses")
     cs = c.add_subparsers(dest="course_command", metavar="ACTION", required=True)
-    st = cs.add_parser("start", help="start a course for a patient")
+    st = cs.add_parser(
+        "start",
+        help="start a course: a prescriber signs the protocol's attestations",
+        description="Start a course for a patient. The prescriber attests each condition the "
+        "protocol lists (the boxed warning's: `bedside checklist show` lists them) and signs. "
+        "After a toxicity that contraindicates retreatment the course is refused, naming the "
+        "rule, date and dose, unless the protocol allows a prescriber's override with a reason.",
+    )
     st.add_argument("--mrn", required=True)
+    st.add_argument("--user", required=True, help="the prescriber starting it")
+    st.add_argument(
+        "--attest",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="an attestation id the prescriber confirms (repeat), or 'all' to confirm every "
+        "one the protocol lists (they are printed)",
+    )
+    st.add_argument(
+        "--override-reason",
+        default="",
+        help="after a contraindicating toxicity: the prescriber's reason to retreat anyway",
+    )
+    add_password_stdin(st)
     st.set_defaults(handler=course_start)
 
     k = sub.add_parser("case", help="dose cases")
@@ -103,23 +125,36 @@ def _patient(app: Bedside, mrn: str) -> Any:
 
 
 def _active_course(app: Bedside, mrn: str) -> Any:
-    patient = _patient(app, mrn)
-    for course in app.store.list_courses(patient.id):
-        if course.status == "active":
-            return course
-    raise InputError(
-        "mrn", f"{mrn} has no active course; start one with `bedside course start --mrn {{mrn}}`"
-    )
+    return app.active_course(_patient(app, mrn).id)
+
+
+def attestations_from(app: Bedside, wanted: list[str]) -> dict[str, bool]:
+    """``--attest`` ids (or 'all') as attestation values; 'all' prints what it confirms."""
+    spec = app.protocol.course_start
+    items = spec.items if spec else ()
+    if "all" in wanted:
+        for item in items:
+            print(f"  attested: {item.label} [source: {item.source}]")
+        return {item.id: True for item in items}
+    return {item_id: True for item_id in wanted}
 
 
 def course_start(args: argparse.Namespace) -> int:
     app = open_app(args)
     patient = _patient(app, args.mrn)
-    p = app.protocol
-    course = app.store.start_course(
-        patient.id, protocol_id=p.id, protocol_version=p.version, protocol_hash=p.content_hash
+    attestations = attestations_from(app, args.attest)
+    password = read_password(args, f"Password for {args.user}: ")
+    course = app.start_course(
+        patient.id,
+        Credentials(args.user, password),
+        attestations,
+        override_reason=args.override_reason,
     )
+    p = app.protocol
     print(f"started course {course.id} for {patient.display_name} on {p.name} {p.version}")
+    override = (course.start_record or {}).get("retreatment_override")
+    if override:
+        print(f"  retreatment override signed: {override['reason']}")
     return 0
 
 
@@ -231,7 +266,17 @@ def case_list(args: argparse.Namespace) -> int:
 
 # -- scripted walks ---------------------------------------------------------------------------
 
-_ACTIONS = ("open", "sign", "assess", "resume", "discontinue", "cancel", "waste", "correct")
+_ACTIONS = (
+    "start_course",
+    "open",
+    "sign",
+    "assess",
+    "resume",
+    "discontinue",
+    "cancel",
+    "waste",
+    "correct",
+)
 
 
 def run_script(args: argparse.Namespace) -> int:
@@ -241,6 +286,7 @@ def run_script(args: argparse.Namespace) -> int:
 
         passwords: {dr.okafor: "...", n.alvarez: "..."}   # keep the file private
         actions:
+          - {start_course: {mrn: MRN-1, attest: all}, by: dr.okafor}
           - {open: {mrn: MRN-1, at: "2026-11-22T08:00Z"}, by: dr.okafor}
           - {sign: order, by: dr.okafor, values: {dosing_weight_kg: "70", ...}}
           - {sign: order_verification, by: p.lindqvist, values: auto}
@@ -281,6 +327,10 @@ def run_script(args: argparse.Namespace) -> int:
         proof = Credentials(by, str(passwords[by]))
         case_id = action.get("case", current)
         try:
+            if kind == "start_course":
+                course = _start_course(app, action[kind], proof, where)
+                print(f"{n:>3}. {kind:<11} {course.id}  (course started)")
+                continue
             view = _apply(app, kind, action, proof, case_id, where)
         except BedsideError as exc:
             print(f"step {n} ({kind}) refused: {exc.message}")
@@ -290,6 +340,19 @@ def run_script(args: argparse.Namespace) -> int:
             f"{n:>3}. {kind:<11} {view.case.case_id}  -> {view.case.state} (version {view.version})"
         )
     return 0
+
+
+def _start_course(app: Bedside, body: Any, proof: Credentials, where: str) -> Any:
+    if not isinstance(body, dict) or "mrn" not in body:
+        raise InputError(f"{where}.start_course", "needs mrn and attest (a list of ids, or all)")
+    attest = body.get("attest", [])
+    wanted = [attest] if isinstance(attest, str) else list(attest or [])
+    return app.start_course(
+        _patient(app, str(body["mrn"])).id,
+        proof,
+        attestations_from(app, [str(a) for a in wanted]),
+        override_reason=str(body.get("override_reason") or ""),
+    )
 
 
 def _apply(

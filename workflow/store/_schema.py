@@ -92,6 +92,9 @@ courses = Table(
     Column("protocol_id", String(64), nullable=False),
     Column("protocol_version", String(32), nullable=False),
     Column("protocol_hash", _HASH, nullable=False),
+    # Added by 0008_course_start: the prescriber's signed course-start entry (attestations,
+    # any retreatment override) as canonical JSON; NULL for courses started before it.
+    Column("start_record", Text()),
 )
 
 cases = Table(

@@ -64,6 +64,14 @@ def _archive_record_key(conn: Connection) -> None:
     )
 
 
+def _course_start(conn: Connection) -> None:
+    """0008: a course keeps its signed start record (the boxed warning's attestations and any
+    retreatment override), which every case opened on it copies into its chained events."""
+    columns = {c["name"] for c in inspect(conn).get_columns("courses")}
+    if "start_record" not in columns:  # a database made from the current schema has it
+        conn.execute(text("ALTER TABLE courses ADD COLUMN start_record TEXT"))
+
+
 MIGRATIONS: Sequence[Migration] = (
     Migration("0001_core", _core),
     Migration("0002_identity", _create("users", "auth_events")),
@@ -72,6 +80,7 @@ MIGRATIONS: Sequence[Migration] = (
     Migration("0005_protocols", _create("protocols")),
     Migration("0006_scale_indexes", scale_indexes),
     Migration("0007_archive_record_key", _archive_record_key),
+    Migration("0008_course_start", _course_start),
 )
 
 

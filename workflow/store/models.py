@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Any
 
 from workflow.events import Signer, format_time
 
@@ -38,6 +39,8 @@ class Course:
     protocol_id: str
     protocol_version: str
     protocol_hash: str
+    # The signed course-start entry (see ``Bedside.start_course``); None before 0008.
+    start_record: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ nothing. Names and dates of birth are validated here so every edge (CLI, web) sa
 
 from __future__ import annotations
 
+import json
 import re
 import unicodedata
 import uuid
@@ -17,6 +18,7 @@ from sqlalchemy import Connection, Row, insert, select, update
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
 
 from workflow.errors import ConflictError, InputError, NotFound
+from workflow.events import canonical_json
 
 from . import _schema as s
 from .models import COURSE_ACTIVE, COURSE_STATUSES, Course, Patient
@@ -134,6 +136,7 @@ def start_course(
     protocol_version: str,
     protocol_hash: str,
     started_at: datetime,
+    start_record: dict[str, Any] | None = None,
 ) -> Course:
     get_patient(conn, patient_id)
     if not _SHA256.fullmatch(protocol_hash):
@@ -156,8 +159,11 @@ def start_course(
         protocol_id,
         protocol_version,
         protocol_hash,
+        start_record,
     )
-    conn.execute(insert(s.courses).values(**asdict(course)))
+    row = asdict(course)
+    row["start_record"] = canonical_json(start_record).decode() if start_record else None
+    conn.execute(insert(s.courses).values(**row))
     return course
 
 
@@ -165,7 +171,13 @@ def get_course(conn: Connection, course_id: str) -> Course:
     row = conn.execute(select(s.courses).where(s.courses.c.id == course_id)).first()
     if row is None:
         raise NotFound(f"no course {course_id}")
-    return Course(**row._mapping)
+    return _course(row)
+
+
+def _course(row: Row[Any]) -> Course:
+    data = dict(row._mapping)
+    text = data.pop("start_record", None)
+    return Course(**data, start_record=json.loads(text) if text else None)
 
 
 def list_courses(conn: Connection, patient_id: str) -> list[Course]:
@@ -174,7 +186,7 @@ def list_courses(conn: Connection, patient_id: str) -> list[Course]:
         .where(s.courses.c.patient_id == patient_id)
         .order_by(s.courses.c.started_at, s.courses.c.id)
     )
-    return [Course(**r._mapping) for r in rows]
+    return [_course(r) for r in rows]
 
 
 def set_course_status(conn: Connection, course_id: str, status: str) -> Course:

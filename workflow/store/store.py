@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterator, Sequence
 from datetime import date, datetime
 from types import TracebackType
+from typing import Any
 
 from sqlalchemy import Engine
 
@@ -225,9 +226,11 @@ class Store:
         protocol_version: str,
         protocol_hash: str,
         started_at: datetime | None = None,
+        start_record: dict[str, Any] | None = None,
     ) -> Course:
         """Open a course. Raises NotFound (patient), ConflictError (an active course exists),
-        InputError (protocol_hash not a SHA-256 digest)."""
+        InputError (protocol_hash not a SHA-256 digest). Clinical code starts courses through
+        ``Bedside.start_course``, which signs ``start_record``."""
         with write_tx(self.engine) as conn:
             return patients.start_course(
                 conn,
@@ -236,6 +239,7 @@ class Store:
                 protocol_version=protocol_version,
                 protocol_hash=protocol_hash,
                 started_at=started_at or self.clock.now(),
+                start_record=start_record,
             )
 
     def get_course(self, course_id: str) -> Course:
