@@ -103,7 +103,20 @@ def setup_site(cli: Cli) -> None:
         )[0]
         == 0
     )
-    assert cli("course", "start", "--mrn", "MRN-9")[0] == 0
+    code, out, err = cli(
+        "course",
+        "start",
+        "--mrn",
+        "MRN-9",
+        "--user",
+        "dr.okafor",
+        "--attest",
+        "all",
+        "--password-stdin",
+        stdin=PASSWORD + "\n",
+    )
+    assert code == 0, err
+    assert "attested: Hospital inpatient setting" in out
 
 
 def dose_script(path: Path, **spoil: object) -> Path:

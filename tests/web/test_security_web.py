@@ -127,6 +127,9 @@ ROUTE_ROLES: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/reports/scan-failures"): AUDIT,
     ("GET", "/api/protocol/diagram.svg"): CLINICAL,
     ("GET", "/api/courses/{course_id}/timeline.svg"): CLINICAL,
+    ("POST", "/api/patients/{mrn}/courses"): CLINICAL,
+    ("GET", "/api/patients/{mrn}/course"): CLINICAL,
+    ("POST", "/api/courses/{course_id}/doses"): CLINICAL,
 }
 
 
@@ -161,6 +164,7 @@ class Ctx:
     case_id: str  # at hold_checks
     course_id: str
     sha: str  # an archived record (a cancelled dose's)
+    mrn: str = ""  # a patient with no course yet
     cases: dict[str, str] = field(default_factory=dict)  # purpose -> case id
     n: int = 0
 
@@ -171,6 +175,7 @@ class Ctx:
             "sha": self.sha,
             "username": "n.target",
             "course_id": self.course_id,
+            "mrn": self.mrn,
         }
 
         def one(m: re.Match[str]) -> str:
@@ -214,7 +219,27 @@ def prepare(site: Site, purposes: tuple[str, ...] = ()) -> Ctx:
     assert cancelled.case.closed
     records = site.bedside.store.search_archive(case_id=done.case.case_id)
     assert records, "a cancelled dose is archived"
-    ctx = Ctx(site, main.case.case_id, main.case.course_id, records[0].sha256)
+    # A patient without a course (to start one) and a course with no dose open (to open one).
+    b = site.bedside
+    fresh = b.store.add_patient(
+        mrn="MRN-7990",
+        family_name="Fresh",
+        given_name="Pat",
+        date_of_birth="1971-01-01",
+        created_by="t",
+    )
+    other = b.store.add_patient(
+        mrn="MRN-7991",
+        family_name="Idle",
+        given_name="Pat",
+        date_of_birth="1972-02-02",
+        created_by="t",
+    )
+    p = b.protocol
+    idle = b.store.start_course(
+        other.id, protocol_id=p.id, protocol_version=p.version, protocol_hash=p.content_hash
+    )
+    ctx = Ctx(site, main.case.case_id, idle.id, records[0].sha256, fresh.mrn)
     for i, purpose in enumerate(purposes):
         view = new_case(site, f"MRN-79{10 + i}")
         if purpose == "correction":  # a signed hold_checks to correct
@@ -373,6 +398,25 @@ POSTS: dict[tuple[str, str], Callable[[Ctx], Built]] = {
         (422,),
     ),
 }
+ATTESTED = {
+    "inpatient_icu_setting": True,
+    "no_untreated_infection": True,
+    "no_organ_allograft": True,
+    "no_known_hypersensitivity": True,
+    "stress_test_and_pft_normal": True,
+}
+POSTS[("POST", "/api/patients/{mrn}/courses")] = lambda c: (
+    "dr.okafor",
+    f"/api/patients/{c.mrn}/courses",
+    {"attestations": ATTESTED, "password": PASSWORD},
+    (201,),
+)
+POSTS[("POST", "/api/courses/{course_id}/doses")] = lambda c: (
+    "dr.okafor",
+    f"/api/courses/{c.course_id}/doses",
+    {"password": PASSWORD},
+    (201,),
+)
 PURPOSES = ("page_step", "page_exit", "api_step", "api_exit", "correction")
 
 

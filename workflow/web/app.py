@@ -13,7 +13,7 @@ from jinja2 import Environment, FileSystemLoader
 from workflow.archive import Archive
 from workflow.service import Bedside
 
-from . import api, api_interop, errors, pages_audit, pages_auth, pages_clinical
+from . import api, api_courses, api_interop, errors, pages_audit, pages_auth, pages_clinical
 from .context import Web
 from .settings import WebSettings, default_templates_dir
 
@@ -49,7 +49,7 @@ def create_app(
     app.state.web = Web(bedside, settings, templates, archive)
     app.mount("/static", StaticFiles(directory=str(folder / "static")), name="static")
     routers = (pages_auth.router, pages_clinical.router, pages_audit.router, api.router)
-    for router in (*routers, api_interop.router):
+    for router in (*routers, api_courses.router, api_interop.router):
         app.include_router(router)
     errors.install(app, templates)
 
