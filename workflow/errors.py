@@ -31,8 +31,11 @@ class InputError(BedsideError):
     exit_code = 2
     code = "invalid_input"
 
-    def __init__(self, field: str, message: str, allowed: str | None = None) -> None:
-        text = f"{field}: {message}"
+    def __init__(
+        self, field: str, message: str, allowed: str | None = None, *, label: str | None = None
+    ) -> None:
+        # A protocol item is named in words (its label); ``field`` keeps its id for machines.
+        text = f"{label or field}: {message}"
         if allowed:
             text += f" (allowed: {allowed})"
         super().__init__(text)

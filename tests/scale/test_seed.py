@@ -195,7 +195,11 @@ def test_migration_0006_on_a_populated_database(db_url: str, protocol: Protocol)
     identity = Identity(store, hasher=PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
     seed(store, protocol, patients=3, doses=30, end=END, identity=identity)
     before = list(store.iter_archive())
-    assert migrate(store.engine) == ["0006_scale_indexes", "0007_archive_record_key"]
+    assert migrate(store.engine) == [
+        "0006_scale_indexes",
+        "0007_archive_record_key",
+        "0008_course_start",
+    ]
     try:
         after = list(store.iter_archive())
         assert after == before

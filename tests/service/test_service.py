@@ -159,7 +159,9 @@ def test_wrong_password_is_refused_and_logged_on_the_case(app: Bedside) -> None:
         )
     after = app.load(view.case.case_id)
     assert after.case.events[-1].type == "signature_failed"
-    assert after.case.events[-1].data == {"username": "p.lindqvist", "reason": "bad_credentials"}
+    failed = after.case.events[-1].data
+    assert failed["username"] == "p.lindqvist" and failed["reason"] == "bad_credentials"
+    assert failed["user_id"] == app.identity.get_user("p.lindqvist").id
     assert "not-the-password" not in str([e.to_json() for e in after.case.events])
     assert after.case.state == "order_verification"
 

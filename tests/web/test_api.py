@@ -113,9 +113,11 @@ def test_hold_fires_with_its_values(sqlite_site: Site) -> None:
         },
     )
     assert bad.status_code == 403 and bad.json()["code"] == "wrong_role"
-    # The refused attempt is part of the case's trail, so the version moved on.
+    # A wrong role writes nothing into the case (issue 11.11): the security log keeps it.
     version = site.bedside.load(view.case.case_id).version
-    assert version == data["version"] + 1
+    assert version == data["version"]
+    refusals = site.bedside.identity.auth_events(username="n.alvarez")
+    assert any(e.reason == "wrong_role" for e in refusals)
     dr = site.client("dr.okafor")
     ok = dr.post(
         f"/api/cases/{view.case.case_id}/exit",

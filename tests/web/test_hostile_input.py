@@ -19,6 +19,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from workflow.protocol import load_protocol
+from workflow.resources import default_protocol_path
 from workflow.store._schema import metadata
 from workflow.walk import values_for
 from workflow.web import WebSettings, create_app
@@ -26,7 +28,18 @@ from workflow.web import WebSettings, create_app
 from .conftest import PASSWORD, Site, form_of
 
 MB = 1024 * 1024
-ERROR_KEYS = {"code", "message", "field", "details"}
+ERROR_KEYS = {"code", "message", "field", "details", "fields"}
+
+
+def words_for(field: str) -> str:
+    """How a message names a field: a protocol item by its label (issue 11.10), anything else
+    (a request field) by its name."""
+    protocol = load_protocol(default_protocol_path())
+    for step in protocol.steps:
+        item = step.item(field)
+        if item is not None:
+            return item.label
+    return field
 
 
 def stored(site: Site, *, but_auth_log: bool = False) -> str:
@@ -102,7 +115,7 @@ def api_error(r: httpx.Response, status: int, field: str | None = None) -> dict[
     assert all(isinstance(d, str) for d in body.get("details", []))
     if field is not None:
         assert body.get("field") == field, body
-        assert field in body["message"], body
+        assert words_for(field) in body["message"], body
     return body
 
 
@@ -114,7 +127,8 @@ def page_error(r: httpx.Response, status: int, field: str | None = None) -> str:
     text = html.unescape(r.text)
     assert 'role="alert"' in r.text, text[:500]
     if field is not None:
-        assert f"{field}:" in text or f"{field} (" in text, text[:2000]
+        words = words_for(field)
+        assert f"{words}:" in text or f"{words} (" in text, text[:2000]
     return text
 
 

@@ -42,7 +42,7 @@ SOAK = os.environ.get("BEDSIDE_SOAK") == "1"
 # Examples per operation, per generation mode and per identity.
 EXAMPLES = 250 if SOAK else 6
 EVERY_ROLE = ["nurse", "pharmacist", "pharmacy_technician", "prescriber", "auditor", "admin"]
-ERROR_KEYS = {"code", "message", "field", "details"}
+ERROR_KEYS = {"code", "message", "field", "details", "fields"}
 
 
 def error_shape(ctx: Any, response: Any, case: Any) -> bool | None:

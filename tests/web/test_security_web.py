@@ -457,7 +457,7 @@ def test_every_route_needs_a_live_session(sqlite_site: Site) -> None:
                 assert r.status_code == 401, where
                 body = r.json()
                 assert body["code"] == "not_signed_in" and body["message"], where
-                assert set(body) <= {"code", "message", "field", "details"}, where
+                assert set(body) <= {"code", "message", "field", "details", "fields"}, where
             else:
                 assert r.status_code == 303, where
                 location = r.headers["location"]

@@ -41,7 +41,7 @@ def test_lost_database_is_503_with_retry_after(
         body = down.json()
         assert body["code"] == "unavailable"
         assert "try again" in body["message"]
-        assert set(body) <= {"code", "message", "field", "details"}
+        assert set(body) <= {"code", "message", "field", "details", "fields"}
         page = client.get("/ward", headers={"accept": "text/html"})
         assert page.status_code == 503
         assert "try again" in page.text and "Traceback" not in page.text

@@ -32,6 +32,7 @@ class ErrorOut(BaseModel):
     message: str
     field: str | None = None
     details: list[str] | None = None
+    fields: list[str] | None = None  # when a form had several problems: each entry at fault
 
 
 ERRORS: dict[int | str, dict[str, Any]] = {

@@ -74,6 +74,9 @@ def body_of(exc: BedsideError) -> dict[str, Any]:
         details = [str(i) for i in exc.issues]
     if isinstance(details, list | tuple) and details:
         body["details"] = [str(d) for d in details]
+    fields = raw.get("fields")
+    if isinstance(fields, list | tuple) and len(fields) > 1:
+        body["fields"] = [str(f) for f in fields]  # every entry at fault, in details' order
     return body
 
 

@@ -23,6 +23,14 @@ def _field(name: str) -> str:
     return name.removeprefix("v_") or "form"
 
 
+def _refuse(request: Request, name: str, message: str) -> InputError:
+    """Bad input in a form field, named in words: a protocol item by its label."""
+    field = _field(name)
+    protocol = request.app.state.web.bedside.protocol
+    label = next((it.label for s in protocol.steps for it in s.items if it.id == field), None)
+    return InputError(field, message, label=label)
+
+
 async def _form(request: Request) -> FormData:
     """The posted form, refused (422, naming the field) when a part is a file (no page takes
     one, and its text would otherwise be the upload's repr), when a value holds a NUL character
@@ -33,12 +41,12 @@ async def _form(request: Request) -> FormData:
     for name, value in form.multi_items():
         if isinstance(value, UploadFile):
             await form.close()
-            raise InputError(_field(name), "a file cannot be posted here")
+            raise _refuse(request, name, "a file cannot be posted here")
         if NUL in value or NUL in name:
-            raise InputError(_field(name), "must not contain a NUL character")
+            raise _refuse(request, name, "must not contain a NUL character")
     bad = _not_utf8(body, form, request.headers.get("content-type", ""))
     if bad is not None:
-        raise InputError(bad, "is not valid UTF-8 text")
+        raise _refuse(request, bad, "is not valid UTF-8 text")
     return form
 
 
