@@ -116,6 +116,48 @@ def _protocol(case: Case) -> ProtocolRef:
     )
 
 
+def _course_section(case: Case) -> Section | None:
+    """The course's signed start (attestations, any retreatment override), as every dose of the
+    course carries it in its opening event; None for courses started before it was kept."""
+    start = case.course_start
+    if not start:
+        return None
+    spec = case.protocol.course_start
+    labels = {it.id: it.label for it in spec.items} if spec else {}
+    rows = [
+        Row(labels.get(key, key), "attested" if value is True else str(value))
+        for key, value in sorted((start.get("attestations") or {}).items())
+    ]
+    by = start.get("by") or {}
+    rows.append(
+        Row(
+            "Signed by",
+            f"{by.get('name', '-')} ({by.get('role', '-')}), "
+            f"{str(start.get('at', '-'))[:16].replace('T', ' ')} UTC, "
+            f"{start.get('meaning', '-')}",
+            note=f"signed content SHA-256 {start.get('content_hash', '-')}",
+        )
+    )
+    override = start.get("retreatment_override")
+    if override:
+        against = override.get("contraindication") or {}
+        rows.append(
+            Row(
+                "Retreatment override",
+                str(override.get("reason", "-")),
+                note=(
+                    f"retreatment contraindicated after {against.get('rule_text', '-')} "
+                    f"(rule {against.get('rule_id', '-')}, {str(against.get('at', '-'))[:10]}, "
+                    f"cycle {against.get('cycle', '-')} dose {against.get('dose_in_cycle', '-')})"
+                ),
+                flag="override",
+            )
+        )
+    return Section(
+        "course_start", "Course start (the prescriber's signed attestations)", tuple(rows)
+    )
+
+
 def _flags(case: Case) -> Section | None:
     if not case.flags:
         return None
@@ -349,7 +391,7 @@ def compounding_record(case: Case, chain_hash: str) -> RecordDocument | None:
         ),
         Section("outcome", "Outcome", tuple(_end_rows(case))),
     ]
-    for extra in (_flags(case), _history(case, _COMPOUNDING_STEPS)):
+    for extra in (_course_section(case), _flags(case), _history(case, _COMPOUNDING_STEPS)):
         if extra is not None:
             sections.append(extra)
     return RecordDocument(
@@ -431,9 +473,10 @@ def administration_record(case: Case, chain_hash: str) -> RecordDocument:
             "weight_source",
             "weight_measured_at",
             "dose_iu_per_kg",
+            "dose_deviation_reason",
         ):
             item = step.item(item_id)
-            if item is not None:
+            if item is not None and item_id in order.values:
                 weight_rows.append(Row(item.label, display(item, order.values.get(item_id))))
     started, stopped = case.given_at, case.stopped_at
     infusion = [Row("Started", _when(started)), Row("Stopped", _when(stopped))]
@@ -528,7 +571,7 @@ def administration_record(case: Case, chain_hash: str) -> RecordDocument:
             )
         )
     admin_steps = [s.id for s in case.walk_steps() if s.id not in _COMPOUNDING_STEPS]
-    for extra in (_flags(case), _history(case, admin_steps)):
+    for extra in (_course_section(case), _flags(case), _history(case, admin_steps)):
         if extra is not None:
             sections.append(extra)
     exits = [e for e in case.events if e.step is None and e.meaning is not None]
