@@ -635,6 +635,7 @@ class _Validator:
                 "starts_infusion",
                 "stops_infusion",
                 "wastable",
+                "unprimed",
             )
         }
         sets_bud = r.ident("sets_beyond_use", required=False)

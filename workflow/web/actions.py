@@ -6,18 +6,60 @@ signing-session continuity when a signature succeeded. Nothing clinical is decid
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from workflow.errors import InputError, NotFound
-from workflow.identity import User
+from workflow.blinding import Blinding, blinding_for, redact_refusal
+from workflow.errors import InputError, NotFound, StepRefused
+from workflow.identity import Credentials, SessionPassword, User
 from workflow.service import CaseView
 from workflow.store import ArchivedRecord, CaseRecord
 
 from .context import Web
-from .present import blinded_steps
 from .security import Viewer, after_signature, signing_proof
 from .settings import PHARMACY
+
+
+def blinding_of(view: CaseView, viewer: Viewer) -> Blinding:
+    """What this viewer may not see of this case now (workflow.blinding decides)."""
+    return blinding_for(view.case, viewer.user.roles)
+
+
+@contextmanager
+def _refusals_for(web: Web, viewer: Viewer, case_id: str, step_id: str | None) -> Iterator[None]:
+    """A refused signature's message as the people at the screen may read it: the machine's
+    own words can name an expected value or a double check's values, which a blinded checker
+    must not see. Whoever tries to sign a step counts as one who may sign it (a second checker
+    signs with their own id at a tablet someone else signed in to)."""
+    try:
+        yield
+    except StepRefused as exc:
+        case = web.bedside.load(case_id).case
+        roles = set(viewer.user.roles)
+        if step_id is not None and step_id in case.protocol.step_ids():
+            roles |= set(case.protocol.step(step_id).roles)
+        redacted = redact_refusal(exc, case, blinding_for(case, roles))
+        if redacted is exc:
+            raise
+        raise redacted from None
+
+
+def _signed(
+    web: Web,
+    viewer: Viewer,
+    case_id: str,
+    step_id: str | None,
+    password: str,
+    username: str | None,
+    act: Callable[[Credentials | SessionPassword], CaseView],
+) -> CaseView:
+    proof = signing_proof(viewer, password, username)
+    with _refusals_for(web, viewer, case_id, step_id):
+        view = act(proof.proof)
+    after_signature(web.bedside, viewer, proof)
+    return view
 
 
 def sign_step(
@@ -30,10 +72,15 @@ def sign_step(
     password: str,
     username: str | None,
 ) -> CaseView:
-    proof = signing_proof(viewer, password, username)
-    view = web.bedside.sign_step(case_id, expected_version, step_id, values, proof.proof)
-    after_signature(web.bedside, viewer, proof)
-    return view
+    return _signed(
+        web,
+        viewer,
+        case_id,
+        step_id,
+        password,
+        username,
+        lambda proof: web.bedside.sign_step(case_id, expected_version, step_id, values, proof),
+    )
 
 
 def side_exit(
@@ -47,10 +94,15 @@ def side_exit(
     password: str,
     username: str | None,
 ) -> CaseView:
-    proof = signing_proof(viewer, password, username)
-    view = web.bedside.side_exit(case_id, expected_version, action, reason, note, proof.proof)
-    after_signature(web.bedside, viewer, proof)
-    return view
+    return _signed(
+        web,
+        viewer,
+        case_id,
+        None,
+        password,
+        username,
+        lambda proof: web.bedside.side_exit(case_id, expected_version, action, reason, note, proof),
+    )
 
 
 def correct(
@@ -64,10 +116,17 @@ def correct(
     password: str,
     username: str | None,
 ) -> CaseView:
-    proof = signing_proof(viewer, password, username)
-    view = web.bedside.correct(case_id, expected_version, target_seq, values, reason, proof.proof)
-    after_signature(web.bedside, viewer, proof)
-    return view
+    return _signed(
+        web,
+        viewer,
+        case_id,
+        None,
+        password,
+        username,
+        lambda proof: web.bedside.correct(
+            case_id, expected_version, target_seq, values, reason, proof
+        ),
+    )
 
 
 def ward_states(web: Web) -> list[str]:
@@ -110,11 +169,18 @@ def pick_step(view: CaseView, viewer: Viewer, wanted: str | None) -> str | None:
     return None  # none, or a mismatch: the page asks which checker re-enters
 
 
-def prefill(view: CaseView, step_id: str) -> dict[str, Any]:
-    """What the form may show before typing: never a blinded counterpart's entries."""
-    if blinded_steps(view.case, step_id):
+def prefill(view: CaseView, step_id: str, blinding: Blinding) -> dict[str, Any]:
+    """What the form may show before typing: this step's current entry (a re-entry), less
+    every value the viewer may not see (a blinded pair's entries, what a check asks for)."""
+    if blinding.hides_entry(step_id):
         return {}
-    return {k: str(v) for k, v in view.case.blinded_values(step_id).items()}
+    step = view.case.protocol.step(step_id)
+    out: dict[str, Any] = {}
+    for k, v in view.case.blinded_values(step_id).items():
+        item = step.item(k)
+        if item is not None and not blinding.hides_value(step, item):
+            out[k] = str(v)
+    return out
 
 
 def search_archive(
