@@ -129,3 +129,22 @@ def test_refusals_are_redacted_for_a_blinded_viewer(protocol: Protocol, clock: F
     redacted = redact_refusal(refused.value, case, blinding_for(case, ["nurse"]))
     assert "MRN-5521" not in redacted.message
     assert redacted.field == "patient_identifier_mrn" and "does not match" in redacted.message
+
+
+def test_the_rule_imports_only_the_core() -> None:
+    """The rule is core: it may not reach into web, CLI or store (DESIGN.md layers)."""
+    import ast
+    from pathlib import Path
+
+    import workflow.blinding as module
+
+    tree = ast.parse(Path(str(module.__file__)).read_text())
+    ours: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level > 0:
+            ours.add(node.module or "")
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("workflow"):
+            ours.add(str(node.module).removeprefix("workflow."))
+        elif isinstance(node, ast.Import):
+            ours |= {a.name for a in node.names if a.name.startswith("workflow")}
+    assert ours == {"errors", "machine", "protocol.model"}, ours

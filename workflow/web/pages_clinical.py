@@ -103,6 +103,11 @@ def case_context(
         context["widgets"] = widgets(step, fill)
         # The blinded second checker signs with their own id on this tablet.
         context["ask_username"] = viewer.signing_lapsed or bool(step.blinded_against)
+    # During a mismatch either checker may re-enter: one link each, by the step's title.
+    context["reentry"] = [
+        {"id": sid, "title": view.case.protocol.step(sid).title}
+        for sid in view.case.allowed_steps()
+    ]
     exits = []
     if not view.case.closed:
         for name, side in view.case.protocol.side_exits.items():
