@@ -6,15 +6,16 @@ timeline, form prefill and refusals. On SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
 from fastapi.testclient import TestClient
 
 from workflow.items import display
-from workflow.walk import values_for
+from workflow.walk import order_values, values_for
 
-from .conftest import PASSWORD, Site, csrf_of, form_of, version_of
+from .conftest import PASSWORD, Site, cred, csrf_of, form_of, version_of
 
 MRN, BORN = "MRN-7001", "1971-03-14"
 WRONG_RATE = "777"  # the first checker's distinctive, wrong pump rate
@@ -272,3 +273,25 @@ def test_fhir_and_timeline_are_refused_while_blinded(site: Site) -> None:
     assert sign_api(nurse, site, cid, "double_check_second", "n.chen").status_code == 200
     site.walk_to("infusion_start", site.bedside.load(cid))
     assert nurse.get(f"/api/cases/{cid}/fhir").status_code == 200
+
+
+def test_plan_warnings_keep_their_code_and_lose_their_numbers(site: Site) -> None:
+    """A warning raised with the order names the weight (which the check asks for)."""
+    b = site.bedside
+    opened = b.open_case(site.course_id, site.clock.now() + timedelta(hours=2), cred("dr.okafor"))
+    site.clock.advance(minutes=5)
+    weighed = site.clock.now() - timedelta(hours=3)
+    view = b.sign_step(
+        opened.case.case_id, opened.version, "order", order_values("27", weighed), cred("dr.okafor")
+    )
+    view = site.walk_to("double_check_first", view)
+    cid = view.case.case_id
+    nurse = site.client("n.alvarez").get(f"/api/cases/{cid}")
+    flags = {f["code"]: f["message"] for f in nurse.json()["flags"]}
+    assert "weight_outside_adult_range" in flags
+    assert not shows_number(nurse.text, "27") and "not shown" in flags["weight_outside_adult_range"]
+    page = site.client("n.alvarez").get(f"/cases/{cid}")
+    assert "weight_outside_adult_range" in page.text and not shows_number(page.text, "27")
+    doctor = site.client("dr.okafor").get(f"/api/cases/{cid}").json()
+    full = {f["code"]: f["message"] for f in doctor["flags"]}
+    assert shows_number(full["weight_outside_adult_range"], "27")
