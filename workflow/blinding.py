@@ -11,7 +11,10 @@ The rule is read off the protocol, never off step ids: the steps the case is at
 may sign. Each such step hides what its items ``expect``. A viewer whose roles cannot sign
 those steps (prescriber, auditor, admin, a technician) sees everything, and so does everyone
 once the case has moved past them: the hiding follows who asks and the case's state, never a
-parameter of the request.
+parameter of the request. The identifiers and the plan are the patient's, not only this
+dose's: while the viewer may sign a check of one dose, the same values are hidden on the
+patient's other doses too (a finished dose's page shows the same MRN and, usually, the same
+weight and plan).
 
 Pure: reads the replayed Case and the protocol model only (no web, no store), so the pages,
 the JSON API, the label, FHIR and error answers all ask the same question here.
@@ -49,14 +52,15 @@ NEVER_HIDDEN_NAMESPACES = ("protocol",)
 class Blinding:
     """What one viewer may not see of one case now. Falsy when nothing is hidden."""
 
-    at_steps: tuple[str, ...] = ()  # independent checks the viewer may sign now
+    at_steps: tuple[str, ...] = ()  # independent checks of this case the viewer may sign now
+    checks: tuple[str, ...] = ()  # titles of every such check, this dose's or another's
     refs: frozenset[str] = frozenset()  # hidden references: "plan.*", "patient.mrn", ...
     hidden_steps: frozenset[str] = frozenset()  # a blinded pair: entries not shown at all
     withheld_steps: frozenset[str] = frozenset()  # entries shown, every value withheld
     withheld_items: frozenset[tuple[str, str]] = field(default=frozenset())  # (step, item)
 
     def __bool__(self) -> bool:
-        return bool(self.at_steps)
+        return bool(self.checks)
 
     def hides(self, ref: str) -> bool:
         """Whether the value an ``expect`` reference names (or a header field) is hidden."""
@@ -109,40 +113,65 @@ def blinded_pair(protocol: Protocol, step: Step) -> tuple[str, str] | None:
     return None
 
 
-def blinding_for(case: Case, roles: Iterable[str]) -> Blinding:
-    """What a viewer holding ``roles`` must not be shown of ``case`` now."""
+def blinding_for(case: Case, roles: Iterable[str], others: Iterable[Case] = ()) -> Blinding:
+    """What a viewer holding ``roles`` must not be shown of ``case`` now. ``others`` are the
+    patient's other doses still open: what their checks ask for is hidden here as well."""
     protocol = case.protocol
     held = set(roles)
-    at_steps = tuple(
-        sid
-        for sid in case.allowed_steps()
-        if is_unprimed(protocol, protocol.step(sid)) and held & set(protocol.step(sid).roles)
-    )
-    if not at_steps:
-        return NOTHING
+    at_steps = _checks_at(case, held)
     refs: set[str] = set()
     hidden_steps: set[str] = set()
+    titles = [protocol.step(sid).title for sid in at_steps]
     for sid in at_steps:
         step = protocol.step(sid)
-        for item in step.items:
-            if item.expect is None:
-                continue
-            namespace = item.expect.partition(".")[0]
-            if namespace in NEVER_HIDDEN_NAMESPACES:
-                continue
-            refs.add(PLAN if namespace == "plan" else item.expect)
+        refs |= _asked(step)
         pair = blinded_pair(protocol, step)
         if pair is not None:
             hidden_steps.update(pair)
+    patient = case.patient.patient_id if case.patient is not None else None
+    for other in others:
+        same = other.patient is not None and other.patient.patient_id == patient
+        if other.case_id == case.case_id or not same:
+            continue
+        for sid in _checks_at(other, held):
+            step = other.protocol.step(sid)
+            refs |= _asked(step)
+            titles.append(f"{step.title} (another dose of this patient)")
+    if not titles:
+        return NOTHING
     if refs & set(HEADER):
         refs.update(HEADER)
     return Blinding(
         at_steps=at_steps,
+        checks=tuple(dict.fromkeys(titles)),
         refs=frozenset(refs),
         hidden_steps=frozenset(hidden_steps),
         withheld_steps=frozenset(_sources_of(protocol, refs)),
         withheld_items=frozenset(_items_revealing(protocol, refs)),
     )
+
+
+def _checks_at(case: Case, roles: set[str]) -> tuple[str, ...]:
+    """The independent checks the case is at that these roles may sign."""
+    protocol = case.protocol
+    return tuple(
+        sid
+        for sid in case.allowed_steps()
+        if is_unprimed(protocol, protocol.step(sid)) and roles & set(protocol.step(sid).roles)
+    )
+
+
+def _asked(step: Step) -> set[str]:
+    """The references a check's items expect: what its signer must find at the source."""
+    refs: set[str] = set()
+    for item in step.items:
+        if item.expect is None:
+            continue
+        namespace = item.expect.partition(".")[0]
+        if namespace in NEVER_HIDDEN_NAMESPACES:
+            continue
+        refs.add(PLAN if namespace == "plan" else item.expect)
+    return refs
 
 
 def _sources_of(protocol: Protocol, refs: set[str]) -> set[str]:
@@ -207,12 +236,12 @@ def redact_refusal(exc: StepRefused, case: Case, blinding: Blinding) -> StepRefu
     return exc
 
 
-def refuse_while_blinded(case: Case, blinding: Blinding, what: str) -> None:
+def refuse_while_blinded(blinding: Blinding, what: str) -> None:
     """Raise Blinded when ``what`` (a label reprint, an export) would show this viewer the
     values an independent check they may sign now asks them to find."""
     if not blinding:
         return
-    titles = " or ".join(f"'{case.protocol.step(s).title}'" for s in blinding.at_steps)
+    titles = " or ".join(f"'{t}'" for t in blinding.checks)
     raise Blinded(
         f"{what} is not shown to you now: you may sign {titles}, an independent check whose "
         "values you read from the bag label, the wristband and the patient, and this would "

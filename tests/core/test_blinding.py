@@ -3,6 +3,8 @@ protocol from who asks and the case's state."""
 
 from __future__ import annotations
 
+from datetime import date
+
 import pytest
 
 from workflow.blinding import (
@@ -15,6 +17,7 @@ from workflow.blinding import (
 )
 from workflow.clock import FixedClock
 from workflow.errors import StepRefused
+from workflow.machine import PatientRef
 from workflow.protocol import Protocol
 
 from .helpers import NURSE_A, NURSE_B, open_case, sign, walk_until
@@ -148,3 +151,21 @@ def test_the_rule_imports_only_the_core() -> None:
         elif isinstance(node, ast.Import):
             ours |= {a.name for a in node.names if a.name.startswith("workflow")}
     assert ours == {"errors", "machine", "protocol.model"}, ours
+
+
+def test_the_patients_other_open_dose_hides_the_same_values(
+    protocol: Protocol, clock: FixedClock
+) -> None:
+    done = open_case(protocol, clock)
+    walk_until(done, "completed", clock)
+    at_check = open_case(protocol, clock)
+    walk_until(at_check, "double_check_second", clock)
+    borrowed = blinding_for(done, ["nurse"], [done, at_check])
+    assert borrowed and borrowed.at_steps == () and borrowed.plan
+    assert borrowed.hides("patient.mrn") and not borrowed.differences
+    assert "another dose of this patient" in borrowed.checks[0]
+    assert not blinding_for(done, ["prescriber"], [at_check])
+    stranger = open_case(
+        protocol, clock, patient=PatientRef("p-2", "MRN-1", "Bo Lund", date(1950, 1, 1))
+    )
+    assert not blinding_for(stranger, ["nurse"], [at_check])

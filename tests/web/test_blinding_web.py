@@ -295,3 +295,41 @@ def test_plan_warnings_keep_their_code_and_lose_their_numbers(site: Site) -> Non
     doctor = site.client("dr.okafor").get(f"/api/cases/{cid}").json()
     full = {f["code"]: f["message"] for f in doctor["flags"]}
     assert shows_number(full["weight_outside_adult_range"], "27")
+
+
+def test_the_patients_finished_dose_is_blinded_too(site: Site) -> None:
+    """The MRN, date of birth and (usually) the plan are the patient's: a finished dose's page,
+    records and FHIR would show them to the checker of the next dose."""
+    done = site.walk_to("record_sign_off")
+    done_id = done.case.case_id
+    values = values_for(done.case, "record_sign_off", site.clock.now())
+    site.bedside.sign_step(done_id, done.version, "record_sign_off", values, cred("n.alvarez"))
+    records = site.client("dr.okafor").get(f"/api/cases/{done_id}/records").json()
+    assert records, "the finished dose has signed records"
+    site.clock.advance(hours=9)
+    cid, asked, _first = at_second_check(site)
+    nurse = site.client("n.chen")
+    data = nurse.get(f"/api/cases/{done_id}")
+    assert data.json()["state"] == "completed"
+    assert data.json()["patient"]["mrn"] == "" and data.json()["plan"] is None
+    assert data.json()["blinded_steps"] == [] and "patient.mrn" in data.json()["hidden"]
+    assert leaked(data.text, asked) == []
+    page = nurse.get(f"/cases/{done_id}")
+    assert page.status_code == 200 and leaked(page.text, asked) == []
+    for path in (
+        f"/api/cases/{done_id}/records",
+        f"/api/archive/{records[0]['sha256']}/pdf",
+        f"/records/{records[0]['sha256']}.pdf",
+        f"/api/cases/{done_id}/fhir",
+    ):
+        r = nurse.get(path)
+        assert r.status_code == 403, (path, r.status_code)
+        assert "another dose of this patient" in r.text and MRN not in r.text
+    # The prescriber sees the finished dose whole; the nurse does once the check is done.
+    doctor = site.client("dr.okafor")
+    assert doctor.get(f"/api/cases/{done_id}").json()["patient"]["mrn"] == MRN
+    assert doctor.get(f"/records/{records[0]['sha256']}.pdf").status_code == 200
+    assert sign_api(nurse, site, cid, "double_check_second", "n.chen").status_code == 200
+    site.walk_to("infusion_start", site.bedside.load(cid))
+    assert nurse.get(f"/api/cases/{done_id}").json()["patient"]["mrn"] == MRN
+    assert nurse.get(f"/records/{records[0]['sha256']}.pdf").status_code == 200

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from workflow.blinding import Blinding, blinding_for, redact_refusal
+from workflow.blinding import Blinding, blinding_for, redact_refusal, refuse_while_blinded
 from workflow.errors import InputError, NotFound, StepRefused
 from workflow.identity import Credentials, SessionPassword, User
 from workflow.service import CaseView
@@ -22,9 +22,31 @@ from .security import Viewer, after_signature, signing_proof
 from .settings import PHARMACY
 
 
-def blinding_of(view: CaseView, viewer: Viewer) -> Blinding:
-    """What this viewer may not see of this case now (workflow.blinding decides)."""
-    return blinding_for(view.case, viewer.user.roles)
+def blinding_of(
+    web: Web, view: CaseView, viewer: Viewer, others: list[CaseView] | None = None
+) -> Blinding:
+    """What this viewer may not see of this case now (workflow.blinding decides), counting the
+    patient's other open doses: ``others`` when the caller has them (a worklist's rows), else
+    read from the store."""
+    if others is None:
+        others = open_doses_of(web, view)
+    return blinding_for(view.case, viewer.user.roles, [o.case for o in others])
+
+
+def open_doses_of(web: Web, view: CaseView) -> list[CaseView]:
+    """The patient's other doses that are not finished (usually none: one dose at a time)."""
+    final = view.case.protocol.final_states
+    return [
+        web.bedside.load(r.id)
+        for r in web.bedside.store.list_cases(patient_id=view.record.patient_id)
+        if r.id != view.case.case_id and r.state not in final
+    ]
+
+
+def worklist_blinding(web: Web, views: list[CaseView], viewer: Viewer) -> list[Blinding]:
+    """Each row's blinding, the rows themselves standing for the patients' open doses (every
+    dose at a bedside check is on the ward's list), without a query per row."""
+    return [blinding_of(web, v, viewer, others=views) for v in views]
 
 
 @contextmanager
@@ -218,6 +240,15 @@ def record_bytes(web: Web, sha: str) -> tuple[ArchivedRecord, bytes]:
     if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
         raise InputError("sha256", "not a SHA-256 hex digest")
     return web.archive.get(sha)
+
+
+def record_for(web: Web, viewer: Viewer, sha: str) -> tuple[ArchivedRecord, bytes]:
+    """A signed record for someone who may be at a bedside check: a record shows the patient's
+    identifiers and the dose plan, so it is refused (403 ``blinded``) while they may sign a
+    check of one of this patient's doses."""
+    record, pdf = record_bytes(web, sha)
+    refuse_while_blinded(blinding_of(web, web.bedside.load(record.case_id), viewer), "This record")
+    return record, pdf
 
 
 def verify_record(web: Web, sha: str) -> dict[str, Any]:

@@ -263,7 +263,7 @@ def _case(
     view = view or web.bedside.load(case_id)
     if step is not None and step not in view.case.protocol.step_ids():
         raise InputError("step", f"'{step}' is not a step of this case's protocol")
-    blinding = actions.blinding_of(view, viewer)
+    blinding = actions.blinding_of(web, view, viewer)
     data = case_json(view, web.bedside.tz, web.bedside.clock.now(), blinding)
     return CaseOut(**data)
 
@@ -313,9 +313,10 @@ def ward(request: Request) -> list[WorklistRow]:
     viewer = _viewer(request, WARD)
     now = web.bedside.clock.now()
     views = actions.worklist(web, actions.ward_states(web))
+    blinded = actions.worklist_blinding(web, views, viewer)
     return [
-        WorklistRow(**worklist_row(v, web.bedside.tz, now, actions.blinding_of(v, viewer)))
-        for v in views
+        WorklistRow(**worklist_row(v, web.bedside.tz, now, b))
+        for v, b in zip(views, blinded, strict=True)
     ]
 
 
@@ -325,9 +326,10 @@ def pharmacy(request: Request) -> list[WorklistRow]:
     viewer = _viewer(request, PHARMACY)
     now = web.bedside.clock.now()
     views = actions.worklist(web, actions.pharmacy_states(web))
+    blinded = actions.worklist_blinding(web, views, viewer)
     return [
-        WorklistRow(**worklist_row(v, web.bedside.tz, now, actions.blinding_of(v, viewer)))
-        for v in views
+        WorklistRow(**worklist_row(v, web.bedside.tz, now, b))
+        for v, b in zip(views, blinded, strict=True)
     ]
 
 
@@ -405,7 +407,7 @@ def label(request: Request, case_id: str) -> Response:
     web = web_of(request)
     viewer = _viewer(request, PHARMACY)
     view = web.bedside.load(case_id)
-    refuse_while_blinded(view.case, actions.blinding_of(view, viewer), "The bag label")
+    refuse_while_blinded(actions.blinding_of(web, view, viewer), "The bag label")
     pdf = bag_label_pdf(view.case, web.bedside.tz)
     return Response(pdf, media_type="application/pdf")
 
@@ -413,7 +415,11 @@ def label(request: Request, case_id: str) -> Response:
 @router.get("/cases/{case_id}/records", response_model=list[RecordOut])
 def case_records(request: Request, case_id: str) -> list[RecordOut]:
     web = web_of(request)
-    _viewer(request, RECORD_READERS)
+    viewer = _viewer(request, RECORD_READERS)
+    # The index rows name the patient's MRN and the dose: not for a blinded checker.
+    refuse_while_blinded(
+        actions.blinding_of(web, web.bedside.load(case_id), viewer), "This dose's records"
+    )
     return [_record(r) for r in web.bedside.store.search_archive(case_id=case_id)]
 
 
@@ -467,8 +473,8 @@ def record(request: Request, sha: str) -> RecordOut:
 
 @router.get("/archive/{sha}/pdf", response_class=Response, responses=PDF)
 def record_pdf(request: Request, sha: str) -> Response:
-    _viewer(request, RECORD_READERS)
-    _rec, pdf = actions.record_bytes(web_of(request), sha)
+    viewer = _viewer(request, RECORD_READERS)
+    _rec, pdf = actions.record_for(web_of(request), viewer, sha)
     return Response(pdf, media_type="application/pdf")
 
 

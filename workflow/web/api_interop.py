@@ -15,6 +15,7 @@ from workflow.interop.gs1 import scan_to_values
 from workflow.pictures.state_diagram import state_diagram_svg
 from workflow.pictures.timeline import course_timeline, timeline_svg
 
+from . import actions
 from .api import BODY_ERRORS, ERRORS, In, need, no_nul_in_url
 from .context import web_of
 from .security import Viewer
@@ -41,8 +42,8 @@ def case_fhir(request: Request, case_id: str) -> dict[str, Any]:
     (403 ``blinded``) to someone who may sign an independent check of the dose now."""
     web = web_of(request)
     viewer = web.viewer(request, RECORD_READERS)
-    case = web.bedside.load(case_id).case
-    refuse_while_blinded(case, blinding_for(case, viewer.user.roles), "This dose as FHIR")
+    view = web.bedside.load(case_id)
+    refuse_while_blinded(actions.blinding_of(web, view, viewer), "This dose as FHIR")
     return case_bundle(web.bedside, case_id)
 
 
@@ -77,9 +78,9 @@ def timeline(request: Request, course_id: str) -> Response:
     # The chart places each dose by cycle and number: while the viewer may sign an independent
     # check of one of them that asks for those numbers, it is not shown.
     for case in cases:
-        blinding = blinding_for(case, viewer.user.roles)
+        blinding = blinding_for(case, viewer.user.roles, cases)
         if blinding.hides("case.cycle") or blinding.hides("case.dose_in_cycle"):
-            refuse_while_blinded(case, blinding, "The course timeline")
+            refuse_while_blinded(blinding, "The course timeline")
     protocol = cases[-1].protocol if cases else web.bedside.protocol
     title = cases[-1].patient.name if cases and cases[-1].patient else f"course {course_id}"
     svg = timeline_svg(course_timeline(protocol, cases, title))

@@ -38,10 +38,9 @@ def ward(request: Request) -> Response:
     web = web_of(request)
     viewer = web.viewer(request, WARD)
     now = web.bedside.clock.now()
-    rows = [
-        worklist_row(v, web.bedside.tz, now, actions.blinding_of(v, viewer))
-        for v in actions.worklist(web, actions.ward_states(web))
-    ]
+    views = actions.worklist(web, actions.ward_states(web))
+    blinded = actions.worklist_blinding(web, views, viewer)
+    rows = [worklist_row(v, web.bedside.tz, now, b) for v, b in zip(views, blinded, strict=True)]
     return web.templates.TemplateResponse(
         request, "worklist.html", {"viewer": viewer, "rows": rows, "title": "Doses due"}
     )
@@ -53,7 +52,8 @@ def pharmacy(request: Request) -> Response:
     viewer = web.viewer(request, PHARMACY)
     now = web.bedside.clock.now()
     views = actions.worklist(web, actions.pharmacy_states(web))
-    rows = [worklist_row(v, web.bedside.tz, now, actions.blinding_of(v, viewer)) for v in views]
+    blinded = actions.worklist_blinding(web, views, viewer)
+    rows = [worklist_row(v, web.bedside.tz, now, b) for v, b in zip(views, blinded, strict=True)]
     return web.templates.TemplateResponse(
         request, "pharmacy.html", {"viewer": viewer, "rows": rows, "title": "Compounding queue"}
     )
@@ -72,7 +72,7 @@ def case_context(
     # viewer and the case's state.
     step_id = actions.pick_step(view, viewer, wanted)
     now = web.bedside.clock.now()
-    blinding = actions.blinding_of(view, viewer)
+    blinding = actions.blinding_of(web, view, viewer)
     data = case_json(view, web.bedside.tz, now, blinding)
     context: dict[str, Any] = {
         "viewer": viewer,
@@ -205,7 +205,7 @@ def label(request: Request, case_id: str) -> Response:
     view = web.bedside.load(case_id)
     # Someone who may sign an independent check now reads the label on the bag; a reprint
     # would show what the label should say.
-    refuse_while_blinded(view.case, actions.blinding_of(view, viewer), "The bag label")
+    refuse_while_blinded(actions.blinding_of(web, view, viewer), "The bag label")
     pdf = bag_label_pdf(view.case, web.bedside.tz)
     return Response(
         pdf,
@@ -217,8 +217,8 @@ def label(request: Request, case_id: str) -> Response:
 @router.get("/records/{sha}.pdf")
 def record_pdf(request: Request, sha: str, download: int = 0) -> Response:
     web = web_of(request)
-    web.viewer(request, RECORD_READERS)
-    record, pdf = actions.record_bytes(web, sha)
+    viewer = web.viewer(request, RECORD_READERS)
+    record, pdf = actions.record_for(web, viewer, sha)
     how = "attachment" if download else "inline"
     name = f"{record.kind}-{record.case_id[:8]}-{sha[:8]}.pdf"
     return Response(
