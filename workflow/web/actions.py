@@ -46,7 +46,10 @@ def open_doses_of(web: Web, view: CaseView) -> list[CaseView]:
 def worklist_blinding(web: Web, views: list[CaseView], viewer: Viewer) -> list[Blinding]:
     """Each row's blinding, the rows themselves standing for the patients' open doses (every
     dose at a bedside check is on the ward's list), without a query per row."""
-    return [blinding_of(web, v, viewer, others=views) for v in views]
+    by_patient: dict[str, list[CaseView]] = {}
+    for v in views:
+        by_patient.setdefault(v.record.patient_id, []).append(v)
+    return [blinding_of(web, v, viewer, others=by_patient[v.record.patient_id]) for v in views]
 
 
 @contextmanager
