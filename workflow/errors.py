@@ -132,6 +132,14 @@ class AuthError(BedsideError):
     code = "not_authorised"
 
 
+class Blinded(AuthError):
+    """Refused because the person may sign an independent check of this case now, and what
+    they asked for (a label reprint, an export) shows what that check must find at the
+    source. Asked again once the check is signed, or by someone who cannot sign it."""
+
+    code = "blinded"
+
+
 class Unavailable(BedsideError):
     """The database stopped answering part-way through (a server restart, the network, a lock
     held past the busy timeout). A write in flight committed whole or not at all; reload and

@@ -131,6 +131,12 @@ def test_checklist_show_marks_unconfirmed(capsys: pytest.CaptureFixture[str]) ->
     assert code == 0
     assert "[UNCONFIRMED]" in out and "creatinine_above_4_5" in out
     assert "verified by pharmacy_verification" in out
+    independent = [line for line in out.splitlines() if "independent: its signer" in line]
+    assert [line.split("[")[1].split("]")[0] for line in independent] == [
+        "double_check_first",
+        "double_check_second",
+        "pre_infusion",
+    ]
 
 
 def test_checklist_diagram_is_mermaid(capsys: pytest.CaptureFixture[str]) -> None:

@@ -132,6 +132,12 @@ def _refused(path: Path) -> list[str]:
         ),
         # wrong type
         ('  version: "1.3.0"', "  version: [1, 0]", "version: [1, 0]", "must be text"),
+        (
+            "    unprimed: true\n    next: infusion_start",
+            "    unprimed: sometimes\n    next: infusion_start",
+            "unprimed: sometimes",
+            "unprimed must be true or false",
+        ),
         # missing key
         (
             "    title: Pharmacist verifies the order\n",

@@ -24,6 +24,7 @@ import uvicorn
 from workflow.walk import values_for
 
 from .conftest import PASSWORD, Site
+from .test_blinding_web import shows_number
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
@@ -216,6 +217,10 @@ def test_whole_dose_in_chromium(
     page.goto(f"{server}/cases/{cid}")
     html = page.content()
     assert "Independent check" in html and "Signed so far" in html
+    # Nothing the check asks for is on the second checker's screen: no MRN, date of birth,
+    # dose number or plan in the header, no first checker's entries (issue 11.2-11.3).
+    assert "MRN-7001" not in html and "1971-03-14" not in html and "Cycle 1" not in html
+    assert "Dose plan" not in html and not shows_number(html, right_rate)
     do_step(
         site,
         tab,
@@ -226,7 +231,10 @@ def test_whole_dose_in_chromium(
         username="n.chen",
     )
     assert page.locator("#mismatch").is_visible()
-    assert "200" in page.locator("#mismatch").inner_text()
+    # Which item differs, by its label; neither checker's value nor the expected one.
+    assert "Pump rate" in page.locator("#mismatch").inner_text()
+    html = page.content()
+    assert not shows_number(html, "200") and not shows_number(html, right_rate)
     tab.shot("double-check-mismatch")
     second["pump_rate_ml_per_h"] = right_rate
     do_step(

@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import Any
 
+from ..blinding import is_unprimed
 from ..diagram import mermaid
 from ..dosing import fmt
 from ..errors import ProtocolError
@@ -94,6 +95,8 @@ def show(args: argparse.Namespace) -> int:
     for n, step in enumerate(p.ordered_steps_from(p.initial), 1):
         extra = f"; verified by {', '.join(verifiers[step.id])}" if step.id in verifiers else ""
         blind = f"; blinded against {step.blinded_against}" if step.blinded_against else ""
+        if is_unprimed(p, step):
+            blind += "; independent: its signer is not shown what it asks for"
         out.append(
             f"  {n:>2}. {step.title} [{step.id}] - {' or '.join(step.roles)} sign as "
             f"'{step.meaning}'{extra}{blind}"

@@ -648,6 +648,7 @@ class _Validator:
                 "starts_infusion",
                 "stops_infusion",
                 "wastable",
+                "unprimed",
             )
         }
         sets_bud = r.ident("sets_beyond_use", required=False)

@@ -131,6 +131,10 @@ class Step:
     stops_infusion: bool = False
     sets_beyond_use: str | None = None  # item id whose time starts the beyond-use clock
     wastable: bool = False  # a prepared bag exists from this step on
+    # An independent check: its signer finds each expected value at the source (bag label,
+    # wristband) and is never shown it. Both sides of a blinded double check are unprimed
+    # whether or not the file says so (``Protocol.unprimed``).
+    unprimed: bool = False
 
     def item(self, item_id: str) -> Item | None:
         for it in self.items:

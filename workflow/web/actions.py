@@ -6,18 +6,85 @@ signing-session continuity when a signature succeeded. Nothing clinical is decid
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from workflow.errors import InputError, NotFound
-from workflow.identity import User
+from workflow.blinding import Blinding, blinding_for, redact_refusal, refuse_while_blinded
+from workflow.errors import InputError, NotFound, StepRefused
+from workflow.identity import Credentials, SessionPassword, User
 from workflow.service import CaseView
 from workflow.store import ArchivedRecord, CaseRecord
 
 from .context import Web
-from .present import blinded_steps
 from .security import Viewer, after_signature, signing_proof
 from .settings import PHARMACY
+
+
+def blinding_of(
+    web: Web, view: CaseView, viewer: Viewer, others: list[CaseView] | None = None
+) -> Blinding:
+    """What this viewer may not see of this case now (workflow.blinding decides), counting the
+    patient's other open doses: ``others`` when the caller has them (a worklist's rows), else
+    read from the store."""
+    if others is None:
+        others = open_doses_of(web, view)
+    return blinding_for(view.case, viewer.user.roles, [o.case for o in others])
+
+
+def open_doses_of(web: Web, view: CaseView) -> list[CaseView]:
+    """The patient's other doses that are not finished (usually none: one dose at a time)."""
+    final = view.case.protocol.final_states
+    return [
+        web.bedside.load(r.id)
+        for r in web.bedside.store.list_cases(patient_id=view.record.patient_id)
+        if r.id != view.case.case_id and r.state not in final
+    ]
+
+
+def worklist_blinding(web: Web, views: list[CaseView], viewer: Viewer) -> list[Blinding]:
+    """Each row's blinding, the rows themselves standing for the patients' open doses (every
+    dose at a bedside check is on the ward's list), without a query per row."""
+    by_patient: dict[str, list[CaseView]] = {}
+    for v in views:
+        by_patient.setdefault(v.record.patient_id, []).append(v)
+    return [blinding_of(web, v, viewer, others=by_patient[v.record.patient_id]) for v in views]
+
+
+@contextmanager
+def _refusals_for(web: Web, viewer: Viewer, case_id: str, step_id: str | None) -> Iterator[None]:
+    """A refused signature's message as the people at the screen may read it: the machine's
+    own words can name an expected value or a double check's values, which a blinded checker
+    must not see. Whoever tries to sign a step counts as one who may sign it (a second checker
+    signs with their own id at a tablet someone else signed in to)."""
+    try:
+        yield
+    except StepRefused as exc:
+        case = web.bedside.load(case_id).case
+        roles = set(viewer.user.roles)
+        if step_id is not None and step_id in case.protocol.step_ids():
+            roles |= set(case.protocol.step(step_id).roles)
+        redacted = redact_refusal(exc, case, blinding_for(case, roles))
+        if redacted is exc:
+            raise
+        raise redacted from None
+
+
+def _signed(
+    web: Web,
+    viewer: Viewer,
+    case_id: str,
+    step_id: str | None,
+    password: str,
+    username: str | None,
+    act: Callable[[Credentials | SessionPassword], CaseView],
+) -> CaseView:
+    proof = signing_proof(viewer, password, username)
+    with _refusals_for(web, viewer, case_id, step_id):
+        view = act(proof.proof)
+    after_signature(web.bedside, viewer, proof)
+    return view
 
 
 def sign_step(
@@ -30,10 +97,15 @@ def sign_step(
     password: str,
     username: str | None,
 ) -> CaseView:
-    proof = signing_proof(viewer, password, username)
-    view = web.bedside.sign_step(case_id, expected_version, step_id, values, proof.proof)
-    after_signature(web.bedside, viewer, proof)
-    return view
+    return _signed(
+        web,
+        viewer,
+        case_id,
+        step_id,
+        password,
+        username,
+        lambda proof: web.bedside.sign_step(case_id, expected_version, step_id, values, proof),
+    )
 
 
 def side_exit(
@@ -47,10 +119,15 @@ def side_exit(
     password: str,
     username: str | None,
 ) -> CaseView:
-    proof = signing_proof(viewer, password, username)
-    view = web.bedside.side_exit(case_id, expected_version, action, reason, note, proof.proof)
-    after_signature(web.bedside, viewer, proof)
-    return view
+    return _signed(
+        web,
+        viewer,
+        case_id,
+        None,
+        password,
+        username,
+        lambda proof: web.bedside.side_exit(case_id, expected_version, action, reason, note, proof),
+    )
 
 
 def correct(
@@ -64,10 +141,17 @@ def correct(
     password: str,
     username: str | None,
 ) -> CaseView:
-    proof = signing_proof(viewer, password, username)
-    view = web.bedside.correct(case_id, expected_version, target_seq, values, reason, proof.proof)
-    after_signature(web.bedside, viewer, proof)
-    return view
+    return _signed(
+        web,
+        viewer,
+        case_id,
+        None,
+        password,
+        username,
+        lambda proof: web.bedside.correct(
+            case_id, expected_version, target_seq, values, reason, proof
+        ),
+    )
 
 
 def ward_states(web: Web) -> list[str]:
@@ -110,11 +194,18 @@ def pick_step(view: CaseView, viewer: Viewer, wanted: str | None) -> str | None:
     return None  # none, or a mismatch: the page asks which checker re-enters
 
 
-def prefill(view: CaseView, step_id: str) -> dict[str, Any]:
-    """What the form may show before typing: never a blinded counterpart's entries."""
-    if blinded_steps(view.case, step_id):
+def prefill(view: CaseView, step_id: str, blinding: Blinding) -> dict[str, Any]:
+    """What the form may show before typing: this step's current entry (a re-entry), less
+    every value the viewer may not see (a blinded pair's entries, what a check asks for)."""
+    if blinding.hides_entry(step_id):
         return {}
-    return {k: str(v) for k, v in view.case.blinded_values(step_id).items()}
+    step = view.case.protocol.step(step_id)
+    out: dict[str, Any] = {}
+    for k, v in view.case.blinded_values(step_id).items():
+        item = step.item(k)
+        if item is not None and not blinding.hides_value(step, item):
+            out[k] = str(v)
+    return out
 
 
 def search_archive(
@@ -152,6 +243,15 @@ def record_bytes(web: Web, sha: str) -> tuple[ArchivedRecord, bytes]:
     if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
         raise InputError("sha256", "not a SHA-256 hex digest")
     return web.archive.get(sha)
+
+
+def record_for(web: Web, viewer: Viewer, sha: str) -> tuple[ArchivedRecord, bytes]:
+    """A signed record for someone who may be at a bedside check: a record shows the patient's
+    identifiers and the dose plan, so it is refused (403 ``blinded``) while they may sign a
+    check of one of this patient's doses."""
+    record, pdf = record_bytes(web, sha)
+    refuse_while_blinded(blinding_of(web, web.bedside.load(record.case_id), viewer), "This record")
+    return record, pdf
 
 
 def verify_record(web: Web, sha: str) -> dict[str, Any]:

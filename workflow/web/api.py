@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
+from workflow.blinding import refuse_while_blinded
 from workflow.errors import InputError
 from workflow.labels import bag_label_pdf
 from workflow.service import CaseView
@@ -131,12 +132,15 @@ class CorrectionIn(Signature):
 
 
 class WorklistRow(BaseModel):
+    """One worklist line. ``mrn``, ``cycle``, ``dose_in_cycle`` and ``plan`` are empty (or
+    null) while the viewer may sign an independent check of the case that asks for them."""
+
     id: str
     version: int
     patient: str
     mrn: str
-    cycle: int
-    dose_in_cycle: int
+    cycle: int | None
+    dose_in_cycle: int | None
     doses_per_cycle: int
     scheduled_at: str
     scheduled_local: str
@@ -146,27 +150,37 @@ class WorklistRow(BaseModel):
     step: str
     phase: str
     plan: dict[str, Any] | None
+    blinded: bool
 
 
 class CaseOut(BaseModel):
+    """A case as the viewer may see it now. While they may sign an independent check of it
+    (``blinded_steps``), whatever that check asks for is empty or null and named in
+    ``hidden``; ``differences`` always names the differing items by label only, and
+    ``difference_details`` (with the values) is empty for a viewer who may re-enter them."""
+
     id: str
     version: int
     state: str
     patient: dict[str, str]
-    cycle: int
-    dose_in_cycle: int
+    cycle: int | None
+    dose_in_cycle: int | None
     doses_per_cycle: int
-    dose_in_course: int
+    dose_in_course: int | None
     scheduled_at: str
     overdue: bool
     on_hold: bool
     closed: bool
     next_step: dict[str, Any] | None
     allowed_steps: list[str]
+    blinded_steps: list[str]
+    hidden: list[str]
     plan: dict[str, Any] | None
     beyond_use_at: str | None
     holds: list[dict[str, Any]]
     differences: list[str]
+    difference_items: list[str]
+    difference_details: list[str]
     mismatch: bool
     flags: list[dict[str, Any]]
     infusion_started_at: str | None
@@ -237,15 +251,21 @@ ADMIN_POST = need(ADMIN, post=True)
 
 
 def _case(
-    request: Request, case_id: str, step: str | None = None, view: CaseView | None = None
+    request: Request,
+    viewer: Viewer,
+    case_id: str,
+    step: str | None = None,
+    view: CaseView | None = None,
 ) -> CaseOut:
     """The case as stored, or as ``view`` left it: a signature's answer describes the version
-    that signature made, not a later one another tablet wrote meanwhile (found by the soak)."""
+    that signature made, not a later one another tablet wrote meanwhile (found by the soak).
+    What is hidden follows the viewer and the case's state; ``step`` hides nothing more or less."""
     web = web_of(request)
     view = view or web.bedside.load(case_id)
     if step is not None and step not in view.case.protocol.step_ids():
         raise InputError("step", f"'{step}' is not a step of this case's protocol")
-    data = case_json(view, web.bedside.tz, web.bedside.clock.now(), for_step=step)
+    blinding = actions.blinding_of(web, view, viewer)
+    data = case_json(view, web.bedside.tz, web.bedside.clock.now(), blinding)
     return CaseOut(**data)
 
 
@@ -291,26 +311,36 @@ def logout(request: Request) -> Response:
 @router.get("/ward", response_model=list[WorklistRow])
 def ward(request: Request) -> list[WorklistRow]:
     web = web_of(request)
-    _viewer(request, WARD)
+    viewer = _viewer(request, WARD)
     now = web.bedside.clock.now()
     views = actions.worklist(web, actions.ward_states(web))
-    return [WorklistRow(**worklist_row(v, web.bedside.tz, now)) for v in views]
+    blinded = actions.worklist_blinding(web, views, viewer)
+    return [
+        WorklistRow(**worklist_row(v, web.bedside.tz, now, b))
+        for v, b in zip(views, blinded, strict=True)
+    ]
 
 
 @router.get("/pharmacy", response_model=list[WorklistRow])
 def pharmacy(request: Request) -> list[WorklistRow]:
     web = web_of(request)
-    _viewer(request, PHARMACY)
+    viewer = _viewer(request, PHARMACY)
     now = web.bedside.clock.now()
     views = actions.worklist(web, actions.pharmacy_states(web))
-    return [WorklistRow(**worklist_row(v, web.bedside.tz, now)) for v in views]
+    blinded = actions.worklist_blinding(web, views, viewer)
+    return [
+        WorklistRow(**worklist_row(v, web.bedside.tz, now, b))
+        for v, b in zip(views, blinded, strict=True)
+    ]
 
 
 @router.get("/cases/{case_id}", response_model=CaseOut)
 def get_case(request: Request, case_id: str, step: str | None = None) -> CaseOut:
-    """The case as a screen shows it; ``step`` applies that step's blinding."""
-    _viewer(request, CLINICAL)
-    return _case(request, case_id, step)
+    """The case as a screen shows it to this viewer now. ``step`` is checked to be one of the
+    protocol's steps; it never changes what is hidden (the server decides that from who asks
+    and the case's state)."""
+    viewer = _viewer(request, CLINICAL)
+    return _case(request, viewer, case_id, step)
 
 
 @router.post("/cases/{case_id}/steps/{step_id}", response_model=CaseOut, responses=BODY_ERRORS)
@@ -332,7 +362,7 @@ def sign_step(
         body.password,
         body.username,
     )
-    return _case(request, case_id, step_id, view)
+    return _case(request, viewer, case_id, view=view)
 
 
 @router.post("/cases/{case_id}/exit", response_model=CaseOut, responses=BODY_ERRORS)
@@ -350,7 +380,7 @@ def side_exit(
         body.password,
         body.username,
     )
-    return _case(request, case_id, view=view)
+    return _case(request, viewer, case_id, view=view)
 
 
 @router.post("/cases/{case_id}/corrections", response_model=CaseOut, responses=BODY_ERRORS)
@@ -368,21 +398,29 @@ def correct(
         body.password,
         body.username,
     )
-    return _case(request, case_id, view=view)
+    return _case(request, viewer, case_id, view=view)
 
 
 @router.get("/cases/{case_id}/label.pdf", response_class=Response, responses=PDF)
 def label(request: Request, case_id: str) -> Response:
+    """The bag label; refused (403 ``blinded``) to someone who may sign an independent check
+    of this case now: they read the label on the bag, and a reprint shows what it should say."""
     web = web_of(request)
-    _viewer(request, PHARMACY)
-    pdf = bag_label_pdf(web.bedside.load(case_id).case, web.bedside.tz)
+    viewer = _viewer(request, PHARMACY)
+    view = web.bedside.load(case_id)
+    refuse_while_blinded(actions.blinding_of(web, view, viewer), "The bag label")
+    pdf = bag_label_pdf(view.case, web.bedside.tz)
     return Response(pdf, media_type="application/pdf")
 
 
 @router.get("/cases/{case_id}/records", response_model=list[RecordOut])
 def case_records(request: Request, case_id: str) -> list[RecordOut]:
     web = web_of(request)
-    _viewer(request, RECORD_READERS)
+    viewer = _viewer(request, RECORD_READERS)
+    # The index rows name the patient's MRN and the dose: not for a blinded checker.
+    refuse_while_blinded(
+        actions.blinding_of(web, web.bedside.load(case_id), viewer), "This dose's records"
+    )
     return [_record(r) for r in web.bedside.store.search_archive(case_id=case_id)]
 
 
@@ -436,8 +474,8 @@ def record(request: Request, sha: str) -> RecordOut:
 
 @router.get("/archive/{sha}/pdf", response_class=Response, responses=PDF)
 def record_pdf(request: Request, sha: str) -> Response:
-    _viewer(request, RECORD_READERS)
-    _rec, pdf = actions.record_bytes(web_of(request), sha)
+    viewer = _viewer(request, RECORD_READERS)
+    _rec, pdf = actions.record_for(web_of(request), viewer, sha)
     return Response(pdf, media_type="application/pdf")
 
 

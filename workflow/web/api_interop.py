@@ -9,11 +9,13 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from pydantic import Field
 
+from workflow.blinding import blinding_for, refuse_while_blinded
 from workflow.interop.export import case_bundle, scan_report
 from workflow.interop.gs1 import scan_to_values
 from workflow.pictures.state_diagram import state_diagram_svg
 from workflow.pictures.timeline import course_timeline, timeline_svg
 
+from . import actions
 from .api import BODY_ERRORS, ERRORS, In, need, no_nul_in_url
 from .context import web_of
 from .security import Viewer
@@ -35,9 +37,13 @@ class ScanIn(In):
 
 @router.get("/cases/{case_id}/fhir")
 def case_fhir(request: Request, case_id: str) -> dict[str, Any]:
-    """A FHIR R4 Bundle: the dose's MedicationAdministration and a Provenance per signature."""
+    """A FHIR R4 Bundle: the dose's MedicationAdministration and a Provenance per signature.
+    It carries the patient's MRN, the dose and rate and the plan's warnings, so it is refused
+    (403 ``blinded``) to someone who may sign an independent check of the dose now."""
     web = web_of(request)
-    web.viewer(request, RECORD_READERS)
+    viewer = web.viewer(request, RECORD_READERS)
+    view = web.bedside.load(case_id)
+    refuse_while_blinded(actions.blinding_of(web, view, viewer), "This dose as FHIR")
     return case_bundle(web.bedside, case_id)
 
 
@@ -67,8 +73,14 @@ def diagram(request: Request) -> Response:
 @router.get("/courses/{course_id}/timeline.svg", response_class=Response, responses=SVG)
 def timeline(request: Request, course_id: str) -> Response:
     web = web_of(request)
-    web.viewer(request, CLINICAL)
+    viewer = web.viewer(request, CLINICAL)
     cases = web.bedside.course_cases(course_id)
+    # The chart places each dose by cycle and number: while the viewer may sign an independent
+    # check of one of them that asks for those numbers, it is not shown.
+    for case in cases:
+        blinding = blinding_for(case, viewer.user.roles, cases)
+        if blinding.hides("case.cycle") or blinding.hides("case.dose_in_cycle"):
+            refuse_while_blinded(blinding, "The course timeline")
     protocol = cases[-1].protocol if cases else web.bedside.protocol
     title = cases[-1].patient.name if cases and cases[-1].patient else f"course {course_id}"
     svg = timeline_svg(course_timeline(protocol, cases, title))

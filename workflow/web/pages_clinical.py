@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.datastructures import FormData
 
+from workflow.blinding import blinded_pair, is_unprimed, refuse_while_blinded
 from workflow.errors import InputError
 from workflow.events import format_time
 from workflow.identity import AuthRefused
@@ -18,7 +19,7 @@ from . import actions
 from .context import Web, web_of
 from .formdata import FORM
 from .forms import form_echo, values_from_form, widgets
-from .present import blinded_steps, case_json, worklist_row
+from .present import case_json, worklist_row
 from .security import Viewer, check_csrf
 from .settings import CLINICAL, PHARMACY, RECORD_READERS, WARD
 
@@ -37,10 +38,9 @@ def ward(request: Request) -> Response:
     web = web_of(request)
     viewer = web.viewer(request, WARD)
     now = web.bedside.clock.now()
-    rows = [
-        worklist_row(v, web.bedside.tz, now)
-        for v in actions.worklist(web, actions.ward_states(web))
-    ]
+    views = actions.worklist(web, actions.ward_states(web))
+    blinded = actions.worklist_blinding(web, views, viewer)
+    rows = [worklist_row(v, web.bedside.tz, now, b) for v, b in zip(views, blinded, strict=True)]
     return web.templates.TemplateResponse(
         request, "worklist.html", {"viewer": viewer, "rows": rows, "title": "Doses due"}
     )
@@ -52,7 +52,8 @@ def pharmacy(request: Request) -> Response:
     viewer = web.viewer(request, PHARMACY)
     now = web.bedside.clock.now()
     views = actions.worklist(web, actions.pharmacy_states(web))
-    rows = [worklist_row(v, web.bedside.tz, now) for v in views]
+    blinded = actions.worklist_blinding(web, views, viewer)
+    rows = [worklist_row(v, web.bedside.tz, now, b) for v, b in zip(views, blinded, strict=True)]
     return web.templates.TemplateResponse(
         request, "pharmacy.html", {"viewer": viewer, "rows": rows, "title": "Compounding queue"}
     )
@@ -67,9 +68,12 @@ def case_context(
     view: Any = None,
 ) -> dict[str, Any]:
     view = view or web.bedside.load(case_id)
+    # ``wanted`` (the ?step= of a link) only chooses which form; what is hidden follows the
+    # viewer and the case's state.
     step_id = actions.pick_step(view, viewer, wanted)
     now = web.bedside.clock.now()
-    data = case_json(view, web.bedside.tz, now, for_step=step_id)
+    blinding = actions.blinding_of(web, view, viewer)
+    data = case_json(view, web.bedside.tz, now, blinding)
     context: dict[str, Any] = {
         "viewer": viewer,
         "case": data,
@@ -79,7 +83,7 @@ def case_context(
     if step_id is not None:
         step = view.case.protocol.step(step_id)
         n, m = view.case.step_number(step_id)
-        fill = actions.prefill(view, step_id)
+        fill = actions.prefill(view, step_id, blinding)
         if echo:
             fill.update({k: v for k, v in echo.items() if v is not None})
         context["step"] = {
@@ -89,8 +93,9 @@ def case_context(
             "m": m,
             "instructions": step.instructions,
             "meaning": step.meaning,
-            # Either side of an independent double check works from the label alone.
-            "blinded": bool(blinded_steps(view.case, step_id)),
+            # An independent check: the signer works from the label and the wristband alone.
+            "blinded": is_unprimed(view.case.protocol, step),
+            "paired": blinded_pair(view.case.protocol, step) is not None,
             "second_checker": bool(step.blinded_against),
             "starts_infusion": step.starts_infusion,
             "stops_infusion": step.stops_infusion,
@@ -98,6 +103,11 @@ def case_context(
         context["widgets"] = widgets(step, fill)
         # The blinded second checker signs with their own id on this tablet.
         context["ask_username"] = viewer.signing_lapsed or bool(step.blinded_against)
+    # During a mismatch either checker may re-enter: one link each, by the step's title.
+    context["reentry"] = [
+        {"id": sid, "title": view.case.protocol.step(sid).title}
+        for sid in view.case.allowed_steps()
+    ]
     exits = []
     if not view.case.closed:
         for name, side in view.case.protocol.side_exits.items():
@@ -105,7 +115,10 @@ def case_context(
                 exits.append({"id": name, "reasons": side.reasons, "meaning": side.meaning})
     context["exits"] = exits
     context["can_label"] = (
-        viewer.has_any(PHARMACY) and view.case.beyond_use_at is not None and not view.case.closed
+        viewer.has_any(PHARMACY)
+        and view.case.beyond_use_at is not None
+        and not view.case.closed
+        and not blinding
     )
     context["records"] = (
         web.bedside.store.search_archive(case_id=case_id) if view.case.closed else []
@@ -188,8 +201,12 @@ def side_exit(request: Request, case_id: str, form: FormData = FORM) -> Response
 @router.get("/cases/{case_id}/label.pdf")
 def label(request: Request, case_id: str) -> Response:
     web = web_of(request)
-    web.viewer(request, PHARMACY)
-    pdf = bag_label_pdf(web.bedside.load(case_id).case, web.bedside.tz)
+    viewer = web.viewer(request, PHARMACY)
+    view = web.bedside.load(case_id)
+    # Someone who may sign an independent check now reads the label on the bag; a reprint
+    # would show what the label should say.
+    refuse_while_blinded(actions.blinding_of(web, view, viewer), "The bag label")
+    pdf = bag_label_pdf(view.case, web.bedside.tz)
     return Response(
         pdf,
         media_type="application/pdf",
@@ -200,8 +217,8 @@ def label(request: Request, case_id: str) -> Response:
 @router.get("/records/{sha}.pdf")
 def record_pdf(request: Request, sha: str, download: int = 0) -> Response:
     web = web_of(request)
-    web.viewer(request, RECORD_READERS)
-    record, pdf = actions.record_bytes(web, sha)
+    viewer = web.viewer(request, RECORD_READERS)
+    record, pdf = actions.record_for(web, viewer, sha)
     how = "attachment" if download else "inline"
     name = f"{record.kind}-{record.case_id[:8]}-{sha[:8]}.pdf"
     return Response(

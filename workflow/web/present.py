@@ -1,7 +1,8 @@
 """What pages and the API show of a case: plain data read off the replayed Case.
 
-Shared by the templates and the JSON API so both show the same thing. Blinding is applied here:
-a person at one side of an independent double check never gets the other side's entries.
+Shared by the templates and the JSON API so both show the same thing. What a viewer may not see
+now is decided by ``workflow.blinding`` from who asks and the case's state; every function here
+takes that decision and leaves out (``None`` or empty) whatever it hides.
 """
 
 from __future__ import annotations
@@ -9,9 +10,10 @@ from __future__ import annotations
 from datetime import datetime, tzinfo
 from typing import Any
 
+from workflow.blinding import Blinding, difference_labels
 from workflow.events import format_time
 from workflow.items import display
-from workflow.machine import Case, Entry
+from workflow.machine import Case, Entry, Flag
 from workflow.protocol.model import Step
 from workflow.service import CaseView
 from workflow.store import CaseRecord
@@ -21,27 +23,14 @@ def local(dt: datetime | None, tz: tzinfo) -> str:
     return dt.astimezone(tz).strftime("%Y-%m-%d %H:%M %Z") if dt else ""
 
 
-def blinded_steps(case: Case, step_id: str | None) -> set[str]:
-    """Steps whose entries must not be shown while ``step_id`` is being signed: both sides of
-    an independent double check (each works from the label and the wristband alone)."""
-    if step_id is None:
-        return set()
-    protocol = case.protocol
-    step = protocol.step(step_id)
-    hidden: set[str] = set()
-    for s in protocol.steps:
-        if s.blinded_against and step_id in (s.id, s.blinded_against):
-            hidden |= {s.id, s.blinded_against}
-    if step.blinded_against:
-        hidden.add(step.blinded_against)
-    return hidden
-
-
-def entry_json(case: Case, entry: Entry, tz: tzinfo) -> dict[str, Any]:
+def entry_json(case: Case, entry: Entry, tz: tzinfo, blinding: Blinding) -> dict[str, Any]:
     step = case.protocol.step(entry.step)
     shown = []
+    withheld = 0
     for item in step.items:
-        if item.id in entry.values:
+        if item.id in entry.values and blinding.hides_value(step, item):
+            withheld += 1
+        elif item.id in entry.values:
             shown.append(
                 {"id": item.id, "label": item.label, "value": display(item, entry.values[item.id])}
             )
@@ -57,6 +46,7 @@ def entry_json(case: Case, entry: Entry, tz: tzinfo) -> dict[str, Any]:
         "corrects": entry.corrects,
         "superseded_by": entry.superseded_by,
         "values": shown,
+        "withheld": withheld,  # values not shown during an independent check
     }
 
 
@@ -81,30 +71,53 @@ def is_overdue(record: CaseRecord, case: Case | None, now: datetime) -> bool:
     return not closed and not given and record.scheduled_at < now
 
 
-def case_json(
-    view: CaseView, tz: tzinfo, now: datetime, for_step: str | None = None
-) -> dict[str, Any]:
-    """Everything a screen shows of a case; entries of blinded steps are left out."""
+def flag_json(case: Case, flag: Flag, blinding: Blinding) -> dict[str, Any]:
+    """A warning; one raised by a step whose values are withheld (the order's plan warnings
+    name the weight and the concentration) keeps its code and loses its numbers."""
+    source = next((e for e in case.history if e.seq == flag.seq), None)
+    if source is not None and (
+        blinding.hides_entry(source.step) or source.step in blinding.withheld_steps
+    ):
+        title = case.protocol.step(source.step).title
+        return {
+            "code": flag.code,
+            "message": f"A warning ({flag.code}) was recorded at '{title}'; its values are "
+            "not shown during an independent check.",
+            "seq": flag.seq,
+        }
+    return flag.to_json()
+
+
+def _identifier(blinding: Blinding, ref: str, value: Any) -> Any:
+    return None if blinding.hides(ref) else value
+
+
+def case_json(view: CaseView, tz: tzinfo, now: datetime, blinding: Blinding) -> dict[str, Any]:
+    """Everything a screen shows of a case, less what ``blinding`` hides from this viewer."""
     case = view.case
-    hidden = blinded_steps(case, for_step)
-    plan = case.plan
+    b = blinding
+    plan = case.plan if not b.plan else None
     patient = case.patient
     per_cycle = int(case.protocol.schedule.max_doses_per_cycle.value)
     nxt = case.next_step()
+    beyond_use = case.beyond_use_at if not b.hides("case.beyond_use_at") else None
+    mismatch = bool(case.differences) and len(case.allowed_steps()) > 1
     return {
         "id": case.case_id,
         "version": view.version,
         "state": case.state,
         "patient": {
-            "name": patient.name if patient else "",
-            "mrn": patient.mrn if patient else "",
-            "date_of_birth": patient.date_of_birth.isoformat() if patient else "",
+            "name": (patient.name if patient else "") if not b.hides("patient.name") else "",
+            "mrn": (patient.mrn if patient else "") if not b.hides("patient.mrn") else "",
+            "date_of_birth": (patient.date_of_birth.isoformat() if patient else "")
+            if not b.hides("patient.date_of_birth")
+            else "",
         },
         "course_id": case.course_id,
-        "cycle": case.cycle,
-        "dose_in_cycle": case.dose_in_cycle,
+        "cycle": _identifier(b, "case.cycle", case.cycle),
+        "dose_in_cycle": _identifier(b, "case.dose_in_cycle", case.dose_in_cycle),
         "doses_per_cycle": per_cycle,
-        "dose_in_course": case.dose_in_course,
+        "dose_in_course": _identifier(b, "case.dose_in_course", case.dose_in_course),
         "scheduled_at": format_time(view.record.scheduled_at),
         "scheduled_local": local(view.record.scheduled_at, tz),
         "overdue": is_overdue(view.record, case, now),
@@ -112,10 +125,11 @@ def case_json(
         "closed": case.closed,
         "next_step": step_json(case, nxt) if nxt else None,
         "allowed_steps": list(case.allowed_steps()),
-        # The plan is hidden from a blinded double check: the checkers read the bag's label.
-        "plan": plan.to_json() if plan and not hidden else None,
-        "beyond_use_at": format_time(case.beyond_use_at) if case.beyond_use_at else None,
-        "beyond_use_local": local(case.beyond_use_at, tz),
+        "blinded_steps": list(b.at_steps),
+        "hidden": b.hidden(),
+        "plan": plan.to_json() if plan else None,
+        "beyond_use_at": format_time(beyond_use) if beyond_use else None,
+        "beyond_use_local": local(beyond_use, tz),
         "holds": [
             {
                 "rule_id": f.rule_id,
@@ -129,35 +143,41 @@ def case_json(
             }
             for f in case.active_holds
         ],
-        "differences": list(case.differences) if not hidden else [],
-        "mismatch": bool(case.differences) and len(case.allowed_steps()) > 1,
-        "flags": [f.to_json() for f in case.flags],
+        # Which items differ, by label, for everyone; the values (both checkers' and the
+        # expected) only for those who will not re-enter them.
+        "differences": difference_labels(case) if case.differences else [],
+        "difference_items": list(case.difference_items),
+        "difference_details": list(case.differences) if not b.differences else [],
+        "mismatch": mismatch,
+        "flags": [flag_json(case, f, b) for f in case.flags],
         "infusion_started_at": format_time(case.given_at) if case.given_at else None,
         "infusion_started_local": local(case.given_at, tz),
         "infusion_stopped_at": format_time(case.stopped_at) if case.stopped_at else None,
         "infusion_stopped_local": local(case.stopped_at, tz),
-        "infusion_minutes": str(case.protocol.dosing.infusion_duration.value),
+        "infusion_minutes": str(case.protocol.dosing.infusion_duration.value) if not b.plan else "",
         "end": case.end,
         "entries": [
-            entry_json(case, e, tz)
+            entry_json(case, e, tz, b)
             for e in sorted(case.current.values(), key=lambda e: e.seq)
-            if e.step not in hidden
+            if not b.hides_entry(e.step)
         ],
     }
 
 
-def worklist_row(view: CaseView, tz: tzinfo, now: datetime) -> dict[str, Any]:
+def worklist_row(view: CaseView, tz: tzinfo, now: datetime, blinding: Blinding) -> dict[str, Any]:
+    """One line of a worklist or board, less what ``blinding`` hides from this viewer."""
     case = view.case
+    b = blinding
     nxt = case.next_step()
     patient = case.patient
-    plan = case.plan
+    plan = case.plan if not b.plan else None
     return {
         "id": case.case_id,
         "version": view.version,
-        "patient": patient.name if patient else "",
-        "mrn": patient.mrn if patient else "",
-        "cycle": case.cycle,
-        "dose_in_cycle": case.dose_in_cycle,
+        "patient": (patient.name if patient else "") if not b.hides("patient.name") else "",
+        "mrn": (patient.mrn if patient else "") if not b.hides("patient.mrn") else "",
+        "cycle": _identifier(b, "case.cycle", case.cycle),
+        "dose_in_cycle": _identifier(b, "case.dose_in_cycle", case.dose_in_cycle),
         "doses_per_cycle": int(case.protocol.schedule.max_doses_per_cycle.value),
         "scheduled_at": format_time(view.record.scheduled_at),
         "scheduled_local": local(view.record.scheduled_at, tz),
@@ -167,4 +187,5 @@ def worklist_row(view: CaseView, tz: tzinfo, now: datetime) -> dict[str, Any]:
         "step": nxt.title if nxt else case.state.replace("_", " "),
         "phase": nxt.phase if nxt else "",
         "plan": plan.to_json() if plan else None,
+        "blinded": bool(b),
     }
