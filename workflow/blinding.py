@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from .errors import Blinded, StepRefused
+from .errors import Blinded
 from .machine import Case
 from .protocol.model import Item, Protocol, Step
 
@@ -97,11 +97,7 @@ NOTHING = Blinding()
 
 def is_unprimed(protocol: Protocol, step: Step) -> bool:
     """An independent check: marked so, or either side of a blinded double check."""
-    return (
-        step.unprimed
-        or step.blinded_against is not None
-        or any(s.blinded_against == step.id for s in protocol.steps)
-    )
+    return protocol.unprimed(step)
 
 
 def blinded_pair(protocol: Protocol, step: Step) -> tuple[str, str] | None:
@@ -202,38 +198,6 @@ def difference_labels(case: Case) -> list[str]:
             item = step.item(item_id)
             labels.setdefault(item_id, item.label if item is not None else item_id)
     return [labels.get(i, i) for i in case.difference_items]
-
-
-def redact_refusal(exc: StepRefused, case: Case, blinding: Blinding) -> StepRefused:
-    """A refusal as a blinded viewer may read it: the machine's messages name the expected
-    value of a mismatching entry ("entered X, expected Y") and a mismatch's differences carry
-    both checkers' values; neither may reach someone who must find them at the source."""
-    if not blinding:
-        return exc
-    if exc.reason == "double_check_mismatch" and blinding.differences:
-        labels = difference_labels(case)
-        return StepRefused(
-            exc.reason,
-            "The double check does not match; the infusion cannot start until it is resolved. "
-            f"Items that differ: {', '.join(labels) or 'none named'}. The checker who was "
-            "wrong re-enters from the label and the wristband.",
-            details=labels,
-        )
-    if exc.field is None:
-        return exc
-    for sid in blinding.at_steps:
-        step = case.protocol.step(sid)
-        item = step.item(exc.field)
-        if item is None or item.expect is None or not blinding.hides(item.expect):
-            continue
-        return StepRefused(
-            exc.reason,
-            f"{item.id} ({item.label}): does not match this patient's record. Read it again "
-            "at the source (the wristband, the patient, the bag label) and re-enter it; the "
-            "expected value is not shown during an independent check.",
-            field=exc.field,
-        )
-    return exc
 
 
 def refuse_while_blinded(blinding: Blinding, what: str) -> None:

@@ -1109,14 +1109,15 @@ class Case:
                     "not_ready", f"{it.label}: {it.expect} is not known yet", field=it.id
                 )
             if not matches_expected(it, typed[it.id], expected):
-                problems.append(
-                    StepRefused(
-                        "does_not_match",
-                        f"{it.label}: entered {display(it, typed[it.id])}, expected "
-                        f"{display(it, expected)}",
-                        field=it.id,
-                    )
+                # At an independent check the expected value is never shown (on any path, the
+                # command line included): the signer reads it again at the source.
+                shown = (
+                    "does not match this patient's record; read it again at the source (the "
+                    "wristband, the patient, the bag label) and re-enter it"
+                    if self.protocol.unprimed(step)
+                    else f"entered {display(it, typed[it.id])}, expected {display(it, expected)}"
                 )
+                problems.append(StepRefused("does_not_match", f"{it.label}: {shown}", field=it.id))
         if len(problems) == 1:
             raise problems[0]
         if problems:

@@ -659,7 +659,31 @@ def test_a_corrected_hold_check_runs_the_rules(protocol: Protocol, clock: FixedC
 def test_a_refused_form_names_every_problem_in_words_with_rounded_numbers(
     protocol: Protocol, clock: FixedClock
 ) -> None:
-    """Issue 11.10: every missing or wrong field at once, by label, with range and unit."""
+    """Issue 11.10: every missing or wrong field at once, by label, with range and unit, and
+    numbers at the protocol's display decimals (the plan is exact: 2.3333... mL)."""
+    case = open_case(protocol, clock, weight="70")
+    walk_until(case, "dilution", clock)
+    err = refused(
+        sign,
+        case,
+        "dilution",
+        clock,
+        withdrawn_volume_ml="2.5",
+        d5w_lot=None,
+        container="glass_bottle",
+    )
+    assert set(err.fields) == {"withdrawn_volume_ml", "d5w_lot", "container"}
+    assert len(err.details) == 3 and err.exit_code == 2
+    assert "Reconstituted solution withdrawn: entered 2.5 mL, expected 2.33 mL" in err.message
+    assert "withdrawn_volume_ml" not in err.message and "2.333" not in err.message
+    assert "D5W bag lot: required" in err.message and "Container:" in err.message
+
+
+def test_an_independent_check_never_shows_the_expected_value(
+    protocol: Protocol, clock: FixedClock
+) -> None:
+    """Issue 11.3 on every path: the two-identifier step names what differs, never the
+    record's value (the command line has no viewer to blind, so the machine says it so)."""
     case = _at_pre_infusion(protocol, clock)
     err = refused(
         sign,
@@ -675,7 +699,7 @@ def test_a_refused_form_names_every_problem_in_words_with_rounded_numbers(
         "patient_identifier_mrn",
         "bag_at_room_temperature",
     }
-    assert len(err.details) == 3 and err.exit_code == 2
-    assert "Rate set on the pump: entered 200 mL/h, expected 209 mL/h" in err.message
-    assert "pump_rate_set_ml_per_h" not in err.message and "209.0" not in err.message
-    assert "Bag at room temperature" in err.message
+    assert "Identifier 1: MRN from the wristband: does not match this patient's record" in (
+        err.message
+    )
+    assert "MRN-5521" not in err.message and "209" not in err.message

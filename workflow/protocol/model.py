@@ -368,6 +368,15 @@ class Protocol:
     def step_ids(self) -> tuple[str, ...]:
         return tuple(s.id for s in self.steps)
 
+    def unprimed(self, step: Step) -> bool:
+        """An independent check: marked so, or either side of a blinded double check. Its
+        signer finds every value at the source and is never shown what they must find."""
+        return (
+            step.unprimed
+            or step.blinded_against is not None
+            or any(s.blinded_against == step.id for s in self.steps)
+        )
+
     def rule(self, rule_id: str) -> Rule:
         for r in self.rules:
             if r.id == rule_id:

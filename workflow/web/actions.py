@@ -6,13 +6,12 @@ signing-session continuity when a signature succeeded. Nothing clinical is decid
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from workflow.blinding import Blinding, blinding_for, redact_refusal, refuse_while_blinded
-from workflow.errors import InputError, NotFound, StepRefused
+from workflow.blinding import Blinding, blinding_for, refuse_while_blinded
+from workflow.errors import InputError, NotFound
 from workflow.identity import Credentials, SessionPassword, User
 from workflow.service import CaseView
 from workflow.store import ArchivedRecord, CaseRecord
@@ -52,25 +51,6 @@ def worklist_blinding(web: Web, views: list[CaseView], viewer: Viewer) -> list[B
     return [blinding_of(web, v, viewer, others=by_patient[v.record.patient_id]) for v in views]
 
 
-@contextmanager
-def _refusals_for(web: Web, viewer: Viewer, case_id: str, step_id: str | None) -> Iterator[None]:
-    """A refused signature's message as the people at the screen may read it: the machine's
-    own words can name an expected value or a double check's values, which a blinded checker
-    must not see. Whoever tries to sign a step counts as one who may sign it (a second checker
-    signs with their own id at a tablet someone else signed in to)."""
-    try:
-        yield
-    except StepRefused as exc:
-        case = web.bedside.load(case_id).case
-        roles = set(viewer.user.roles)
-        if step_id is not None and step_id in case.protocol.step_ids():
-            roles |= set(case.protocol.step(step_id).roles)
-        redacted = redact_refusal(exc, case, blinding_for(case, roles))
-        if redacted is exc:
-            raise
-        raise redacted from None
-
-
 def _signed(
     web: Web,
     viewer: Viewer,
@@ -81,8 +61,7 @@ def _signed(
     act: Callable[[Credentials | SessionPassword], CaseView],
 ) -> CaseView:
     proof = signing_proof(viewer, password, username)
-    with _refusals_for(web, viewer, case_id, step_id):
-        view = act(proof.proof)
+    view = act(proof.proof)
     after_signature(web.bedside, viewer, proof)
     return view
 
