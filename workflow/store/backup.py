@@ -142,7 +142,9 @@ def _check_schema(path: Path) -> None:
 
 
 def _settle(target: Path) -> None:
-    conn = sqlite3.connect(target, timeout=0)
+    # A few seconds for a reader that is just finishing (a backup tool, say); we hold the home
+    # lock, so no Bedside process is among them.
+    conn = sqlite3.connect(target, timeout=5)
     try:
         busy = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
         mode = conn.execute("PRAGMA journal_mode=DELETE").fetchone()
