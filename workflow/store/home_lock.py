@@ -15,6 +15,7 @@ with the first).
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 import time
@@ -92,8 +93,8 @@ def _open_lock_file(home: Path) -> int | None:
         return os.open(path, os.O_RDWR | os.O_CREAT, FILE_MODE)
     except PermissionError:
         pass
-    except OSError as exc:  # a read-only file system
-        if exc.errno != 30:  # EROFS
+    except OSError as exc:
+        if exc.errno != errno.EROFS:  # a read-only file system: fall through to reading
             raise
     try:
         return os.open(path, os.O_RDONLY)  # flock works on a read-only descriptor
@@ -106,8 +107,7 @@ def lock_home(home: Path, *, exclusive: bool = False) -> HomeLock:
     exclusive (refused at once with :class:`HomeInUse` when any other process holds it)."""
     if sys.platform == "win32":  # pragma: no cover - no flock; Bedside's sites run POSIX
         return HomeLock(home, exclusive)
-    key = _key(home) if home.exists() else None
-    held = _HELD.get(key) if key else None
+    held = _HELD.get(_key(home)) if home.exists() else None
     if held is not None:
         if exclusive and not held.exclusive:
             raise InputError(
