@@ -26,12 +26,12 @@ def register(sub: Any) -> None:
     p = sub.add_parser(
         "init", help="create a home, its database, the first admin and the signing certificate"
     )
-    p.add_argument("--admin", required=True, metavar="USERNAME")
+    # Required except with --reissue-signing-cert (checked in ``init``, exit 2 naming them).
+    p.add_argument("--admin", metavar="USERNAME", help="the first admin's username (required)")
     p.add_argument(
         "--name",
-        required=True,
         metavar="PRINTED_NAME",
-        help="the admin's printed name (shown on signatures)",
+        help="the admin's printed name, shown on signatures (required)",
     )
     p.add_argument(
         "--organisation",
@@ -93,6 +93,9 @@ def init(args: argparse.Namespace) -> int:
     home = home_of(args)
     if args.reissue_signing_cert:
         return _reissue(args, home)
+    for field, value in (("admin", args.admin), ("name", args.name)):
+        if not value or not value.strip():
+            raise InputError(field, "is required to make a home", f"--{field} TEXT")
     make_private_dir(home)
     tighten_dir(home)  # the home holds the database and the keys: the service account's only
     pki = home / PKI_DIR
