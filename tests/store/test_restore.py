@@ -167,6 +167,12 @@ def test_a_backup_whose_archive_index_does_not_verify_is_refused(
     with pytest.raises(IntegrityError, match="archive"):
         restore(copy, home)
     assert not (home / "bedside.sqlite3").exists()
+    # A WAL the lost database left behind would be replayed into the restored one: refused,
+    # and kept (never deleted).
+    (home / "bedside.sqlite3-wal").write_bytes(b"frames of the lost database")
+    with pytest.raises(IntegrityError, match="left from a database that is gone"):
+        restore(copy, home)
+    assert (home / "bedside.sqlite3-wal").read_bytes() == b"frames of the lost database"
 
 
 def test_replace_keeps_the_replaced_database_with_what_its_wal_held(

@@ -94,6 +94,16 @@ def stage_candidate(file: str | os.PathLike[str], home: Path, *, replace: bool) 
             f"{target} already holds a database; pass --replace to replace it (it is kept "
             "beside it)",
         )
+    if not target.exists():
+        for suffix in ("-wal", "-journal"):
+            orphan = target.with_name(target.name + suffix)
+            if orphan.exists():
+                # SQLite would replay it into the restored database: pages of another file.
+                raise IntegrityError(
+                    f"{orphan} is left from a database that is gone; move it out of the home "
+                    "first (it is never deleted here: it may hold that database's committed "
+                    "transactions)"
+                )
     _check(source_path)
     _check_schema(source_path)
     partial = target.with_name(target.name + ".restoring")
