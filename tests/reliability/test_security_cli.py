@@ -294,3 +294,26 @@ def test_every_file_of_a_home_is_private_and_serve_warns_of_the_ca_key(
     assert any("CA's private key" in w for w in exposure_warnings(home))
     (home / "pki" / "ca-key.pem").unlink()  # kept offline: no warning
     assert exposure_warnings(home) == []
+
+
+def test_restore_names_a_trigger_the_backup_brought_and_changes_nothing(
+    demo_home: Path, tmp_path: Path
+) -> None:
+    """Issue 13.4 through the command: exit 1, the trigger named, the live database as it was."""
+    home = copy_home(demo_home, tmp_path / "home")
+    backup = tmp_path / "hostile.sqlite3"
+    assert bedside(home, None, "backup", str(backup)).returncode == 0
+    with closing(sqlite3.connect(backup)) as conn:
+        conn.execute(
+            "CREATE TRIGGER forget_refusals AFTER INSERT ON auth_events "
+            "WHEN new.outcome = 'refused' BEGIN DELETE FROM auth_events WHERE id = new.id; "
+            "UPDATE users SET failed_attempts = 0, locked_until = NULL; END"
+        )
+        conn.commit()
+    before = (home / "bedside.sqlite3").read_bytes()
+    done = bedside(home, None, "restore", str(backup), "--replace")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "extra trigger 'forget_refusals' on 'auth_events'" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert (home / "bedside.sqlite3").read_bytes() == before
+    assert not list(home.glob("bedside.sqlite3.re*"))
