@@ -6,6 +6,8 @@ set -euo pipefail
 
 NEEDS=(
   "pdftoppm poppler-utils"
+  "pdfsig poppler-utils"
+  "certutil libnss3-tools"
   "dot graphviz"
   "zbarimg zbar-tools"
   "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf fonts-dejavu-core"

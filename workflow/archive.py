@@ -15,11 +15,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .case_records import record_documents
-from .errors import ConflictError, InputError, NotFound
+from .errors import ConflictError, InputError, IntegrityError, NotFound
 from .machine import Case
 from .records.blobstore import BlobStore
 from .records.embed import extract_events
-from .records.pki import PkiPaths, load_signer, load_trust_roots
+from .records.pki import (
+    PkiPaths,
+    describe_incomplete,
+    load_signer,
+    load_trust_roots,
+    pki_state,
+)
 from .records.signing_pool import SigningPool, render_and_sign
 from .records.verify import VerificationResult, Verifier
 from .seed import PLACEHOLDER_PATH, placeholder_sha256
@@ -53,9 +59,16 @@ class Archive:
 
     @property
     def ready(self) -> bool:
-        """Signing material exists (``bedside init`` makes it)."""
-        paths = PkiPaths(self.pki_dir)
-        return paths.signing_key.exists() and paths.signing_cert.exists()
+        """Signing material exists (``bedside init`` makes it).
+
+        Part of a set (an interrupted ``bedside init``: keys and no certificates) is an
+        IntegrityError, not "not ready": every path that would end doses must refuse, rather
+        than complete them and sign nothing (issue 13.6).
+        """
+        state = pki_state(self.pki_dir)
+        if state == "incomplete":
+            raise IntegrityError(describe_incomplete(self.pki_dir))
+        return state == "complete"
 
     def trust_roots(self) -> list[object]:
         return list(load_trust_roots(self.pki_dir))

@@ -323,3 +323,23 @@ def test_scripted_dose_on_postgresql(
     assert code == 0
     _, out, _ = cli("archive", "list", "--json")
     assert len(json.loads(out)) == 2
+
+
+def test_init_reissues_the_signing_certificate_and_needs_the_home_to_itself(cli: Cli) -> None:
+    """`bedside init --reissue-signing-cert` (issue 13.7): a new leaf from the same CA, the old
+    certificate kept in pki/retired/; refused on a home without signing material, and init
+    without --admin still names what is missing."""
+    code, _, err = cli("init", "--reissue-signing-cert")
+    assert code == 2 and "run `bedside init` first" in err
+    code, _, err = cli("init", "--password-stdin", stdin=PASSWORD + "\n")
+    assert code == 2 and "admin" in err
+    setup_site(cli)
+    pki = cli.home / "pki"
+    ca_before = (pki / "ca.pem").read_bytes()
+    cert_before = (pki / "signing-cert.pem").read_bytes()
+    code, out, err = cli("init", "--reissue-signing-cert")
+    assert code == 0, err
+    assert "issued a new document-signing certificate" in out
+    assert (pki / "ca.pem").read_bytes() == ca_before
+    assert (pki / "signing-cert.pem").read_bytes() != cert_before
+    assert [p.read_bytes() for p in (pki / "retired").iterdir()] == [cert_before]

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import os
+import shutil
 import stat
+import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -9,7 +12,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import pkcs12
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from workflow.errors import InputError, IntegrityError
 from workflow.records import pki
@@ -126,3 +129,159 @@ def test_pkcs12_wrong_passphrase(tmp_path: Path) -> None:
     p12, _ = _institution_p12(tmp_path, with_root=True)
     with pytest.raises(InputError, match="pkcs12"):
         pki.import_pkcs12(p12, b"nope", tmp_path / "c")
+
+
+# --- issue 13.5-13.7: every key checked, all-or-nothing material, validators that accept it ---
+
+
+def test_every_key_under_pki_is_refused_when_others_may_read_it(tmp_path: Path) -> None:
+    """Only the signing key was checked: a loose CA key or site key was used as it was."""
+    from workflow.identity.session_proof import load_session_key
+
+    folder = tmp_path / "pki"
+    pki.create_site_pki(folder, organisation="Loose Hospital")
+    load_session_key(folder)
+    keys = {p.name for p in pki.private_key_files(folder)}
+    assert keys == {"ca-key.pem", "signing-key.pem", "session-verifier.key"}
+    for path in pki.private_key_files(folder):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    pki.load_signer(folder)
+    for name in sorted(keys):
+        (folder / name).chmod(0o640)
+        with pytest.raises(IntegrityError, match=f"{name} is readable by others"):
+            pki.load_signer(folder)
+        (folder / name).chmod(0o600)
+    (folder / "session-verifier.key").chmod(0o604)
+    with pytest.raises(IntegrityError, match="readable by others"):
+        load_session_key(folder)
+
+
+def test_an_interrupted_creation_never_leaves_a_set_that_signs_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, compounding_pdf: bytes
+) -> None:
+    """Cut the creation off after each of its moves into place: the folder is either without
+    a signing key (absent or incomplete, refused by load_signer) or complete and working."""
+    real_replace = os.replace
+    for cut_after in range(5):
+        folder = tmp_path / f"pki-{cut_after}"
+        moves = 0
+
+        def flaky(src: object, dst: object, _cut: int = cut_after) -> None:
+            nonlocal moves
+            if moves == _cut:
+                raise OSError("power lost")
+            moves += 1
+            real_replace(src, dst)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(pki.os, "replace", flaky)
+        with pytest.raises(OSError, match="power lost"):
+            pki.create_site_pki(folder, organisation="Cut Hospital")
+        monkeypatch.setattr(pki.os, "replace", real_replace)
+        assert not pki.PkiPaths(folder).signing_key.exists()
+        state = pki.pki_state(folder)
+        assert state in ("absent", "incomplete")
+        if state == "incomplete":
+            with pytest.raises(IntegrityError, match="interrupted `bedside init`"):
+                pki.load_signer(folder)
+            pki.set_aside_incomplete(folder)
+        # The next attempt (what `bedside init` does) completes it and it signs.
+        pki.create_site_pki(folder, organisation="Cut Hospital")
+        assert not list(folder.glob(".incoming-*"))
+        assert verify(sign_pdf(compounding_pdf, pki.load_signer(folder), reason="r"),
+                      pki.load_trust_roots(folder)).ok  # fmt: skip
+
+
+def test_a_partial_set_that_may_have_signed_is_never_set_aside(tmp_path: Path) -> None:
+    folder = tmp_path / "pki"
+    pki.create_site_pki(folder, organisation="Kept Hospital")
+    pki.PkiPaths(folder).chain.unlink()
+    assert pki.pki_state(folder) == "incomplete"
+    with pytest.raises(IntegrityError, match="restore pki/"):
+        pki.set_aside_incomplete(folder)
+    assert pki.PkiPaths(folder).signing_key.exists()
+
+
+def _nss_db(tmp_path: Path, ca_pem: Path) -> Path:
+    """An NSS database that trusts ``ca_pem`` for e-mail signing (what pdfsig checks)."""
+    for tool in ("pdfsig", "certutil"):
+        assert shutil.which(tool), f"{tool} is missing: run scripts/sysdeps.sh"
+    db = tmp_path / "nssdb"
+    db.mkdir()
+    subprocess.run(["certutil", "-N", "-d", f"sql:{db}", "--empty-password"], check=True)
+    subprocess.run(
+        ["certutil", "-A", "-d", f"sql:{db}", "-n", "site-ca", "-t", "CT,C,C", "-i", str(ca_pem)],
+        check=True,
+    )
+    return db
+
+
+def _pdfsig(db: Path, pdf: Path) -> str:
+    done = subprocess.run(
+        ["pdfsig", "-nssdir", f"sql:{db}", str(pdf)], capture_output=True, text=True, check=False
+    )
+    return done.stdout + done.stderr
+
+
+def test_pdfsig_with_nss_trusts_a_real_record(
+    site_pki: Path, signed_pdf: bytes, tmp_path: Path
+) -> None:
+    """Poppler's pdfsig (NSS) said "Signature is Valid" but "Unknown issue with Certificate":
+    NSS validates a PDF signer as an e-mail signer, and id-kp-documentSigning alone is not
+    approved for that. Both verdicts are required now, and pyHanko still agrees."""
+    record = tmp_path / "compounding.pdf"
+    record.write_bytes(signed_pdf)
+    out = _pdfsig(_nss_db(tmp_path, pki.PkiPaths(site_pki).ca_cert), record)
+    assert "Signature Validation: Signature is Valid." in out, out
+    assert "Certificate Validation: Certificate is Trusted." in out, out
+    assert verify(signed_pdf, pki.load_trust_roots(site_pki)).ok
+    eku = (
+        x509.load_pem_x509_certificate(pki.PkiPaths(site_pki).signing_cert.read_bytes())
+        .extensions.get_extension_for_class(x509.ExtendedKeyUsage)
+        .value
+    )
+    assert set(eku) == {pki.DOCUMENT_SIGNING_OID, ExtendedKeyUsageOID.EMAIL_PROTECTION}
+
+
+def test_reissue_gives_a_certificate_pdfsig_trusts_and_old_records_still_verify(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, compounding_pdf: bytes
+) -> None:
+    """A home made before the fix keeps its documentSigning-only certificate; re-issuing the
+    leaf from the same CA fixes pdfsig for new records and keeps every old one verifiable."""
+    folder = tmp_path / "pki"
+    monkeypatch.setattr(pki, "SIGNING_EKUS", (pki.DOCUMENT_SIGNING_OID,))  # the old leaf
+    pki.create_site_pki(folder, organisation="Old Hospital")
+    monkeypatch.undo()
+    old_pdf = tmp_path / "old.pdf"
+    old_pdf.write_bytes(sign_pdf(compounding_pdf, pki.load_signer(folder), reason="old"))
+    db = _nss_db(tmp_path, pki.PkiPaths(folder).ca_cert)
+    assert "Unknown issue with Certificate" in _pdfsig(db, old_pdf)  # what the issue saw
+    ca_before = pki.PkiPaths(folder).ca_cert.read_bytes()
+    old_cert = x509.load_pem_x509_certificate(pki.PkiPaths(folder).signing_cert.read_bytes())
+
+    pki.reissue_signing_cert(folder)
+    assert pki.PkiPaths(folder).ca_cert.read_bytes() == ca_before
+    retired = folder / pki.RETIRED_DIR / f"signing-cert-{old_cert.serial_number:x}.pem"
+    assert x509.load_pem_x509_certificate(retired.read_bytes()) == old_cert
+    assert stat.S_IMODE(pki.PkiPaths(folder).signing_key.stat().st_mode) == 0o600
+    new_pdf = tmp_path / "new.pdf"
+    new_pdf.write_bytes(sign_pdf(compounding_pdf, pki.load_signer(folder), reason="new"))
+    out = _pdfsig(db, new_pdf)
+    assert "Signature is Valid." in out and "Certificate is Trusted." in out, out
+    roots = pki.load_trust_roots(folder)
+    assert verify(old_pdf.read_bytes(), roots).ok and verify(new_pdf.read_bytes(), roots).ok
+
+
+def test_reissue_needs_the_ca_key_and_a_key_that_matches_its_certificate(tmp_path: Path) -> None:
+    folder = tmp_path / "pki"
+    pki.create_site_pki(folder, organisation="Offline Hospital")
+    other = tmp_path / "other"
+    pki.create_site_pki(other, organisation="Other Hospital")
+    # A re-issue cut off between its renames: a key that is not the certificate's.
+    shutil.copyfile(pki.PkiPaths(other).signing_key, pki.PkiPaths(folder).signing_key)
+    with pytest.raises(IntegrityError, match="does not belong to"):
+        pki.load_signer(folder)
+    pki.reissue_signing_cert(folder)
+    pki.load_signer(folder)
+    pki.PkiPaths(folder).ca_key.unlink()  # the CA kept offline
+    with pytest.raises(InputError, match="offline CA"):
+        pki.reissue_signing_cert(folder)

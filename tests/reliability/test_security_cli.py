@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import stat
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -198,3 +200,120 @@ def test_backup_restore_then_audit_and_archive_verify(demo_home: Path, tmp_path:
     done = bedside(home, None, "restore", str(junk), "--replace")
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
     assert bedside(home, None, "audit", "verify").returncode == 0
+
+
+def _events(path: Path) -> int:
+    # Closed at once: an open reader is "another program" to a restore, which then refuses.
+    with closing(sqlite3.connect(path)) as conn:
+        return int(conn.execute("SELECT count(*) FROM events").fetchone()[0])
+
+
+def test_restore_is_refused_while_serve_holds_the_home(demo_home: Path, tmp_path: Path) -> None:
+    """Issue 13.3: `restore --replace` under a running server swapped the database out from
+    under it; the server's later acknowledged steps went into the replaced file and were lost,
+    with no copy kept. Now every command holds the home's lock (serve for its whole life) and
+    the restore is refused, exit 1, naming why, with nothing changed."""
+    from .web_harness import Server
+
+    home = copy_home(demo_home, tmp_path / "home")
+    backup = tmp_path / "bedside-backup.sqlite3"
+    assert bedside(home, None, "backup", str(backup)).returncode == 0
+    server = Server(home, None, tmp_path / "serve.log")
+    try:
+        # Other commands share the home with the server: a dose walked while it runs.
+        walked = bedside(home, None, "demo", "--doses", "1")
+        assert walked.returncode == 0, walked.stderr
+        acknowledged = _events(home / "bedside.sqlite3")
+        refused = bedside(home, None, "restore", str(backup), "--replace")
+        assert refused.returncode == 1, refused.stdout + refused.stderr
+        assert "another Bedside process holds the home" in refused.stderr
+        assert "Traceback" not in refused.stderr
+        assert _events(home / "bedside.sqlite3") == acknowledged
+        assert not list(home.glob("bedside.sqlite3.re*"))
+    finally:
+        server.stop()
+    done = bedside(home, None, "restore", str(backup), "--replace")
+    assert done.returncode == 0, done.stderr
+    kept = [p for p in home.glob("bedside.sqlite3.replaced-*")]
+    assert len(kept) == 1 and str(kept[0]) in done.stdout
+    assert _events(kept[0]) == acknowledged  # the replaced database, every step in it
+    assert _events(home / "bedside.sqlite3") < acknowledged
+    assert bedside(home, None, "audit", "verify").returncode == 0
+    assert bedside(home, None, "archive", "verify").returncode == 0
+    # PostgreSQL is restored with pg_restore; this command says so instead of guessing.
+    pg = bedside(home, "postgresql://bedside@127.0.0.1:1/none", "restore", str(backup))
+    assert pg.returncode == 2 and "pg_restore" in pg.stderr, pg.stderr
+
+
+def test_a_home_whose_init_was_cut_off_signs_nothing_until_init_finishes(
+    tmp_path: Path,
+) -> None:
+    """Issue 13.6: keys written and certificates not (an init cut off) left a home where
+    `bedside serve` completed doses and signed nothing. Every path that ends doses refuses it
+    now, and running `bedside init` again sets the partial set aside and makes a whole one."""
+    home = tmp_path / "home"
+    argv = ("init", "--admin", "admin", "--name", "Site Admin", "--password-stdin")
+    assert bedside(home, None, *argv, stdin=DEMO_PASSWORD + "\n").returncode == 0
+    for name in ("ca.pem", "chain.pem", "signing-cert.pem"):  # what the old init wrote last
+        (home / "pki" / name).unlink()
+    for command in (("serve", "--port", "1"), ("case", "list"), ("archive", "catch-up")):
+        done = bedside(home, None, *command)
+        assert done.returncode == 1, (command, done.stdout, done.stderr)
+        assert "interrupted `bedside init`" in done.stderr and "Traceback" not in done.stderr
+    again = bedside(home, None, *argv, stdin=DEMO_PASSWORD + "\n")
+    assert again.returncode == 0, again.stderr
+    assert "set aside the partial signing material" in again.stdout
+    assert sorted(p.name for p in (home / "pki").glob("*.pem")) == [
+        "ca-key.pem", "ca.pem", "chain.pem", "signing-cert.pem", "signing-key.pem"
+    ]  # fmt: skip
+    walked = bedside(home, None, "demo", "--doses", "1")
+    assert walked.returncode == 0, walked.stderr
+    checked = bedside(home, None, "archive", "verify")
+    assert checked.returncode == 0 and "checked 2 records: 2 ok" in checked.stdout, checked.stdout
+
+
+def test_every_file_of_a_home_is_private_and_serve_warns_of_the_ca_key(
+    demo_home: Path, tmp_path: Path
+) -> None:
+    """Issue 13.5: the home 0700, the database and backups 0600, every key 0600; `serve`
+    refuses a loosened key and warns that the CA key is on the serving host."""
+    home = copy_home(demo_home, tmp_path / "home")
+    assert stat.S_IMODE(demo_home.stat().st_mode) == 0o700
+    assert stat.S_IMODE((demo_home / "bedside.sqlite3").stat().st_mode) == 0o600
+    for key in ("ca-key.pem", "signing-key.pem", "session-verifier.key"):
+        assert stat.S_IMODE((demo_home / "pki" / key).stat().st_mode) == 0o600, key
+    backup = tmp_path / "b.sqlite3"
+    assert bedside(home, None, "backup", str(backup)).returncode == 0
+    assert stat.S_IMODE(backup.stat().st_mode) == 0o600
+    (home / "pki" / "ca-key.pem").chmod(0o644)
+    loose = bedside(home, None, "serve", "--port", "1")
+    assert loose.returncode == 1 and "ca-key.pem is readable by others" in loose.stderr
+    (home / "pki" / "ca-key.pem").chmod(0o600)
+    from workflow.cli._serve import exposure_warnings
+
+    assert any("CA's private key" in w for w in exposure_warnings(home))
+    (home / "pki" / "ca-key.pem").unlink()  # kept offline: no warning
+    assert exposure_warnings(home) == []
+
+
+def test_restore_names_a_trigger_the_backup_brought_and_changes_nothing(
+    demo_home: Path, tmp_path: Path
+) -> None:
+    """Issue 13.4 through the command: exit 1, the trigger named, the live database as it was."""
+    home = copy_home(demo_home, tmp_path / "home")
+    backup = tmp_path / "hostile.sqlite3"
+    assert bedside(home, None, "backup", str(backup)).returncode == 0
+    with closing(sqlite3.connect(backup)) as conn:
+        conn.execute(
+            "CREATE TRIGGER forget_refusals AFTER INSERT ON auth_events "
+            "WHEN new.outcome = 'refused' BEGIN DELETE FROM auth_events WHERE id = new.id; "
+            "UPDATE users SET failed_attempts = 0, locked_until = NULL; END"
+        )
+        conn.commit()
+    before = (home / "bedside.sqlite3").read_bytes()
+    done = bedside(home, None, "restore", str(backup), "--replace")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "extra trigger 'forget_refusals' on 'auth_events'" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert (home / "bedside.sqlite3").read_bytes() == before
+    assert not list(home.glob("bedside.sqlite3.re*"))

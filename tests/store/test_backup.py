@@ -8,7 +8,8 @@ import pytest
 
 from workflow.clock import FixedClock
 from workflow.errors import InputError
-from workflow.store import Store, backup, open_store, restore
+from workflow.restore import restore
+from workflow.store import Store, backup, open_store
 
 from .helpers import append_steps, course_for_new_patient, open_case
 
@@ -24,7 +25,7 @@ def test_backup_and_restore_round_trip(store: Store, clock: FixedClock, tmp_path
     append_steps(store, case, 1)  # written after the backup: not in it
 
     home = tmp_path / "restored"
-    db = restore(copy, home)
+    db = restore(copy, home).database
     assert db == home / "bedside.sqlite3"
     with open_store(home=str(home), clock=clock) as restored:
         assert len(restored.load_events(case.id)) == 4

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from ..errors import BedsideError
 from . import _admin, _audit, _checklist, _clinical, _demo, _dev, _dose, _interop, _serve
+from ._app import release_home
 
 
 class _Parser(argparse.ArgumentParser):
@@ -67,6 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    finally:
+        release_home()
     return code
 
 

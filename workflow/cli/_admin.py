@@ -7,10 +7,18 @@ from pathlib import Path
 from typing import Any
 
 from ..archive import PKI_DIR
-from ..errors import InputError
+from ..errors import InputError, NotFound
 from ..identity import ROLES
-from ..records.pki import PkiPaths, create_site_pki, import_pkcs12
-from ._app import add_password_stdin, home_of, open_app, read_password
+from ..private_files import make_private_dir, tighten_dir
+from ..records.pki import (
+    RETIRED_DIR,
+    create_site_pki,
+    import_pkcs12,
+    pki_state,
+    reissue_signing_cert,
+    set_aside_incomplete,
+)
+from ._app import add_password_stdin, hold_home, home_of, open_app, read_password
 from ._common import print_json
 
 
@@ -18,12 +26,12 @@ def register(sub: Any) -> None:
     p = sub.add_parser(
         "init", help="create a home, its database, the first admin and the signing certificate"
     )
-    p.add_argument("--admin", required=True, metavar="USERNAME")
+    # Required except with --reissue-signing-cert (checked in ``init``, exit 2 naming them).
+    p.add_argument("--admin", metavar="USERNAME", help="the first admin's username (required)")
     p.add_argument(
         "--name",
-        required=True,
         metavar="PRINTED_NAME",
-        help="the admin's printed name (shown on signatures)",
+        help="the admin's printed name, shown on signatures (required)",
     )
     p.add_argument(
         "--organisation",
@@ -35,6 +43,13 @@ def register(sub: Any) -> None:
         metavar="FILE",
         help="use the institution's PKCS#12 instead of a local CA (its password is "
         "read after the admin password)",
+    )
+    p.add_argument(
+        "--reissue-signing-cert",
+        action="store_true",
+        help="issue a new document-signing key and certificate from the local CA in pki/ "
+        "(records signed before still verify: the CA stays the same); needs the home to "
+        "itself (stop `bedside serve`)",
     )
     add_password_stdin(p)
     p.set_defaults(handler=init)
@@ -76,11 +91,23 @@ def register(sub: Any) -> None:
 
 def init(args: argparse.Namespace) -> int:
     home = home_of(args)
-    home.mkdir(parents=True, exist_ok=True)
-    app = open_app(args)
-    password = read_password(args, "Admin password: ", confirm=True)
+    if args.reissue_signing_cert:
+        return _reissue(args, home)
+    for field, value in (("admin", args.admin), ("name", args.name)):
+        if not value or not value.strip():
+            raise InputError(field, "is required to make a home", f"--{field} TEXT")
+    make_private_dir(home)
+    tighten_dir(home)  # the home holds the database and the keys: the service account's only
     pki = home / PKI_DIR
-    if PkiPaths(pki).signing_key.exists():
+    # Opened without the archive: a partial signing set must not stop init from finishing it.
+    app = open_app(args, archive=False)
+    password = read_password(args, "Admin password: ", confirm=True)
+    state = pki_state(pki)
+    if state == "incomplete":
+        aside = set_aside_incomplete(pki)
+        print(f"set aside the partial signing material of an interrupted init in {aside}")
+        state = "absent"
+    if state == "complete":
         print(f"signing material already in {pki}; left as it is")
     elif args.import_p12:
         p12_password = read_password(args, "PKCS#12 password: ")
@@ -92,10 +119,23 @@ def init(args: argparse.Namespace) -> int:
     try:
         app.identity.get_user(args.admin)
         print(f"user {args.admin} already exists; left as it is")
-    except Exception:
+    except NotFound:
         app.identity.add_user(args.admin, args.name, ["admin"], password, by="init")
         print(f"created admin {args.admin}")
     print(f"home: {home}")
+    return 0
+
+
+def _reissue(args: argparse.Namespace, home: Path) -> int:
+    hold_home(args, exclusive=True)  # no server may sign between the key's and cert's renames
+    pki = home / PKI_DIR
+    if pki_state(pki) == "absent":
+        raise InputError("home", f"no signing material in {pki}; run `bedside init` first")
+    cert = reissue_signing_cert(pki)
+    print(
+        f"issued a new document-signing certificate in {cert} (the old one is kept in "
+        f"{pki / RETIRED_DIR}); records signed before still verify against {pki / 'ca.pem'}"
+    )
     return 0
 
 

@@ -12,15 +12,40 @@ from ..clock import Clock
 from ..errors import InputError
 from ..service import Bedside, open_bedside
 from ..store import home_dir
+from ..store.home_lock import HomeLock, lock_home
+
+# The home locks this command holds; ``main`` lets them go when the command ends.
+_HELD: list[HomeLock] = []
 
 
 def home_of(args: argparse.Namespace) -> Path:
     return home_dir(args.home)
 
 
-def open_app(args: argparse.Namespace, clock: Clock | None = None) -> Bedside:
+def hold_home(args: argparse.Namespace, *, exclusive: bool = False) -> Path:
+    """Take the home's lock for the rest of this command (``serve``: for its whole life), so
+    a restore cannot replace the database under it (issue 13.3)."""
+    home = home_of(args)
+    _HELD.append(lock_home(home, exclusive=exclusive))
+    return home
+
+
+def release_home() -> None:
+    while _HELD:
+        _HELD.pop().release()
+
+
+def open_app(
+    args: argparse.Namespace, clock: Clock | None = None, *, archive: bool = True
+) -> Bedside:
+    hold_home(args)
     return open_bedside(
-        args.home, args.db, args.protocol, clock=clock, overlay_path=getattr(args, "overlay", None)
+        args.home,
+        args.db,
+        args.protocol,
+        clock=clock,
+        archive=archive,
+        overlay_path=getattr(args, "overlay", None),
     )
 
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,10 @@ from ..archive import Archive
 from ..errors import InputError
 from ..events import format_time
 from ..records.verify import Verifier
-from ..store import backup, restore
+from ..restore import restore
+from ..store import backup
+from ..store.backup import PG_RESTORE_HELP
+from ..store.engine import normalise_url
 from ._app import home_of, open_app, parse_time
 from ._common import print_json
 
@@ -70,9 +74,17 @@ def register(sub: Any) -> None:
     b = sub.add_parser("backup", help="online backup of the SQLite database to FILE")
     b.add_argument("file")
     b.set_defaults(handler=do_backup)
-    r = sub.add_parser("restore", help="restore a backup into the home (refuses to overwrite)")
+    r = sub.add_parser(
+        "restore",
+        help="restore a SQLite backup into the home after checking its schema, chains and "
+        "archive (refused while any Bedside process uses the home)",
+    )
     r.add_argument("file")
-    r.add_argument("--replace", action="store_true", help="replace an existing database")
+    r.add_argument(
+        "--replace",
+        action="store_true",
+        help="replace an existing database (kept beside it under a timestamped name)",
+    )
     r.set_defaults(handler=do_restore)
 
 
@@ -316,6 +328,16 @@ def do_backup(args: argparse.Namespace) -> int:
 
 
 def do_restore(args: argparse.Namespace) -> int:
-    path = restore(Path(args.file), home_of(args), replace=args.replace)
-    print(f"restored into {path}; run `bedside audit verify` and `bedside archive verify`")
+    url = args.db or os.environ.get("BEDSIDE_DATABASE_URL")
+    if url and not normalise_url(url).startswith("sqlite"):
+        raise InputError(
+            "database", "restore puts a SQLite backup into the home; " + PG_RESTORE_HELP
+        )
+    done = restore(Path(args.file), home_of(args), replace=args.replace)
+    print(
+        f"restored into {done.database}: schema as the migrations make it, {done.events} "
+        f"events with their chains intact, {done.records} archived records verified"
+    )
+    if done.replaced is not None:
+        print(f"the database it replaced is kept as {done.replaced}")
     return 0

@@ -9,8 +9,8 @@ from typing import Any
 from ..clock import FixedClock
 from ..demo import DEMO_PASSWORD, DEMO_PEOPLE, run_persistent
 from ..errors import InputError
-from ..records.pki import PkiPaths, create_site_pki
-from ._app import home_of, open_app
+from ..records.pki import create_site_pki, pki_state, set_aside_incomplete
+from ._app import hold_home, open_app
 
 
 def register(sub: Any) -> None:
@@ -31,10 +31,11 @@ def _doses(text: str) -> int:
 
 def run(args: argparse.Namespace) -> int:
     doses = _doses(args.doses)
-    home = home_of(args)
-    home.mkdir(parents=True, exist_ok=True)
+    home = hold_home(args)  # makes the home (0700) and holds it while the demo writes
     pki = home / "pki"
-    if not PkiPaths(pki).signing_key.exists():
+    if pki_state(pki) == "incomplete":  # an interrupted init or demo: start the set again
+        print(f"set aside partial signing material in {set_aside_incomplete(pki)}")
+    if pki_state(pki) == "absent":
         create_site_pki(pki, organisation="Bedside demo site")
     # The demo keeps its own clock so a course's q8h schedule and rest days can be walked in
     # seconds; it starts after anything already in this home.

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import stat
+import sys
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
+from ..records.pki import CA_KEY, check_private_keys
 from ._app import home_of, open_app
 
 
@@ -23,6 +27,21 @@ def register(sub: Any) -> None:
     p.set_defaults(handler=run)
 
 
+def exposure_warnings(home: Path) -> list[str]:
+    """What a serving host should not have: the CA key (it can mint signing certificates the
+    site's records would be trusted under), a home others can read."""
+    out = []
+    if (home / "pki" / CA_KEY).exists():
+        out.append(
+            f"{home / 'pki' / CA_KEY} (the site CA's private key) is on this serving host; "
+            'keep it offline (README, "Offline CA") and leave only the signing key here'
+        )
+    mode = stat.S_IMODE(home.stat().st_mode)
+    if mode & 0o077:
+        out.append(f"{home} is mode {mode:o}; others may list it: chmod 700 {home}")
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -36,18 +55,25 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("idle-minutes", "must be between 1 and 1440")
     if not 0 < args.port < 65536:
         raise InputError("port", "must be between 1 and 65535")
+    # Held (shared) for the server's whole life: `bedside restore --replace` is refused while
+    # it runs, instead of swapping the database out from under it (issue 13.3).
     bedside = open_app(args)
-    # Signatures inside a continuous session re-check the password by a keyed verifier instead
-    # of a second argon2id run (workflow/identity/session_proof.py); the key stays in the home.
     home = home_of(args)
-    bedside.identity.use_session_key(load_session_key(home / "pki"))
     pool = SigningPool(home / "pki")
     archive = Archive(home, bedside.store, signing=pool)
-    if archive.ready:
-        # Records render and sign in a worker process, so a sign-off does not stall every
-        # other tablet's request behind the GIL (workflow/records/signing_pool.py).
-        pool.start()
-        bedside.archiver = archive.archive_case
+    if not archive.ready:
+        # A server that completes doses and signs nothing is worse than no server (issue 13.6).
+        raise InputError("home", f"no signing material in {home / 'pki'}; run `bedside init` first")
+    check_private_keys(home / "pki")
+    for warning in exposure_warnings(home):
+        print(f"bedside: warning: {warning}", file=sys.stderr, flush=True)
+    # Signatures inside a continuous session re-check the password by a keyed verifier instead
+    # of a second argon2id run (workflow/identity/session_proof.py); the key stays in the home.
+    bedside.identity.use_session_key(load_session_key(home / "pki"))
+    # Records render and sign in a worker process, so a sign-off does not stall every other
+    # tablet's request behind the GIL (workflow/records/signing_pool.py).
+    pool.start()
+    bedside.archiver = archive.archive_case
     # A server killed between a case's closing step and its archive write left that case with
     # no records; archive them before serving, as `bedside run` and `bedside demo` do (found by
     # the web crash campaign).
@@ -57,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     app = create_app(
         bedside,
         WebSettings(idle_timeout=timedelta(minutes=args.idle_minutes)),
-        archive=archive if archive.ready else None,
+        archive=archive,
         on_shutdown=(pool.close,),
     )
     print(f"bedside: serving on http://{args.host}:{args.port}/ (Ctrl-C stops)", flush=True)

@@ -31,6 +31,8 @@ import secrets
 import time
 from pathlib import Path
 
+from ..private_files import make_private_dir, refuse_if_exposed
+
 KEY_FILE = "session-verifier.key"
 _KEY_BYTES = 32
 
@@ -63,7 +65,7 @@ def load_session_key(folder: Path) -> bytes:
 
     Every server process of a site shares the home, so they share the key; two processes
     creating it at once both end up reading the one that won the exclusive create."""
-    folder.mkdir(parents=True, exist_ok=True)
+    make_private_dir(folder)
     path = folder / KEY_FILE
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -74,6 +76,8 @@ def load_session_key(folder: Path) -> bytes:
             f.write(secrets.token_bytes(_KEY_BYTES))
             f.flush()
             os.fsync(f.fileno())
+    # A key others can read lets them forge verifiers and the trail's name digests (issue 13.5).
+    refuse_if_exposed(path)
     for _ in range(100):  # another process may be between its create and its write
         key = path.read_bytes()
         if len(key) >= _KEY_BYTES:

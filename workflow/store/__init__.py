@@ -4,7 +4,7 @@ Open it with :func:`open_store`; everything else is a method of :class:`Store`. 
 (one file in the Bedside home), PostgreSQL for a hospital (``BEDSIDE_DATABASE_URL``).
 """
 
-from .backup import backup, restore
+from .backup import backup
 from .chain import GENESIS_HASH
 from .engine import database_url, home_dir, make_engine, open_store
 from .log import CONFLICT_MESSAGE
@@ -49,5 +49,4 @@ __all__ = [
     "migrate",
     "new_id",
     "open_store",
-    "restore",
 ]

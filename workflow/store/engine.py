@@ -20,6 +20,7 @@ from sqlalchemy.exc import ArgumentError, OperationalError
 
 from workflow.clock import Clock
 from workflow.errors import InputError, Unavailable
+from workflow.private_files import create_private_file, make_private_dir, tighten_file
 
 from ._tx import WRITE_OPTION
 from .migrations import migrate
@@ -76,8 +77,8 @@ def make_engine(url: str) -> Engine:
 
 def _sqlite_engine(url: str) -> Engine:
     database = make_url(url).database
-    if database and database != ":memory:":
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    if database and database != ":memory:" and not database.startswith("file:"):
+        _private_database_file(Path(database))
     engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
 
     @event.listens_for(engine, "connect")
@@ -98,6 +99,19 @@ def _sqlite_engine(url: str) -> Engine:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
+
+
+def _private_database_file(path: Path) -> None:
+    """The database and its -wal/-shm readable by the service account only (issue 13.5): they
+    hold password hashes and patients. SQLite gives the -wal and -shm the database file's own
+    mode, so creating the file 0600 before SQLite does is enough for all three; files made by an
+    older Bedside are narrowed."""
+    make_private_dir(path.parent)
+    try:
+        os.close(create_private_file(path))
+    except FileExistsError:
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            tighten_file(path.with_name(path.name + suffix))
 
 
 def open_store(
