@@ -190,6 +190,8 @@ def verify_files(args: argparse.Namespace) -> int:
             for c in r["checks"]:
                 if c["status"] != "pass" or not r["ok"]:
                     print(f"   {c['status']:<5} {c['name']}: {c['message']}")
+                if c.get("note"):
+                    print(f"   note  {c['name']}: {c['note']}")
     return 0 if all_ok else 1
 
 
