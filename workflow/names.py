@@ -104,13 +104,22 @@ class MixedScriptName(InputError):
 
     code = "mixed_script_name"
 
-    def __init__(self, field: str, mix: ScriptMix) -> None:
+    def __init__(self, field: str, mix: ScriptMix, how: str = "") -> None:
         super().__init__(
             field,
             f"{mix.describe()}; it may imitate another name. Check it against the identity "
-            "document and confirm to register it exactly as typed",
+            f"document and confirm to register it exactly as typed{f' ({how})' if how else ''}",
         )
         self.mix = mix
+
+    def confirm_with(self, how: str) -> MixedScriptName:
+        """The same warning, telling the registrar how to confirm on their edge."""
+        return MixedScriptName(self.field, self.mix, how)
+
+    def to_dict(self) -> dict[str, object]:
+        out = super().to_dict()
+        out["details"] = [x.describe() for x in self.mix.lookalikes]
+        return out
 
 
 def check_script_mix(field: str, name: str, *, confirmed: bool) -> None:
@@ -119,4 +128,18 @@ def check_script_mix(field: str, name: str, *, confirmed: bool) -> None:
         return
     mix = script_mix(name)
     if mix is not None:
+        raise MixedScriptName(field, mix)
+
+
+def check_name_parts(parts: dict[str, str], *, confirmed: bool) -> None:
+    """As :func:`check_script_mix` for a name typed in parts (family and given names): each
+    part, then the whole, which catches "Maria" + "Рора" (each part in one script)."""
+    if confirmed:
+        return
+    for field, text in parts.items():
+        check_script_mix(field, text, confirmed=False)
+    mix = script_mix(" ".join(parts.values()))
+    if mix is not None:
+        first = mix.lookalikes[0].char
+        field = next(f for f, text in parts.items() if first in text)
         raise MixedScriptName(field, mix)

@@ -569,7 +569,8 @@ def _team(identity: Identity, ward: int) -> _Team:
         short = {"pharmacy_technician": "tech", "pharmacist": "pharm"}.get(role, role[:5])
         username = f"w{ward}.{short}{n}"
         k = ward * 11 + n + len(role) * 5  # a different name for each account of the ward
-        name = f"{title} {_GIVEN[k % len(_GIVEN)]} {_FAMILY[(k * 7) % len(_FAMILY)]}"
+        # The ward in the name: no two active accounts may print the same name.
+        name = f"{title} {_GIVEN[k % len(_GIVEN)]} {_FAMILY[(k * 7) % len(_FAMILY)]} (ward {ward})"
         try:
             user = identity.get_user(username)
         except NotFound:

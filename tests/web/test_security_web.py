@@ -224,7 +224,7 @@ def prepare(site: Site, purposes: tuple[str, ...] = ()) -> Ctx:
             )
         ctx.cases[purpose] = view.case.case_id
     for name in ("n.target", "n.target1", "n.target2", "n.target3", "n.target4"):
-        site.bedside.identity.add_user(name, "Target Nurse", ["nurse"], PASSWORD, by="test")
+        site.bedside.identity.add_user(name, f"Target Nurse {name}", ["nurse"], PASSWORD, by="test")
     return ctx
 
 

@@ -7,8 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from ..archive import PKI_DIR
-from ..errors import InputError
+from ..errors import BedsideError, InputError
 from ..identity import ROLES
+from ..identity.users import clean_printed_name
+from ..names import MixedScriptName, check_script_mix
 from ..records.pki import PkiPaths, create_site_pki, import_pkcs12
 from ._app import add_password_stdin, home_of, open_app, read_password
 from ._common import print_json
@@ -36,6 +38,7 @@ def register(sub: Any) -> None:
         help="use the institution's PKCS#12 instead of a local CA (its password is "
         "read after the admin password)",
     )
+    _confirm_flag(p)
     add_password_stdin(p)
     p.set_defaults(handler=init)
 
@@ -51,6 +54,7 @@ def register(sub: Any) -> None:
         choices=sorted(ROLES),
         help="repeat for several roles",
     )
+    _confirm_flag(a)
     add_password_stdin(a)
     a.set_defaults(handler=user_add)
     ls = us.add_parser("list", help="list users")
@@ -74,10 +78,42 @@ def register(sub: Any) -> None:
     pw.set_defaults(handler=user_passwd)
 
 
+CONFIRM_FLAG = "--confirm-mixed-script"
+
+
+def _confirm_flag(parser: Any) -> None:
+    parser.add_argument(
+        CONFIRM_FLAG,
+        action="store_true",
+        help="register a printed name that mixes look-alike scripts exactly as typed "
+        "(after checking it: without this it is refused with a warning)",
+    )
+
+
+def _check_name_first(args: argparse.Namespace) -> None:
+    # The same check add_user makes, before anyone types a password for nothing.
+    try:
+        check_script_mix(
+            "printed_name", clean_printed_name(args.name), confirmed=args.confirm_mixed_script
+        )
+    except MixedScriptName as warning:
+        raise warning.confirm_with(f"add {CONFIRM_FLAG}") from None
+
+
+def _exists(app: Any, username: str) -> bool:
+    try:
+        app.identity.get_user(username)
+    except BedsideError:
+        return False
+    return True
+
+
 def init(args: argparse.Namespace) -> int:
     home = home_of(args)
     home.mkdir(parents=True, exist_ok=True)
     app = open_app(args)
+    if not _exists(app, args.admin):
+        _check_name_first(args)
     password = read_password(args, "Admin password: ", confirm=True)
     pki = home / PKI_DIR
     if PkiPaths(pki).signing_key.exists():
@@ -93,7 +129,14 @@ def init(args: argparse.Namespace) -> int:
         app.identity.get_user(args.admin)
         print(f"user {args.admin} already exists; left as it is")
     except Exception:
-        app.identity.add_user(args.admin, args.name, ["admin"], password, by="init")
+        app.identity.add_user(
+            args.admin,
+            args.name,
+            ["admin"],
+            password,
+            by="init",
+            confirm_mixed_script=args.confirm_mixed_script,
+        )
         print(f"created admin {args.admin}")
     print(f"home: {home}")
     return 0
@@ -101,8 +144,16 @@ def init(args: argparse.Namespace) -> int:
 
 def user_add(args: argparse.Namespace) -> int:
     app = open_app(args)
+    _check_name_first(args)
     password = read_password(args, f"Password for {args.username}: ", confirm=True)
-    user = app.identity.add_user(args.username, args.name, args.role, password, by="cli")
+    user = app.identity.add_user(
+        args.username,
+        args.name,
+        args.role,
+        password,
+        by="cli",
+        confirm_mixed_script=args.confirm_mixed_script,
+    )
     print(f"added {user.username} ({', '.join(sorted(user.roles))})")
     return 0
 
@@ -115,6 +166,7 @@ def user_list(args: argparse.Namespace) -> int:
             [
                 {
                     "username": u.username,
+                    "id": u.id,
                     "name": u.printed_name,
                     "roles": sorted(u.roles),
                     "active": u.active,
@@ -125,7 +177,8 @@ def user_list(args: argparse.Namespace) -> int:
         return 0
     for u in users:
         state = "active" if u.active else "deactivated"
-        print(f"{u.username:<20} {u.printed_name:<32} {','.join(sorted(u.roles)):<28} {state}")
+        roles = ",".join(sorted(u.roles))
+        print(f"{u.username:<20} {u.printed_name:<32} {roles:<28} {state:<12} {u.id}")
     return 0
 
 

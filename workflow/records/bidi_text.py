@@ -10,6 +10,7 @@ so a long right-to-left note wraps with its first words on the first line.
 from __future__ import annotations
 
 import functools
+import re
 import unicodedata
 from collections.abc import Callable
 
@@ -22,7 +23,17 @@ _RTL_CLASSES = frozenset({"R", "AL", "AN", "RLE", "RLO", "RLI"})
 _ARABIC_CLASSES = frozenset({"AL", "AN"})
 
 
+# Every right-to-left letter lies in these blocks (Hebrew to Arabic Extended, their
+# presentation forms, the historic RTL scripts, the embedding controls): a fast first look.
+_MAYBE_RTL = re.compile(
+    "[\u0590-\u08ff\u200f\u202b\u202e\u2067\ufb1d-\ufdff\ufe70-\ufeff"
+    "\U00010800-\U00010fff\U0001e800-\U0001efff]"
+)
+
+
 def has_rtl(text: str) -> bool:
+    if not _MAYBE_RTL.search(text):
+        return False
     return any(unicodedata.bidirectional(ch) in _RTL_CLASSES for ch in text)
 
 
@@ -51,7 +62,9 @@ def _reshaper(glyphs: frozenset[int]) -> ArabicReshaper:
 
 def shape(text: str, glyphs: frozenset[int]) -> str:
     """Arabic letters in their joined forms (still logical order); other text unchanged."""
-    if not any(unicodedata.bidirectional(ch) in _ARABIC_CLASSES for ch in text):
+    if not _MAYBE_RTL.search(text) or not any(
+        unicodedata.bidirectional(ch) in _ARABIC_CLASSES for ch in text
+    ):
         return text
     return str(_reshaper(glyphs).reshape(text))
 

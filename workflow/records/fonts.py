@@ -132,6 +132,8 @@ class FontChain:
         script is one run. Raises MissingFontError when a character could only be printed by a
         font whose file is missing.
         """
+        if self._primary_glyphs is not None and self._primary_glyphs.issuperset(map(ord, text)):
+            return [(self.primary, text)] if text else []  # the common case, at C speed
         out: list[tuple[str, str]] = []
         current: str | None = None
         buf: list[str] = []

@@ -34,7 +34,11 @@ def _shaped(text: str, chain: FontChain) -> str:
 
 
 def _markup_line(line: str, chain: FontChain) -> str:
-    return "".join(f'<font name="{font}">{escape(part)}</font>' for font, part in chain.runs(line))
+    # Only runs in another font than the style's own need a tag (fewer fragments to lay out).
+    return "".join(
+        escape(part) if font == chain.primary else f'<font name="{font}">{escape(part)}</font>'
+        for font, part in chain.runs(line)
+    )
 
 
 class _RtlParagraph(Paragraph):  # type: ignore[misc]
