@@ -11,6 +11,7 @@ from typing import Any
 from ..archive import Archive
 from ..errors import InputError
 from ..events import format_time
+from ..names import with_id
 from ..records.verify import Verifier
 from ..store import backup, restore
 from ._app import home_of, open_app, parse_time
@@ -98,7 +99,7 @@ def audit_log(args: argparse.Namespace) -> int:
         print_json([e.to_json() for e in events])
         return 0
     for e in events:
-        who = f"{e.actor.name} ({e.actor.role})" if e.actor else "-"
+        who = f"{with_id(e.actor.name, e.actor.user_id)}, {e.actor.role}" if e.actor else "-"
         what = e.step or ""
         extra = f" corrects {e.corrects}" if e.corrects else ""
         print(
