@@ -103,6 +103,12 @@ def fit(text: str, chain: FontChain, size: float, avail: float) -> str:
     return text[:low] + "…"
 
 
+def visual_runs(text: str, chain: FontChain) -> list[tuple[str, str]]:
+    """One line as (font, text) runs in the order they are drawn, left to right."""
+    logical = _shaped(one_line(text), chain)
+    return chain.runs(visual(logical, base_is_rtl(logical)))
+
+
 def draw(
     canvas: Any,
     x: float,
@@ -114,8 +120,7 @@ def draw(
     right: bool = False,
 ) -> float:
     """Draw one line starting at ``x`` (ending there when ``right``); returns its width."""
-    logical = _shaped(one_line(text), chain)
-    runs = chain.runs(visual(logical, base_is_rtl(logical)))
+    runs = visual_runs(text, chain)
     total = float(sum(pdfmetrics.stringWidth(part, font, size) for font, part in runs))
     at = x - total if right else x
     for font, part in runs:
