@@ -199,3 +199,18 @@ def test_a_character_no_font_has_prints_as_its_code_point(tmp_path: Path) -> Non
     assert "Ann [U+0E44][U+0E17][U+0E22] Lee [U+0915]" in text
     for chars in _drawn_glyphs(pdf.read_bytes()).values():
         assert all(glyph != 0 for glyph in chars.values())
+
+
+def test_a_right_to_left_note_longer_than_a_page_splits_over_pages(tmp_path: Path) -> None:
+    # Cells split inside a row: reportlab makes the two halves of a paragraph itself.
+    first, filler, last = "ראשון", "מילה", "אחרון"
+    note = Section(
+        "note", "Note", rows=(Row("Hebrew note", " ".join([first, *[filler] * 2500, last])),)
+    )
+    pdf = tmp_path / "long.pdf"
+    pdf.write_bytes(render(_document(note)))
+    pages = subprocess.run(
+        ["pdftotext", "-bbox", str(pdf), "-"], capture_output=True, text=True, check=True
+    ).stdout.split("<page ")[1:]
+    on = [i for i, page in enumerate(pages) for w in (first, last) if w[::-1] in page]
+    assert len(on) == 2 and on[0] < on[1], "the note starts on one page and ends on a later one"

@@ -45,25 +45,41 @@ class _RtlParagraph(Paragraph):  # type: ignore[misc]
     """A paragraph holding right-to-left text: broken into lines in logical order at the
     width it is given, then each line reordered for drawing."""
 
-    def __init__(self, logical: str, style: ParagraphStyle, chain: FontChain) -> None:
+    _logical: str | None
+    _chain: FontChain | None
+    _rtl: bool
+    _width: float | None
+
+    def __init__(
+        self, logical: str | None, style: ParagraphStyle, chain: FontChain | None = None, **kw: Any
+    ) -> None:
+        if chain is None or logical is None:
+            # reportlab's split() makes the two halves with Paragraph's own arguments (frags of
+            # lines already broken and reordered here): they are laid out as they are.
+            self._logical, self._chain, self._rtl, self._width = None, None, False, None
+            super().__init__(logical, style, **kw)
+            return
         self._logical = logical
         self._chain = chain
         self._rtl = base_is_rtl(logical)
         if self._rtl:
             style = ParagraphStyle(f"{style.name}-rtl", parent=style, alignment=TA_RIGHT)
-        self._width: float | None = None
+        self._width = None
         super().__init__(self._markup(logical.split("\n")), style)
 
     def _markup(self, lines: list[str]) -> str:
-        return "<br/>".join(_markup_line(visual(line, self._rtl), self._chain) for line in lines)
+        assert self._chain is not None
+        chain = self._chain
+        return "<br/>".join(_markup_line(visual(line, self._rtl), chain) for line in lines)
 
     def wrap(self, avail_width: float, avail_height: float) -> tuple[float, float]:
-        if avail_width != self._width:
+        if self._logical is not None and self._chain is not None and avail_width != self._width:
             style = self.style
             usable = avail_width - style.leftIndent - style.rightIndent - 0.01
             size = style.fontSize
-            lines = wrap(self._logical, usable, lambda t: self._chain.width(t, size))
-            logical, chain, rtl = self._logical, self._chain, self._rtl
+            chain = self._chain
+            lines = wrap(self._logical, usable, lambda t: chain.width(t, size))
+            logical, rtl = self._logical, self._rtl
             Paragraph.__init__(self, self._markup(lines), style)
             self._logical, self._chain, self._rtl = logical, chain, rtl
             self._width = avail_width
