@@ -11,6 +11,7 @@ NEEDS=(
   "dot graphviz"
   "zbarimg zbar-tools"
   "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf fonts-dejavu-core"
+  "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc fonts-wqy-microhei"
   "/usr/bin/chromium chromium"
 )
 

@@ -96,7 +96,7 @@ class Archive:
                 pdf = render_and_sign(document, self.pki_dir)
             sha = self.blobs.put(pdf)
             lots = _lots(case)
-            signers = sorted({s.printed_name for s in document.signatures})
+            signers = sorted({s.signer for s in document.signatures})
             assert case.patient is not None
             record = ArchivedRecord(
                 sha256=sha,

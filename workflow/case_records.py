@@ -14,6 +14,7 @@ from .dosing import fmt
 from .events import format_time
 from .items import display
 from .machine import Case, Entry
+from .names import with_id
 from .protocol.model import Item, Step
 from .records.document import (
     ProtocolRef,
@@ -33,7 +34,8 @@ def _when(dt: datetime | None) -> str:
 
 
 def _who(entry: Entry) -> str:
-    return f"{entry.signer.name} ({entry.signer.role}), {_when(entry.at)}"
+    signer = entry.signer
+    return f"{with_id(signer.name, signer.user_id)}, {signer.role}, {_when(entry.at)}"
 
 
 def _step_rows(
@@ -74,6 +76,7 @@ def _signatures(
         out.append(
             SignatureManifestation(
                 printed_name=event.actor.name,
+                user_id=event.actor.user_id,
                 role=f"{event.actor.role} - {what}",
                 signed_at_utc=_when(event.at),
                 meaning=event.meaning,
@@ -426,8 +429,8 @@ def _double_check_table(case: Case) -> Table | None:
         )
     cols = (
         "Item",
-        f"First: {a.signer.name if a else '-'}",
-        f"Second (blinded): {b.signer.name if b else '-'}",
+        f"First: {with_id(a.signer.name, a.signer.user_id) if a else '-'}",
+        f"Second (blinded): {with_id(b.signer.name, b.signer.user_id) if b else '-'}",
     )
     return Table("double_check", "Independent double check", cols, tuple(rows))
 
@@ -564,7 +567,7 @@ def administration_record(case: Case, chain_hash: str) -> RecordDocument:
                     Row(
                         f"{a['at']}",
                         ", ".join(f"{k}={v}" for k, v in a["values"].items()),
-                        note=str(a["by"]["name"]),
+                        note=with_id(str(a["by"]["name"]), str(a["by"]["user_id"])),
                     )
                     for a in case.assessments
                 ),
@@ -578,6 +581,7 @@ def administration_record(case: Case, chain_hash: str) -> RecordDocument:
     sigs = _signatures(case, admin_steps) + tuple(
         SignatureManifestation(
             printed_name=e.actor.name,
+            user_id=e.actor.user_id,
             role=f"{e.actor.role} - {e.type}",
             signed_at_utc=_when(e.at),
             meaning=e.meaning,

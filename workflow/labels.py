@@ -2,22 +2,29 @@
 and a barcode. Rendering only: every number comes from the case's own plan and entries.
 
 Text is drawn with ``drawString`` (never reportlab's Paragraph markup), so a name such as
-``<script>`` is printed as those characters and interpreted as nothing.
+``<script>`` is printed as those characters and interpreted as nothing. It goes through the
+records' own text path (workflow/records/text.py) with the administration record's fonts, so
+a name in Greek, Hebrew, Arabic or Chinese prints on the bag exactly as on the record.
 """
 
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from datetime import tzinfo
 
 from reportlab.graphics.barcode import code128
 from reportlab.lib.units import mm
-from reportlab.lib.utils import simpleSplit
 from reportlab.pdfgen import canvas
 
 from .dosing import fmt
 from .errors import StepRefused
 from .machine import Case
+from .records import text as printed
+from .records.bidi_text import wrap
+from .records.fonts import FontChain
+from .records.layout import load_layout
+from .records.render import font_chains
 
 LABEL_SIZE = (100 * mm, 75 * mm)
 
@@ -25,6 +32,10 @@ LABEL_SIZE = (100 * mm, 75 * mm)
 def _local(case: Case, tz: tzinfo) -> str:
     bud = case.beyond_use_at
     return bud.astimezone(tz).strftime("%Y-%m-%d %H:%M %Z") if bud else ""
+
+
+def _measure(chain: FontChain, size: float) -> Callable[[str], float]:
+    return lambda text: printed.width(text, chain, size)
 
 
 def bag_label_pdf(case: Case, tz: tzinfo) -> bytes:
@@ -42,15 +53,16 @@ def bag_label_pdf(case: Case, tz: tzinfo) -> bytes:
     x = 5 * mm
     y = height - 9 * mm
 
+    regular, heavy, _mono = font_chains(load_layout("administration"))
+
     def line(text: str, size: float = 9, bold: bool = False, gap: float = 4.6) -> None:
         nonlocal y
-        pdf.setFont("Helvetica-Bold" if bold else "Helvetica", size)
-        pdf.drawString(x, y, text)
+        printed.draw(pdf, x, y, text, heavy if bold else regular, size)
         y -= gap * mm
 
     # The whole name, always: smaller, on two lines (more if it must), never off the label's edge.
     for size in (12, 11, 10, 9, 8, 7):
-        names = simpleSplit(patient.name, "Helvetica-Bold", size, _width - 2 * x)
+        names = wrap(printed.one_line(patient.name), _width - 2 * x, _measure(heavy, size))
         if len(names) <= 2 or size == 7:
             break
     for name in names:
@@ -70,8 +82,7 @@ def bag_label_pdf(case: Case, tz: tzinfo) -> bytes:
     line(f"Use before {_local(case, tz)}", 10, bold=True, gap=5.5)
     barcode = code128.Code128(case.case_id, barHeight=10 * mm, barWidth=0.25 * mm)
     barcode.drawOn(pdf, x - 2 * mm, 5 * mm)
-    pdf.setFont("Helvetica", 6)
-    pdf.drawString(x, 2.5 * mm, case.case_id)
+    printed.draw(pdf, x, 2.5 * mm, case.case_id, regular, 6)
     pdf.showPage()
     pdf.save()
     return buf.getvalue()

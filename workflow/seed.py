@@ -41,6 +41,7 @@ from .errors import BedsideError, NotFound
 from .events import Event, Signer, sha256_hex
 from .identity import Identity
 from .machine import Case, PatientRef
+from .names import with_id
 from .protocol.model import Protocol
 from .schedule import earliest_time, next_dose
 from .store import (
@@ -339,9 +340,11 @@ def _placeholder_rows(case: Case, bulk_case: BulkCase) -> Iterator[ArchivedRecor
     assert case.patient is not None
     lots = ", ".join(_lots(case))
     signed = [e for e in case.events if e.actor is not None and e.meaning is not None]
-    compounding = {e.actor.name for e in signed if e.actor and e.step in _COMPOUNDING}
-    order = {e.actor.name for e in signed if e.actor and e.step == "order"}
-    administration = {e.actor.name for e in signed if e.actor and e.step not in _COMPOUNDING}
+    # As the records print them (records.document.SignatureManifestation.signer).
+    who = [(e.step, with_id(e.actor.name, e.actor.user_id)) for e in signed if e.actor]
+    compounding = {name for step, name in who if step in _COMPOUNDING}
+    order = {name for step, name in who if step == "order"}
+    administration = {name for step, name in who if step not in _COMPOUNDING}
     kinds = []
     if any(e.step == "reconstitution" for e in case.events):
         kinds.append(("compounding", compounding | order))
@@ -566,7 +569,8 @@ def _team(identity: Identity, ward: int) -> _Team:
         short = {"pharmacy_technician": "tech", "pharmacist": "pharm"}.get(role, role[:5])
         username = f"w{ward}.{short}{n}"
         k = ward * 11 + n + len(role) * 5  # a different name for each account of the ward
-        name = f"{title} {_GIVEN[k % len(_GIVEN)]} {_FAMILY[(k * 7) % len(_FAMILY)]}"
+        # The ward in the name: no two active accounts may print the same name.
+        name = f"{title} {_GIVEN[k % len(_GIVEN)]} {_FAMILY[(k * 7) % len(_FAMILY)]} (ward {ward})"
         try:
             user = identity.get_user(username)
         except NotFound:

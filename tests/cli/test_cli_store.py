@@ -231,6 +231,9 @@ def test_scripted_dose_records_audit_and_verification(cli: Cli, tmp_path: Path) 
     assert code == 0 and "chains intact" in out
     code, out, _ = cli("audit", "log", case["case_id"])
     assert code == 0 and "double_check_second" in out and "[verified]" in out
+    # Each signer with the user id beside the printed name (issue 13.9).
+    ids = {u["username"]: u["id"] for u in json.loads(cli("user", "list", "--json")[1])}
+    assert f"Wei Chen, RN ({ids['n.chen']}), nurse [verified]" in out
     # Both signed records are archived and verify.
     _, out, _ = cli("archive", "list", "--json")
     records = json.loads(out)

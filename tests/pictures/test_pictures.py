@@ -82,3 +82,21 @@ def test_course_timeline_svg_and_report_pdf(
         ).stdout.decode()
         assert "Course summary" in text and "spo2_below_90" in text
         assert "institution overlay" in text
+
+
+def test_the_course_report_prints_the_patients_name_in_any_script(
+    db_url: str, protocol: Protocol, tmp_path: Path
+) -> None:
+    """Issue 13.8: the report set the name in Helvetica (Latin-1 only): boxes for 李小龍."""
+    cases = a_course(db_url, protocol)
+    path = tmp_path / "course.pdf"
+    path.write_bytes(
+        course_report_pdf(
+            cases, patient="李, 小龍", mrn="MRN-1", generated_at=cases[-1].events[-1].at
+        )
+    )
+    fonts = subprocess.run(["pdffonts", str(path)], capture_output=True, check=True).stdout
+    assert b"WenQuanYiMicroHei" in fonts  # the CJK font is embedded for the name
+    text = subprocess.run(["pdftotext", str(path), "-"], capture_output=True, check=True).stdout
+    assert "Course summary: 李, 小龍, MRN MRN-1" in text.decode()
+    assert "李, 小龍 (MRN-1)" in text.decode()  # the chart's title too

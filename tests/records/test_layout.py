@@ -38,7 +38,7 @@ def _broken(tmp_path: Path, old: str, new: str) -> Path:
         (
             'title: "Quality checks (visual inspection)"',
             "title: Quality (visual, inspection)",
-            "sections[6].inspection)",
+            "sections[7].inspection)",
         ),
     ],
 )

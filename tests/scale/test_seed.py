@@ -95,7 +95,7 @@ def test_placeholder_rows_are_what_the_archive_would_index(db_url: str, protocol
             for doc in docs:
                 row = mine[doc.kind]
                 assert row.sha256 == placeholder_sha256(record.id, doc.kind)
-                assert row.signers == "; ".join(sorted({s.printed_name for s in doc.signatures}))
+                assert row.signers == "; ".join(sorted({s.signer for s in doc.signatures}))
                 assert row.state == case.state and row.mrn == case.patient.mrn  # type: ignore[union-attr]
     finally:
         store.close()

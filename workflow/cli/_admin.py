@@ -7,8 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from ..archive import PKI_DIR
-from ..errors import InputError, NotFound
+from ..errors import BedsideError, InputError, NotFound
 from ..identity import ROLES
+from ..identity.users import clean_printed_name
+from ..names import MixedScriptName, check_script_mix
 from ..private_files import make_private_dir, tighten_dir
 from ..records.pki import (
     RETIRED_DIR,
@@ -51,6 +53,7 @@ def register(sub: Any) -> None:
         "(records signed before still verify: the CA stays the same); needs the home to "
         "itself (stop `bedside serve`)",
     )
+    _confirm_flag(p)
     add_password_stdin(p)
     p.set_defaults(handler=init)
 
@@ -66,6 +69,7 @@ def register(sub: Any) -> None:
         choices=sorted(ROLES),
         help="repeat for several roles",
     )
+    _confirm_flag(a)
     add_password_stdin(a)
     a.set_defaults(handler=user_add)
     ls = us.add_parser("list", help="list users")
@@ -89,6 +93,36 @@ def register(sub: Any) -> None:
     pw.set_defaults(handler=user_passwd)
 
 
+CONFIRM_FLAG = "--confirm-mixed-script"
+
+
+def _confirm_flag(parser: Any) -> None:
+    parser.add_argument(
+        CONFIRM_FLAG,
+        action="store_true",
+        help="register a printed name that mixes look-alike scripts exactly as typed "
+        "(after checking it: without this it is refused with a warning)",
+    )
+
+
+def _check_name_first(args: argparse.Namespace) -> None:
+    # The same check add_user makes, before anyone types a password for nothing.
+    try:
+        check_script_mix(
+            "printed_name", clean_printed_name(args.name), confirmed=args.confirm_mixed_script
+        )
+    except MixedScriptName as warning:
+        raise warning.confirm_with(f"add {CONFIRM_FLAG}") from None
+
+
+def _exists(app: Any, username: str) -> bool:
+    try:
+        app.identity.get_user(username)
+    except BedsideError:
+        return False
+    return True
+
+
 def init(args: argparse.Namespace) -> int:
     home = home_of(args)
     if args.reissue_signing_cert:
@@ -101,6 +135,8 @@ def init(args: argparse.Namespace) -> int:
     pki = home / PKI_DIR
     # Opened without the archive: a partial signing set must not stop init from finishing it.
     app = open_app(args, archive=False)
+    if not _exists(app, args.admin):
+        _check_name_first(args)
     password = read_password(args, "Admin password: ", confirm=True)
     state = pki_state(pki)
     if state == "incomplete":
@@ -120,7 +156,14 @@ def init(args: argparse.Namespace) -> int:
         app.identity.get_user(args.admin)
         print(f"user {args.admin} already exists; left as it is")
     except NotFound:
-        app.identity.add_user(args.admin, args.name, ["admin"], password, by="init")
+        app.identity.add_user(
+            args.admin,
+            args.name,
+            ["admin"],
+            password,
+            by="init",
+            confirm_mixed_script=args.confirm_mixed_script,
+        )
         print(f"created admin {args.admin}")
     print(f"home: {home}")
     return 0
@@ -141,8 +184,16 @@ def _reissue(args: argparse.Namespace, home: Path) -> int:
 
 def user_add(args: argparse.Namespace) -> int:
     app = open_app(args)
+    _check_name_first(args)
     password = read_password(args, f"Password for {args.username}: ", confirm=True)
-    user = app.identity.add_user(args.username, args.name, args.role, password, by="cli")
+    user = app.identity.add_user(
+        args.username,
+        args.name,
+        args.role,
+        password,
+        by="cli",
+        confirm_mixed_script=args.confirm_mixed_script,
+    )
     print(f"added {user.username} ({', '.join(sorted(user.roles))})")
     return 0
 
@@ -155,6 +206,7 @@ def user_list(args: argparse.Namespace) -> int:
             [
                 {
                     "username": u.username,
+                    "id": u.id,
                     "name": u.printed_name,
                     "roles": sorted(u.roles),
                     "active": u.active,
@@ -165,7 +217,8 @@ def user_list(args: argparse.Namespace) -> int:
         return 0
     for u in users:
         state = "active" if u.active else "deactivated"
-        print(f"{u.username:<20} {u.printed_name:<32} {','.join(sorted(u.roles)):<28} {state}")
+        roles = ",".join(sorted(u.roles))
+        print(f"{u.username:<20} {u.printed_name:<32} {roles:<28} {state:<12} {u.id}")
     return 0
 
 

@@ -12,6 +12,7 @@ from typing import Any
 from ..archive import Archive
 from ..errors import InputError
 from ..events import format_time
+from ..names import with_id
 from ..records.verify import Verifier
 from ..restore import restore
 from ..store import backup
@@ -110,7 +111,7 @@ def audit_log(args: argparse.Namespace) -> int:
         print_json([e.to_json() for e in events])
         return 0
     for e in events:
-        who = f"{e.actor.name} ({e.actor.role})" if e.actor else "-"
+        who = f"{with_id(e.actor.name, e.actor.user_id)}, {e.actor.role}" if e.actor else "-"
         what = e.step or ""
         extra = f" corrects {e.corrects}" if e.corrects else ""
         print(
@@ -202,6 +203,8 @@ def verify_files(args: argparse.Namespace) -> int:
             for c in r["checks"]:
                 if c["status"] != "pass" or not r["ok"]:
                     print(f"   {c['status']:<5} {c['name']}: {c['message']}")
+                if c.get("note"):
+                    print(f"   note  {c['name']}: {c['note']}")
     return 0 if all_ok else 1
 
 

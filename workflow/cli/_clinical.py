@@ -13,6 +13,7 @@ from ..errors import BedsideError, InputError, NotFound, StepRefused
 from ..events import format_time
 from ..identity import Credentials
 from ..machine import Case
+from ..names import MixedScriptName
 from ..service import Bedside, CaseView
 from ..walk import values_for
 from ._app import add_password_stdin, open_app, parse_time, read_password
@@ -27,6 +28,12 @@ def register(sub: Any) -> None:
     a.add_argument("--family", required=True, help="family name")
     a.add_argument("--given", required=True, help="given name")
     a.add_argument("--dob", required=True, help="date of birth YYYY-MM-DD")
+    a.add_argument(
+        "--confirm-mixed-script",
+        action="store_true",
+        help="register a name that mixes look-alike scripts exactly as typed (after checking "
+        "it against the identity document: without this it is refused with a warning)",
+    )
     a.set_defaults(handler=patient_add)
     ls = ps.add_parser("list", help="list patients")
     ls.add_argument("--json", action="store_true")
@@ -85,13 +92,17 @@ def register(sub: Any) -> None:
 
 def patient_add(args: argparse.Namespace) -> int:
     app = open_app(args)
-    p = app.store.add_patient(
-        mrn=args.mrn,
-        family_name=args.family,
-        given_name=args.given,
-        date_of_birth=args.dob,
-        created_by="cli",
-    )
+    try:
+        p = app.store.add_patient(
+            mrn=args.mrn,
+            family_name=args.family,
+            given_name=args.given,
+            date_of_birth=args.dob,
+            created_by="cli",
+            confirm_mixed_script=args.confirm_mixed_script,
+        )
+    except MixedScriptName as warning:
+        raise warning.confirm_with("add --confirm-mixed-script") from None
     print(f"added {p.display_name} {p.mrn} (born {p.date_of_birth.isoformat()}) id {p.id}")
     return 0
 

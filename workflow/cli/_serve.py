@@ -13,6 +13,11 @@ from ..records.pki import CA_KEY, check_private_keys
 from ._app import home_of, open_app
 
 
+# There is no --workers: uvicorn's worker processes import the app by name, so every option
+# and the start-up work here (the catch-up, the session key, one signing pool per process)
+# would have to be redone from the environment in each. Scale out instead with several
+# `bedside serve --port P` processes behind the proxy (README, "A centre"), which share
+# everything through the database and are tested that way (tests/scale/test_two_servers.py).
 def register(sub: Any) -> None:
     p = sub.add_parser("serve", help="start the web UI and JSON API (default 127.0.0.1:8000)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on")
@@ -20,7 +25,6 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--idle-minutes", type=int, default=15, help="sign out after this many idle minutes"
     )
-    p.add_argument("--workers", type=int, default=1, help="server processes (sessions are shared)")
     p.add_argument(
         "--proxy", action="store_true", help="trust X-Forwarded-Proto/For from a local proxy"
     )

@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError as DBIntegrityError
 from workflow.clock import utc
 from workflow.errors import InputError, NotFound
 from workflow.events import Signer
+from workflow.names import check_script_mix
 from workflow.store import Store, new_id
 from workflow.store import _schema as s
 from workflow.store._tx import read_tx, write_tx
@@ -34,9 +35,11 @@ from .users import (
     User,
     clean_printed_name,
     clean_username,
+    printed_name_taken,
     require_row,
     row_by_id,
     row_by_username,
+    same_printed_name,
     user_from_row,
 )
 
@@ -74,16 +77,21 @@ class Identity:
         *,
         by: str | None = None,
         must_change_password: bool = False,
+        confirm_mixed_script: bool = False,
         now: datetime | None = None,
     ) -> User:
         """Create an account. Raises InputError (``username`` taken or malformed,
-        ``printed_name``, ``roles``, ``password`` rules)."""
+        ``printed_name`` empty, too long or already printed by another active account,
+        ``roles``, ``password`` rules) and MixedScriptName (``printed_name`` mixes look-alike
+        scripts and ``confirm_mixed_script`` is not set)."""
         now = self._now(now)
         name = clean_username(username)
+        printed = clean_printed_name(printed_name)
+        check_script_mix("printed_name", printed, confirmed=confirm_mixed_script)
         values = {
             "id": new_id(),
             "username": name,
-            "printed_name": clean_printed_name(printed_name),
+            "printed_name": printed,
             "roles": encode_roles(check_roles(roles)),
             "active": True,
             "password_hash": self._new_hash(name, password),
@@ -97,6 +105,9 @@ class Identity:
         with write_tx(self.store.engine) as conn:
             if row_by_username(conn, name) is not None:
                 raise taken
+            holder = same_printed_name(conn, printed)
+            if holder is not None:
+                raise printed_name_taken(printed, holder)
             try:
                 conn.execute(insert(s.users).values(**values))
             except DBIntegrityError:
@@ -139,6 +150,7 @@ class Identity:
         return self._admin(username, {"active": False}, audit.DEACTIVATED, by, now)
 
     def reactivate(self, username: str, *, by: str | None, now: datetime | None = None) -> User:
+        """Raises InputError (``printed_name``) when an active account now prints its name."""
         return self._admin(username, {"active": True}, audit.REACTIVATED, by, now)
 
     def set_roles(
@@ -322,6 +334,10 @@ class Identity:
         now = self._now(now)
         with write_tx(self.store.engine) as conn:
             row = require_row(conn, username)
+            if changes.get("active") is True and not row.active:
+                holder = same_printed_name(conn, row.printed_name, other_than=row.id)
+                if holder is not None:
+                    raise printed_name_taken(row.printed_name, holder)
             conn.execute(update(s.users).where(s.users.c.id == row.id).values(**changes))
             audit.record(
                 conn,

@@ -2,6 +2,8 @@
 cycle against the protocol's limits, and each dose with the rules that fired.
 
 A summary for the team, not a signed record: the signed records stay the per-dose PDFs.
+The patient's name goes through the records' text path (workflow/records/text.py) with their
+fonts, so it prints in any script as on the records.
 """
 
 from __future__ import annotations
@@ -16,14 +18,19 @@ from reportlab.lib import colors
 from reportlab.lib.pagesizes import A4
 from reportlab.lib.styles import getSampleStyleSheet
 from reportlab.lib.units import mm
+from reportlab.pdfbase import pdfmetrics
 from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
 from ..events import format_time
 from ..machine import Case
+from ..records import text as printed
+from ..records.fonts import FontChain
+from ..records.layout import load_layout
+from ..records.render import font_chains
 from .timeline import WIDTH, Timeline, course_timeline, shapes
 
 
-def timeline_drawing(t: Timeline, width: float) -> Drawing:
+def timeline_drawing(t: Timeline, width: float, chain: FontChain) -> Drawing:
     items, height = shapes(t)
     scale = width / WIDTH
     d = Drawing(width, height * scale)
@@ -42,16 +49,16 @@ def timeline_drawing(t: Timeline, width: float) -> Drawing:
             c = colors.HexColor(s.colour)
             d.add(Circle(s.x * scale, y(s.y), s.w * scale, fillColor=c, strokeColor=c))
         elif s.kind == "text":
-            d.add(
-                String(
-                    s.x * scale,
-                    y(s.y),
-                    s.text,
-                    fontSize=s.size * scale,
-                    fontName="Helvetica",
-                    fillColor=colors.HexColor(s.colour),
-                )
-            )
+            # One String per font run (a String has one font), placed side by side.
+            x, size = s.x * scale, s.size * scale
+            for font, part in printed.visual_runs(s.text, chain):
+                d.add(
+                    String(
+                        x, y(s.y), part, fontSize=size, fontName=font,
+                        fillColor=colors.HexColor(s.colour),
+                    )
+                )  # fmt: skip
+                x += pdfmetrics.stringWidth(part, font, size)
     return d
 
 
@@ -65,7 +72,9 @@ def course_report_pdf(
     title = f"Course timeline: {patient} ({mrn})"
     t = course_timeline(protocol, cases, title)
     styles = getSampleStyleSheet()
+    regular, bold, _mono = font_chains(load_layout("administration"))
     body, small = styles["BodyText"], styles["BodyText"].clone("small", fontSize=8, leading=10)
+    heading = styles["Title"].clone("title-any-script", fontName=bold.primary)
     buf = BytesIO()
     doc = SimpleDocTemplate(
         buf,
@@ -84,7 +93,7 @@ def course_report_pdf(
             f"{escape(protocol.overlay.version)}"
         )
     story: list[object] = [
-        Paragraph(f"Course summary: {escape(patient)}, MRN {escape(mrn)}", styles["Title"]),
+        printed.paragraph(f"Course summary: {patient}, MRN {mrn}", heading, bold),
         Paragraph("; ".join(ident), body),
         Paragraph(f"protocol sha256 {protocol.content_hash}", small),
         Paragraph(
@@ -93,7 +102,7 @@ def course_report_pdf(
             small,
         ),
         Spacer(1, 6),
-        timeline_drawing(t, doc.width),
+        timeline_drawing(t, doc.width, regular),
         Spacer(1, 8),
         _counts(t, protocol.schedule.max_doses_per_cycle.value),
         Spacer(1, 8),

@@ -16,6 +16,7 @@ from typing import Any, Literal, cast
 
 from ..errors import InputError
 from ..events import MEANINGS, canonical_json, sha256_hex
+from ..names import with_id
 
 RecordKind = Literal["compounding", "administration"]
 RECORD_KINDS: frozenset[str] = frozenset({"compounding", "administration"})
@@ -117,6 +118,8 @@ class SignatureManifestation:
 
     ``signed_at_utc`` is display text made by the caller from the signing event's time, so the
     record shows exactly what was signed. ``content_hash`` binds it to the signed event (11.70).
+    ``user_id`` is the signing account's id, printed beside the name so that two people with
+    the same printed name are never confused; documents made before it existed have None.
     """
 
     printed_name: str
@@ -124,10 +127,12 @@ class SignatureManifestation:
     signed_at_utc: str
     meaning: str
     content_hash: str
+    user_id: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("printed_name", "role", "signed_at_utc", "meaning", "content_hash"):
             _text(f"signature.{name}", getattr(self, name))
+        _text("signature.user_id", self.user_id, optional=True)
         if self.meaning not in MEANINGS:
             raise InputError(
                 "signature.meaning",
@@ -135,14 +140,25 @@ class SignatureManifestation:
                 allowed=", ".join(sorted(MEANINGS)),
             )
 
+    @property
+    def signer(self) -> str:
+        """The name as printed: ``Name (user id)`` when the id is known."""
+        return (
+            self.printed_name if self.user_id is None else with_id(self.printed_name, self.user_id)
+        )
+
     def to_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "printed_name": self.printed_name,
             "role": self.role,
             "signed_at_utc": self.signed_at_utc,
             "meaning": self.meaning,
             "content_hash": self.content_hash,
         }
+        # Only when known, so a document made before user ids were printed keeps its hash.
+        if self.user_id is not None:
+            out["user_id"] = self.user_id
+        return out
 
 
 @dataclass(frozen=True)

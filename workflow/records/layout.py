@@ -18,6 +18,7 @@ from ..errors import ProtocolError, ProtocolIssue
 from ..protocol._yaml import YList, YMap, load_located
 from ..resources import templates_dir
 from .document import RECORD_KINDS
+from .fonts import FontFile
 
 PAGE_SIZES: frozenset[str] = frozenset({"A4", "Letter"})
 # Fonts every PDF viewer has; anything else must come as a TrueType file.
@@ -64,6 +65,8 @@ class LayoutError(ProtocolError):
 class FontSpec:
     standard: str
     ttf: tuple[str, ...]
+    # The Debian package that provides the files, named when one is missing.
+    package: str = ""
 
 
 @dataclass(frozen=True)
@@ -91,6 +94,8 @@ class Layout:
     font_regular: FontSpec
     font_bold: FontSpec
     font_mono: FontSpec
+    # Tried, in order, for any character a style's own font has no glyph for.
+    font_fallbacks: tuple[FontFile, ...]
     size_title: float
     size_heading: float
     size_body: float
@@ -251,7 +256,7 @@ class _Reader:
 
     def font(self, parent: YMap, key: str, path: str) -> FontSpec:
         node = self.map(parent, key, path)
-        self.known(node, path, frozenset({"standard", "ttf"}))
+        self.known(node, path, frozenset({"standard", "ttf", "package"}))
         standard = self.text(node, "standard", f"{path}.standard")
         if standard and standard not in STANDARD_FONTS:
             self.issue(
@@ -264,7 +269,32 @@ class _Reader:
         if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
             self.issue(node, f"{path}.ttf", "must be a list of TrueType file paths")
             files = []
-        return FontSpec(standard or "Helvetica", tuple(str(f) for f in files))
+        package = node.get("package", "")
+        if not isinstance(package, str):
+            self.issue(node, f"{path}.package", "must be a Debian package name")
+            package = ""
+        return FontSpec(standard or "Helvetica", tuple(str(f) for f in files), package)
+
+    def fallbacks(self, parent: YMap, key: str, path: str) -> tuple[FontFile, ...]:
+        value = parent.get(key, YList())
+        if not isinstance(value, YList):
+            self.issue(parent, path, "must be a list of {ttf, package, subfont}")
+            return ()
+        out: list[FontFile] = []
+        for i, item in enumerate(value):
+            where = f"{path}[{i}]"
+            if not isinstance(item, YMap):
+                self.issue(value, where, "must be a mapping with ttf and package")
+                continue
+            self.known(item, where, frozenset({"ttf", "package", "subfont"}))
+            ttf = self.text(item, "ttf", f"{where}.ttf")
+            package = self.text(item, "package", f"{where}.package")
+            subfont = item.get("subfont", 0)
+            if isinstance(subfont, bool) or not isinstance(subfont, int) or subfont < 0:
+                self.issue(item, f"{where}.subfont", "must be a font index, 0 or more")
+                subfont = 0
+            out.append(FontFile(ttf, package, subfont))
+        return tuple(out)
 
 
 def _parse(tree: Any, filename: str) -> Layout:
@@ -293,7 +323,7 @@ def _parse(tree: Any, filename: str) -> Layout:
     for node, path, keys in (
         (page, "page", {"size", "margins_mm"}),
         (margins, "page.margins_mm", {"top", "bottom", "left", "right"}),
-        (fonts, "fonts", {"regular", "bold", "mono"}),
+        (fonts, "fonts", {"regular", "bold", "mono", "fallbacks"}),
         (sizes, "sizes", {"title", "heading", "body", "small", "header", "footer"}),
         (colors, "colors", {"text", "muted", "rule", "heading_background", "flag"}),
         (header, "header", {"left", "right", "second"}),
@@ -361,6 +391,7 @@ def _parse(tree: Any, filename: str) -> Layout:
         font_regular=r.font(fonts, "regular", "fonts.regular"),
         font_bold=r.font(fonts, "bold", "fonts.bold"),
         font_mono=r.font(fonts, "mono", "fonts.mono"),
+        font_fallbacks=r.fallbacks(fonts, "fallbacks", "fonts.fallbacks"),
         size_title=r.number(sizes, "title", "sizes.title", 6, 36),
         size_heading=r.number(sizes, "heading", "sizes.heading", 5, 24),
         size_body=r.number(sizes, "body", "sizes.body", 5, 18),

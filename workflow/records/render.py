@@ -10,21 +10,16 @@ from __future__ import annotations
 
 import functools
 import itertools
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from io import BytesIO
-from pathlib import Path
 from typing import Any
-from xml.sax.saxutils import escape
 
 from reportlab.graphics.barcode import qrencoder
 from reportlab.lib import colors
 from reportlab.lib.pagesizes import A4, LETTER
 from reportlab.lib.styles import ParagraphStyle
 from reportlab.lib.units import mm
-from reportlab.pdfbase import pdfmetrics
-from reportlab.pdfbase.ttfonts import TTFont
 from reportlab.pdfgen.canvas import Canvas
 from reportlab.platypus import (
     BaseDocTemplate,
@@ -38,9 +33,11 @@ from reportlab.platypus import (
     TableStyle,
 )
 
+from . import text as printed
 from .document import ProtocolRef, RecordDocument, Row, Section
 from .document import Table as DocTable
 from .embed import attach_events
+from .fonts import FontChain, FontFile
 from .layout import FontSpec, Layout, load_layout
 
 _PAGE_SIZES = {"A4": A4, "Letter": LETTER}
@@ -51,32 +48,19 @@ _PAD = 2.5
 
 
 @functools.cache
-def _register_ttf(path: str) -> str:
-    # reportlab keeps registered fonts process-wide; parse each TrueType file once.
-    name = "Bedside-" + Path(path).stem
-    pdfmetrics.registerFont(TTFont(name, path))
-    return name
+def _chain(spec: FontSpec, fallbacks: tuple[FontFile, ...]) -> FontChain:
+    # One chain per style and process: each remembers which font prints which character.
+    own = tuple(FontFile(path, spec.package or "a font package") for path in spec.ttf)
+    return FontChain(own, spec.standard, fallbacks)
 
 
-def _font(spec: FontSpec) -> str:
-    for candidate in spec.ttf:
-        if Path(candidate).is_file():
-            return _register_ttf(candidate)
-    return spec.standard
-
-
-# Unicode category Cc (C0 and C1 controls) less newline and tab.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-
-
-def _clean(text: str) -> str:
-    # Control characters other than newline and tab have no glyph and can upset the PDF text
-    # operators; show them as U+FFFD rather than silently dropping what was recorded.
-    return _CONTROL.sub("\ufffd", text)
-
-
-def _markup(text: str) -> str:
-    return escape(_clean(text)).replace("\t", " ").replace("\n", "<br/>")
+def font_chains(layout: Layout) -> tuple[FontChain, FontChain, FontChain]:
+    """The regular, bold and mono font chains a layout names (bag labels use them too)."""
+    regular, bold, mono = (
+        _chain(spec, layout.font_fallbacks)
+        for spec in (layout.font_regular, layout.font_bold, layout.font_mono)
+    )
+    return regular, bold, mono
 
 
 @dataclass(frozen=True)
@@ -90,25 +74,26 @@ class _Styles:
     small: ParagraphStyle
     th: ParagraphStyle
     flag: ParagraphStyle
-    regular_font: str
-    bold_font: str
-    mono_font: str
+    regular: FontChain
+    bold: FontChain
+    mono_chain: FontChain
 
 
 def _styles(layout: Layout) -> _Styles:
-    regular, bold, mono = (
-        _font(layout.font_regular),
-        _font(layout.font_bold),
-        _font(layout.font_mono),
-    )
+    chains = font_chains(layout)
+    by_font = {c.primary: c for c in reversed(chains)}
+    regular, bold, mono = (c.primary for c in chains)
     text = colors.HexColor(layout.color_text)
     body_size = layout.size_body
 
     def style(name: str, font: str, size: float, **kw: Any) -> ParagraphStyle:
         kw.setdefault("textColor", text)
-        return ParagraphStyle(
+        made = ParagraphStyle(
             name, fontName=font, fontSize=size, leading=size * 1.22, splitLongWords=1, **kw
         )
+        # The chain travels with the style, so every paragraph finds its fallback fonts.
+        made.bedside_chain = by_font[font]
+        return made
 
     return _Styles(
         title=style("title", bold, layout.size_title, spaceAfter=2),
@@ -131,14 +116,14 @@ def _styles(layout: Layout) -> _Styles:
         small=style("small", regular, layout.size_small),
         th=style("th", bold, layout.size_small),
         flag=style("flag", bold, layout.size_small, textColor=colors.HexColor(layout.color_flag)),
-        regular_font=regular,
-        bold_font=bold,
-        mono_font=mono,
+        regular=chains[0],
+        bold=chains[1],
+        mono_chain=chains[2],
     )
 
 
 def _para(text: str, style: ParagraphStyle) -> Paragraph:
-    return Paragraph(_markup(text), style)
+    return printed.paragraph(text, style, style.bedside_chain)
 
 
 def _grid(layout: Layout, header: bool) -> TableStyle:
@@ -248,7 +233,7 @@ def _signatures(
     for sig in document.signatures:
         data.append(
             [
-                _para(sig.printed_name, st.label),
+                _para(sig.signer, st.label),
                 _para(sig.role, st.body),
                 _para(sig.signed_at_utc, st.body),
                 _para(sig.meaning, st.label),
@@ -366,21 +351,6 @@ def _story(document: RecordDocument, layout: Layout, st: _Styles, width: float) 
     return story
 
 
-def _fit(text: str, font: str, size: float, width: float) -> str:
-    # Running headers are one line; the full text is in the body, so cut with an ellipsis.
-    text = _clean(text).replace("\n", " ").replace("\t", " ")
-    if pdfmetrics.stringWidth(text, font, size) <= width:
-        return text
-    low, high = 0, len(text)
-    while low < high:
-        mid = (low + high + 1) // 2
-        if pdfmetrics.stringWidth(text[:mid] + "…", font, size) <= width:
-            low = mid
-        else:
-            high = mid - 1
-    return text[:low] + "…"
-
-
 class _Chrome:
     """Header and footer of every page; drawn last, when the page count is known."""
 
@@ -412,28 +382,17 @@ class _Chrome:
         canvas.setFillColor(colors.HexColor(lay.color_text))
         size = lay.size_header
         y = page_h - lay.margins.top_mm * mm + size * 2.6
-        right_text = _fit(
-            self.text(lay.header_right, page, pages), self.st.regular_font, size, width * 0.4
+        regular, bold = self.st.regular, self.st.bold
+        right_text = printed.fit(
+            self.text(lay.header_right, page, pages), regular, size, width * 0.4
         )
-        right_w = pdfmetrics.stringWidth(right_text, self.st.regular_font, size)
-        canvas.setFont(self.st.bold_font, size)
-        canvas.drawString(
-            left,
-            y,
-            _fit(
-                self.text(lay.header_left, page, pages),
-                self.st.bold_font,
-                size,
-                width - right_w - 12,
-            ),
+        right_w = printed.draw(canvas, right, y, right_text, regular, size, right=True)
+        left_text = self.text(lay.header_left, page, pages)
+        printed.draw(
+            canvas, left, y, printed.fit(left_text, bold, size, width - right_w - 12), bold, size
         )
-        canvas.setFont(self.st.regular_font, size)
-        canvas.drawRightString(right, y, right_text)
-        canvas.drawString(
-            left,
-            y - size * 1.3,
-            _fit(self.text(lay.header_second, page, pages), self.st.regular_font, size, width),
-        )
+        second = printed.fit(self.text(lay.header_second, page, pages), regular, size, width)
+        printed.draw(canvas, left, y - size * 1.3, second, regular, size)
         canvas.setStrokeColor(colors.HexColor(lay.color_rule))
         canvas.setLineWidth(0.5)
         line_y = y - size * 1.3 - 3
@@ -444,19 +403,11 @@ class _Chrome:
         canvas.line(left, y + size * 1.3, right, y + size * 1.3)
         canvas.setFillColor(colors.HexColor(lay.color_muted))
         right_text = self.text(lay.footer_right, page, pages)
-        right_w = pdfmetrics.stringWidth(right_text, self.st.regular_font, size)
-        canvas.setFont(self.st.regular_font, size)
-        canvas.drawRightString(right, y, right_text)
-        canvas.drawString(
-            left,
-            y,
-            _fit(
-                self.text(lay.footer_left, page, pages),
-                self.st.regular_font,
-                size,
-                width - right_w - 12,
-            ),
+        right_w = printed.draw(canvas, right, y, right_text, regular, size, right=True)
+        footer = printed.fit(
+            self.text(lay.footer_left, page, pages), regular, size, width - right_w - 12
         )
+        printed.draw(canvas, left, y, footer, regular, size)
         canvas.restoreState()
 
 

@@ -56,6 +56,8 @@ class Check:
     name: str
     status: Status
     message: str
+    # Something the auditor should know even when the check passes (printed with OK results).
+    note: str = ""
 
     @property
     def passed(self) -> bool:
@@ -85,7 +87,9 @@ class VerificationResult:
             "sha256": self.sha256,
             "signers": list(self.signers),
             "checks": [
-                {"name": c.name, "status": c.status, "message": c.message} for c in self.checks
+                {"name": c.name, "status": c.status, "message": c.message}
+                | ({"note": c.note} if c.note else {})
+                for c in self.checks
             ],
         }
 
@@ -107,8 +111,8 @@ class _Run:
     def __init__(self) -> None:
         self.checks: dict[str, Check] = {}
 
-    def put(self, name: str, status: Status, message: str) -> None:
-        self.checks[name] = Check(name, status, message)
+    def put(self, name: str, status: Status, message: str, note: str = "") -> None:
+        self.checks[name] = Check(name, status, message, note)
 
     def skip_rest(self, reason: str) -> None:
         for name in CHECK_NAMES:
@@ -180,10 +184,26 @@ class Verifier:
             return
 
         statuses: list[tuple[str, PdfSignatureStatus]] = []
+        stray: list[str] = []
         for sig in sigs:
-            status = validate_pdf_signature(sig, self._context(), key_usage_settings=_KEY_USAGE)
+            try:
+                status = validate_pdf_signature(sig, self._context(), key_usage_settings=_KEY_USAGE)
+            except Exception as exc:
+                if not _document_digest_intact(sig):
+                    raise
+                # The signed bytes still match; what broke is the signature's own container,
+                # e.g. a byte of its certificate bundle. Say where, not just "unreadable".
+                run.put(
+                    "signature_intact",
+                    "fail",
+                    f"{sig.field_name}: the signed bytes are unchanged, but the signature's own "
+                    f"container was altered: {_gap(sig)}. {_describe(exc)}",
+                )
+                run.skip_rest("signature_intact failed")
+                return
             statuses.append((str(sig.field_name), status))
             signers.append(str(status.signing_cert.subject.human_friendly))
+            stray += _off_chain_certificates(sig, status)
 
         broken = [
             f"{name}: {'digest mismatch' if not s.intact else 'bad signature value'}"
@@ -210,11 +230,21 @@ class Verifier:
         else:
             run.put("certificate_trusted", "pass", "every signer chains to a trust root")
 
-        run.put("covers_whole_file", *self._coverage(statuses, len(pdf_bytes)))
+        status_word, message = self._coverage(statuses, len(pdf_bytes), sigs[-1])
+        note = ""
+        if stray:
+            note = (
+                f"the certificate bundle inside the signature holds "
+                f"{len(stray)} certificate(s) that are not on the chain to the trust root "
+                f"({'; '.join(stray)}). If one was changed after signing, what was signed is "
+                "still unchanged (the bundle is outside the signed byte range), but the file's "
+                "SHA-256 no longer matches the archive's or SHA256SUMS: compare them to tell"
+            )
+        run.put("covers_whole_file", status_word, message, note)
 
     @staticmethod
     def _coverage(
-        statuses: Sequence[tuple[str, PdfSignatureStatus]], size: int
+        statuses: Sequence[tuple[str, PdfSignatureStatus]], size: int, last_sig: Any
     ) -> tuple[Status, str]:
         last_name, last = statuses[-1]
         if last.coverage != SignatureCoverageLevel.ENTIRE_FILE:
@@ -229,7 +259,47 @@ class Verifier:
                     f"the revision signed by {name} was changed afterwards "
                     f"({level.name if level else 'unknown'})"
                 )
-        return "pass", f"the last signature ({last_name}) covers all {size} bytes"
+        return "pass", (
+            f"the last signature ({last_name}) covers all {size} bytes except its own "
+            f"container ({_gap(last_sig)})"
+        )
+
+
+def _gap(sig: Any) -> str:
+    # A PDF signature signs the whole file but the hole it is written into: its /Contents
+    # value, which holds the CMS signature and its certificate bundle.
+    start, first_len, second_start, _ = (int(x) for x in sig.byte_range)
+    return (
+        f"bytes {start + first_len}-{second_start - 1}, the /Contents value holding the CMS "
+        "signature and its certificate bundle, which no PDF signature can cover; they are "
+        "checked by the signature value and the chain to the trust root instead"
+    )
+
+
+def _document_digest_intact(sig: Any) -> bool:
+    """Whether the signed byte range still hashes to the digest the signer signed."""
+    try:
+        for attr in sig.signer_info["signed_attrs"]:
+            if attr["type"].native == "message_digest":
+                return bool(attr["values"][0].native == sig.compute_digest())
+    except Exception:  # a container too damaged to read says nothing either way
+        return False
+    return False
+
+
+def _off_chain_certificates(sig: Any, status: PdfSignatureStatus) -> list[str]:
+    """Certificates carried in the signature that play no part in the validated chain."""
+    path = status.validation_path
+    if path is None:
+        return []
+    on_path = {cert.dump() for cert in path.iter_certs(include_root=True)}
+    on_path.add(status.signing_cert.dump())
+    out = []
+    for choice in sig.signed_data["certificates"] or ():
+        cert = choice.chosen
+        if isinstance(cert, asn1_x509.Certificate) and cert.dump() not in on_path:
+            out.append(str(cert.subject.human_friendly))
+    return out
 
 
 def verify(

@@ -93,8 +93,9 @@ def search_archive(
     t = s.archived_records
     query = select(t)
     if text:
-        needle = text.strip().lower().replace("%", "").replace("_", "")
-        query = query.where(_text_match(conn, needle))
+        needle = text.strip().lower()
+        if needle:
+            query = query.where(_text_match(conn, needle))
     if mrn is not None:
         query = query.where(t.c.mrn == mrn)
     if case_id is not None:
@@ -122,5 +123,21 @@ def _text_match(conn: Connection, needle: str) -> ColumnElement[bool] | TextClau
             "archived_records.rowid IN (SELECT rowid FROM archive_text "
             "WHERE archive_text MATCH :archive_text_phrase)"
         ).bindparams(archive_text_phrase=phrase)
-    pattern = "%" + needle + "%"
-    return or_(t.c.patient_name.ilike(pattern), t.c.mrn.ilike(pattern))
+    # '%' and '_' typed by a person are text, never wildcards: escape them (and the escape
+    # character itself) so "100%" finds "100%" and not every name starting "100".
+    pattern = "%" + _escape_like(needle) + "%"
+    return or_(
+        t.c.patient_name.ilike(pattern, escape=_LIKE_ESCAPE),
+        t.c.mrn.ilike(pattern, escape=_LIKE_ESCAPE),
+    )
+
+
+_LIKE_ESCAPE = "/"
+
+
+def _escape_like(text: str) -> str:
+    return (
+        text.replace(_LIKE_ESCAPE, _LIKE_ESCAPE * 2)
+        .replace("%", _LIKE_ESCAPE + "%")
+        .replace("_", _LIKE_ESCAPE + "_")
+    )

@@ -1,7 +1,8 @@
 """Patients and their treatment courses: registration, look-up, and the checks on what is typed.
 
 An MRN identifies one patient; registering it twice is refused (field ``mrn``) and changes
-nothing. Names and dates of birth are validated here so every edge (CLI, web) says the same.
+nothing. Names and dates of birth are validated here so every edge (CLI, web) says the same;
+a name mixing look-alike scripts needs the registrar's confirmation (workflow/names.py).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from sqlalchemy.exc import IntegrityError as DBIntegrityError
 
 from workflow.errors import ConflictError, InputError, NotFound
 from workflow.events import canonical_json
+from workflow.names import check_name_parts
 
 from . import _schema as s
 from .models import COURSE_ACTIVE, COURSE_STATUSES, Course, Patient
@@ -86,12 +88,15 @@ def add_patient(
     date_of_birth: date | str,
     created_by: str,
     now: datetime,
+    confirm_mixed_script: bool = False,
 ) -> Patient:
+    family, given = clean_name("family_name", family_name), clean_name("given_name", given_name)
+    check_name_parts({"family_name": family, "given_name": given}, confirmed=confirm_mixed_script)
     patient = Patient(
         id=new_id(),
         mrn=clean_mrn(mrn),
-        family_name=clean_name("family_name", family_name),
-        given_name=clean_name("given_name", given_name),
+        family_name=family,
+        given_name=given,
         date_of_birth=clean_birth_date(date_of_birth, now.date()),
         created_at=now,
         created_by=created_by,

@@ -191,10 +191,12 @@ class Store:
         given_name: str,
         date_of_birth: date | str,
         created_by: str,
+        confirm_mixed_script: bool = False,
     ) -> Patient:
         """Register a patient. Raises InputError naming the field: ``mrn`` (missing, malformed
         or already registered: nothing is written), ``family_name``, ``given_name``,
-        ``date_of_birth`` (not YYYY-MM-DD, in the future, before 1900)."""
+        ``date_of_birth`` (not YYYY-MM-DD, in the future, before 1900); MixedScriptName
+        (a name mixing look-alike scripts, unless ``confirm_mixed_script``)."""
         with write_tx(self.engine) as conn:
             return patients.add_patient(
                 conn,
@@ -204,6 +206,7 @@ class Store:
                 date_of_birth=date_of_birth,
                 created_by=created_by,
                 now=self.clock.now(),
+                confirm_mixed_script=confirm_mixed_script,
             )
 
     def get_patient(self, patient_id: str) -> Patient:

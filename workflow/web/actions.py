@@ -244,6 +244,7 @@ def verify_record(web: Web, sha: str) -> dict[str, Any]:
 def user_json(user: User) -> dict[str, Any]:
     return {
         "username": user.username,
+        "id": user.id,
         "printed_name": user.printed_name,
         "roles": sorted(user.roles),
         "active": user.active,

@@ -211,6 +211,8 @@ class VerifyOut(BaseModel):
 
 class UserOut(BaseModel):
     username: str
+    # The account id records print beside the printed name.
+    id: str
     printed_name: str
     roles: list[str]
     active: bool
@@ -223,6 +225,9 @@ class UserIn(In):
     printed_name: str = Field(max_length=200)
     roles: list[str]
     password: str = Field(max_length=256)
+    # True once the admin has checked a printed name the API warned mixes look-alike scripts
+    # (422 ``mixed_script_name``): it is then registered exactly as typed.
+    confirm_mixed_script: bool = False
 
 
 class PasswordIn(In):
@@ -500,6 +505,7 @@ def add_user(request: Request, body: UserIn, viewer: Viewer = ADMIN_POST) -> Use
         body.password,
         by=viewer.user.id,
         must_change_password=True,
+        confirm_mixed_script=body.confirm_mixed_script,
     )
     return UserOut(**actions.user_json(user))
 

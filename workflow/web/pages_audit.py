@@ -10,6 +10,7 @@ from starlette.datastructures import FormData
 
 from workflow.errors import InputError
 from workflow.identity import ROLES
+from workflow.names import MixedScriptName
 
 from . import actions
 from .context import web_of
@@ -106,7 +107,9 @@ def users(request: Request) -> Response:
     return web.templates.TemplateResponse(request, "users.html", users_context(request, viewer))
 
 
-def users_context(request: Request, viewer: Viewer, notice: str = "") -> dict[str, object]:
+def users_context(
+    request: Request, viewer: Viewer, notice: str = "", typed: dict[str, object] | None = None
+) -> dict[str, object]:
     web = web_of(request)
 
     return {
@@ -115,6 +118,8 @@ def users_context(request: Request, viewer: Viewer, notice: str = "") -> dict[st
         "roles": sorted(ROLES),
         "notice": notice,
         "title": "Users",
+        # What the admin typed, shown again when the form is refused (never the password).
+        "typed": typed or {},
     }
 
 
@@ -123,15 +128,24 @@ def add_user(request: Request, form: FormData = FORM) -> Response:
     web = web_of(request)
     viewer = web.viewer(request, ADMIN)
     check_csrf(viewer, str(form.get("csrf_token", "")))
-    request.state.retry = ("users.html", users_context(request, viewer))
-    web.bedside.identity.add_user(
-        str(form.get("username", "")),
-        str(form.get("printed_name", "")),
-        [str(r) for r in form.getlist("roles")],
-        str(form.get("password", "")),
-        by=viewer.user.id,
-        must_change_password=True,
-    )
+    typed: dict[str, object] = {
+        "username": str(form.get("username", "")),
+        "printed_name": str(form.get("printed_name", "")),
+        "roles": [str(r) for r in form.getlist("roles")],
+    }
+    request.state.retry = ("users.html", users_context(request, viewer, typed=typed))
+    try:
+        web.bedside.identity.add_user(
+            str(typed["username"]),
+            str(typed["printed_name"]),
+            [str(r) for r in form.getlist("roles")],
+            str(form.get("password", "")),
+            by=viewer.user.id,
+            must_change_password=True,
+            confirm_mixed_script=form.get("confirm_mixed_script") == "on",
+        )
+    except MixedScriptName as warning:
+        raise warning.confirm_with("tick the confirmation below and create again") from None
     return RedirectResponse("/admin/users", status_code=303)
 
 

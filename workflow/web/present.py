@@ -39,6 +39,9 @@ def entry_json(case: Case, entry: Entry, tz: tzinfo, blinding: Blinding) -> dict
         "step": entry.step,
         "title": step.title,
         "signer": entry.signer.name,
+        # Printed names need not be unique over time (a leaver's name may be taken again):
+        # the account id beside it says which person signed.
+        "signer_id": entry.signer.user_id,
         "role": entry.signer.role,
         "meaning": entry.meaning,
         "at": format_time(entry.at),
