@@ -11,6 +11,7 @@ records are built, signed and archived.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -23,7 +24,7 @@ from . import pinning
 from .clock import Clock, SystemClock
 from .course import carried_holds, course_status
 from .course_start import DEFAULT_ROLES, retreatment_block, start_record
-from .errors import AuthError, ConflictError, InputError, NotFound, StepRefused
+from .errors import AuthError, BedsideError, ConflictError, InputError, NotFound, StepRefused
 from .events import Event, Signer
 from .identity import AuthRefused, Credentials, Identity, SessionPassword
 from .identity.errors import WRONG_ROLE
@@ -36,6 +37,7 @@ from .settings import Settings
 from .store import COURSE_ACTIVE, COURSE_DISCONTINUED, CaseRecord, Course, Patient, Store
 
 Proof = Credentials | SessionPassword
+log = logging.getLogger("bedside")
 
 # The record every ended case gets, archived after any other (see unarchived_cases).
 ADMINISTRATION_RECORD = "administration"
@@ -50,6 +52,9 @@ class CaseView:
 
     record: CaseRecord
     case: Case
+    # Set when the step was committed but its case's records could not be made now (a missing
+    # font, a signing fault): the step stands, and `archive catch-up` makes them later.
+    archive_error: str | None = None
 
     @property
     def version(self) -> int:
@@ -306,7 +311,15 @@ class Bedside:
             if course.status == COURSE_ACTIVE:
                 self.store.set_course_status(record.course_id, COURSE_DISCONTINUED)
         if case.closed and self.archiver is not None:
-            self.archiver(case, self.store.case_chain_hash(case_id))
+            try:
+                self.archiver(case, self.store.case_chain_hash(case_id))
+            except BedsideError as exc:
+                # The closing step is committed and acknowledged: failing it now would tell the
+                # nurse it was not signed. The case is "ended without records", which every
+                # server start, `bedside run` and `archive catch-up` finish (and `archive
+                # verify` reports), so the fault is logged loudly and returned with the view.
+                log.error("case %s ended but its records were not made: %s", case_id, exc)
+                return CaseView(record, case, archive_error=exc.message)
         return CaseView(record, case)
 
     def sign_step(

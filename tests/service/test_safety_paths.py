@@ -5,6 +5,7 @@ and what a refused signature may write."""
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
@@ -269,3 +270,23 @@ def test_what_was_typed_as_a_user_id_is_never_kept_in_the_case(app: Bedside) -> 
     assert failed[0].data["username"] is None and failed[0].data["user_id"] is None
     assert failed[1].data["username"] == "n.alvarez" and failed[1].data["user_id"]
     assert all(typed not in str(e.data) for e in events)
+
+
+def test_a_record_fault_after_the_closing_step_never_unsigns_it(app: Bedside, home: Path) -> None:
+    """The sign-off is committed before the records are made: a signing fault then (here the
+    signing key left readable by others, which signing refuses) is reported with the view and
+    the step stands; catch-up makes the records once the fault is mended."""
+    pid = patient(app)
+    course = app.start_course(pid, who("dr.okafor"), ATTESTED)
+    view = walk(app, open_and_order(app, course.id), until="record_sign_off")
+    key = next((home / "pki").glob("signing-key*.pem"))
+    key.chmod(0o644)
+    view = step(app, view)
+    assert view.case.state == "completed" and view.archive_error
+    assert app.load(view.case.case_id).case.state == "completed"
+    assert app.store.search_archive(case_id=view.case.case_id) == []
+    assert app.unarchived_cases() == [view.case.case_id]
+    key.chmod(0o600)
+    assert app.archive_pending() == [view.case.case_id]
+    kinds = sorted(r.kind for r in app.store.search_archive(case_id=view.case.case_id))
+    assert kinds == ["administration", "compounding"]

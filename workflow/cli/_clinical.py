@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -350,6 +351,12 @@ def run_script(args: argparse.Namespace) -> int:
         print(
             f"{n:>3}. {kind:<11} {view.case.case_id}  -> {view.case.state} (version {view.version})"
         )
+        if view.archive_error:
+            print(
+                f"     records not made yet ({view.archive_error}); "
+                "`bedside archive catch-up` makes them",
+                file=sys.stderr,
+            )
     return 0
 
 
