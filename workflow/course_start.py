@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from .errors import StepRefused
+from .errors import StepRefused, raise_all
 from .events import Signer, canonical_json, format_time, json_safe, sha256_hex
 from .items import parse_value, to_stored
 from .machine import Case
@@ -153,7 +153,7 @@ def _attested(protocol: Protocol, given: Mapping[str, Any], at: datetime) -> dic
             values[item.id] = to_stored(item, parse_value(item, raw, at))
         except StepRefused as exc:
             problems.append(exc)
-    _raise_all(problems)
+    raise_all(problems, "The course was not started")
     return values
 
 
@@ -181,17 +181,3 @@ def _override(
             f"{signer.name} signed as {signer.role}",
         )
     return {"reason": reason.strip(), "contraindication": block.to_json()}
-
-
-def _raise_all(problems: list[StepRefused]) -> None:
-    if len(problems) == 1:
-        raise problems[0]
-    if problems:
-        raise StepRefused(
-            problems[0].reason,
-            f"The course was not started; {len(problems)} entries need attention: "
-            + "; ".join(p.message for p in problems),
-            field=problems[0].field,
-            details=[p.message for p in problems],
-            fields=[str(p.field) for p in problems],
-        )

@@ -11,7 +11,7 @@ from typing import Any
 
 from transitions.extensions import GraphMachine
 
-from .machine import MISMATCH_SUFFIX, NEW_STATE, _states
+from .case_machine import MISMATCH_SUFFIX, NEW_STATE, _states
 from .protocol.model import HELD_STATE, Protocol
 
 

@@ -120,6 +120,22 @@ class StepRefused(BedsideError):
         return out
 
 
+def raise_all(problems: Sequence[StepRefused], what: str) -> None:
+    """Raise nothing, the one problem, or one refusal listing every problem at once (``what``
+    says what was not done), so a person fixes a form in one go."""
+    if len(problems) == 1:
+        raise problems[0]
+    if problems:
+        raise StepRefused(
+            problems[0].reason,
+            f"{what}; {len(problems)} entries need attention: "
+            + "; ".join(p.message for p in problems),
+            field=problems[0].field,
+            details=[p.message for p in problems],
+            fields=[str(p.field) for p in problems],
+        )
+
+
 class ConflictError(BedsideError):
     """Someone else changed the case first (optimistic concurrency); reload and retry."""
 
