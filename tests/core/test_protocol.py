@@ -330,3 +330,57 @@ def test_missing_file_is_a_protocol_error(tmp_path: Path) -> None:
     with pytest.raises(ProtocolError) as exc:
         load_protocol(tmp_path / "nope.yaml")
     assert "cannot read" in exc.value.message
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "marker", "fragment"),
+    [
+        (
+            "    warning: dose_not_label_dose\n",
+            "    warning: dose_too_low\n",
+            "warning: dose_too_low",
+            "is not a warning Bedside raises",
+        ),
+        (
+            "    warning: eligibility_test_old\n    step: eligibility\n",
+            "    warning: eligibility_test_old\n    step: order\n",
+            "    step: order",
+            "is never raised at step 'order'",
+        ),
+        (
+            "    item: dose_deviation_reason\n    roles: [prescriber]\n",
+            "    item: dose_deviation_reason\n    roles: [nurse]\n",
+            "    roles: [nurse]",
+            "nurse may not sign step 'order'",
+        ),
+        (
+            "    item: older_result_reason\n",
+            "    item: pft_result\n",
+            "    item: pft_result",
+            "must be an optional text item",
+        ),
+        (
+            "must_be: true, required: true, source: label_current}\n    - {id: no_organ_allograft",
+            "must_be: true, required: true}\n    - {id: no_organ_allograft",
+            "must_be: true, required: true}",
+            "must be a required boolean with must_be: true and a source",
+        ),
+        (
+            "    contraindicated_after: [sustained_vt,",
+            "    contraindicated_after: [spo2_below_90,",
+            "contraindicated_after: [spo2_below_90",
+            "'spo2_below_90' is not a discontinue rule",
+        ),
+    ],
+)
+def test_acknowledgements_and_course_start_are_checked_completely(
+    tmp_path: Path, old: str, new: str, marker: str, fragment: str
+) -> None:
+    """Issue 11: the sections that make a prescriber sign are validated before any machine is
+    built, each problem with its file and line."""
+    path, text = _broken(tmp_path, old, new)
+    lines = _refused(path)
+    hit = [line for line in lines if fragment in line]
+    assert hit, lines
+    changed = text[: text.index(new)].count("\n") + 1 + new[: new.index(marker.strip())].count("\n")
+    assert any(f":{changed}:" in line for line in hit), (changed, hit)

@@ -36,7 +36,6 @@ def acknowledgements(
     initial: str | None,
     eligibility_step: str | None,
 ) -> tuple[Acknowledgement, ...]:
-    by_id = {s.id: s for s in steps}
     out: list[Acknowledgement] = []
     seen: set[str] = set()
     for i, node in enumerate(seq):
@@ -44,9 +43,7 @@ def acknowledgements(
         if not r.ok:
             continue
         aid = r.ident("id")
-        warning = r.ident("warning")
-        step_id = r.ident("step")
-        item_id = r.ident("item")
+        fields = (r.ident("warning"), r.ident("step"), r.ident("item"))
         roles = r.ident_list("roles", required=True)
         refuse = r.flag("refuse")
         source = r.text("source")
@@ -59,42 +56,9 @@ def acknowledgements(
             continue
         if aid:
             seen.add(aid)
-        if warning is not None and warning not in WARNING_CODES:
-            v.issues.add(
-                r.line_of("warning"),
-                f"{r.where}.warning '{warning}' is not a warning Bedside raises "
-                f"(allowed: {', '.join(WARNING_CODES)})",
-            )
+        if not _acknowledgement_fits(v, r, fields, roles, steps, initial, eligibility_step):
             continue
-        step = by_id.get(step_id) if step_id else None
-        if step_id and steps and step is None:
-            v.issues.add(r.line_of("step"), f"{r.where}.step '{step_id}' does not exist")
-            continue
-        if step is not None and warning is not None:
-            arises = _where_warning_arises(warning, steps, initial, eligibility_step)
-            if step.id not in arises:
-                v.issues.add(
-                    r.line_of("step"),
-                    f"{r.where}: warning '{warning}' is never raised at step '{step.id}' "
-                    f"(it arises at: {', '.join(sorted(arises)) or 'no step'})",
-                )
-                continue
-            item = step.item(item_id) if item_id else None
-            if item_id and (item is None or item.type != "text" or item.required):
-                v.issues.add(
-                    r.line_of("item"),
-                    f"{r.where}.item '{item_id}' must be an optional text item of step "
-                    f"'{step.id}' (it holds the reason, required only when the warning arises)",
-                )
-                continue
-            outside = [role for role in roles if role not in step.roles]
-            if outside:
-                v.issues.add(
-                    r.line_of("roles"),
-                    f"{r.where}.roles: {', '.join(outside)} may not sign step '{step.id}' "
-                    f"(its roles: {', '.join(step.roles)})",
-                )
-                continue
+        warning, step_id, item_id = fields
         if aid and warning and step_id and item_id and roles and source:
             out.append(
                 Acknowledgement(
@@ -102,6 +66,58 @@ def acknowledgements(
                 )
             )
     return tuple(out)
+
+
+def _acknowledgement_fits(
+    v: _Validator,
+    r: MapReader,
+    fields: tuple[str | None, str | None, str | None],
+    roles: tuple[str, ...],
+    steps: tuple[Step, ...],
+    initial: str | None,
+    eligibility_step: str | None,
+) -> bool:
+    """The warning exists and arises at the step; the reason item is an optional text item of
+    that step; the roles may sign it. Each problem is reported with its line."""
+    warning, step_id, item_id = fields
+    if warning is not None and warning not in WARNING_CODES:
+        v.issues.add(
+            r.line_of("warning"),
+            f"{r.where}.warning '{warning}' is not a warning Bedside raises "
+            f"(allowed: {', '.join(WARNING_CODES)})",
+        )
+        return False
+    step = next((s for s in steps if s.id == step_id), None)
+    if step_id and steps and step is None:
+        v.issues.add(r.line_of("step"), f"{r.where}.step '{step_id}' does not exist")
+        return False
+    if step is None or warning is None:
+        return True
+    arises = _where_warning_arises(warning, steps, initial, eligibility_step)
+    if step.id not in arises:
+        v.issues.add(
+            r.line_of("step"),
+            f"{r.where}: warning '{warning}' is never raised at step '{step.id}' "
+            f"(it arises at: {', '.join(sorted(arises)) or 'no step'})",
+        )
+        return False
+    item = step.item(item_id) if item_id else None
+    if item_id and (item is None or item.type != "text" or item.required):
+        v.issues.add(
+            r.line_of("item"),
+            f"{r.where}.item '{item_id}' must be an optional text item of step "
+            f"'{step.id}' (it holds the reason, required only when the warning arises)",
+        )
+        return False
+    outside = [role for role in roles if role not in step.roles]
+    if outside:
+        v.issues.add(
+            r.line_of("roles"),
+            f"{r.where}.roles: {', '.join(outside)} may not sign step '{step.id}' "
+            f"(its roles: {', '.join(step.roles)})",
+        )
+        return False
+    return True
 
 
 def course_start(v: _Validator, r: MapReader, rules: tuple[Rule, ...]) -> CourseStart | None:
@@ -121,10 +137,10 @@ def course_start(v: _Validator, r: MapReader, rules: tuple[Rule, ...]) -> Course
         )
     items: tuple[Item, ...] = ()
     parsed = v._items(seq, "course_start.attestations") if seq is not None else None
-    for it in parsed or ():
+    for i, it in enumerate(parsed or ()):
         if it.type != "boolean" or it.must_be is not True or not it.required or not it.source:
             v.issues.add(
-                seq.line if seq is not None else r.line,
+                seq.line_of(i) if seq is not None else r.line,
                 f"course_start.attestations: '{it.id}' must be a required boolean with "
                 "must_be: true and a source (an attestation is ticked, or the course waits)",
             )
