@@ -139,6 +139,15 @@ def test_checklist_show_marks_unconfirmed(capsys: pytest.CaptureFixture[str]) ->
     ]
 
 
+def test_checklist_show_lists_what_a_prescriber_signs(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "checklist", "show")
+    assert code == 0
+    assert "Course start (prescriber attests and signs as 'approved')" in out
+    assert "No organ allograft [label_current]" in out
+    assert "retreatment refused after: sustained_vt" in out
+    assert "eligibility_test_old at eligibility: prescriber signs with older_result_reason" in out
+
+
 def test_checklist_diagram_is_mermaid(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "checklist", "diagram")
     assert code == 0

@@ -104,6 +104,26 @@ def show(args: argparse.Namespace) -> int:
         for it in step.items:
             req = "required" if it.required else "optional"
             out.append(f"        - {it.label} ({it.type}, {req})")
+    start = p.course_start
+    if start is not None:
+        out += [
+            "",
+            f"Course start ({' or '.join(start.roles)} attests and signs as '{start.meaning}')",
+        ]
+        out += [f"  - {it.label} [{it.source}]" for it in start.items]
+        if start.retreatment is not None:
+            r = start.retreatment
+            who = " or ".join(r.override_roles) or "nobody (hard stop)"
+            out.append(
+                f"  retreatment refused after: {', '.join(r.contraindicated_after)} "
+                f"[{r.source}]; override with a signed reason: {who}"
+            )
+    if p.acknowledgements:
+        out += ["", "Warnings a signature must answer"]
+        for a in p.acknowledgements:
+            mark = "" if a.confirmed else " [UNCONFIRMED]"
+            how = "hard stop" if a.refuse else f"{' or '.join(a.roles)} signs with {a.item}"
+            out.append(f"  {a.warning} at {a.step}: {how} [{a.source}]{mark}")
     out += ["", "Hold and discontinue rules"]
     for r in p.rules:
         mark = "" if r.confirmed else " [UNCONFIRMED]"
