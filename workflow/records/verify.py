@@ -11,7 +11,7 @@ import hashlib
 import io
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, TypeAlias
 
@@ -24,6 +24,9 @@ from pyhanko.sign.validation import validate_pdf_signature
 from pyhanko.sign.validation.settings import KeyUsageConstraints
 from pyhanko.sign.validation.status import PdfSignatureStatus, SignatureCoverageLevel
 from pyhanko_certvalidator import ValidationContext
+
+from ..errors import IntegrityError
+from .embed import embedded_file
 
 Status = Literal["pass", "fail", "skip"]
 CHECK_NAMES = (
@@ -68,6 +71,10 @@ class VerificationResult:
     checks: tuple[Check, ...]
     signers: tuple[str, ...] = ()
     sha256: str = ""
+    # The embedded file asked for with ``verify(..., attachment=NAME)``, read from the same
+    # parse as the signatures (None when absent or unreadable: ``attachment_problem`` says why).
+    attachment: bytes | None = field(default=None, repr=False, compare=False)
+    attachment_problem: str | None = None
 
     def check(self, name: str) -> Check:
         for c in self.checks:
@@ -134,12 +141,21 @@ class Verifier:
             revocation_mode="soft-fail",
         )
 
-    def verify(self, pdf_bytes: bytes, expected_sha256: str | None = None) -> VerificationResult:
+    def verify(
+        self,
+        pdf_bytes: bytes,
+        expected_sha256: str | None = None,
+        *,
+        attachment: str | None = None,
+    ) -> VerificationResult:
+        """Check one PDF. ``attachment`` names an embedded file (``events.json``) to hand back
+        from the same parse, so checking a record and reading its events parse it once."""
         run = _Run()
         digest = hashlib.sha256(pdf_bytes).hexdigest()
         signers: list[str] = []
+        found: dict[str, bytes | str] = {}
         try:
-            self._signature_checks(pdf_bytes, run, signers)
+            self._signature_checks(pdf_bytes, run, signers, attachment, found)
         except Exception as exc:  # hostile input may break the parser anywhere: report it
             pending = next((n for n in CHECK_NAMES[:-1] if n not in run.checks), "parsed")
             run.put(pending, "fail", f"unreadable: {_describe(exc)}")
@@ -158,14 +174,37 @@ class Verifier:
         ok = all(c.status != "fail" for c in checks) and all(
             c.passed for c in checks if c.name != "matches_archive"
         )
-        return VerificationResult(ok, checks, tuple(signers), digest)
+        data = found.get("data")
+        problem = found.get("problem")
+        if attachment is not None and data is None and problem is None:
+            problem = "the file could not be parsed"
+        return VerificationResult(
+            ok,
+            checks,
+            tuple(signers),
+            digest,
+            data if isinstance(data, bytes) else None,
+            str(problem) if problem is not None else None,
+        )
 
-    def _signature_checks(self, pdf_bytes: bytes, run: _Run, signers: list[str]) -> None:
+    def _signature_checks(
+        self,
+        pdf_bytes: bytes,
+        run: _Run,
+        signers: list[str],
+        attachment: str | None = None,
+        found: dict[str, bytes | str] | None = None,
+    ) -> None:
         if pdf_bytes.lstrip()[:5] != b"%PDF-":
             run.put("parsed", "fail", "not a PDF file (no %PDF- header)")
             run.skip_rest("the file is not a PDF")
             return
         reader = PdfFileReader(io.BytesIO(pdf_bytes), strict=False)
+        if attachment is not None and found is not None:
+            try:
+                found["data"] = embedded_file(reader, attachment)
+            except IntegrityError as exc:
+                found["problem"] = exc.message
         sigs = list(reader.embedded_regular_signatures)
         run.put("parsed", "pass", f"PDF with {reader.xrefs.total_revisions} revision(s)")
         if not sigs:
