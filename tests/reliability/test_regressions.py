@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
+from store.forgery import delete_index_rows, forge_event
 
 from workflow.clock import FixedClock
 from workflow.demo import run_persistent
@@ -22,7 +23,6 @@ from workflow.store import open_store
 from workflow.store._tx import read_tx, write_tx
 from workflow.web import WebSettings, create_app
 
-from .forgery import delete_index_rows, forge_event
 from .harness import PASSWORD, PEOPLE, SIGNER, STEP_IDS, bedside
 from .web_harness import Server, entries
 
@@ -205,7 +205,9 @@ def test_a_forged_and_rehashed_event_is_caught_by_both_verifies_and_refused_by_c
             assert data["values"]["vial_lot"]
             data["values"]["vial_lot"] = "FORGED-LOT-1"
 
-        seq = forge_event(engine, dose.case_id, "reconstitution", relabel)
+        events = app.store.load_events(dose.case_id)
+        seq = next(e.seq for e in events if e.step == "reconstitution")
+        forge_event(engine, dose.case_id, seq, relabel)
         # The forgery is consistent as far as the database can tell.
         assert app.store.verify_chains().ok
     finally:

@@ -21,16 +21,14 @@ from workflow.store.chain import GENESIS_HASH, event_hash, link_hash
 
 
 def forge_event(
-    engine: Engine, case_id: str, step: str, change: Callable[[dict[str, Any]], None]
-) -> int:
-    """Change the data of the case's first signed ``step`` event with ``change`` and recompute
-    every hash after it. Returns the edited event's seq."""
+    engine: Engine, case_id: str, seq: int, change: Callable[[dict[str, Any]], None]
+) -> None:
+    """Change the data of the case's event ``seq`` with ``change`` and recompute every hash
+    after it."""
     ev, sig = s.events, s.signatures
     with engine.begin() as conn:
-        target = conn.execute(
-            select(ev).where(ev.c.case_id == case_id, ev.c.step == step).order_by(ev.c.seq)
-        ).first()
-        assert target is not None, f"no {step} event in case {case_id}"
+        target = conn.execute(select(ev).where(ev.c.case_id == case_id, ev.c.seq == seq)).first()
+        assert target is not None, f"no event {seq} in case {case_id}"
         data = json.loads(target.data)
         change(data)
         conn.execute(update(ev).where(ev.c.id == target.id).values(data=json.dumps(data)))
@@ -57,7 +55,6 @@ def forge_event(
             chain = link_hash(chain, row.log_seq, row.hash)
             conn.execute(update(ev).where(ev.c.id == row.id).values(chain_hash=chain))
         conn.execute(update(s.log_head).where(s.log_head.c.id == 1).values(head_hash=chain))
-        return int(target.seq)
 
 
 def delete_index_rows(engine: Engine, case_id: str) -> int:
