@@ -271,3 +271,18 @@ def check_against(checkpoints: Iterable[Checkpoint], report: ChainReport) -> lis
                 "(the chain was recomputed)"
             )
     return problems
+
+
+def where_changed(checkpoints: Iterable[Checkpoint], report: ChainReport) -> str | None:
+    """Between which log positions the change lies: after the longest checkpoint the log still
+    matches, at or before the shortest one it contradicts (None when none is contradicted)."""
+    held = [cp.length for cp in checkpoints if report.chain_at.get(cp.length) == cp.hash]
+    broken = [cp.length for cp in checkpoints if report.chain_at.get(cp.length) != cp.hash]
+    if not broken:
+        return None
+    first_bad = min(broken)
+    last_good = max((n for n in held if n < first_bad), default=0)
+    return (
+        f"the log matches the checkpoints up to position {last_good}; the change lies in "
+        f"positions {last_good + 1}-{first_bad}"
+    )

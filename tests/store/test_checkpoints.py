@@ -21,6 +21,7 @@ from workflow.checkpoints import (
     folder_key,
     load_checkpoint_key,
     read_checkpoints,
+    where_changed,
 )
 from workflow.clock import FixedClock
 from workflow.store import CaseRecord, Store
@@ -82,6 +83,23 @@ def test_a_recomputed_chain_contradicts_an_earlier_checkpoint(
     assert store.verify_chains().ok  # consistent as far as the database can tell
     (problem,) = _problems(store, writer.folder)
     assert "chain hash at position 8" in problem and "the chain was recomputed" in problem
+
+
+def test_checkpoints_narrow_down_where_the_change_lies(
+    store: Store, clock: FixedClock, tmp_path: Path
+) -> None:
+    a = open_case(store, course_for_new_patient(store))
+    writer = _writer(tmp_path)
+    for _ in range(3):  # checkpoints at 3, 5 and 7 events
+        a = append_steps(store, a, 2)
+        writer.write(*store.log_head(), clock.now(), REASON_VERIFY)
+    forge_event(store.engine, a.id, 4, lambda data: data.update(n=99))  # position 4
+    found = read_checkpoints(writer.folder, folder_key(writer.folder))
+    report = store.verify_chains({cp.length for cp in found.checkpoints})
+    assert len(check_against(found.checkpoints, report)) == 2  # at 5 and at 7
+    assert where_changed(found.checkpoints, report) == (
+        "the log matches the checkpoints up to position 3; the change lies in positions 4-5"
+    )
 
 
 def test_an_edit_after_the_checkpoint_is_not_its_business(

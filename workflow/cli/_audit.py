@@ -19,6 +19,7 @@ from ..checkpoints import (
     folder_key,
     load_checkpoint_key,
     read_checkpoints,
+    where_changed,
 )
 from ..checkpoints import KEY_FILE as CHECKPOINT_KEY_FILE
 from ..errors import InputError, IntegrityError
@@ -118,8 +119,9 @@ def audit_verify(args: argparse.Namespace) -> int:
         )
         if checkpoints:
             newest = max(cp.length for cp in checkpoints)
+            n = len(checkpoints)
             print(
-                f"ok: {len(checkpoints)} signed checkpoints match the log "
+                f"ok: {n} signed checkpoint{'s' if n != 1 else ''} match the log "
                 f"(the newest covers {newest} of {report.log_length} events)"
             )
         else:
@@ -141,6 +143,9 @@ def audit_verify(args: argparse.Namespace) -> int:
             print(f"  also: {also}", file=sys.stderr)
     for problem in problems:
         print(f"  CHECKPOINT: {problem}", file=sys.stderr)
+    narrowed = where_changed(checkpoints, report)
+    if narrowed:
+        print(f"  {narrowed}", file=sys.stderr)
     return 1
 
 
