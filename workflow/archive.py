@@ -9,6 +9,7 @@ same events twice is a no-op. Verification needs only the PDF and the site's CA 
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -28,6 +29,7 @@ from .records.embed import extract_events
 from .records.pki import PkiPaths, load_signer, load_trust_roots
 from .records.signing_pool import SigningPool, render_and_sign
 from .records.verify import VerificationResult, Verifier
+from .seed import PLACEHOLDER_PATH
 from .signed_events import first_difference
 from .store import ArchivedRecord, Store
 
@@ -288,6 +290,7 @@ class Archive:
         catch-up indexes it instead of signing a second copy; any other is removed. Old
         temporary files of checkpoints go too.
         """
+        self.note_indexed_records()
         now = time.time()
         noted: set[str] | None = None
         completed: list[str] = []
@@ -311,6 +314,23 @@ class Archive:
             except FileNotFoundError:  # its writer finished (or another sweep) meanwhile
                 continue
         return Sweep(tuple(completed), tuple(removed))
+
+    def note_indexed_records(self) -> int:
+        """Once per archive: note by case every record indexed before the register existed
+        (archives made by an earlier Bedside), so the refusal to sign over a disagreeing record
+        does not depend on index rows for them either. Returns how many were noted."""
+        stamp = self.register.complete_stamp
+        if stamp.exists():
+            return 0
+        n = 0
+        for rec in self.iter_records():
+            if rec.path != PLACEHOLDER_PATH and rec.sha256 in self.blobs:
+                self.register.note(rec.case_id, rec.sha256, rec.kind, durable=False)
+                n += 1
+        os.sync()  # every note on disk before the stamp says so
+        stamp.parent.mkdir(parents=True, exist_ok=True)
+        stamp.touch()
+        return n
 
     def _checkpoint_leftovers(self) -> list[Path]:
         folder = self.home / CHECKPOINT_DIR

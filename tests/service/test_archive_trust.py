@@ -6,6 +6,7 @@ archived again, and cut-off writes are finished or cleared rather than left unre
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -152,3 +153,27 @@ def test_cut_off_writes_are_finished_or_cleared_and_reported_until_then(
     assert young.exists()  # a live writer's file is left alone
     young.unlink()
     assert archive.verify_all().ok
+
+
+def test_records_of_an_older_archive_are_noted_once_so_they_are_defended_too(
+    app: Bedside, home: Path
+) -> None:
+    """An archive made before the register existed has index rows only. The first sweep
+    (`serve` start-up, `archive catch-up`) notes them all, once; after that, deleting their
+    index rows no longer lets a catch-up sign over them."""
+    view = _completed(app)
+    archive = Archive(home, app.store)
+    shutil.rmtree(home / "archive" / "by-case")  # as an earlier Bedside left it
+    assert archive.register.noted(view.case.case_id) == []
+    archive.sweep()
+    assert len(archive.register.noted(view.case.case_id)) == 2
+    assert archive.note_indexed_records() == 0  # done once
+    seq = _seq_of(view, "dilution")
+    forge_event(
+        app.store.engine, view.case.case_id, seq, lambda d: d["values"].update(d5w_lot="X1")
+    )
+    delete_index_rows(app.store.engine, view.case.case_id)
+    with pytest.raises(
+        IntegrityError, match=f"event {seq} \\(dilution\\) differs in data.values.d5w_lot"
+    ):
+        app.archive_pending()

@@ -48,8 +48,9 @@ class CaseRegister:
     def folder(self, case_id: str) -> Path:
         return self.root / _folder_name(case_id)
 
-    def note(self, case_id: str, sha256: str, kind: str) -> None:
-        """Record that a record of ``kind`` with this hash is being stored for the case."""
+    def note(self, case_id: str, sha256: str, kind: str, *, durable: bool = True) -> None:
+        """Record that a record of ``kind`` with this hash is being stored for the case.
+        ``durable=False`` leaves the fsyncs to the caller (a back-fill of many, synced once)."""
         if not _SAFE.match(kind) or len(sha256) != 64 or not set(sha256) <= _HEX:
             raise ValueError(f"not a record name: {sha256}.{kind}")
         folder = self.folder(case_id)
@@ -59,6 +60,9 @@ class CaseRegister:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
         except FileExistsError:
             return
+        if not durable:
+            os.close(fd)
+            return
         os.fsync(fd)
         os.close(fd)
         dir_fd = os.open(folder, os.O_RDONLY)
@@ -66,6 +70,11 @@ class CaseRegister:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+    @property
+    def complete_stamp(self) -> Path:
+        """Present once every record indexed before the register existed has been noted."""
+        return self.root / ".complete"
 
     def withdraw(self, case_id: str, sha256: str, kind: str) -> None:
         """Only for a record its own writer withdrew (a lost race, blobstore.withdraw_unindexed)."""
