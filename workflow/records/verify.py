@@ -200,56 +200,62 @@ class Verifier:
             run.skip_rest("the file is not a PDF")
             return
         reader = PdfFileReader(io.BytesIO(pdf_bytes), strict=False)
-        if attachment is not None and found is not None:
-            try:
-                found["data"] = embedded_file(reader, attachment)
-            except IntegrityError as exc:
-                found["problem"] = exc.message
-        sigs = list(reader.embedded_regular_signatures)
-        run.put("parsed", "pass", f"PDF with {reader.xrefs.total_revisions} revision(s)")
-        if not sigs:
-            run.put("has_signature", "fail", "the PDF carries no signature")
-            run.skip_rest("there is no signature")
-            return
-        run.put("has_signature", "pass", f"{len(sigs)} signature(s)")
-        if not self._roots:
-            run.put("signature_intact", "skip", "not run: no trust roots given")
-            run.put("certificate_trusted", "fail", "no trust roots were given")
-            run.put("covers_whole_file", "skip", "not run: no trust roots given")
-            return
+        try:
+            sigs = list(reader.embedded_regular_signatures)
+            run.put("parsed", "pass", f"PDF with {reader.xrefs.total_revisions} revision(s)")
+            if not sigs:
+                run.put("has_signature", "fail", "the PDF carries no signature")
+                run.skip_rest("there is no signature")
+                return
+            run.put("has_signature", "pass", f"{len(sigs)} signature(s)")
+            if not self._roots:
+                run.put("signature_intact", "skip", "not run: no trust roots given")
+                run.put("certificate_trusted", "fail", "no trust roots were given")
+                run.put("covers_whole_file", "skip", "not run: no trust roots given")
+                return
 
-        statuses: list[tuple[str, PdfSignatureStatus]] = []
-        for sig in sigs:
-            status = validate_pdf_signature(sig, self._context(), key_usage_settings=_KEY_USAGE)
-            statuses.append((str(sig.field_name), status))
-            signers.append(str(status.signing_cert.subject.human_friendly))
+            statuses: list[tuple[str, PdfSignatureStatus]] = []
+            for sig in sigs:
+                status = validate_pdf_signature(sig, self._context(), key_usage_settings=_KEY_USAGE)
+                statuses.append((str(sig.field_name), status))
+                signers.append(str(status.signing_cert.subject.human_friendly))
 
-        broken = [
-            f"{name}: {'digest mismatch' if not s.intact else 'bad signature value'}"
-            for name, s in statuses
-            if not (s.intact and s.valid)
-        ]
-        if broken:
-            run.put("signature_intact", "fail", "; ".join(broken))
-        else:
-            run.put("signature_intact", "pass", "every signature matches the bytes it covers")
+            broken = [
+                f"{name}: {'digest mismatch' if not s.intact else 'bad signature value'}"
+                for name, s in statuses
+                if not (s.intact and s.valid)
+            ]
+            if broken:
+                run.put("signature_intact", "fail", "; ".join(broken))
+            else:
+                run.put("signature_intact", "pass", "every signature matches the bytes it covers")
 
-        # Trust is only judged for intact signatures: pyHanko does not evaluate the chain of a
-        # signature whose bytes no longer match, and "untrusted" there would mislead.
-        untrusted = [
-            f"{name}: {s.signing_cert.subject.human_friendly} "
-            f"({s.trust_problem_indic or 'untrusted'})"
-            for name, s in statuses
-            if s.intact and s.valid and not s.trusted
-        ]
-        if untrusted:
-            run.put("certificate_trusted", "fail", "; ".join(untrusted))
-        elif broken:
-            run.put("certificate_trusted", "skip", "not run: a signature is not intact")
-        else:
-            run.put("certificate_trusted", "pass", "every signer chains to a trust root")
+            # Trust is only judged for intact signatures: pyHanko does not evaluate the chain of a
+            # signature whose bytes no longer match, and "untrusted" there would mislead.
+            untrusted = [
+                f"{name}: {s.signing_cert.subject.human_friendly} "
+                f"({s.trust_problem_indic or 'untrusted'})"
+                for name, s in statuses
+                if s.intact and s.valid and not s.trusted
+            ]
+            if untrusted:
+                run.put("certificate_trusted", "fail", "; ".join(untrusted))
+            elif broken:
+                run.put("certificate_trusted", "skip", "not run: a signature is not intact")
+            else:
+                run.put("certificate_trusted", "pass", "every signer chains to a trust root")
 
-        run.put("covers_whole_file", *self._coverage(statuses, len(pdf_bytes)))
+            run.put("covers_whole_file", *self._coverage(statuses, len(pdf_bytes)))
+        finally:
+            # Read after the signatures, from the same parse: the objects they needed are
+            # read already, so the embedded file costs little more.
+            if attachment is not None and found is not None:
+                try:
+                    found["data"] = embedded_file(reader, attachment)
+                except IntegrityError as exc:
+                    found["problem"] = exc.message
+                except Exception as exc:  # hostile input: reported, never raised
+                    found["problem"] = _describe(exc)
 
     @staticmethod
     def _coverage(
