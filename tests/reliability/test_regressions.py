@@ -245,3 +245,11 @@ def test_a_forged_and_rehashed_event_is_caught_by_both_verifies_and_refused_by_c
     )
     assert "its events DISAGREE with the database" in verify_archive.stdout
     assert f"MISSING case {dose.case_id}" in verify_archive.stdout
+
+    # `bedside serve` catches up too before serving: it refuses the forged case just as loudly,
+    # and still serves the ward (returns once it answers).
+    server = Server(home, db_url, tmp_path / "serve.log")
+    server.stop()
+    log = (tmp_path / "serve.log").read_text()
+    assert "REFUSING TO SIGN" in log and dose.case_id in log and "Traceback" not in log
+    assert sorted((home / "archive").glob("??/*.pdf")) == archive_files
