@@ -9,15 +9,22 @@ same events twice is a no-op. Verification needs only the PDF and the site's CA 
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
-from collections.abc import Callable, Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from .archive_verify import LEFTOVER_AGE_S, ArchiveReport, verify_archive
 from .case_records import record_documents
+from .checkpoints import CHECKPOINT_DIR, REASON_ARCHIVE, CheckpointWriter, load_checkpoint_key
 from .errors import ConflictError, InputError, IntegrityError, NotFound
+from .events import canonical_json
 from .machine import Case
-from .records.blobstore import BlobStore
+from .records.blobstore import BlobStore, file_sha256
+from .records.case_register import CaseRegister
+from .records.document import RecordDocument
 from .records.embed import extract_events
 from .records.pki import (
     PkiPaths,
@@ -28,23 +35,32 @@ from .records.pki import (
 )
 from .records.signing_pool import SigningPool, render_and_sign
 from .records.verify import VerificationResult, Verifier
-from .seed import PLACEHOLDER_PATH, placeholder_sha256
+from .signed_events import first_difference
 from .store import ArchivedRecord, Store
+from .store.placeholders import PLACEHOLDER_PATH
+
+__all__ = ["ARCHIVE_DIR", "PKI_DIR", "Archive", "ArchiveReport", "Sweep"]
 
 PKI_DIR = "pki"
 ARCHIVE_DIR = "archive"
+REGISTER_DIR = "by-case"
 
 
 @dataclass(frozen=True)
-class ArchiveReport:
-    checked: int
-    failed: tuple[tuple[str, str], ...]  # (sha256, what failed)
-    # Index rows ``bedside dev seed`` wrote without a file: counted apart, never "verified".
-    placeholders: int = 0
+class Sweep:
+    """What :meth:`Archive.sweep` did: records completed (hashes), leftovers removed (paths)."""
 
-    @property
-    def ok(self) -> bool:
-        return not self.failed
+    completed: tuple[str, ...]
+    removed: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class _Signed:
+    """A record already signed for a case, with the canonical events signed into it."""
+
+    sha256: str
+    kind: str
+    events_json: bytes
 
 
 class Archive:
@@ -56,6 +72,7 @@ class Archive:
         self.signing = signing
         self.pki_dir = home / PKI_DIR
         self.blobs = BlobStore(home / ARCHIVE_DIR, suffix=".pdf")
+        self.register = CaseRegister(home / ARCHIVE_DIR / REGISTER_DIR)
 
     @property
     def ready(self) -> bool:
@@ -80,55 +97,153 @@ class Archive:
         Safe to run from several processes at once for one case: the index keeps one record
         per case, kind and embedded events (migration 0007), and a process that loses that race
         withdraws the file it wrote and answers with the winner's record.
+
+        Refuses (IntegrityError, nothing signed) when the case's events disagree with a record
+        already signed for it, found in the index or in the archive's own register of records
+        by case (records/case_register.py): the database was changed after that record was
+        signed, and signing again would put the site's signature on the changed events.
+        Every call that stores a record ends with a signed checkpoint of the whole log
+        (checkpoints.py).
         """
         load_signer(self.pki_dir)  # refuse missing or exposed signing material before any work
-        out: list[str] = []
+        documents = record_documents(case, chain_hash)
         existing = self.store.search_archive(case_id=case.case_id, limit=500)
-        for document in record_documents(case, chain_hash):
+        out: list[str | None] = []
+        for document in documents:
             events_sha = hashlib.sha256(document.events_json).hexdigest()
-            same = self._already_archived(existing, document.kind, document.events_json, events_sha)
-            if same is not None:
-                out.append(same)
+            out.append(
+                self._already_archived(existing, document.kind, document.events_json, events_sha)
+            )
+        if all(sha is not None for sha in out):
+            return [sha for sha in out if sha is not None]  # archived before: a no-op
+        signed = self._signed_for(case, existing)
+        made: list[dict[str, str]] = []
+        for n, document in enumerate(documents):
+            if out[n] is not None:
                 continue
+            sha = self._store_document(case, document, existing, signed)
+            out[n] = sha
+            made.append(
+                {
+                    "case_id": case.case_id,
+                    "kind": document.kind,
+                    "sha256": sha,
+                    "events_sha256": hashlib.sha256(document.events_json).hexdigest(),
+                }
+            )
+        self._checkpoint(made)
+        return [sha for sha in out if sha is not None]
+
+    def _store_document(
+        self,
+        case: Case,
+        document: RecordDocument,
+        existing: Sequence[ArchivedRecord],
+        signed: Sequence[_Signed],
+    ) -> str:
+        events_sha = hashlib.sha256(document.events_json).hexdigest()
+        indexed = {rec.sha256 for rec in existing}
+        adopt = next(
+            (
+                s
+                for s in signed
+                if s.kind == document.kind
+                and s.sha256 not in indexed
+                and s.events_json == document.events_json
+            ),
+            None,
+        )
+        if adopt is not None:
+            # A record this archive signed and stored for exactly these events, whose index row
+            # a crash cut off: index it rather than sign a second copy.
+            sha = adopt.sha256
+        else:
             if self.signing is not None:
                 pdf = self.signing.render_and_sign(document)
             else:
                 pdf = render_and_sign(document, self.pki_dir)
-            sha = self.blobs.put(pdf)
-            lots = _lots(case)
-            signers = sorted({s.signer for s in document.signatures})
-            assert case.patient is not None
-            record = ArchivedRecord(
-                sha256=sha,
-                case_id=case.case_id,
-                kind=document.kind,
-                patient_name=case.patient.name,
-                mrn=case.patient.mrn,
-                dose_label=f"cycle {case.cycle} dose {case.dose_in_cycle} "
-                f"(course dose {case.dose_in_course})",
-                cycle=case.cycle,
-                signed_at=case.events[-1].at,
-                lots=", ".join(lots),
-                signers="; ".join(signers),
-                state=case.state,
-                path=str(self.blobs.path(sha).relative_to(self.home)),
-                created_at=self.store.clock.now(),
-                events_sha256=events_sha,
-            )
+            sha = hashlib.sha256(pdf).hexdigest()
+            # Noted before the file is stored: no stored record is ever missing from the
+            # register, whatever the database later says.
+            self.register.note(case.case_id, sha, document.kind)
+            self.blobs.put(pdf)
+        lots = _lots(case)
+        signers = sorted({s.signer for s in document.signatures})
+        assert case.patient is not None
+        record = ArchivedRecord(
+            sha256=sha,
+            case_id=case.case_id,
+            kind=document.kind,
+            patient_name=case.patient.name,
+            mrn=case.patient.mrn,
+            dose_label=f"cycle {case.cycle} dose {case.dose_in_cycle} "
+            f"(course dose {case.dose_in_course})",
+            cycle=case.cycle,
+            signed_at=case.events[-1].at,
+            lots=", ".join(lots),
+            signers="; ".join(signers),
+            state=case.state,
+            path=str(self.blobs.path(sha).relative_to(self.home)),
+            created_at=self.store.clock.now(),
+            events_sha256=events_sha,
+        )
+        try:
+            self.store.add_archived_record(record)
+        except ConflictError:
+            winner = self.store.find_archived_record(case.case_id, document.kind, events_sha)
+            if winner is not None and winner.sha256 != sha:
+                # Another process archived these events first. Our file was never indexed,
+                # so nothing refers to it: withdraw it rather than leave a second signed
+                # copy of the same record lying in a write-once archive.
+                self.blobs.withdraw_unindexed(sha)
+                self.register.withdraw(case.case_id, sha, document.kind)
+                sha = winner.sha256
+            # Otherwise this file is indexed already: a retry after a crash between
+            # storing the file and indexing it.
+        return sha
+
+    def _signed_for(self, case: Case, existing: Sequence[ArchivedRecord]) -> list[_Signed]:
+        """Every record already signed for the case (its index rows and the archive's own
+        register), each with the events signed into it; IntegrityError when any disagrees
+        with the case's events as stored now."""
+        shas: dict[str, str] = {rec.sha256: rec.kind for rec in existing}
+        for noted in self.register.noted(case.case_id):
+            shas.setdefault(noted.sha256, noted.kind)
+        current = [e.to_json() for e in case.events]
+        out: list[_Signed] = []
+        for sha, kind in sorted(shas.items()):
+            if sha not in self.blobs:
+                continue  # a note whose file a crash cut off, or a lost file (verify reports it)
+            where = self.blobs.path(sha).relative_to(self.home)
             try:
-                self.store.add_archived_record(record)
-            except ConflictError:
-                winner = self.store.find_archived_record(case.case_id, document.kind, events_sha)
-                if winner is not None and winner.sha256 != sha:
-                    # Another process archived these events first. Our file was never indexed,
-                    # so nothing refers to it: withdraw it rather than leave a second signed
-                    # copy of the same record lying in a write-once archive.
-                    self.blobs.withdraw_unindexed(sha)
-                    sha = winner.sha256
-                # Otherwise this file is indexed already: a retry after a crash between
-                # storing the file and indexing it.
-            out.append(sha)
+                if not self.blobs.verify_blob(sha):
+                    raise IntegrityError("the file does not match its SHA-256")
+                embedded = extract_events(self.blobs.get(sha))
+                problem = first_difference(embedded, current)
+            except (IntegrityError, TypeError, ValueError) as exc:
+                message = exc.message if isinstance(exc, IntegrityError) else str(exc)
+                raise IntegrityError(
+                    f"case {case.case_id}: refusing to sign its records: the {kind} record "
+                    f"already signed for it ({where}) cannot be read ({message}); check it "
+                    "with `bedside archive verify`"
+                ) from None
+            if problem is not None:
+                raise IntegrityError(
+                    f"case {case.case_id}: REFUSING TO SIGN its records: its stored events "
+                    f"disagree with the {kind} record already signed for it ({where}): "
+                    f"{problem}. The database was changed after that record was signed; "
+                    "nothing was signed. Run `bedside audit verify` and `bedside archive "
+                    "verify`, and restore the events from a backup."
+                )
+            out.append(_Signed(sha, kind, canonical_json(embedded)))
         return out
+
+    def _checkpoint(self, records: Sequence[Mapping[str, str]]) -> None:
+        if not records:
+            return
+        length, head = self.store.log_head()
+        writer = CheckpointWriter(self.home / CHECKPOINT_DIR, load_checkpoint_key(self.pki_dir))
+        writer.write(length, head, self.store.clock.now(), REASON_ARCHIVE, records)
 
     def _already_archived(
         self,
@@ -148,8 +263,6 @@ class Archive:
                 embedded = extract_events(self.blobs.get(rec.sha256))
             except Exception:  # noqa: S112 - a damaged blob is verify's to report
                 continue
-            from .events import canonical_json
-
             if canonical_json(embedded) == events_json:
                 return rec.sha256
         return None
@@ -177,32 +290,66 @@ class Archive:
         return self.store.iter_archive(batch)
 
     def verify_all(self, progress: Callable[[int, int], None] | None = None) -> ArchiveReport:
-        """Every indexed record: the blob's hash, its signature and trust, whole-file coverage."""
-        records = list(self.iter_records())
-        verifier = Verifier(self.trust_roots())
-        failed: list[tuple[str, str]] = []
-        placeholders = 0
-        for n, rec in enumerate(records, 1):
-            if rec.path == PLACEHOLDER_PATH:
-                # Honest only while the key is the placeholder key of that case and kind: a
-                # real row relabelled as a placeholder (to hide a lost file) fails here.
-                if rec.sha256 == placeholder_sha256(rec.case_id, rec.kind):
-                    placeholders += 1
-                else:
-                    failed.append((rec.sha256, "marked as a seed placeholder but keyed as a file"))
-            elif rec.sha256 not in self.blobs:
-                failed.append((rec.sha256, "file missing from the archive"))
-            elif not self.blobs.verify_blob(rec.sha256):
-                failed.append((rec.sha256, "file does not match its SHA-256"))
-            else:
-                result = verifier.verify(self.blobs.get(rec.sha256), rec.sha256)
-                if not result.ok:
-                    failed.append(
-                        (rec.sha256, "; ".join(f"{c.name}: {c.message}" for c in result.failed))
-                    )
-            if progress is not None:
-                progress(n, len(records))
-        return ArchiveReport(len(records) - placeholders, tuple(failed), placeholders)
+        """Every indexed record (the blob's hash, its signature and trust, whole-file coverage,
+        and its signed events against the database's), then every file the index does not
+        know and every cut-off write (archive_verify.py)."""
+        return verify_archive(self, progress)
+
+    def sweep(self, min_age_s: float = LEFTOVER_AGE_S) -> Sweep:
+        """Clear what cut-off writes left (``bedside archive catch-up`` and ``serve`` run it).
+
+        A ``.incoming-*`` file older than ``min_age_s`` (a live writer's is seconds old) that
+        holds a whole record this archive noted for a case is linked into place, so the case's
+        catch-up indexes it instead of signing a second copy; any other is removed. Old
+        temporary files of checkpoints go too.
+        """
+        self.note_indexed_records()
+        now = time.time()
+        noted: set[str] | None = None
+        completed: list[str] = []
+        removed: list[str] = []
+        leftovers = [*self.blobs.leftovers(), *self._checkpoint_leftovers()]
+        for path in leftovers:
+            try:
+                if now - path.stat().st_mtime < min_age_s:
+                    continue
+                where = str(path.relative_to(self.home))
+                if path.parent.parent == self.blobs.root:
+                    sha = file_sha256(path)
+                    if noted is None:
+                        noted = {sha for sha, _ in self.register.kinds_by_sha()}
+                    if sha in noted and path.parent.name == sha[:2] and sha not in self.blobs:
+                        self.blobs.complete_leftover(path)
+                        completed.append(sha)
+                        continue
+                path.unlink()
+                removed.append(where)
+            except FileNotFoundError:  # its writer finished (or another sweep) meanwhile
+                continue
+        return Sweep(tuple(completed), tuple(removed))
+
+    def note_indexed_records(self) -> int:
+        """Once per archive: note by case every record indexed before the register existed
+        (archives made by an earlier Bedside), so the refusal to sign over a disagreeing record
+        does not depend on index rows for them either. Returns how many were noted."""
+        stamp = self.register.complete_stamp
+        if stamp.exists():
+            return 0
+        n = 0
+        for rec in self.iter_records():
+            if rec.path != PLACEHOLDER_PATH and rec.sha256 in self.blobs:
+                self.register.note(rec.case_id, rec.sha256, rec.kind, durable=False)
+                n += 1
+        os.sync()  # every note on disk before the stamp says so
+        stamp.parent.mkdir(parents=True, exist_ok=True)
+        stamp.touch()
+        return n
+
+    def _checkpoint_leftovers(self) -> list[Path]:
+        folder = self.home / CHECKPOINT_DIR
+        if not folder.is_dir():
+            return []
+        return sorted(p for p in folder.iterdir() if p.name.startswith(".incoming-"))
 
     def export(self, folder: Path, records: Sequence[ArchivedRecord]) -> Path:
         """PDFs, a SHA-256 manifest and the CA certificate, for checking offline."""

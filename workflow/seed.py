@@ -38,7 +38,7 @@ from .case_records import _COMPOUNDING_STEPS as _COMPOUNDING
 from .clock import FixedClock
 from .course import carried_holds, course_status
 from .errors import BedsideError, NotFound
-from .events import Event, Signer, sha256_hex
+from .events import Event, Signer
 from .identity import Identity
 from .machine import Case, PatientRef
 from .names import with_id
@@ -54,9 +54,9 @@ from .store import (
     Store,
 )
 from .store.bulk import BulkCase
+from .store.placeholders import PLACEHOLDER_PATH, placeholder_sha256
 from .walk import order_values, values_for
 
-PLACEHOLDER_PATH = "seed:no-file"
 SEED_PASSWORD = "seed-staff-2026!"  # noqa: S105 - dev seed accounts; printed by the command
 SEED_CREATOR = "dev-seed"
 PATIENTS_PER_WARD = 250
@@ -174,15 +174,6 @@ class SeedReport:
     placeholders: int
     seconds_building: float
     seconds_writing: float
-
-
-def placeholder_sha256(case_id: str, kind: str) -> str:
-    """The index key of a seeded record that has no file (see the module notes)."""
-    return sha256_hex(f"bedside-seed-placeholder\n{case_id}\n{kind}".encode())
-
-
-def is_placeholder(record: ArchivedRecord) -> bool:
-    return record.path == PLACEHOLDER_PATH
 
 
 @dataclass

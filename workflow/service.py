@@ -61,6 +61,14 @@ class CaseView:
         return self.record.version
 
 
+@dataclass(frozen=True)
+class CatchUp:
+    """What archiving the pending cases did: the cases archived, and those refused (why)."""
+
+    archived: list[str]
+    refused: dict[str, str]
+
+
 def patient_ref(patient: Patient) -> PatientRef:
     return PatientRef(patient.id, patient.mrn, patient.display_name, patient.date_of_birth)
 
@@ -422,17 +430,26 @@ class Bedside:
         """
         return self.store.cases_missing_record(self.protocol.final_states, ADMINISTRATION_RECORD)
 
-    def archive_pending(self) -> list[str]:
+    def archive_pending(self) -> CatchUp:
         """Sign and archive the records of every case :meth:`unarchived_cases` finds. The events
         are durable, so the records are rebuilt from them exactly; documents already archived
-        are kept (archiving is idempotent). Returns the case ids it archived."""
+        are kept (archiving is idempotent). A case the archive refuses (its events disagree with
+        a record already signed for it, or signing fails) is logged loudly and reported, and the
+        others are still archived: one forged case must not leave the rest without records."""
+        done: list[str] = []
+        refused: dict[str, str] = {}
         if self.archiver is None:
-            return []
-        pending = self.unarchived_cases()
-        for case_id in pending:
+            return CatchUp(done, refused)
+        for case_id in self.unarchived_cases():
             view = self.load(case_id)
-            self.archiver(view.case, self.store.case_chain_hash(case_id))
-        return pending
+            try:
+                self.archiver(view.case, self.store.case_chain_hash(case_id))
+            except BedsideError as exc:
+                log.error("case %s: records refused: %s", case_id, exc.message)
+                refused[case_id] = exc.message
+                continue
+            done.append(case_id)
+        return CatchUp(done, refused)
 
     # -- helpers ---------------------------------------------------------------------------------
     def _step(self, case_id: str, step_id: str) -> Any:

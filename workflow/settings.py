@@ -19,6 +19,7 @@ Example::
       min_password_length: 12
     web:
       idle_timeout_minutes: 15
+      session_retention_days: 30      # ended sessions (verifiers wiped) deleted after this
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ class Settings:
     time_zone: str = "UTC"
     security: SecurityPolicy = field(default_factory=SecurityPolicy)
     web_idle_timeout: timedelta = timedelta(minutes=15)
+    # How long an ended web session's row (who, when; never a verifier) is kept.
+    web_session_retention: timedelta = timedelta(days=30)
     source: str = "defaults"
 
     @property
@@ -108,7 +111,17 @@ def load_settings(home: Path) -> Settings:
         except InputError as exc:
             issues.add(security.line, f"security: {exc.message}")
     idle = timedelta(minutes=15)
+    retention = timedelta(days=30)
     if web is not None:
+        days = web.whole("session_retention_days", required=False)
+        if days is not None:
+            if not 1 <= days <= 3650:
+                issues.add(
+                    web.line_of("session_retention_days"),
+                    "web.session_retention_days must be between 1 and 3650",
+                )
+            else:
+                retention = timedelta(days=days)
         minutes = web.whole("idle_timeout_minutes", required=False)
         if minutes is not None:
             if minutes < 1:
@@ -126,5 +139,6 @@ def load_settings(home: Path) -> Settings:
         time_zone=str(values.get("time_zone", "UTC")),
         security=policy,
         web_idle_timeout=idle,
+        web_session_retention=retention,
         source=name,
     )

@@ -144,6 +144,9 @@ def test_init_makes_home_admin_and_signing_material(cli: Cli) -> None:
     setup_site(cli)
     assert (cli.home / "bedside.sqlite3").exists()
     assert (cli.home / "pki" / "signing-key.pem").exists() or any((cli.home / "pki").glob("*.pem"))
+    key = cli.home / "pki" / "checkpoint-key.pem"  # signs the log's checkpoints (issue 13.1)
+    assert key.exists() and key.stat().st_mode & 0o777 == 0o600
+    before = key.read_bytes()
     code, out, _ = cli("user", "list", "--json")
     users = {u["username"]: u for u in json.loads(out)}
     assert users["admin"]["roles"] == ["admin"] and users["n.chen"]["active"]
@@ -158,6 +161,7 @@ def test_init_makes_home_admin_and_signing_material(cli: Cli) -> None:
         stdin=PASSWORD + "\n",
     )
     assert code == 0 and "already" in out
+    assert key.read_bytes() == before  # kept, never replaced
 
 
 def test_user_lifecycle(cli: Cli) -> None:

@@ -24,7 +24,7 @@ def test_every_key_is_read(tmp_path: Path) -> None:
         "site: {name: Ward 7B, time_zone: Europe/Oslo}\n"
         "security: {max_failed_attempts: 3, lockout_minutes: 30, password_max_age_days: null,\n"
         "           session_idle_minutes: 10, session_max_hours: 8, min_password_length: 14}\n"
-        "web: {idle_timeout_minutes: 5}\n"
+        "web: {idle_timeout_minutes: 5, session_retention_days: 7}\n"
     )
     s = load_settings(tmp_path)
     assert s.site_name == "Ward 7B" and s.time_zone == "Europe/Oslo"
@@ -40,6 +40,7 @@ def test_every_key_is_read(tmp_path: Path) -> None:
         14,
     )
     assert s.web_idle_timeout == timedelta(minutes=5)
+    assert s.web_session_retention == timedelta(days=7)
 
 
 @pytest.mark.parametrize(
@@ -50,6 +51,7 @@ def test_every_key_is_read(tmp_path: Path) -> None:
         ("security:\n  lockout_minutes: soon\n", "must be a whole number", 2),
         ("security:\n  max_failed_attempts: 0\n", "must be 1 or more", 2),
         ("web: {idle_timeout_minutes: 0}\n", "must be 1 or more", 1),
+        ("web:\n  session_retention_days: 0\n", "session_retention_days must be between 1", 2),
         ("- a list\n", "must be a mapping", 1),
     ],
 )

@@ -375,7 +375,8 @@ class Campaign:
         archive = Archive(self.home, app.store)
         verifier = Verifier(list(load_trust_roots(archive.pki_dir)))
         temp = 0
-        for fan in sorted(p for p in archive.blobs.root.iterdir() if p.is_dir()):
+        fans = (p for p in archive.blobs.root.iterdir() if p.is_dir() and len(p.name) == 2)
+        for fan in sorted(fans):  # the fan-out folders (archive/by-case/ names records)
             for path in sorted(fan.iterdir()):
                 if path.name.startswith(".incoming-"):
                     temp += 1  # a write cut off before its link: never named, never indexed

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
+from store.forgery import delete_index_rows, forge_event
 
 from workflow.clock import FixedClock
 from workflow.demo import run_persistent
@@ -174,3 +175,81 @@ def test_a_signature_is_answered_with_the_version_it_made(tmp_path: Path) -> Non
         assert app.store.get_case(case_id).version == view.version + 2
     finally:
         app.store.close()
+
+
+def test_a_forged_and_rehashed_event_is_caught_by_both_verifies_and_refused_by_catch_up(
+    tmp_path: Path, db_url: str
+) -> None:
+    """Issue 13.1, written as the attack: someone with write access to the database edits a
+    vial lot, recomputes every SHA-256 with Bedside's own hashing, deletes the case's archive
+    index rows and runs `archive catch-up`. Before the fix both verifies passed, and catch-up
+    signed new records for the forged events with the site's key while the original signed
+    PDFs lay in `archive/` unindexed. Now catch-up refuses (nothing signed), `audit verify`
+    fails on the signed checkpoint the archiving left outside the database, and `archive
+    verify` names the original records and how their signed events differ."""
+    home = tmp_path / "home"
+    create_site_pki(home / "pki", organisation="Regression site")
+    clock = FixedClock(datetime(2026, 11, 2, 6, 0, tzinfo=UTC))
+    app = open_bedside(home, db_url, clock=clock)
+    try:
+        (dose,) = run_persistent(app, clock, 1)
+        assert dose.state == "completed" and len(dose.records) == 2
+        engine = app.store.engine
+        archive_files = sorted((home / "archive").glob("??/*.pdf"))
+        checkpoints = sorted((home / "checkpoints").glob("*.json"))
+        assert len(archive_files) == 2 and len(checkpoints) == 1
+        assert bedside(home, db_url, "audit", "verify").returncode == 0
+        assert bedside(home, db_url, "archive", "verify").returncode == 0
+
+        def relabel(data: dict[str, Any]) -> None:
+            assert data["values"]["vial_lot"]
+            data["values"]["vial_lot"] = "FORGED-LOT-1"
+
+        events = app.store.load_events(dose.case_id)
+        seq = next(e.seq for e in events if e.step == "reconstitution")
+        forge_event(engine, dose.case_id, seq, relabel)
+        # The forgery is consistent as far as the database can tell.
+        assert app.store.verify_chains().ok
+    finally:
+        app.store.close()
+
+    # With the index rows still there, the signed records already contradict the database.
+    verify_archive = bedside(home, db_url, "archive", "verify")
+    assert verify_archive.returncode == 1
+    assert verify_archive.stdout.count("FAILED") == 2
+    assert f"event {seq} (reconstitution) differs in data.values.vial_lot" in verify_archive.stdout
+
+    store = open_store(db_url)
+    try:
+        assert delete_index_rows(store.engine, dose.case_id) == 2
+    finally:
+        store.close()
+
+    caught = bedside(home, db_url, "archive", "catch-up")
+    assert caught.returncode == 1, caught.stdout
+    assert "REFUSING TO SIGN" in caught.stderr and dose.case_id in caught.stderr
+    assert f"event {seq} (reconstitution) differs in data.values.vial_lot" in caught.stderr
+    assert "Traceback" not in caught.stderr
+    # Nothing new was signed: the archive holds the two original records only.
+    assert sorted((home / "archive").glob("??/*.pdf")) == archive_files
+
+    audit = bedside(home, db_url, "audit", "verify")
+    assert audit.returncode == 1
+    assert "CHECKPOINT" in audit.stderr and "the chain was recomputed" in audit.stderr
+
+    verify_archive = bedside(home, db_url, "archive", "verify")
+    assert verify_archive.returncode == 1
+    assert verify_archive.stdout.count("UNINDEXED") == 2
+    assert f"a record of case {dose.case_id} that the archive index does not know" in (
+        verify_archive.stdout
+    )
+    assert "its events DISAGREE with the database" in verify_archive.stdout
+    assert f"MISSING case {dose.case_id}" in verify_archive.stdout
+
+    # `bedside serve` catches up too before serving: it refuses the forged case just as loudly,
+    # and still serves the ward (returns once it answers).
+    server = Server(home, db_url, tmp_path / "serve.log")
+    server.stop()
+    log = (tmp_path / "serve.log").read_text()
+    assert "REFUSING TO SIGN" in log and dose.case_id in log and "Traceback" not in log
+    assert sorted((home / "archive").glob("??/*.pdf")) == archive_files

@@ -19,9 +19,10 @@ from workflow.identity import Identity
 from workflow.machine import Case
 from workflow.protocol import Protocol
 from workflow.records.pki import create_site_pki
-from workflow.seed import PLACEHOLDER_PATH, is_placeholder, placeholder_sha256, seed
+from workflow.seed import seed
 from workflow.store import Store, migrate, open_store
 from workflow.store.engine import make_engine
+from workflow.store.placeholders import PLACEHOLDER_PATH, is_placeholder, placeholder_sha256
 from workflow.walk import values_for
 
 END = datetime(2026, 11, 2, 6, 0, tzinfo=UTC)

@@ -287,6 +287,6 @@ def test_a_record_fault_after_the_closing_step_never_unsigns_it(app: Bedside, ho
     assert app.store.search_archive(case_id=view.case.case_id) == []
     assert app.unarchived_cases() == [view.case.case_id]
     key.chmod(0o600)
-    assert app.archive_pending() == [view.case.case_id]
+    assert app.archive_pending().archived == [view.case.case_id]
     kinds = sorted(r.kind for r in app.store.search_archive(case_id=view.case.case_id))
     assert kinds == ["administration", "compounding"]

@@ -4,12 +4,18 @@ a wrong password is refused and counted exactly as before."""
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from datetime import timedelta
+from typing import Any
+
+from fastapi.testclient import TestClient
+from sqlalchemy import select, update
 from store.helpers import CountingHasher
 
 from workflow.service import CaseView
 from workflow.store import _schema as s
 from workflow.walk import values_for
+from workflow.web import WebSettings
+from workflow.web.sweeper import sweep_sessions
 
 from .conftest import PASSWORD, Site
 
@@ -114,3 +120,140 @@ def test_a_second_checker_who_signed_here_recently_gets_the_verifier_too(site: S
     password["n.chen"] = "a brand new long password"
     assert second_check() == (200, 1)  # the old verifier is bound to the old hash
     assert second_check() == (200, 0)
+
+
+def _session_rows(site: Site) -> list[Any]:
+    with site.bedside.store.engine.connect() as conn:
+        return list(conn.execute(select(s.web_sessions)).all())
+
+
+def test_a_lapsed_signing_period_wipes_its_verifier_and_a_full_check_makes_a_new_one(
+    site: Site,
+) -> None:
+    """Issue 13.2: the verifier stayed in a session whose 11.200 signing period had lapsed,
+    though it could never be used again: a database copy plus `pki/` was an HMAC-speed target.
+    It is now wiped by the request that finds the period lapsed; the next signature, with id
+    and password, runs the full check and leaves a new verifier for the new period."""
+    hasher = CountingHasher()
+    identity = site.bedside.identity
+    identity.passwords.hasher = hasher
+    identity.use_session_key(b"k" * 32)
+    view = site.walk_to("double_check_first")
+    nurse = site.client("n.alvarez")
+    (row,) = _session_rows(site)
+    assert "password_verifier" in row.data
+    # The tablet stays in use (the web session lives), but nobody signs for 16 minutes.
+    site.clock.advance(minutes=10)
+    assert nurse.get("/api/session").status_code == 200
+    site.clock.advance(minutes=6)
+    answer = nurse.get("/api/session")
+    assert answer.status_code == 200 and answer.json()["signing_lapsed"] is True
+    (row,) = _session_rows(site)
+    assert row.ended_at is None and "password_verifier" not in row.data
+    # The password alone is refused now; id and password start a new period.
+    body = {
+        "expected_version": view.version,
+        "values": values_for(view.case, "double_check_first", site.clock.now()),
+        "password": PASSWORD,
+    }
+    url = f"/api/cases/{view.case.case_id}/steps/double_check_first"
+    assert nurse.post(url, json=body).status_code == 401
+    view = site.bedside.load(view.case.case_id)  # the refusal is in the case's trail
+    before = hasher.verifications
+    body = {**body, "expected_version": view.version, "username": "n.alvarez"}
+    assert nurse.post(url, json=body).status_code == 200
+    assert hasher.verifications == before + 1
+    (row,) = _session_rows(site)
+    assert "password_verifier" in row.data
+    # ... and the next password-only signature in it uses that new verifier.
+    view = site.bedside.load(view.case.case_id)
+    site.clock.advance(minutes=1)
+    before = hasher.verifications
+    body = {
+        "expected_version": view.version,
+        "values": values_for(view.case, "double_check_second", site.clock.now()),
+        "password": PASSWORD,
+        "username": "n.chen",
+    }
+    url = f"/api/cases/{view.case.case_id}/steps/double_check_second"
+    assert nurse.post(url, json=body).status_code == 200
+    view = site.bedside.load(view.case.case_id)
+    before = hasher.verifications
+    body = {
+        "expected_version": view.version,
+        "values": values_for(view.case, "pre_infusion", site.clock.now()),
+        "password": PASSWORD,
+    }
+    url = f"/api/cases/{view.case.case_id}/steps/pre_infusion"
+    assert nurse.post(url, json=body).status_code == 200
+    assert hasher.verifications == before
+
+
+def test_the_sweep_ends_idle_sessions_drops_lapsed_verifiers_and_purges_old_ones(
+    site: Site,
+) -> None:
+    """Issue 13.2: a session nobody came back to was never ended, so its verifier (and every
+    co-signer's) stayed in the database for good. `bedside serve` now sweeps at start-up and
+    every few minutes: idle sessions end with their verifiers, lapsed verifiers of live
+    sessions go, and ended sessions older than the retention are deleted."""
+    identity = site.bedside.identity
+    identity.use_session_key(b"k" * 32)
+    settings = WebSettings(idle_timeout=timedelta(minutes=30), session_retention=timedelta(days=2))
+    abandoned = site.client("n.alvarez")
+    del abandoned  # the tablet was put down; nobody signs out
+    site.clock.advance(minutes=20)
+    kept = site.client("n.chen")  # signs in later and stays in use
+    site.clock.advance(minutes=14)
+    assert kept.get("/api/session").status_code == 200
+    swept = sweep_sessions(site.bedside, settings)
+    # n.alvarez: 34 minutes without a request, past the 30-minute web timeout: ended, wiped.
+    # n.chen: used a minute ago, but no signature for 14 minutes: still within 11.200.
+    assert (swept.ended, swept.wiped, swept.purged) == (1, 0, 0)
+    rows = {r.username: r for r in _session_rows(site)}
+    assert rows["n.alvarez"].ended_at is not None and rows["n.alvarez"].data == "{}"
+    assert "password_verifier" in rows["n.chen"].data
+    site.clock.advance(minutes=2)  # 16 minutes since n.chen's last signature: lapsed
+    assert kept.get("/api/session").status_code == 200
+    rows = {r.username: r for r in _session_rows(site)}
+    assert "password_verifier" not in rows["n.chen"].data  # wiped by that request already
+    site.clock.advance(days=2, minutes=1)
+    swept = sweep_sessions(site.bedside, settings)
+    assert swept.purged == 1  # n.alvarez's row: ended over two days ago
+    rows = {r.username: r for r in _session_rows(site)}
+    assert set(rows) == {"n.chen"} and rows["n.chen"].ended_at is not None
+
+
+def test_the_sweep_drops_a_lapsed_verifier_of_a_session_that_is_not_visited(
+    site: Site,
+) -> None:
+    """The request path wipes what it finds lapsed; the sweep does the same for a live session
+    no request touches (a long web timeout outlasting 11.200's 15 minutes), co-signers
+    included."""
+    identity = site.bedside.identity
+    identity.use_session_key(b"k" * 32)
+    settings = WebSettings(idle_timeout=timedelta(hours=2))
+    site.client("n.alvarez")
+    with site.bedside.store.engine.begin() as conn:
+        conn.execute(
+            update(s.web_sessions).values(
+                data='{"password_verifier": "a$b", "cosigners": {"n.chen": {"user_id": "x", '
+                '"started_at": "2026-11-02T06:00:00+00:00", "last_used_at": '
+                '"2026-11-02T06:00:00+00:00", "verifier": "c$d"}}}'
+            )
+        )
+    assert sweep_sessions(site.bedside, settings).wiped == 0  # all within the limits
+    site.clock.advance(minutes=16)
+    swept = sweep_sessions(site.bedside, settings)
+    assert (swept.ended, swept.wiped) == (0, 1)
+    (row,) = _session_rows(site)
+    assert row.ended_at is None and row.data == "{}"
+
+
+def test_serve_sweeps_before_it_serves(site: Site) -> None:
+    """The app's lifespan sweeps once before the first request, then on a schedule."""
+    site.bedside.identity.use_session_key(b"k" * 32)
+    site.client("n.alvarez")
+    site.clock.advance(minutes=16)
+    with TestClient(site.app):
+        (row,) = _session_rows(site)
+        assert row.ended_at is not None and row.data == "{}"

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..archive import PKI_DIR
+from ..checkpoints import load_checkpoint_key
 from ..errors import BedsideError, InputError, NotFound
 from ..identity import ROLES
 from ..identity.users import clean_printed_name
@@ -152,6 +153,9 @@ def init(args: argparse.Namespace) -> int:
     else:
         create_site_pki(pki, organisation=args.organisation)
         print(f"created a local CA and document-signing certificate in {pki}")
+    # The key that signs checkpoints of the event log (workflow/checkpoints.py): made now, so
+    # a copy of pki/ taken after init holds it; an existing one is kept.
+    load_checkpoint_key(pki)
     try:
         app.identity.get_user(args.admin)
         print(f"user {args.admin} already exists; left as it is")

@@ -10,11 +10,25 @@ from pathlib import Path
 from typing import Any
 
 from ..archive import Archive
+from ..archive_verify import LEFTOVER_AGE_S
+from ..checkpoints import (
+    CHECKPOINT_DIR,
+    REASON_VERIFY,
+    CheckpointSet,
+    CheckpointWriter,
+    check_against,
+    folder_key,
+    load_checkpoint_key,
+    read_checkpoints,
+    where_changed,
+)
+from ..checkpoints import KEY_FILE as CHECKPOINT_KEY_FILE
 from ..errors import InputError
 from ..events import format_time
 from ..names import with_id
 from ..records.verify import Verifier
 from ..restore import restore
+from ..service import Bedside
 from ..store import backup
 from ..store.backup import PG_RESTORE_HELP
 from ..store.engine import normalise_url
@@ -25,7 +39,22 @@ from ._common import print_json
 def register(sub: Any) -> None:
     a = sub.add_parser("audit", help="the tamper-evident event log")
     as_ = a.add_subparsers(dest="audit_command", metavar="ACTION", required=True)
-    v = as_.add_parser("verify", help="check every hash chain; exit 1 naming the first break")
+    v = as_.add_parser(
+        "verify",
+        help="check every hash chain and every signed checkpoint; exit 1 naming the first break",
+    )
+    v.add_argument(
+        "--checkpoint",
+        action="store_true",
+        help="when everything verifies, sign a checkpoint of the log's length and last hash",
+    )
+    v.add_argument(
+        "--checkpoints",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="also check the checkpoints in DIR (an exported copy, e.g. WORM storage)",
+    )
     v.set_defaults(handler=audit_verify)
     lg = as_.add_parser("log", help="a case's trail, every event in order")
     lg.add_argument("case_id")
@@ -91,17 +120,68 @@ def register(sub: Any) -> None:
 
 def audit_verify(args: argparse.Namespace) -> int:
     app = open_app(args)
-    report = app.store.verify_chains()
-    if report.ok:
+    home = home_of(args)
+    found = _read_checkpoints(home, [Path(d) for d in args.checkpoints])
+    checkpoints = [cp for s in found for cp in s.checkpoints]
+    report = app.store.verify_chains({cp.length for cp in checkpoints})
+    problems = [p for s in found for p in s.problems] + check_against(checkpoints, report)
+    if report.ok and not problems:
         print(
             f"ok: {report.events_checked} events in {report.cases_checked} cases, chains "
             f"intact; head {report.head_hash}"
         )
+        if checkpoints:
+            newest = max(cp.length for cp in checkpoints)
+            n = len(checkpoints)
+            print(
+                f"ok: {n} signed checkpoint{'s' if n != 1 else ''} match the log "
+                f"(the newest covers {newest} of {report.log_length} events)"
+            )
+        else:
+            print("note: no signed checkpoints found; `--checkpoint` signs one")
+        if args.checkpoint:
+            writer = CheckpointWriter(home / CHECKPOINT_DIR, load_checkpoint_key(home / "pki"))
+            path = writer.write(report.log_length, report.head_hash, app.clock.now(), REASON_VERIFY)
+            print(f"checkpoint signed: {path}")
         return 0
-    print(f"BROKEN: {report.first_problem}", file=sys.stderr)
-    for problem in report.problems[1:]:
-        print(f"  also: {problem}", file=sys.stderr)
+    if report.ok:
+        print(
+            f"BROKEN: the chains are internally consistent ({report.events_checked} events), "
+            "but they contradict signed checkpoints kept outside the database:",
+            file=sys.stderr,
+        )
+    else:
+        print(f"BROKEN: {report.first_problem}", file=sys.stderr)
+        for also in report.problems[1:]:
+            print(f"  also: {also}", file=sys.stderr)
+    for problem in problems:
+        print(f"  CHECKPOINT: {problem}", file=sys.stderr)
+    narrowed = where_changed(checkpoints, report)
+    if narrowed:
+        print(f"  {narrowed}", file=sys.stderr)
     return 1
+
+
+def _read_checkpoints(home: Path, exported: list[Path]) -> list[CheckpointSet]:
+    """The home's checkpoints, checked with the home's own key, and each exported folder's,
+    checked with the public key copied beside them (or the home's, where none was)."""
+    private = home / "pki" / CHECKPOINT_KEY_FILE
+    home_key = None
+    if private.exists():
+        home_key = load_checkpoint_key(home / "pki").public_key()
+    sets = [read_checkpoints(home / CHECKPOINT_DIR, home_key or _folder_key(home / CHECKPOINT_DIR))]
+    for folder in exported:
+        if not folder.is_dir():
+            raise InputError("checkpoints", f"{folder} is not a folder")
+        sets.append(read_checkpoints(folder, _folder_key(folder) or home_key))
+    return sets
+
+
+def _folder_key(folder: Path) -> Any:
+    try:
+        return folder_key(folder)
+    except (OSError, ValueError):
+        return None
 
 
 def audit_log(args: argparse.Namespace) -> int:
@@ -293,7 +373,8 @@ def archive_verify(args: argparse.Namespace) -> int:
         sys.stderr.write("\n")
     print(
         f"checked {report.checked} records: {report.checked - len(report.failed)} ok, "
-        f"{len(report.failed)} failed"
+        f"{len(report.failed)} failed; the events of {report.compared} compared with the "
+        "database"
     )
     if report.placeholders:
         print(
@@ -302,6 +383,15 @@ def archive_verify(args: argparse.Namespace) -> int:
         )
     for sha, why in report.failed:
         print(f"FAILED {sha}: {why}")
+    for where, what in report.unindexed:
+        print(f"UNINDEXED {where}: {what}")
+    for where, age in report.leftovers:
+        stale = age >= LEFTOVER_AGE_S
+        print(
+            f"{'LEFTOVER' if stale else 'note: in progress'} {where}: a write cut off before "
+            f"it was stored ({age:.0f} s old)"
+            + ("; `bedside archive catch-up` clears it" if stale else "")
+        )
     # An ended case without its records is as much a gap as a damaged file.
     missing = open_app(args).unarchived_cases()
     for case_id in missing:
@@ -316,11 +406,27 @@ def archive_catch_up(args: argparse.Namespace) -> int:
     app = open_app(args)
     if app.archiver is None:
         raise InputError("home", "no signing material here; run `bedside init` first")
-    done = app.archive_pending()
+    archive = Archive(home_of(args), app.store)
+    done, refused = catch_up(app, archive)
     print(f"archived the records of {len(done)} ended case(s)")
     for case_id in done:
         print(f"  {case_id}")
-    return 0
+    return 1 if refused else 0
+
+
+def catch_up(app: Bedside, archive: Archive) -> tuple[list[str], list[str]]:
+    """Clear cut-off writes, then archive every ended case without its records. A case whose
+    events disagree with a record already signed for it is refused (nothing signed), said
+    loudly on standard error, and the others are still archived. Returns (done, refused)."""
+    swept = archive.sweep()
+    for sha in swept.completed:
+        print(f"completed a record file a cut-off write left: {sha}")
+    for where in swept.removed:
+        print(f"removed a cut-off write: {where}")
+    result = app.archive_pending()
+    for message in result.refused.values():
+        print(f"bedside: REFUSED: {message}", file=sys.stderr, flush=True)
+    return result.archived, list(result.refused)
 
 
 def do_backup(args: argparse.Namespace) -> int:

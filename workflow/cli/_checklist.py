@@ -112,11 +112,11 @@ def show(args: argparse.Namespace) -> int:
         ]
         out += [f"  - {it.label} [{it.source}]" for it in start.items]
         if start.retreatment is not None:
-            r = start.retreatment
-            who = " or ".join(r.override_roles) or "nobody (hard stop)"
+            retreat = start.retreatment
+            who = " or ".join(retreat.override_roles) or "nobody (hard stop)"
             out.append(
-                f"  retreatment refused after: {', '.join(r.contraindicated_after)} "
-                f"[{r.source}]; override with a signed reason: {who}"
+                f"  retreatment refused after: {', '.join(retreat.contraindicated_after)} "
+                f"[{retreat.source}]; override with a signed reason: {who}"
             )
     if p.acknowledgements:
         out += ["", "Warnings a signature must answer"]

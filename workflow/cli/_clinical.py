@@ -323,7 +323,8 @@ def run_script(args: argparse.Namespace) -> int:
         raise InputError("passwords", "must map usernames to passwords")
     app = open_app(args)
     # Finish what an interrupted earlier run left: an ended case whose records were not archived.
-    app.archive_pending()
+    for message in app.archive_pending().refused.values():
+        print(f"bedside: REFUSED: {message}", file=sys.stderr, flush=True)
     current: str | None = None
     for n, action in enumerate(script["actions"], 1):
         where = f"actions[{n}]"

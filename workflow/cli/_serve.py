@@ -54,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
     from ..identity.session_proof import load_session_key
     from ..records.signing_pool import SigningPool
     from ..web import WebSettings, create_app
+    from ._audit import catch_up
 
     if not 1 <= args.idle_minutes <= 24 * 60:
         raise InputError("idle-minutes", "must be between 1 and 1440")
@@ -81,12 +82,17 @@ def run(args: argparse.Namespace) -> int:
     # A server killed between a case's closing step and its archive write left that case with
     # no records; archive them before serving, as `bedside run` and `bedside demo` do (found by
     # the web crash campaign).
-    caught_up = bedside.archive_pending()
+    # A case whose events disagree with a record already signed for it is refused loudly and
+    # left for a person; the ward is still served.
+    caught_up, _refused = catch_up(bedside, archive)
     if caught_up:
         print(f"bedside: archived the records of {len(caught_up)} ended case(s)", flush=True)
     app = create_app(
         bedside,
-        WebSettings(idle_timeout=timedelta(minutes=args.idle_minutes)),
+        WebSettings(
+            idle_timeout=timedelta(minutes=args.idle_minutes),
+            session_retention=bedside.settings.web_session_retention,
+        ),
         archive=archive,
         on_shutdown=(pool.close,),
     )

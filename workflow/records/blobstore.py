@@ -38,7 +38,7 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def _hash_file(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as f:
         while chunk := f.read(_CHUNK):
@@ -125,9 +125,33 @@ class BlobStore:
                 if len(name) == 64 and set(name) <= _HEX and name.startswith(fan.name):
                     yield name
 
+    def leftovers(self) -> Iterator[Path]:
+        """Temporary files of writes that never reached their link (``.incoming-*``): a
+        process killed mid-write, or a live writer's file (young)."""
+        for fan in sorted(p for p in self.root.iterdir() if p.is_dir() and len(p.name) == 2):
+            for entry in sorted(fan.iterdir()):
+                if entry.name.startswith(".incoming-") and entry.is_file():
+                    yield entry
+
+    def complete_leftover(self, leftover: Path) -> str | None:
+        """Finish a cut-off write whose temporary file holds a whole blob: link it into place
+        under its hash (never replacing a stored blob) and remove the temporary name. Returns
+        the hash, or None when the blob was already stored."""
+        sha = file_sha256(leftover)
+        target = self.path(sha)
+        os.chmod(leftover, 0o444)
+        try:
+            os.link(leftover, target)
+        except FileExistsError:
+            leftover.unlink(missing_ok=True)
+            return None
+        _fsync_dir(target.parent)
+        leftover.unlink(missing_ok=True)
+        return sha
+
     def verify_blob(self, sha: str) -> bool:
         """True when the stored bytes still hash to their name."""
         target = self.path(sha)
         if not target.is_file():
             raise NotFound(f"no archived record {sha}")
-        return _hash_file(target) == sha
+        return file_sha256(target) == sha

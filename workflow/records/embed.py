@@ -64,6 +64,14 @@ def read_embedded_file(pdf_bytes: bytes, name: str) -> bytes:
     """The content of one embedded file of the latest revision; IntegrityError if absent."""
     try:
         reader = PdfFileReader(io.BytesIO(pdf_bytes), strict=False)
+    except (misc.PdfError, KeyError, TypeError, ValueError, IndexError, OSError) as exc:
+        raise IntegrityError(f"cannot read embedded {name}: {exc}") from exc
+    return embedded_file(reader, name)
+
+
+def embedded_file(reader: PdfFileReader, name: str) -> bytes:
+    """The same from a PDF already parsed (verification parses each record once)."""
+    try:
         tree = reader.root["/Names"]["/EmbeddedFiles"]
         entries = tree["/Names"]
         for i in range(0, len(entries) - 1, 2):
@@ -80,7 +88,11 @@ def read_embedded_file(pdf_bytes: bytes, name: str) -> bytes:
 
 def extract_events(pdf_bytes: bytes) -> list[Any]:
     """The events payload embedded in a record PDF, parsed, ready to replay."""
-    data = read_embedded_file(pdf_bytes, EVENTS_FILE_NAME)
+    return parse_events(read_embedded_file(pdf_bytes, EVENTS_FILE_NAME))
+
+
+def parse_events(data: bytes) -> list[Any]:
+    """``events.json`` as read from a record, parsed and shape-checked."""
     try:
         events = json.loads(data)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:

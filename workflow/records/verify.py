@@ -11,7 +11,7 @@ import hashlib
 import io
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, TypeAlias
 
@@ -24,6 +24,9 @@ from pyhanko.sign.validation import validate_pdf_signature
 from pyhanko.sign.validation.settings import KeyUsageConstraints
 from pyhanko.sign.validation.status import PdfSignatureStatus, SignatureCoverageLevel
 from pyhanko_certvalidator import ValidationContext
+
+from ..errors import IntegrityError
+from .embed import embedded_file
 
 Status = Literal["pass", "fail", "skip"]
 CHECK_NAMES = (
@@ -70,6 +73,10 @@ class VerificationResult:
     checks: tuple[Check, ...]
     signers: tuple[str, ...] = ()
     sha256: str = ""
+    # The embedded file asked for with ``verify(..., attachment=NAME)``, read from the same
+    # parse as the signatures (None when absent or unreadable: ``attachment_problem`` says why).
+    attachment: bytes | None = field(default=None, repr=False, compare=False)
+    attachment_problem: str | None = None
 
     def check(self, name: str) -> Check:
         for c in self.checks:
@@ -138,12 +145,21 @@ class Verifier:
             revocation_mode="soft-fail",
         )
 
-    def verify(self, pdf_bytes: bytes, expected_sha256: str | None = None) -> VerificationResult:
+    def verify(
+        self,
+        pdf_bytes: bytes,
+        expected_sha256: str | None = None,
+        *,
+        attachment: str | None = None,
+    ) -> VerificationResult:
+        """Check one PDF. ``attachment`` names an embedded file (``events.json``) to hand back
+        from the same parse, so checking a record and reading its events parse it once."""
         run = _Run()
         digest = hashlib.sha256(pdf_bytes).hexdigest()
         signers: list[str] = []
+        found: dict[str, bytes | str] = {}
         try:
-            self._signature_checks(pdf_bytes, run, signers)
+            self._signature_checks(pdf_bytes, run, signers, attachment, found)
         except Exception as exc:  # hostile input may break the parser anywhere: report it
             pending = next((n for n in CHECK_NAMES[:-1] if n not in run.checks), "parsed")
             run.put(pending, "fail", f"unreadable: {_describe(exc)}")
@@ -162,85 +178,116 @@ class Verifier:
         ok = all(c.status != "fail" for c in checks) and all(
             c.passed for c in checks if c.name != "matches_archive"
         )
-        return VerificationResult(ok, checks, tuple(signers), digest)
+        data = found.get("data")
+        problem = found.get("problem")
+        if attachment is not None and data is None and problem is None:
+            problem = "the file could not be parsed"
+        return VerificationResult(
+            ok,
+            checks,
+            tuple(signers),
+            digest,
+            data if isinstance(data, bytes) else None,
+            str(problem) if problem is not None else None,
+        )
 
-    def _signature_checks(self, pdf_bytes: bytes, run: _Run, signers: list[str]) -> None:
+    def _signature_checks(
+        self,
+        pdf_bytes: bytes,
+        run: _Run,
+        signers: list[str],
+        attachment: str | None = None,
+        found: dict[str, bytes | str] | None = None,
+    ) -> None:
         if pdf_bytes.lstrip()[:5] != b"%PDF-":
             run.put("parsed", "fail", "not a PDF file (no %PDF- header)")
             run.skip_rest("the file is not a PDF")
             return
         reader = PdfFileReader(io.BytesIO(pdf_bytes), strict=False)
-        sigs = list(reader.embedded_regular_signatures)
-        run.put("parsed", "pass", f"PDF with {reader.xrefs.total_revisions} revision(s)")
-        if not sigs:
-            run.put("has_signature", "fail", "the PDF carries no signature")
-            run.skip_rest("there is no signature")
-            return
-        run.put("has_signature", "pass", f"{len(sigs)} signature(s)")
-        if not self._roots:
-            run.put("signature_intact", "skip", "not run: no trust roots given")
-            run.put("certificate_trusted", "fail", "no trust roots were given")
-            run.put("covers_whole_file", "skip", "not run: no trust roots given")
-            return
-
-        statuses: list[tuple[str, PdfSignatureStatus]] = []
-        stray: list[str] = []
-        for sig in sigs:
-            try:
-                status = validate_pdf_signature(sig, self._context(), key_usage_settings=_KEY_USAGE)
-            except Exception as exc:
-                if not _document_digest_intact(sig):
-                    raise
-                # The signed bytes still match; what broke is the signature's own container,
-                # e.g. a byte of its certificate bundle. Say where, not just "unreadable".
-                run.put(
-                    "signature_intact",
-                    "fail",
-                    f"{sig.field_name}: the signed bytes are unchanged, but the signature's own "
-                    f"container was altered: {_gap(sig)}. {_describe(exc)}",
-                )
-                run.skip_rest("signature_intact failed")
+        try:
+            sigs = list(reader.embedded_regular_signatures)
+            run.put("parsed", "pass", f"PDF with {reader.xrefs.total_revisions} revision(s)")
+            if not sigs:
+                run.put("has_signature", "fail", "the PDF carries no signature")
+                run.skip_rest("there is no signature")
                 return
-            statuses.append((str(sig.field_name), status))
-            signers.append(str(status.signing_cert.subject.human_friendly))
-            stray += _off_chain_certificates(sig, status)
+            run.put("has_signature", "pass", f"{len(sigs)} signature(s)")
+            if not self._roots:
+                run.put("signature_intact", "skip", "not run: no trust roots given")
+                run.put("certificate_trusted", "fail", "no trust roots were given")
+                run.put("covers_whole_file", "skip", "not run: no trust roots given")
+                return
 
-        broken = [
-            f"{name}: {'digest mismatch' if not s.intact else 'bad signature value'}"
-            for name, s in statuses
-            if not (s.intact and s.valid)
-        ]
-        if broken:
-            run.put("signature_intact", "fail", "; ".join(broken))
-        else:
-            run.put("signature_intact", "pass", "every signature matches the bytes it covers")
+            statuses: list[tuple[str, PdfSignatureStatus]] = []
+            stray: list[str] = []
+            for sig in sigs:
+                try:
+                    status = validate_pdf_signature(
+                        sig, self._context(), key_usage_settings=_KEY_USAGE
+                    )
+                except Exception as exc:
+                    if not _document_digest_intact(sig):
+                        raise
+                    # The signed bytes still match; what broke is the signature's own container,
+                    # e.g. a byte of its certificate bundle. Say where, not just "unreadable".
+                    run.put(
+                        "signature_intact",
+                        "fail",
+                        f"{sig.field_name}: the signed bytes are unchanged, but the signature's "
+                        f"own container was altered: {_gap(sig)}. {_describe(exc)}",
+                    )
+                    run.skip_rest("signature_intact failed")
+                    return
+                statuses.append((str(sig.field_name), status))
+                signers.append(str(status.signing_cert.subject.human_friendly))
+                stray += _off_chain_certificates(sig, status)
 
-        # Trust is only judged for intact signatures: pyHanko does not evaluate the chain of a
-        # signature whose bytes no longer match, and "untrusted" there would mislead.
-        untrusted = [
-            f"{name}: {s.signing_cert.subject.human_friendly} "
-            f"({s.trust_problem_indic or 'untrusted'})"
-            for name, s in statuses
-            if s.intact and s.valid and not s.trusted
-        ]
-        if untrusted:
-            run.put("certificate_trusted", "fail", "; ".join(untrusted))
-        elif broken:
-            run.put("certificate_trusted", "skip", "not run: a signature is not intact")
-        else:
-            run.put("certificate_trusted", "pass", "every signer chains to a trust root")
+            broken = [
+                f"{name}: {'digest mismatch' if not s.intact else 'bad signature value'}"
+                for name, s in statuses
+                if not (s.intact and s.valid)
+            ]
+            if broken:
+                run.put("signature_intact", "fail", "; ".join(broken))
+            else:
+                run.put("signature_intact", "pass", "every signature matches the bytes it covers")
 
-        status_word, message = self._coverage(statuses, len(pdf_bytes), sigs[-1])
-        note = ""
-        if stray:
-            note = (
-                f"the certificate bundle inside the signature holds "
-                f"{len(stray)} certificate(s) that are not on the chain to the trust root "
-                f"({'; '.join(stray)}). If one was changed after signing, what was signed is "
-                "still unchanged (the bundle is outside the signed byte range), but the file's "
-                "SHA-256 no longer matches the archive's or SHA256SUMS: compare them to tell"
-            )
-        run.put("covers_whole_file", status_word, message, note)
+            # Trust is only judged for intact signatures: pyHanko does not evaluate the chain of a
+            # signature whose bytes no longer match, and "untrusted" there would mislead.
+            untrusted = [
+                f"{name}: {s.signing_cert.subject.human_friendly} "
+                f"({s.trust_problem_indic or 'untrusted'})"
+                for name, s in statuses
+                if s.intact and s.valid and not s.trusted
+            ]
+            if untrusted:
+                run.put("certificate_trusted", "fail", "; ".join(untrusted))
+            elif broken:
+                run.put("certificate_trusted", "skip", "not run: a signature is not intact")
+            else:
+                run.put("certificate_trusted", "pass", "every signer chains to a trust root")
+
+            status_word, message = self._coverage(statuses, len(pdf_bytes), sigs[-1])
+            note = ""
+            if stray:
+                note = (
+                    f"the certificate bundle inside the signature holds "
+                    f"{len(stray)} certificate(s) that are not on the chain to the trust root "
+                    f"({'; '.join(stray)}). If one was changed after signing, what was signed is "
+                    "still unchanged (the bundle is outside the signed byte range), but the file's "
+                    "SHA-256 no longer matches the archive's or SHA256SUMS: compare them to tell"
+                )
+            run.put("covers_whole_file", status_word, message, note)
+        finally:
+            # Read after the signatures, from the same parse: the objects they needed are
+            # read already, so the embedded file costs little more.
+            if attachment is not None and found is not None:
+                try:
+                    found["data"] = embedded_file(reader, attachment)
+                except IntegrityError as exc:
+                    found["problem"] = exc.message
+                except Exception as exc:  # hostile input: reported, never raised
+                    found["problem"] = _describe(exc)
 
     @staticmethod
     def _coverage(

@@ -7,7 +7,7 @@ from collections.abc import Collection
 from dataclasses import asdict
 from datetime import datetime
 
-from sqlalchemy import Connection, and_, insert, or_, select, text
+from sqlalchemy import Connection, and_, func, insert, or_, select, text
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
 from sqlalchemy.sql.elements import ColumnElement, TextClause
 
@@ -58,6 +58,15 @@ def cases_missing_record(conn: Connection, states: Collection[str], kind: str) -
         .order_by(c.c.scheduled_at, c.c.id)
     )
     return list(conn.execute(query).scalars())
+
+
+def count_archived(conn: Connection) -> int:
+    return int(conn.execute(select(func.count()).select_from(s.archived_records)).scalar_one())
+
+
+def is_archived(conn: Connection, sha256: str) -> bool:
+    t = s.archived_records
+    return conn.execute(select(t.c.sha256).where(t.c.sha256 == sha256)).first() is not None
 
 
 def get_archived_record(conn: Connection, sha256: str) -> ArchivedRecord:

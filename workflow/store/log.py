@@ -203,6 +203,12 @@ def _signatures_by_event(
     return out
 
 
+def log_head(conn: Connection) -> tuple[int, str]:
+    """(length, last chain hash) of the whole log, from its head row."""
+    head = conn.execute(select(s.log_head).where(s.log_head.c.id == 1)).one()
+    return int(head.event_count), str(head.head_hash)
+
+
 def _lock_head(conn: Connection) -> None:
     conn.execute(select(s.log_head.c.id).where(s.log_head.c.id == 1).with_for_update()).one()
 

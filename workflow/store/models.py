@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
@@ -132,6 +133,12 @@ class ChainReport:
     cases_checked: int
     head_hash: str
     problems: tuple[ChainProblem, ...]
+    # The whole-log chain hash at each log position the caller asked about (signed checkpoints
+    # kept outside the database are compared with these; workflow/checkpoints.py). A position
+    # the log does not reach is absent.
+    chain_at: Mapping[int, str] = field(default_factory=dict)
+    # The log's length: the last position the head records (0 for an empty log).
+    log_length: int = 0
 
     @property
     def ok(self) -> bool:

@@ -154,10 +154,16 @@ class Store:
         with read_tx(self.engine) as conn:
             return log.load_signatures(conn, case_id)
 
-    def verify_chains(self) -> ChainReport:
-        """Check the whole log; ``report.ok`` or ``report.first_problem`` names what broke."""
+    def verify_chains(self, positions: Collection[int] = ()) -> ChainReport:
+        """Check the whole log; ``report.ok`` or ``report.first_problem`` names what broke.
+        ``report.chain_at`` holds the whole-log chain hash at each of ``positions``."""
         with read_tx(self.engine) as conn:
-            return verify.verify_chains(conn)
+            return verify.verify_chains(conn, positions)
+
+    def log_head(self) -> tuple[int, str]:
+        """The whole log's length and last chain hash, as the head row records them."""
+        with read_tx(self.engine) as conn:
+            return log.log_head(conn)
 
     # --- cases -------------------------------------------------------------------------------
 
@@ -293,6 +299,15 @@ class Store:
     ) -> ArchivedRecord | None:
         with read_tx(self.engine) as conn:
             return archive_index.find_archived_record(conn, case_id, kind, events_sha256)
+
+    def count_archived(self) -> int:
+        with read_tx(self.engine) as conn:
+            return archive_index.count_archived(conn)
+
+    def is_archived(self, sha256: str) -> bool:
+        """Whether the index holds a record with this SHA-256."""
+        with read_tx(self.engine) as conn:
+            return archive_index.is_archived(conn, sha256)
 
     def get_archived_record(self, sha256: str) -> ArchivedRecord:
         with read_tx(self.engine) as conn:

@@ -11,6 +11,7 @@ event.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -61,8 +62,13 @@ class _Walk:
         self.add(ChainProblem(before, case_id, seq, "is missing from the log (deleted)"))
 
 
-def verify_chains(conn: Connection) -> ChainReport:
+def verify_chains(conn: Connection, positions: Collection[int] = ()) -> ChainReport:
+    """Walk the whole log once. ``positions`` are log positions whose whole-log chain hash the
+    caller wants back (``report.chain_at``): signed checkpoints name a position and the hash
+    it had, and are checked against these (workflow/checkpoints.py)."""
     walk = _Walk()
+    wanted = set(positions)
+    chain_at: dict[int, str] = {0: GENESIS_HASH} if 0 in wanted else {}
     cases: dict[str, _CaseWalk] = defaultdict(_CaseWalk)
     sigs = _signature_rows(conn)
     expected_position = 1
@@ -94,6 +100,8 @@ def verify_chains(conn: Connection) -> ChainReport:
             walk.add(ChainProblem(position, row.case_id, row.seq, problem))
         case.last_seq, case.last_hash, case.last_position = row.seq, row.hash, position
         chain = row.chain_hash
+        if position in wanted:
+            chain_at[position] = row.chain_hash
         expected_position = position + 1
 
     head = conn.execute(select(s.log_head).where(s.log_head.c.id == 1)).first()
@@ -134,7 +142,8 @@ def verify_chains(conn: Connection) -> ChainReport:
             )
 
     problems = sorted(walk.problems, key=lambda p: (p.position is None, p.position or 0))
-    return ChainReport(count, n_cases, head_hash, tuple(problems))
+    length = head.event_count if head is not None else expected_position - 1
+    return ChainReport(count, n_cases, head_hash, tuple(problems), chain_at, length)
 
 
 def _check_event(row: Any, case: _CaseWalk, sig_rows: list[Any], walk: _Walk) -> str | None:

@@ -11,7 +11,7 @@ import json
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, delete, insert, select, update
@@ -144,12 +144,116 @@ def end(engine: Engine, session_id: str, now: datetime) -> None:
         )
 
 
-def purge_ended(engine: Engine, before: datetime) -> int:
-    """Delete sessions that ended (or were last seen) before ``before``."""
+def end_if_idle(engine: Engine, session_id: str, now: datetime, idle: timedelta) -> bool:
+    """End the session, wiping its verifiers, if it has not been used for longer than ``idle``.
+    The check and the wipe are one statement, so a request that just used the session wins."""
     t = s.web_sessions
     with write_tx(engine) as conn:
-        result = conn.execute(delete(t).where(t.c.last_seen_at < before))
-        return int(result.rowcount or 0)
+        done = conn.execute(
+            update(t)
+            .where(t.c.id == session_id, t.c.ended_at.is_(None), t.c.last_seen_at < now - idle)
+            .values(ended_at=now, data="{}")
+        )
+        return bool(done.rowcount)
+
+
+@dataclass(frozen=True)
+class Continuity:
+    """21 CFR 11.200's limits on one continuous signing period (SecurityPolicy's)."""
+
+    idle: timedelta
+    max_length: timedelta
+
+    def lapsed(self, started: datetime, last_used: datetime, now: datetime) -> bool:
+        return now - last_used > self.idle or now - started > self.max_length
+
+
+def wipe_lapsed(data: dict[str, Any], row: Any, now: datetime, limits: Continuity) -> bool:
+    """Drop from ``data`` every verifier whose signing period has lapsed: the session's own
+    (its signing times) and each co-signer's (their own). True when anything was dropped. A
+    lapsed verifier can never be used again (both components are needed), so keeping it would
+    only leave a fast guessing target in the database."""
+    changed = False
+    if VERIFIER in data and limits.lapsed(row.signing_started_at, row.signing_last_used_at, now):
+        del data[VERIFIER]
+        changed = True
+    cosigners = data.get(COSIGNERS)
+    if isinstance(cosigners, dict):
+        kept = {}
+        for name, state in cosigners.items():
+            try:
+                live = not limits.lapsed(
+                    datetime.fromisoformat(state["started_at"]),
+                    datetime.fromisoformat(state["last_used_at"]),
+                    now,
+                )
+            except (KeyError, TypeError, ValueError):
+                live = False  # unreadable: never usable, so never kept
+            if live:
+                kept[name] = state
+        if len(kept) != len(cosigners):
+            changed = True
+            if kept:
+                data[COSIGNERS] = kept
+            else:
+                del data[COSIGNERS]
+    return changed
+
+
+def lapse(
+    engine: Engine, session_id: str, now: datetime, limits: Continuity
+) -> dict[str, Any] | None:
+    """Wipe the session's lapsed verifiers in the transaction that finds them lapsed; returns
+    the session's data as it now is (None for an ended or unknown session)."""
+    t = s.web_sessions
+    live = (t.c.id == session_id, t.c.ended_at.is_(None))
+    with write_tx(engine) as conn:
+        row = conn.execute(
+            select(t.c.data, t.c.signing_started_at, t.c.signing_last_used_at).where(*live)
+        ).first()
+        if row is None:
+            return None
+        data = dict(json.loads(row.data or "{}"))
+        if wipe_lapsed(data, row, now, limits):
+            conn.execute(update(t).where(*live).values(data=json.dumps(data)))
+        return data
+
+
+@dataclass(frozen=True)
+class Swept:
+    ended: int  # sessions idle past the web timeout, ended and wiped
+    wiped: int  # live sessions whose lapsed verifiers were dropped
+    purged: int  # ended sessions older than the retention, deleted
+
+
+def sweep(
+    engine: Engine, now: datetime, idle: timedelta, limits: Continuity, retention: timedelta
+) -> Swept:
+    """The scheduled clean-up (``bedside serve`` runs it every few minutes): end sessions
+    nobody came back to (their verifiers go with them), drop lapsed verifiers from live ones,
+    and delete sessions that ended longer ago than ``retention``. One transaction."""
+    t = s.web_sessions
+    with write_tx(engine) as conn:
+        ended = conn.execute(
+            update(t)
+            .where(t.c.ended_at.is_(None), t.c.last_seen_at < now - idle)
+            .values(ended_at=now, data="{}")
+        ).rowcount
+        wiped = 0
+        rows = conn.execute(
+            select(t.c.id, t.c.data, t.c.signing_started_at, t.c.signing_last_used_at).where(
+                t.c.ended_at.is_(None), t.c.data != "{}"
+            )
+        ).all()
+        for row in rows:
+            data = dict(json.loads(row.data or "{}"))
+            if wipe_lapsed(data, row, now, limits):
+                conn.execute(update(t).where(t.c.id == row.id).values(data=json.dumps(data)))
+                wiped += 1
+        purged = conn.execute(
+            delete(t).where(t.c.ended_at.is_not(None), t.c.ended_at < now - retention)
+        ).rowcount
+        return Swept(int(ended or 0), wiped, int(purged or 0))
 
 
 def _set(engine: Engine, session_id: str, **values: Any) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 
@@ -16,6 +18,7 @@ from workflow.service import Bedside
 from . import api, api_courses, api_interop, errors, pages_audit, pages_auth, pages_clinical
 from .context import Web
 from .settings import WebSettings, default_templates_dir
+from .sweeper import run_sweeper, sweep_once
 
 
 def create_app(
@@ -35,9 +38,16 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        yield
-        for stop in on_shutdown:
-            stop()
+        await sweep_once(bedside, settings)  # before the first request: sessions left idle
+        sweeper = asyncio.create_task(run_sweeper(bedside, settings))
+        try:
+            yield
+        finally:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
+            for stop in on_shutdown:
+                stop()
 
     app = FastAPI(
         lifespan=lifespan,

@@ -11,7 +11,7 @@ import hashlib
 import hmac
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -94,7 +94,7 @@ def current_viewer(request: Request, bedside: Bedside, settings: WebSettings) ->
     if session is None or session.ended_at is not None:
         raise NotSignedIn("ended")
     if now - session.last_seen_at > settings.idle_timeout:
-        web_sessions.end(engine, session.id, now)
+        web_sessions.end_if_idle(engine, session.id, now, settings.idle_timeout)
         minutes = int(settings.idle_timeout.total_seconds() // 60)
         raise NotSignedIn("idle", minutes)
     try:
@@ -104,19 +104,26 @@ def current_viewer(request: Request, bedside: Bedside, settings: WebSettings) ->
     if not user.active:
         web_sessions.end(engine, session.id, now)
         raise NotSignedIn("deactivated")
+    limits = continuity(bedside)
+    if web_sessions.wipe_lapsed(dict(session.data), session, now, limits):
+        # A verifier whose signing period lapsed can never be used again: wipe it now, in the
+        # transaction that finds it lapsed, rather than leave a fast guessing target behind.
+        data = web_sessions.lapse(engine, session.id, now, limits)
+        if data is None:
+            raise NotSignedIn("ended")
+        session = replace(session, data=data)
     if now - session.last_seen_at >= settings.touch_every:
         web_sessions.touch(engine, session.id, now)
-    viewer = Viewer(session, user, csrf_token_for(session), _lapsed(bedside, session, now))
+    lapsed = limits.lapsed(session.signing_started_at, session.signing_last_used_at, now)
+    viewer = Viewer(session, user, csrf_token_for(session), lapsed)
     request.state.viewer = viewer
     return viewer
 
 
-def _lapsed(bedside: Bedside, session: WebSession, now: datetime) -> bool:
+def continuity(bedside: Bedside) -> web_sessions.Continuity:
+    """The site's 11.200 continuity limits (SecurityPolicy), as the session store takes them."""
     policy = bedside.identity.policy
-    return (
-        now - session.signing_last_used_at > policy.session_idle_limit
-        or now - session.signing_started_at > policy.session_max_length
-    )
+    return web_sessions.Continuity(policy.session_idle_limit, policy.session_max_length)
 
 
 def require(viewer: Viewer, roles: Sequence[str]) -> None:
@@ -151,8 +158,10 @@ def signing_proof(viewer: Viewer, password: str, username: str | None) -> Proof:
         # verifier that full check left re-checks the password without another argon2id run.
         cosigner = _cosigner(viewer.session, typed)
         return Proof(Credentials(typed, password, cosigning=cosigner), own=False, cosigner=cosigner)
-    if typed:  # both components typed by the session's own user: continuity restarts
-        return Proof(Credentials(typed, password), own=True)
+    if typed:
+        # Both components typed by the session's own user: a new continuous period starts,
+        # with a new verifier from this full check (the old one may have been wiped).
+        return Proof(Credentials(typed, password, cosigning=_new_period(typed)), own=True)
     s = viewer.session
     verifier = s.data.get(web_sessions.VERIFIER)
     signing = SigningSession(
@@ -177,8 +186,14 @@ def _cosigner(session: WebSession, username: str) -> SigningSession:
             verifier=str(kept["verifier"]),
         )
     except (KeyError, TypeError, ValueError):  # none kept (or unreadable): a new period
-        epoch = datetime.min.replace(tzinfo=UTC)
-        return SigningSession("", username, epoch, epoch)
+        return _new_period(username)
+
+
+def _new_period(username: str) -> SigningSession:
+    """A signing period that has lapsed already: the full check that follows starts a new one
+    (Identity.sign_as) and leaves its verifier in it."""
+    epoch = datetime.min.replace(tzinfo=UTC)
+    return SigningSession("", username, epoch, epoch)
 
 
 def after_signature(bedside: Bedside, viewer: Viewer, proof: Proof) -> None:
@@ -200,7 +215,10 @@ def after_signature(bedside: Bedside, viewer: Viewer, proof: Proof) -> None:
     now = bedside.clock.now()
     engine = bedside.store.engine
     if isinstance(proof.proof, Credentials):
-        web_sessions.signed(engine, viewer.session.id, now, now)
+        fresh = proof.proof.cosigning
+        web_sessions.signed(
+            engine, viewer.session.id, now, now, verifier=fresh.verifier if fresh else None
+        )
     else:
         sess = proof.proof.session
         renewed = (
