@@ -171,3 +171,51 @@ def test_infusion_start_during_the_rest_is_refused_by_run(
     actions[0]["open"]["at"] = after_rest
     code, out, err = site("run", str(script(tmp_path / "a.yaml", actions)))
     assert code == 1 and "rest" in err and "infusion_start" in out
+
+
+def test_a_home_without_signing_material_signs_no_dose(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 13.6: a home whose `bedside init` never made its keys cannot complete a dose
+    whose records nobody could sign; every signing command says to run init."""
+    cli = Cli(tmp_path / "bare", None, capsys, monkeypatch)
+    code, _, err = cli(
+        "user",
+        "add",
+        "dr.okafor",
+        "--name",
+        "Dr. Amara Okafor",
+        "--role",
+        "prescriber",
+        "--password-stdin",
+        stdin=PASSWORD + "\n",
+    )
+    assert code == 0, err
+    code, _, err = cli(
+        "patient",
+        "add",
+        "--mrn",
+        "MRN-9",
+        "--family",
+        "Quist",
+        "--given",
+        "Ada",
+        "--dob",
+        "1968-05-02",
+    )
+    assert code == 0, err
+    code, _, err = cli(
+        "course",
+        "start",
+        "--mrn",
+        "MRN-9",
+        "--user",
+        "dr.okafor",
+        "--attest",
+        "all",
+        "--password-stdin",
+        stdin=PASSWORD + "\n",
+    )
+    assert code == 2 and "bedside init" in err
+    code, _, err = cli("run", str(script(tmp_path / "a.yaml", walk("order"))))
+    assert code == 2 and "signing material" in err

@@ -151,8 +151,21 @@ def attestations_from(app: Bedside, wanted: list[str]) -> dict[str, bool]:
     return {item_id: True for item_id in wanted}
 
 
-def course_start(args: argparse.Namespace) -> int:
+def signing_app(args: argparse.Namespace) -> Bedside:
+    """The installation, for a command that signs clinical steps: refused on a home without its
+    signing material, where a dose could be completed whose records nobody can sign (13.6)."""
     app = open_app(args)
+    if app.archiver is None:
+        raise InputError(
+            "home",
+            "has no signing material (pki/): doses signed here would have no signed records; "
+            "run `bedside init` first",
+        )
+    return app
+
+
+def course_start(args: argparse.Namespace) -> int:
+    app = signing_app(args)
     patient = _patient(app, args.mrn)
     attestations = attestations_from(app, args.attest)
     password = read_password(args, f"Password for {args.user}: ")
@@ -171,7 +184,7 @@ def course_start(args: argparse.Namespace) -> int:
 
 
 def case_new(args: argparse.Namespace) -> int:
-    app = open_app(args)
+    app = signing_app(args)
     course = _active_course(app, args.mrn)
     at = parse_time("at", args.at) or app.clock.now()
     password = read_password(args, f"Password for {args.user}: ")
@@ -321,7 +334,7 @@ def run_script(args: argparse.Namespace) -> int:
     passwords = script.get("passwords") or {}
     if not isinstance(passwords, dict):
         raise InputError("passwords", "must map usernames to passwords")
-    app = open_app(args)
+    app = signing_app(args)
     # Finish what an interrupted earlier run left: an ended case whose records were not archived.
     for message in app.archive_pending().refused.values():
         print(f"bedside: REFUSED: {message}", file=sys.stderr, flush=True)
