@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .archive import Archive
-from .clock import Clock
+from .checkpoints import CHECKPOINT_DIR, KEY_FILE, load_checkpoint_key, read_checkpoints
+from .clock import Clock, SystemClock
 from .errors import IntegrityError
 from .store import open_store
 from .store.backup import Candidate, discard, put_in_place, stage_candidate
@@ -42,6 +43,10 @@ class Restored:
     replaced: Path | None  # where the database it replaced was kept, if there was one
     events: int
     records: int
+    # The home's signed checkpoints the restored (older) log falls behind, moved aside: kept,
+    # no longer checked. Exported copies (write-once storage) still hold them.
+    superseded: Path | None = None
+    superseded_count: int = 0
 
 
 def restore(
@@ -62,11 +67,42 @@ def restore(
         candidate = stage_candidate(file, home_path, replace=replace)
         try:
             events, records = _verify_candidate(candidate, home_path, clock)
+            behind = _checkpoints_behind(candidate, home_path, clock)
             replaced = put_in_place(candidate, clock)
         except BaseException:
             discard(candidate)
             raise
-    return Restored(candidate.target, replaced, events, records)
+        aside = _set_aside(home_path, behind, clock) if behind else None
+    return Restored(candidate.target, replaced, events, records, aside, len(behind))
+
+
+def _checkpoints_behind(candidate: Candidate, home: Path, clock: Clock | None) -> list[Path]:
+    """The home's checkpoints the backup's log contradicts: it is older than they are (events
+    signed for since the backup are not in it). An unreadable checkpoint is not touched."""
+    folder = home / CHECKPOINT_DIR
+    key_file = home / "pki" / KEY_FILE
+    if not folder.is_dir() or not key_file.exists():
+        return []
+    found = read_checkpoints(folder, load_checkpoint_key(home / "pki").public_key())
+    store = open_store(f"sqlite:///{candidate.path}", clock=clock)
+    try:
+        report = store.verify_chains({cp.length for cp in found.checkpoints})
+    finally:
+        store.close()
+    return [
+        cp.path
+        for cp in found.checkpoints
+        if cp.length > report.log_length or report.chain_at.get(cp.length) != cp.hash
+    ]
+
+
+def _set_aside(home: Path, paths: list[Path], clock: Clock | None) -> Path:
+    now = (clock or SystemClock()).now()
+    aside = home / CHECKPOINT_DIR / f"superseded-by-restore-{now.strftime('%Y%m%dT%H%M%SZ')}"
+    aside.mkdir(mode=0o700, exist_ok=True)
+    for path in paths:
+        path.rename(aside / path.name)
+    return aside
 
 
 def _verify_candidate(candidate: Candidate, home: Path, clock: Clock | None) -> tuple[int, int]:
@@ -89,7 +125,9 @@ def _verify_candidate(candidate: Candidate, home: Path, clock: Clock | None) -> 
                     f"checked ({exc.message}); copy the site's pki/ and archive/ into {home} "
                     "first. The live database was not changed"
                 ) from None
-            if not report.ok:
+            # Files the backup's index does not know are expected (records signed after the
+            # backup was taken); `archive verify` lists them. Records it indexes must verify.
+            if report.failed:
                 named = "; ".join(f"{sha}: {why}" for sha, why in report.failed[:_NAMED])
                 more = len(report.failed) - _NAMED
                 raise IntegrityError(

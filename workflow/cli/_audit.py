@@ -449,4 +449,12 @@ def do_restore(args: argparse.Namespace) -> int:
     )
     if done.replaced is not None:
         print(f"the database it replaced is kept as {done.replaced}")
+    if done.superseded is not None:
+        print(
+            f"bedside: WARNING: the restored log is older than {done.superseded_count} signed "
+            f"checkpoint(s) of this home: events signed for since the backup are not in it. "
+            f"Those checkpoints were moved to {done.superseded} (kept, no longer checked); "
+            "copies in write-once storage still name them.",
+            file=sys.stderr,
+        )
     return 0
