@@ -17,23 +17,6 @@ from .interop.gs1 import scan_to_values, typed_values
 from .machine import Case
 from .protocol.model import Protocol
 
-_ATTESTATIONS = {
-    "order_matches_protocol",
-    "dose_calculation_checked",
-    "directed_against_vial_wall",
-    "swirled_not_shaken",
-    "no_other_drugs_mixed",
-    "label_applied",
-    "calculations_checked",
-    "label_checked",
-    "appearance_intact",
-    "bag_at_room_temperature",
-    "no_in_line_filter",
-    "dedicated_line",
-    "line_patent",
-    "record_reviewed",
-}
-
 
 @cache
 def _shipped_dose_per_kg() -> str:
@@ -94,7 +77,7 @@ def values_for(case: Case, step_id: str, now: datetime) -> dict[str, Any]:
     patient = case.patient
     out: dict[str, Any] = {}
     for item in step.items:
-        if item.id in _ATTESTATIONS:
+        if item.must_be is True:  # attestations, an overlay's among them: a careful team ticks
             out[item.id] = True
     if step_id == "eligibility":
         # Tests done well inside the protocol's window (a sixth of it: 15 days of 90), so an
