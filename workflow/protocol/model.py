@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Literal
 
-from .words import fill_protocol_text
+from .words import WORD_KEYS, fill_protocol_text
 
 ItemType = Literal["number", "integer", "boolean", "choice", "text", "date", "datetime", "expiry"]
 ITEM_TYPES: tuple[str, ...] = (
@@ -398,7 +398,10 @@ class Protocol:
 
     def say(self, key: str) -> str:
         """A display word with its numbers filled from this protocol's (possibly tightened)
-        quantities: ``{dosing.beyond_use}`` reads 36 under an overlay that set 36."""
+        quantities: ``{dosing.beyond_use}`` reads 36 under an overlay that set 36. ``key`` is
+        one of ``WORD_KEYS`` (a misspelt key is a programming error, never an empty word)."""
+        if key not in WORD_KEYS:
+            raise KeyError(key)
         return fill_protocol_text(self, self.words.get(key, ""))
 
     def text(self, template: str, values: dict[str, str] | None = None) -> str:
