@@ -79,6 +79,8 @@ def values_for(case: Case, step_id: str, now: datetime) -> dict[str, Any]:
     for item in step.items:
         if item.must_be is True:  # attestations, an overlay's among them: a careful team ticks
             out[item.id] = True
+        elif item.type == "choice" and item.required and len(item.options) == 1:
+            out[item.id] = item.options[0].id  # the only answer: route, container, inspection
     if step_id == "eligibility":
         # Tests done well inside the protocol's window (a sixth of it: 15 days of 90), so an
         # overlay that shortens the window still gets a current result.
@@ -110,11 +112,8 @@ def values_for(case: Case, step_id: str, now: datetime) -> dict[str, Any]:
             d5w_bag_volume_ml=fmt(plan.diluent_volume_ml, 0),
             d5w_lot="D5W7731",
             d5w_expiry=bag_expiry,
-            container="pvc_bag",
             final_volume_ml=fmt(plan.final_volume_ml, 1),
         )
-    elif step_id == "pharmacy_verification":
-        out["visual_inspection"] = "pass"
     elif step_id in ("double_check_first", "double_check_second") and plan and patient:
         bud = case.beyond_use_at
         out.update(
@@ -122,7 +121,6 @@ def values_for(case: Case, step_id: str, now: datetime) -> dict[str, Any]:
             dose_iu=fmt(plan.dose_iu, 0).replace(",", ""),
             dosing_weight_kg=fmt(plan.weight_kg),
             final_volume_ml=fmt(plan.final_volume_ml, 1),
-            route="intravenous",
             infusion_minutes=fmt(plan.infusion_minutes),
             pump_rate_ml_per_h=fmt(plan.pump_rate_ml_per_h, 0).replace(",", ""),
             beyond_use_at=format_time(bud) if bud else "",
