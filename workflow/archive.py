@@ -373,8 +373,9 @@ class Archive:
 def _lots(case: Case) -> list[str]:
     lots = []
     for step_id, keys in (
-        ("reconstitution", ("vial_lot", "diluent_lot")),
-        ("dilution", ("d5w_lot",)),
+        (step.id, tuple(f"{scan.kind}_lot" for scan in step.scans))
+        for step in case.protocol.steps
+        if step.scans
     ):
         entry = case.current.get(step_id)
         if entry is None:

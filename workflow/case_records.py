@@ -8,14 +8,17 @@ that never reached compounding gets only an administration record.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 from datetime import datetime
+from functools import cache
+from typing import Literal
 
 from .dosing import fmt
 from .events import format_time
 from .items import display
 from .machine import Case, Entry
 from .names import with_id
-from .protocol.model import Item, Step
+from .protocol.model import Item, RecordSection, RecordSpec, Step
 from .records.document import (
     ProtocolRef,
     RecordDocument,
@@ -26,7 +29,29 @@ from .records.document import (
 )
 from .rules import Firing
 
-_COMPOUNDING_STEPS = ("reconstitution", "dilution", "pharmacy_verification")
+RecordKind = Literal["compounding", "administration"]
+
+
+class _CompoundingOnlySteps:
+    """The steps only the compounding record prints, read from the shipped protocol's
+    ``records``. Kept under this name for workflow/seed.py, which imports it (another
+    change's file); new code reads ``protocol.record(kind).steps`` of the case's protocol."""
+
+    def __contains__(self, step_id: object) -> bool:
+        return step_id in _shipped_compounding_only()
+
+
+@cache
+def _shipped_compounding_only() -> frozenset[str]:
+    from .protocol.loader import load_protocol
+    from .resources import default_protocol_path
+
+    protocol = load_protocol(default_protocol_path())
+    comp, admin = protocol.record("compounding"), protocol.record("administration")
+    return frozenset(comp.steps if comp else ()) - frozenset(admin.steps if admin else ())
+
+
+_COMPOUNDING_STEPS = _CompoundingOnlySteps()
 
 
 def _when(dt: datetime | None) -> str:
@@ -36,30 +61,6 @@ def _when(dt: datetime | None) -> str:
 def _who(entry: Entry) -> str:
     signer = entry.signer
     return f"{with_id(signer.name, signer.user_id)}, {signer.role}, {_when(entry.at)}"
-
-
-def _step_rows(
-    case: Case,
-    step_id: str,
-    skip: Iterable[str] = (),
-    only: Iterable[str] | None = None,
-    signed_by: bool = True,
-) -> list[Row]:
-    step = case.protocol.step(step_id)
-    entry = case.current.get(step_id)
-    if entry is None:
-        return [Row(step.title, "not signed")]
-    keep = set(only) if only is not None else None
-    rows = [
-        Row(item.label, display(item, entry.values.get(item.id)))
-        for item in step.items
-        if item.id not in set(skip)
-        and item.id in entry.values
-        and (keep is None or item.id in keep)
-    ]
-    if signed_by:
-        rows.append(Row("Signed by", _who(entry)))
-    return rows
 
 
 def _signatures(
@@ -223,25 +224,26 @@ def _plan_section(case: Case) -> Section:
         ),
         Row(
             "Reconstitution",
-            f"{fmt(plan.reconstitution_volume_ml_per_vial)} mL sterile water "
-            f"per vial -> {fmt(d.reconstituted_concentration.value, 0)} IU/mL",
+            f"{fmt(plan.reconstitution_volume_ml_per_vial)} mL "
+            f"{case.protocol.say('reconstitution_diluent')} per vial -> "
+            f"{fmt(d.reconstituted_concentration.value, 0)} {d.reconstituted_concentration.unit}",
         ),
         Row(
             "Reconstituted volume",
             f"{fmt(plan.dose_iu, 0)} IU / "
-            f"{fmt(d.reconstituted_concentration.value, 0)} IU/mL = "
+            f"{fmt(d.reconstituted_concentration.value, 0)} {d.reconstituted_concentration.unit} = "
             f"{fmt(plan.reconstituted_volume_ml, 2)} mL",
         ),
         Row(
-            "D5W volume",
+            f"{case.protocol.say('final_diluent_short') or 'Diluent'} volume",
             f"{fmt(plan.diluent_volume_ml, 0)} mL",
             note=plan.band_text() + f" [source: {plan.diluent_band.source}]",
         ),
         Row("Final volume", f"{fmt(plan.final_volume_ml, 2)} mL"),
         Row(
             "Final concentration",
-            f"{fmt(plan.final_concentration_mcg_per_ml, 1)} mcg/mL",
-            note=f"window {fmt(d.concentration_min.value)}-{fmt(d.concentration_max.value)} mcg/mL",
+            f"{fmt(plan.final_concentration_mcg_per_ml, 1)} {d.concentration_min.unit}",
+            note=f"window {case.protocol.say('concentration_window')}",
         ),
         Row(
             "Pump rate",
@@ -263,159 +265,214 @@ def _end_rows(case: Case) -> list[Row]:
     return rows
 
 
-def compounding_record(case: Case, chain_hash: str) -> RecordDocument | None:
-    if "reconstitution" not in {e.step for e in case.history}:
-        return None
-    recon = case.current.get("reconstitution")
-    dil = case.current.get("dilution")
-    ingredients: list[tuple[str, ...]] = []
-    if recon is not None:
-        v = recon.values
-        step = case.protocol.step("reconstitution")
-        why = step.item("vial_typed_reason")
-        reason = v.get("vial_typed_reason")
-        entry = (
-            "scanned"
-            if v.get("vial_entry") == "scanned"
-            else f"typed in: {display(why, reason) if why and reason else '-'}"
-        )
-        expiry = step.item("vial_expiry")
-        w_expiry = step.item("diluent_expiry")
-        ingredients.append(
-            (
-                f"{case.protocol.brand} ({case.protocol.drug}) vial",
-                str(v.get("vial_gtin", "-")),
-                str(v.get("vial_lot", "-")),
-                display(expiry, v.get("vial_expiry")) if expiry else "-",
-                f"{display(_any_item(step), v.get('vial_count'))} vial(s), {entry}",
-            )
-        )
-        ingredients.append(
-            (
-                "Sterile Water for Injection",
-                "-",
-                str(v.get("diluent_lot", "-")),
-                display(w_expiry, v.get("diluent_expiry")) if w_expiry else "-",
-                f"{v.get('diluent_volume_ml_per_vial', '-')} mL per vial",
-            )
-        )
-    if dil is not None:
-        v = dil.values
-        step = case.protocol.step("dilution")
-        d_expiry = step.item("d5w_expiry")
-        ingredients.append(
-            (
-                "5% Dextrose Injection (D5W) bag",
-                "-",
-                str(v.get("d5w_lot", "-")),
-                display(d_expiry, v.get("d5w_expiry")) if d_expiry else "-",
-                f"{v.get('d5w_bag_volume_ml', '-')} mL, {v.get('container', '-')}",
-            )
-        )
-    order = case.current.get("order")
-    sections = [
-        Section(
-            "order",
-            "Order and dose",
-            tuple(
-                [
-                    Row("Prescription / case", case.case_id),
-                    Row(
-                        "Drug and strength",
-                        f"{case.protocol.brand} ({case.protocol.drug}) "
-                        f"{fmt(case.protocol.dosing.vial_content.value, 0)} IU "
-                        f"({fmt(case.protocol.dosing.vial_mass.value)} mg) single-dose vial, "
-                        "lyophilized powder",
-                    ),
-                    Row(
-                        "Master formulation",
-                        f"{case.protocol.name}, protocol {case.protocol.version}",
-                    ),
-                ]
-                + (_step_rows(case, "order") if order else [])
-            ),
-        ),
-        _plan_section(case),
-        Section(
-            "ingredients",
-            "Ingredients, lots and expiries",
-            tables=(
-                Table(
-                    "ingredients",
-                    "Ingredients",
-                    ("Ingredient", "GTIN / NDC", "Lot", "Expiry", "Amount"),
-                    tuple(ingredients),
-                ),
-            ),
-        ),
-        Section(
-            "reconstitution",
-            "Reconstitution",
-            tuple(
-                _step_rows(
-                    case,
-                    "reconstitution",
-                    skip=("vial_lot", "vial_expiry", "vial_gtin", "diluent_lot", "diluent_expiry"),
-                )
-            ),
-        ),
-        Section(
-            "dilution",
-            "Dilution",
-            tuple(_step_rows(case, "dilution", skip=("d5w_lot", "d5w_expiry", "label_applied"))),
-        ),
-        Section(
-            "label",
-            "Label and beyond-use time",
-            tuple(
-                [
-                    *_step_rows(case, "dilution", only=("label_applied",), signed_by=False),
-                    Row(
-                        "Beyond-use time",
-                        _when(case.beyond_use_at),
-                        note=f"infusion must END by then ({case.protocol.dosing.beyond_use.note})",
-                    ),
-                ]
-            ),
-        ),
-        Section(
-            "qa",
-            "Quality checks (visual inspection)",
-            tuple(
-                _step_rows(
-                    case, "pharmacy_verification", only=("visual_inspection",), signed_by=False
-                )
-            ),
-        ),
-        Section(
-            "verification",
-            "Pharmacist verification",
-            tuple(_step_rows(case, "pharmacy_verification", skip=("visual_inspection",))),
-        ),
-        Section("outcome", "Outcome", tuple(_end_rows(case))),
+def _product_rows(case: Case) -> list[Row]:
+    p = case.protocol
+    return [
+        Row("Prescription / case", case.case_id),
+        Row("Drug and strength", p.say("product")),
+        Row("Master formulation", f"{p.name}, protocol {p.version}"),
     ]
-    for extra in (_course_section(case), _flags(case), _history(case, _COMPOUNDING_STEPS)):
+
+
+def _beyond_use_row(case: Case) -> Row:
+    return Row("Beyond-use time", _when(case.beyond_use_at), note=case.protocol.say("beyond_use"))
+
+
+def _infusion_rows(case: Case) -> list[Row]:
+    started, stopped = case.given_at, case.stopped_at
+    rows = [Row("Started", _when(started)), Row("Stopped", _when(stopped))]
+    if started and stopped:
+        minutes = round((stopped - started).total_seconds() / 60)
+        planned = case.protocol.dosing.infusion_duration.value
+        rows.append(
+            Row(
+                "Actual duration",
+                f"{minutes} min",
+                note=f"protocol: {fmt(planned)} min",
+                flag="deviation" if minutes != planned else None,
+            )
+        )
+    return rows
+
+
+def _scanned_item_ids(step: Step) -> set[str]:
+    """The items a step's scanned products print in the ingredient table, not its section."""
+    return {f"{scan.kind}_{part}" for scan in step.scans for part in ("lot", "expiry", "gtin")}
+
+
+def _ingredients(case: Case) -> Section:
+    """One row per product the protocol's steps identify (``scans``), in walk order."""
+    rows: list[tuple[str, ...]] = []
+    for step in case.protocol.steps:
+        entry = case.current.get(step.id)
+        if entry is None or not step.scans:
+            continue
+        v = entry.values
+        shown = {it.id: display(it, v[it.id]) for it in step.items if it.id in v}
+        for scan in step.scans:
+            kind = scan.kind
+            how = v.get(f"{kind}_entry")
+            why = step.item(f"{kind}_typed_reason")
+            reason = v.get(f"{kind}_typed_reason")
+            method = (
+                "scanned"
+                if how == "scanned"
+                else f"typed in: {display(why, reason) if why and reason else '-'}"
+                if how == "typed"
+                else ""
+            )
+            amount = case.protocol.text(scan.amount, shown)
+            expiry = step.item(f"{kind}_expiry")
+            rows.append(
+                (
+                    case.protocol.text(scan.ingredient, shown),
+                    str(v.get(f"{kind}_gtin", "-")),
+                    str(v.get(f"{kind}_lot", "-")),
+                    display(expiry, v.get(f"{kind}_expiry")) if expiry else "-",
+                    ", ".join(part for part in (amount, method) if part) or "-",
+                )
+            )
+    return Section(
+        "ingredients",
+        "Ingredients, lots and expiries",
+        tables=(
+            Table(
+                "ingredients",
+                "Ingredients",
+                ("Ingredient", "GTIN / NDC", "Lot", "Expiry", "Amount"),
+                tuple(rows),
+            ),
+        ),
+    )
+
+
+def _row_set(case: Case, name: str) -> list[Row]:
+    if name == "product":
+        return _product_rows(case)
+    if name == "beyond_use":
+        return [_beyond_use_row(case)]
+    return _infusion_rows(case)  # infusion_times: the loader allows nothing else
+
+
+def _exits_section(case: Case, spec: RecordSection) -> Section:
+    return Section(
+        spec.key, spec.title, tuple((_hold_rows(case) or [Row("Holds", "none")]) + _end_rows(case))
+    )
+
+
+def _double_check_section(case: Case, spec: RecordSection) -> Section:
+    dc = _double_check_table(case)
+    return Section(
+        spec.key,
+        spec.title,
+        tables=(dc,) if dc else (),
+        rows=tuple(Row("Difference", d, flag="mismatch") for d in case.differences),
+    )
+
+
+def _step_section(case: Case, spec: RecordSection) -> Section:
+    assert spec.step is not None  # the loader gives a section a step or a content
+    step = case.protocol.step(spec.step)
+    entry = case.current.get(spec.step)
+    skip = set(spec.skip) | _scanned_item_ids(step)
+    rows: list[Row] = [r for name in spec.lead for r in _row_set(case, name)]
+    if entry is None:
+        rows.append(Row(step.title, "not signed"))
+    else:
+        keep = set(spec.only) if spec.only else None
+        rows += [
+            Row(item.label, display(item, entry.values.get(item.id)))
+            for item in step.items
+            if item.id in entry.values
+            and (item.id in keep if keep is not None else item.id not in skip)
+        ]
+        if spec.signed_by:
+            rows.append(Row(spec.signer, _who(entry)))
+    rows += [r for name in spec.add for r in _row_set(case, name)]
+    return Section(spec.key, spec.title, tuple(rows))
+
+
+def _section(case: Case, spec: RecordSection) -> Section:
+    if spec.step is not None:
+        return _step_section(case, spec)
+    if spec.content == "plan":
+        return replace(_plan_section(case), key=spec.key, title=spec.title)
+    if spec.content == "ingredients":
+        return replace(_ingredients(case), key=spec.key, title=spec.title)
+    if spec.content == "double_check":
+        return _double_check_section(case, spec)
+    if spec.content == "exits":
+        return _exits_section(case, spec)
+    return Section(spec.key, spec.title, tuple(_end_rows(case)))  # outcome
+
+
+def _record(case: Case, spec: RecordSpec, chain_hash: str) -> RecordDocument:
+    sections = [_section(case, s) for s in spec.sections]
+    if spec.kind == "administration" and case.assessments:
+        sections.append(
+            Section(
+                "assessments",
+                "Assessments during therapy",
+                tuple(
+                    Row(
+                        f"{a['at']}",
+                        ", ".join(f"{k}={v}" for k, v in a["values"].items()),
+                        note=with_id(str(a["by"]["name"]), str(a["by"]["user_id"])),
+                    )
+                    for a in case.assessments
+                ),
+            )
+        )
+    for extra in (_course_section(case), _flags(case), _history(case, spec.steps)):
         if extra is not None:
             sections.append(extra)
+    sigs = _signatures(case, spec.steps)
+    if spec.kind == "administration":
+        # Side exits (hold decisions, cancel, waste, discontinue) belong to no step.
+        sigs += tuple(
+            SignatureManifestation(
+                printed_name=e.actor.name,
+                user_id=e.actor.user_id,
+                role=f"{e.actor.role} - {e.type}",
+                signed_at_utc=_when(e.at),
+                meaning=e.meaning,
+                content_hash=e.content_hash(),
+            )
+            for e in case.events
+            if e.step is None and e.actor is not None and e.meaning is not None
+        )
+    kind: RecordKind = "compounding" if spec.kind == "compounding" else "administration"
     return RecordDocument(
-        kind="compounding",
-        title=f"Compounding record: {case.protocol.drug}",
-        record_id=f"{case.case_id}-compounding",
+        kind=kind,
+        title=f"{kind.capitalize()} record: {case.protocol.drug}",
+        record_id=f"{case.case_id}-{spec.kind}",
         case_id=case.case_id,
         drug=case.protocol.drug,
         subject=_subject(case),
         sections=tuple(sections),
-        signatures=_signatures(case, ("order", *_COMPOUNDING_STEPS)),
+        signatures=sigs,
         protocol=_protocol(case),
         chain_hash=chain_hash,
         events=tuple(e.to_json() for e in case.events),
     )
 
 
+def compounding_record(case: Case, chain_hash: str) -> RecordDocument | None:
+    spec = case.protocol.record("compounding")
+    if spec is None:
+        return None
+    if spec.from_step is not None and spec.from_step not in {e.step for e in case.history}:
+        return None
+    return _record(case, spec, chain_hash)
+
+
 def _double_check_table(case: Case) -> Table | None:
-    first = case.protocol.step("double_check_first")
-    a = case.current.get("double_check_first")
-    b = case.current.get("double_check_second")
+    second = next((s for s in case.protocol.steps if s.blinded_against), None)
+    if second is None or second.blinded_against is None:
+        return None
+    first = case.protocol.step(second.blinded_against)
+    a = case.current.get(first.id)
+    b = case.current.get(second.id)
     if a is None and b is None:
         return None
     rows = []
@@ -467,142 +524,9 @@ def _hold_rows(case: Case) -> list[Row]:
 
 
 def administration_record(case: Case, chain_hash: str) -> RecordDocument:
-    order = case.current.get("order")
-    weight_rows = []
-    if order is not None:
-        step = case.protocol.step("order")
-        for item_id in (
-            "dosing_weight_kg",
-            "weight_source",
-            "weight_measured_at",
-            "dose_iu_per_kg",
-            "dose_deviation_reason",
-        ):
-            item = step.item(item_id)
-            if item is not None and item_id in order.values:
-                weight_rows.append(Row(item.label, display(item, order.values.get(item_id))))
-    started, stopped = case.given_at, case.stopped_at
-    infusion = [Row("Started", _when(started)), Row("Stopped", _when(stopped))]
-    if started and stopped:
-        minutes = round((stopped - started).total_seconds() / 60)
-        planned = case.protocol.dosing.infusion_duration.value
-        infusion.append(
-            Row(
-                "Actual duration",
-                f"{minutes} min",
-                note=f"protocol: {fmt(planned)} min",
-                flag="deviation" if minutes != planned else None,
-            )
-        )
-    dc = _double_check_table(case)
-    pre = "pre_infusion"
-    sections = [
-        Section(
-            "order",
-            "Order and dosing weight",
-            tuple(
-                (weight_rows or [Row("Weight", "-")])
-                + ([Row("Ordered by", _who(order))] if order else [])
-            ),
-        ),
-        Section("eligibility", "Eligibility on file", tuple(_step_rows(case, "eligibility"))),
-        Section("hold_checks", "Pre-dose hold checks", tuple(_step_rows(case, "hold_checks"))),
-        Section(
-            "identification",
-            "Patient identification (two identifiers)",
-            tuple(
-                _step_rows(
-                    case,
-                    pre,
-                    only=("patient_identifier_mrn", "patient_identifier_dob"),
-                    signed_by=False,
-                )
-            ),
-        ),
-        Section(
-            "double_check",
-            "Independent double check (blinded)",
-            tables=(dc,) if dc else (),
-            rows=tuple(Row("Difference", d, flag="mismatch") for d in case.differences),
-        ),
-        Section(
-            "bag",
-            "Bag checks (temperature, beyond-use time, no in-line filter)",
-            tuple(
-                [
-                    *_step_rows(
-                        case,
-                        pre,
-                        only=("bag_at_room_temperature", "no_in_line_filter", "dedicated_line"),
-                    ),
-                    Row(
-                        "Beyond-use time",
-                        _when(case.beyond_use_at),
-                        note="the infusion must end by then",
-                    ),
-                ]
-            ),
-        ),
-        Section(
-            "infusion",
-            "Infusion (start, stop, pump rate)",
-            tuple(
-                _step_rows(case, pre, only=("pump_rate_set_ml_per_h",), signed_by=False) + infusion
-            ),
-        ),
-        Section("observation", "Post-infusion observation", tuple(_step_rows(case, "observation"))),
-        Section(
-            "exits",
-            "Holds, resumptions, discontinuation, cancellation",
-            tuple((_hold_rows(case) or [Row("Holds", "none")]) + _end_rows(case)),
-        ),
-        _plan_section(case),
-    ]
-    if case.assessments:
-        sections.append(
-            Section(
-                "assessments",
-                "Assessments during therapy",
-                tuple(
-                    Row(
-                        f"{a['at']}",
-                        ", ".join(f"{k}={v}" for k, v in a["values"].items()),
-                        note=with_id(str(a["by"]["name"]), str(a["by"]["user_id"])),
-                    )
-                    for a in case.assessments
-                ),
-            )
-        )
-    admin_steps = [s.id for s in case.walk_steps() if s.id not in _COMPOUNDING_STEPS]
-    for extra in (_course_section(case), _flags(case), _history(case, admin_steps)):
-        if extra is not None:
-            sections.append(extra)
-    exits = [e for e in case.events if e.step is None and e.meaning is not None]
-    sigs = _signatures(case, admin_steps) + tuple(
-        SignatureManifestation(
-            printed_name=e.actor.name,
-            user_id=e.actor.user_id,
-            role=f"{e.actor.role} - {e.type}",
-            signed_at_utc=_when(e.at),
-            meaning=e.meaning,
-            content_hash=e.content_hash(),
-        )
-        for e in exits
-        if e.actor is not None and e.meaning is not None
-    )
-    return RecordDocument(
-        kind="administration",
-        title=f"Administration record: {case.protocol.drug}",
-        record_id=f"{case.case_id}-administration",
-        case_id=case.case_id,
-        drug=case.protocol.drug,
-        subject=_subject(case),
-        sections=tuple(sections),
-        signatures=sigs,
-        protocol=_protocol(case),
-        chain_hash=chain_hash,
-        events=tuple(e.to_json() for e in case.events),
-    )
+    spec = case.protocol.record("administration")
+    assert spec is not None  # the loader requires it (or builds it for an older text)
+    return _record(case, spec, chain_hash)
 
 
 def record_documents(case: Case, chain_hash: str) -> list[RecordDocument]:

@@ -15,6 +15,7 @@ from typing import Any
 
 from .clock import FixedClock
 from .course import carried_holds, course_status
+from .dosing import fmt
 from .events import Event, Signer
 from .machine import Case, PatientRef
 from .protocol.model import Protocol
@@ -133,7 +134,10 @@ def open_dose(
     clock.advance(minutes=5)
     now = clock.now()
     order = case.sign(
-        "order", order_values(weight_kg, now - timedelta(hours=3)), signer_for("order"), now
+        "order",
+        order_values(weight_kg, now - timedelta(hours=3), fmt(protocol.dosing.dose_per_kg.value)),
+        signer_for("order"),
+        now,
     )
     if sink is not None:
         sink(order)
@@ -248,7 +252,11 @@ def run_persistent(
                 raise RuntimeError(f"demo walk stuck in state {view.case.state}")
             clock.advance(minutes=_PACE.get(step.id, 5))
             if step.id == "order":
-                values = order_values(weight_kg, clock.now() - timedelta(hours=3))
+                values = order_values(
+                    weight_kg,
+                    clock.now() - timedelta(hours=3),
+                    fmt(bedside.protocol.dosing.dose_per_kg.value),
+                )
             else:
                 values = values_for(view.case, step.id, clock.now())
             view = bedside.sign_step(

@@ -41,6 +41,8 @@ class DosePlan:
     reconstitution_volume_ml_per_vial: Decimal
     reconstituted_volume_ml: Decimal
     diluent: str
+    diluent_name: str  # the protocol's display word for it (``words.final_diluent_short``)
+    reconstitution_diluent_name: str
     diluent_volume_ml: Decimal
     diluent_band: VolumeBand
     final_volume_ml: Decimal
@@ -57,11 +59,8 @@ class DosePlan:
 
     def band_text(self) -> str:
         band = self.diluent_band
-        return (
-            f"{fmt(band.diluent_volume_ml)} mL D5W: {band.note}"
-            if band.note
-            else f"{fmt(band.diluent_volume_ml)} mL D5W"
-        )
+        text = f"{fmt(band.diluent_volume_ml)} mL {self.diluent_name}".rstrip()
+        return f"{text}: {band.note}" if band.note else text
 
     def to_json(self) -> dict[str, Any]:
         """The command-line contract: plain JSON numbers rounded to at most 4 decimals."""
@@ -77,6 +76,8 @@ class DosePlan:
             ),
             "reconstituted_volume_ml": json_number(self.reconstituted_volume_ml),
             "diluent": self.diluent,
+            "diluent_name": self.diluent_name,
+            "reconstitution_diluent_name": self.reconstitution_diluent_name,
             "diluent_volume_ml": json_number(self.diluent_volume_ml),
             "diluent_band": {
                 "max_dose_iu": json_number(band.max_dose_iu)
@@ -182,30 +183,32 @@ def plan_dose(
         minutes = d.infusion_duration.value
         rate = final_volume * _MINUTES_PER_HOUR / minutes
 
+    say = protocol.say
+    why = f" ({say('label_dose_only')})" if say("label_dose_only") else ""
     if per_kg != d.dose_per_kg.value:
         warnings.append(
             DoseWarning(
                 "dose_not_label_dose",
                 f"Ordered {fmt(per_kg, 0)} IU/kg; the protocol dose is "
-                f"{fmt(d.dose_per_kg.value, 0)} IU/kg "
-                "(toxicity is managed by withholding doses, never by reducing them)",
+                f"{fmt(d.dose_per_kg.value, 0)} IU/kg{why}",
             )
         )
     cmin, cmax = d.concentration_min.value, d.concentration_max.value
+    unit = d.concentration_min.unit
     if concentration < cmin:
         warnings.append(
             DoseWarning(
                 "concentration_below_window",
-                f"Final concentration {fmt(concentration, 1)} mcg/mL is below {fmt(cmin)} mcg/mL; "
-                f"drug delivery is variable outside the {fmt(cmin)}-{fmt(cmax)} mcg/mL window",
+                f"Final concentration {fmt(concentration, 1)} {unit} is below {fmt(cmin)} {unit}; "
+                f"{say('outside_window')}",
             )
         )
     elif concentration > cmax:
         warnings.append(
             DoseWarning(
                 "concentration_above_window",
-                f"Final concentration {fmt(concentration, 1)} mcg/mL is above {fmt(cmax)} mcg/mL; "
-                f"drug delivery is variable outside the {fmt(cmin)}-{fmt(cmax)} mcg/mL window",
+                f"Final concentration {fmt(concentration, 1)} {unit} is above {fmt(cmax)} {unit}; "
+                f"{say('outside_window')}",
             )
         )
     amin, amax = d.weight_adult_min.value, d.weight_adult_max.value
@@ -239,6 +242,8 @@ def plan_dose(
         reconstitution_volume_ml_per_vial=d.reconstitution_volume.value,
         reconstituted_volume_ml=recon_volume,
         diluent=d.final_diluent,
+        diluent_name=protocol.say("final_diluent_short"),
+        reconstitution_diluent_name=protocol.say("reconstitution_diluent"),
         diluent_volume_ml=band.diluent_volume_ml,
         diluent_band=band,
         final_volume_ml=final_volume,

@@ -69,14 +69,17 @@ def bag_label_pdf(case: Case, tz: tzinfo) -> bytes:
         line(name, size, bold=True, gap=size * 0.46)
     line(f"MRN {patient.mrn}    DOB {patient.date_of_birth.isoformat()}")
     line(f"{case.protocol.drug} ({case.protocol.brand})", 11, bold=True, gap=5.2)
+    say = case.protocol.say
+    d = case.protocol.dosing
     line(f"Dose {fmt(plan.dose_iu, 0)} IU = {fmt(plan.dose_mg, 4)} mg")
     line(
-        f"Volume {fmt(plan.final_volume_ml, 1)} mL in D5W   "
-        f"{fmt(plan.final_concentration_mcg_per_ml, 1)} mcg/mL"
+        f"Volume {fmt(plan.final_volume_ml, 1)} mL in {say('final_diluent_short')}   "
+        f"{fmt(plan.final_concentration_mcg_per_ml, 1)} {d.concentration_min.unit}"
     )
+    filter_words = f" {say('in_line_filter')}." if say("in_line_filter") else ""
     line(
-        f"IV over {fmt(plan.infusion_minutes)} min at {fmt(plan.pump_rate_ml_per_h, 1)} mL/h. "
-        "No in-line filter."
+        f"{say('route_short')} over {fmt(plan.infusion_minutes)} min at "
+        f"{fmt(plan.pump_rate_ml_per_h, 1)} mL/h.{filter_words}".strip()
     )
     line(f"Cycle {case.cycle}, dose {case.dose_in_cycle}")
     line(f"Use before {_local(case, tz)}", 10, bold=True, gap=5.5)

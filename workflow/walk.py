@@ -8,6 +8,7 @@ exercises the same checks a real one does.
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
+from functools import cache
 from typing import Any
 
 from .dosing import fmt
@@ -16,32 +17,25 @@ from .interop.gs1 import scan_to_values, typed_values
 from .machine import Case
 from .protocol.model import Protocol
 
-_ATTESTATIONS = {
-    "order_matches_protocol",
-    "dose_calculation_checked",
-    "directed_against_vial_wall",
-    "swirled_not_shaken",
-    "no_other_drugs_mixed",
-    "label_applied",
-    "calculations_checked",
-    "label_checked",
-    "appearance_intact",
-    "bag_at_room_temperature",
-    "no_in_line_filter",
-    "dedicated_line",
-    "line_patent",
-    "record_reviewed",
-}
+
+@cache
+def _shipped_dose_per_kg() -> str:
+    from .protocol.loader import load_protocol
+    from .resources import default_protocol_path
+
+    return fmt(load_protocol(default_protocol_path()).dosing.dose_per_kg.value)
 
 
 def order_values(
     weight_kg: str,
     measured_at: datetime,
-    dose_per_kg: str = "600000",
+    dose_per_kg: str | None = None,
     source: str = "standing_scale",
 ) -> dict[str, Any]:
+    """The prescriber's order; the dose per kg is the protocol's label dose unless given (pass
+    ``fmt(protocol.dosing.dose_per_kg.value)`` for another protocol than the shipped one)."""
     return {
-        "dose_iu_per_kg": dose_per_kg,
+        "dose_iu_per_kg": dose_per_kg if dose_per_kg is not None else _shipped_dose_per_kg(),
         "dosing_weight_kg": weight_kg,
         "weight_source": source,
         "weight_measured_at": format_time(measured_at),
@@ -60,18 +54,20 @@ def normal_checks() -> dict[str, Any]:
     }
 
 
-def _vial_identified(protocol: Protocol, lot: str, expiry: date, now: datetime) -> dict[str, Any]:
+def _identified(
+    protocol: Protocol, kind: str, lot: str, expiry: date, now: datetime
+) -> dict[str, Any]:
     """Scanned when the formulary lists a vial (the code built as a scanner types it: GTIN,
     expiry, lot), else typed in with the reason a pharmacy would give: the shipped protocol
     lists no product, so every scan would be refused as an unknown product."""
-    product = next((p for p in protocol.formulary if p.kind == "vial"), None)
+    product = next((p for p in protocol.formulary if p.kind == kind), None)
     if product is None:
-        reasons = protocol.step("reconstitution").item("vial_typed_reason")
+        reasons = protocol.step(protocol.scan_steps()[kind]).item(f"{kind}_typed_reason")
         # A case pinned to a protocol version older than the reason code (1.1.0) says so.
         known = reasons is not None and "unknown_product" in reasons.option_ids()
         reason = "unknown_product" if known else "no_barcode"
-        return typed_values(protocol, "vial", lot=lot, expiry=expiry.isoformat(), reason=reason)
-    return scan_to_values(protocol, "vial", f"01{product.gtin}17{expiry:%y%m%d}10{lot}", now)
+        return typed_values(protocol, kind, lot=lot, expiry=expiry.isoformat(), reason=reason)
+    return scan_to_values(protocol, kind, f"01{product.gtin}17{expiry:%y%m%d}10{lot}", now)
 
 
 def values_for(case: Case, step_id: str, now: datetime) -> dict[str, Any]:
@@ -81,10 +77,15 @@ def values_for(case: Case, step_id: str, now: datetime) -> dict[str, Any]:
     patient = case.patient
     out: dict[str, Any] = {}
     for item in step.items:
-        if item.id in _ATTESTATIONS:
+        if item.must_be is True:  # attestations, an overlay's among them: a careful team ticks
             out[item.id] = True
+        elif item.type == "choice" and item.required and len(item.options) == 1:
+            out[item.id] = item.options[0].id  # the only answer: route, container, inspection
     if step_id == "eligibility":
-        tested = (now - timedelta(days=14)).date().isoformat()
+        # Tests done well inside the protocol's window (a sixth of it: 15 days of 90), so an
+        # overlay that shortens the window still gets a current result.
+        window = int(case.protocol.eligibility.max_age.value)
+        tested = (now - timedelta(days=max(1, window // 6))).date().isoformat()
         out.update(
             stress_test_result="normal",
             stress_test_date=tested,
@@ -95,13 +96,13 @@ def values_for(case: Case, step_id: str, now: datetime) -> dict[str, Any]:
         out.update(normal_checks())
     elif step_id == "reconstitution" and plan is not None:
         expiry = (now + timedelta(days=200)).date()
-        out.update(_vial_identified(case.protocol, "PLK2291", expiry, now))
+        out.update(_identified(case.protocol, "vial", "PLK2291", expiry, now))
         out.update(
             vial_count=str(plan.vials),
-            diluent="sterile_water_for_injection",
+            diluent=case.protocol.dosing.reconstitution_diluent,
             diluent_lot="SW40812",
             diluent_expiry=expiry.isoformat(),
-            diluent_volume_ml_per_vial="1.2",
+            diluent_volume_ml_per_vial=fmt(plan.reconstitution_volume_ml_per_vial),
             prepared_at=format_time(now),
         )
     elif step_id == "dilution" and plan is not None:
@@ -111,11 +112,8 @@ def values_for(case: Case, step_id: str, now: datetime) -> dict[str, Any]:
             d5w_bag_volume_ml=fmt(plan.diluent_volume_ml, 0),
             d5w_lot="D5W7731",
             d5w_expiry=bag_expiry,
-            container="pvc_bag",
             final_volume_ml=fmt(plan.final_volume_ml, 1),
         )
-    elif step_id == "pharmacy_verification":
-        out["visual_inspection"] = "pass"
     elif step_id in ("double_check_first", "double_check_second") and plan and patient:
         bud = case.beyond_use_at
         out.update(
@@ -123,7 +121,6 @@ def values_for(case: Case, step_id: str, now: datetime) -> dict[str, Any]:
             dose_iu=fmt(plan.dose_iu, 0).replace(",", ""),
             dosing_weight_kg=fmt(plan.weight_kg),
             final_volume_ml=fmt(plan.final_volume_ml, 1),
-            route="intravenous",
             infusion_minutes=fmt(plan.infusion_minutes),
             pump_rate_ml_per_h=fmt(plan.pump_rate_ml_per_h, 0).replace(",", ""),
             beyond_use_at=format_time(bud) if bud else "",

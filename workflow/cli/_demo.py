@@ -3,34 +3,50 @@
 from __future__ import annotations
 
 import argparse
+import os
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ..clock import FixedClock
 from ..demo import DEMO_PASSWORD, DEMO_PEOPLE, run_persistent
 from ..errors import InputError
+from ..protocol.loader import load_protocol
+from ..protocol.overlay import load_overlay
 from ..records.pki import create_site_pki, pki_state, set_aside_incomplete
+from ..resources import default_protocol_path
 from ._app import hold_home, open_app
 
 
 def register(sub: Any) -> None:
     p = sub.add_parser("demo", help="walk complete doses with demo users and a demo patient")
-    p.add_argument("--doses", default="1", help="how many doses (default 1, at most 28)")
+    p.add_argument(
+        "--doses", default="1", help="how many doses (default 1, at most a course's doses)"
+    )
     p.set_defaults(handler=run)
 
 
-def _doses(text: str) -> int:
+def _course_doses(args: argparse.Namespace) -> int:
+    """The protocol's doses per course (an overlay may lower it), read before anything is
+    written so a refused count leaves the home untouched."""
+    protocol = load_protocol(args.protocol or default_protocol_path())
+    overlay = getattr(args, "overlay", None) or os.environ.get("BEDSIDE_OVERLAY")
+    if overlay:
+        protocol = load_overlay(overlay, protocol)
+    return int(protocol.schedule.max_doses_per_course.value)
+
+
+def _doses(text: str, most: int) -> int:
     try:
         n = int(text)
     except ValueError:
-        raise InputError("doses", f"'{text}' is not a whole number", "1 to 28") from None
-    if not 1 <= n <= 28:
-        raise InputError("doses", f"{n} is out of range", "1 to 28")
+        raise InputError("doses", f"'{text}' is not a whole number", f"1 to {most}") from None
+    if not 1 <= n <= most:
+        raise InputError("doses", f"{n} is out of range", f"1 to {most}")
     return n
 
 
 def run(args: argparse.Namespace) -> int:
-    doses = _doses(args.doses)
+    doses = _doses(args.doses, _course_doses(args))
     home = hold_home(args)  # makes the home (0700) and holds it while the demo writes
     pki = home / "pki"
     if pki_state(pki) == "incomplete":  # an interrupted init or demo: start the set again

@@ -98,7 +98,8 @@ def medication_administration(case: Case, chain_hash: str | None = None) -> dict
         out["dosage"] = {
             "text": f"{plan.dose_iu} IU in {number(plan.final_volume_ml)} mL over "
             f"{number(plan.infusion_minutes)} min",
-            "route": {"text": "Intravenous"},
+            # The protocol's word for the route; a text from before ``words`` has none.
+            **({"route": {"text": route}} if (route := case.protocol.say("route")) else {}),
             "dose": {"value": number(plan.dose_iu), "unit": "IU", "system": UCUM, "code": "[iU]"},
             "rateQuantity": {
                 "value": number(plan.pump_rate_ml_per_h),

@@ -14,9 +14,10 @@ the person types the values with a reason code, which is recorded and reported
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from functools import cache
 from typing import Any
 
 import biip
@@ -26,12 +27,35 @@ from ..errors import InputError, StepRefused
 from ..items import from_stored, to_stored
 from ..protocol.model import Protocol, Step
 
-# Item prefix -> the step whose items it fills.
-SCAN_STEPS: dict[str, str] = {
-    "vial": "reconstitution",
-    "diluent": "reconstitution",
-    "d5w": "dilution",
-}
+
+class _ShippedScanSteps(Mapping[str, str]):
+    """Scanned product kind -> its step, as the shipped protocol declares them (steps'
+    ``scans``), read when first asked. Kept under this name for callers that build argument
+    choices before any protocol is loaded (the CLI's ``scan --item``); everything here reads
+    the protocol in use (``Protocol.scan_steps``)."""
+
+    def _steps(self) -> dict[str, str]:
+        return _shipped_scan_steps()
+
+    def __getitem__(self, kind: str) -> str:
+        return self._steps()[kind]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._steps())
+
+    def __len__(self) -> int:
+        return len(self._steps())
+
+
+@cache
+def _shipped_scan_steps() -> dict[str, str]:
+    from ..protocol.loader import load_protocol
+    from ..resources import default_protocol_path
+
+    return load_protocol(default_protocol_path()).scan_steps()
+
+
+SCAN_STEPS: Mapping[str, str] = _ShippedScanSteps()
 TYPED_REASONS = ("unreadable_label", "no_barcode", "scanner_down", "unknown_product")
 GROUP_SEPARATOR = "\x1d"
 # Visible stand-ins scanners and terminals use for FNC1 / GS.
@@ -126,11 +150,10 @@ def scan_to_values(
 def _scans_of(step: Step, values: Mapping[str, Any]) -> list[str]:
     """The prefixes whose entry on this step says "scanned", on a protocol that keeps scans."""
     return [
-        prefix
-        for prefix, step_id in SCAN_STEPS.items()
-        if step_id == step.id
-        and values.get(f"{prefix}_entry") == "scanned"
-        and step.item(f"{prefix}_scan") is not None
+        scan.kind
+        for scan in step.scans
+        if values.get(f"{scan.kind}_entry") == "scanned"
+        and step.item(f"{scan.kind}_scan") is not None
     ]
 
 
@@ -221,9 +244,10 @@ def typed_values(
 
 
 def _step(protocol: Protocol, prefix: str) -> Step:
-    if prefix not in SCAN_STEPS:
-        raise InputError("prefix", f"'{prefix}' is not a scanned item", ", ".join(SCAN_STEPS))
-    return protocol.step(SCAN_STEPS[prefix])
+    steps = protocol.scan_steps()
+    if prefix not in steps:
+        raise InputError("prefix", f"'{prefix}' is not a scanned item", ", ".join(steps))
+    return protocol.step(steps[prefix])
 
 
 def _put(step: Step, values: dict[str, Any], item_id: str, value: str) -> None:

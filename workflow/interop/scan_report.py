@@ -13,7 +13,6 @@ from typing import Any
 
 from ..events import format_time
 from ..machine import Case
-from .gs1 import SCAN_STEPS
 
 
 @dataclass(frozen=True)
@@ -44,7 +43,7 @@ def scan_failures(cases: Iterable[Case]) -> list[ScanFailure]:
     """Typed-in entries still in force (a corrected entry counts once, as corrected)."""
     out: list[ScanFailure] = []
     for case in cases:
-        for prefix, step_id in SCAN_STEPS.items():
+        for prefix, step_id in case.protocol.scan_steps().items():
             entry = case.current.get(step_id)
             if entry is None or entry.values.get(f"{prefix}_entry") != "typed":
                 continue

@@ -9,13 +9,14 @@ problem found is reported as ``FILE:LINE: what is wrong and what is allowed``, a
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, cast
 
 from ..errors import ProtocolError
 from ..events import MEANINGS
-from . import _course
+from . import _course, _display
 from ._fields import Issues, MapReader, to_decimal
 from ._yaml import YList, is_float_text, load_located
 from .model import (
@@ -38,12 +39,14 @@ from .model import (
     Role,
     Rule,
     RuleAction,
+    ScanSpec,
     Schedule,
     SideExit,
     Source,
     Step,
     VolumeBand,
 )
+from .words import legacy_words
 
 _LABELS = ("current", "old", "none")
 
@@ -93,6 +96,7 @@ class _Validator:
         # (line, source id) pairs checked once all sources are known.
         self.source_refs: list[tuple[int, str, str]] = []
         self.step_nodes: dict[str, MapReader] = {}
+        self.scans_declared = False  # any step with ``scans`` (else inferred, for old texts)
 
     # -- entry point -----------------------------------------------------------------------
     def run(self) -> Protocol | None:
@@ -138,6 +142,13 @@ class _Validator:
         )
         start_node = top.sub("course_start", required=False)
         start = _course.course_start(self, start_node, rules) if start_node else None
+        words_node = top.sub("words", required=False)
+        words = _display.words(self, words_node) if words_node else None
+        if not self.scans_declared:
+            steps = tuple(replace(s, scans=_display.legacy_scans(s)) for s in steps)
+        self._check_scan_kinds(steps)
+        records_node = top.sub("records", required=False)
+        records = _display.records(self, records_node, steps) if records_node else None
         top.done()
 
         self._check_sources()
@@ -186,7 +197,22 @@ class _Validator:
             side_exits=side_exits,
             acknowledgements=acks,
             course_start=start,
+            words=words if words is not None else legacy_words(dosing, steps),
+            records=records if records is not None else _display.legacy_records(steps, initial),
         )
+
+    def _check_scan_kinds(self, steps: tuple[Step, ...]) -> None:
+        """A product kind is identified on one step only: a scan names its kind, not its step."""
+        first: dict[str, str] = {}
+        for step in steps:
+            for scan in step.scans:
+                if scan.kind in first:
+                    self.issues.add(
+                        self.step_nodes[step.id].line_of("scans"),
+                        f"step '{step.id}'.scans: kind '{scan.kind}' is already scanned on "
+                        f"step '{first[scan.kind]}'",
+                    )
+                first.setdefault(scan.kind, step.id)
 
     def _side_exits(self, r: MapReader) -> dict[str, SideExit] | None:
         out: dict[str, SideExit] = {}
@@ -654,6 +680,12 @@ class _Validator:
         sets_bud = r.ident("sets_beyond_use", required=False)
         items_list = r.seq("items")
         items = self._items(items_list, r.where) if items_list is not None else None
+        scans_list = r.seq("scans", required=False)
+        scans: tuple[ScanSpec, ...] = ()
+        if scans_list is not None:
+            self.scans_declared = True
+            if items is not None:
+                scans = _display.scans(self, scans_list, r.where, items)
         r.done()
         for role in roles:
             if role not in self.roles:
@@ -707,6 +739,7 @@ class _Validator:
             blinded_against=blinded,
             compare=compare,
             sets_beyond_use=sets_bud,
+            scans=scans,
             **flags,
         )
 

@@ -7,9 +7,11 @@ can reach an end).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Literal
+
+from .words import WORD_KEYS, fill_protocol_text
 
 ItemType = Literal["number", "integer", "boolean", "choice", "text", "date", "datetime", "expiry"]
 ITEM_TYPES: tuple[str, ...] = (
@@ -113,6 +115,18 @@ class Item:
 
 
 @dataclass(frozen=True)
+class ScanSpec:
+    """A product a step identifies (scanned, or typed in with a reason): its items are
+    ``{kind}_lot``, ``{kind}_expiry`` and, as the step has them, ``_gtin``, ``_entry``,
+    ``_typed_reason``, ``_scan``. ``ingredient`` and ``amount`` are the words the compounding
+    record's ingredient table prints (placeholders: see ``protocol.words``)."""
+
+    kind: str
+    ingredient: str
+    amount: str
+
+
+@dataclass(frozen=True)
 class Step:
     id: str
     title: str
@@ -135,6 +149,8 @@ class Step:
     # wristband) and is never shown it. Both sides of a blinded double check are unprimed
     # whether or not the file says so (``Protocol.unprimed``).
     unprimed: bool = False
+    # Products identified on this step by barcode or typed in (``{kind}_lot``, ``_expiry``...).
+    scans: tuple[ScanSpec, ...] = ()
 
     def item(self, item_id: str) -> Item | None:
         for it in self.items:
@@ -301,6 +317,41 @@ class Product:
     confirmed: bool
 
 
+# What a record section may hold besides a step's entries, and which row sets it may add.
+SECTION_CONTENTS: tuple[str, ...] = ("plan", "ingredients", "double_check", "exits", "outcome")
+SECTION_ROWS: tuple[str, ...] = ("product", "beyond_use", "infusion_times")
+RECORD_KINDS: tuple[str, ...] = ("compounding", "administration")
+
+
+@dataclass(frozen=True)
+class RecordSection:
+    """One section of a signed record: a step's entries (all, ``only`` some, or all but
+    ``skip``), or one of the engine's own contents (the dose plan, the ingredient table, the
+    double check's table, the holds and exits, the outcome)."""
+
+    key: str
+    title: str
+    step: str | None = None
+    content: str | None = None
+    only: tuple[str, ...] = ()
+    skip: tuple[str, ...] = ()
+    signed_by: bool = True
+    signer: str = "Signed by"
+    lead: tuple[str, ...] = ()  # row sets printed before the step's rows
+    add: tuple[str, ...] = ()  # row sets printed after them
+
+
+@dataclass(frozen=True)
+class RecordSpec:
+    """Which steps feed one record (its signatures and superseded entries) and its sections.
+    ``from_step``: the record exists once that step was signed (None: always)."""
+
+    kind: str
+    from_step: str | None
+    steps: tuple[str, ...]
+    sections: tuple[RecordSection, ...]
+
+
 @dataclass(frozen=True)
 class OverlayRef:
     """The institution overlay a protocol was combined with: named in records and exports."""
@@ -340,6 +391,30 @@ class Protocol:
     course_start: CourseStart | None = None
     overlay: OverlayRef | None = None
     base_hash: str | None = None
+    # Display words for the clinical facts pages, labels and records print, as templates whose
+    # numbers are the protocol's own quantities (``say``), and the records' shape.
+    words: dict[str, str] = field(default_factory=dict)
+    records: tuple[RecordSpec, ...] = ()
+
+    def say(self, key: str) -> str:
+        """A display word with its numbers filled from this protocol's (possibly tightened)
+        quantities: ``{dosing.beyond_use}`` reads 36 under an overlay that set 36. ``key`` is
+        one of ``WORD_KEYS`` (a misspelt key is a programming error, never an empty word)."""
+        if key not in WORD_KEYS:
+            raise KeyError(key)
+        return fill_protocol_text(self, self.words.get(key, ""))
+
+    def text(self, template: str, values: dict[str, str] | None = None) -> str:
+        """Any protocol template (scan ingredients, amounts) filled like ``say``, with
+        ``{words.KEY}`` and the caller's ``values`` (e.g. a step's entries) as well."""
+        return fill_protocol_text(self, template, values)
+
+    def record(self, kind: str) -> RecordSpec | None:
+        return next((r for r in self.records if r.kind == kind), None)
+
+    def scan_steps(self) -> dict[str, str]:
+        """Scanned product kind -> the step whose items it fills, in the protocol's order."""
+        return {scan.kind: step.id for step in self.steps for scan in step.scans}
 
     def identity(self) -> dict[str, object]:
         """What a case_opened event records: the protocol and, if any, its overlay, by hash."""

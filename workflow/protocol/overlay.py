@@ -66,7 +66,6 @@ TIGHTEN: dict[str, tuple[str, str, Direction]] = {
     "dosing.weight.max_age": ("dosing.weight_max_age", "h", "lower"),
     "eligibility.max_age": ("eligibility.max_age", "d", "lower"),
 }
-PRODUCT_KINDS = ("vial", "diluent", "d5w")
 COMBINATION_KIND = "combination"
 
 
@@ -378,11 +377,12 @@ class _OverlayReader:
                     r.line_of("gtin"), f"formulary[{i}].gtin must be 14 digits, got '{gtin}'"
                 )
                 continue
-            if kind is not None and kind not in PRODUCT_KINDS:
+            kinds = self.base.scan_steps()
+            if kind is not None and kind not in kinds:
                 self.issues.add(
                     r.line_of("kind"),
-                    f"formulary[{i}].kind '{kind}' is not allowed "
-                    f"(allowed: {', '.join(PRODUCT_KINDS)})",
+                    f"formulary[{i}].kind '{kind}' is not a product the protocol scans "
+                    f"(allowed: {', '.join(kinds) or 'none'})",
                 )
                 continue
             if gtin and kind and description and source:
