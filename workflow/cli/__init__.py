@@ -1,7 +1,13 @@
 """The ``bedside`` command: parse, call the core, print. No clinical logic lives here.
 
 Errors become messages in exactly one place (``main``): a BedsideError prints
-``bedside: <message>`` on stderr and exits with its code (1 a check failed, 2 bad input).
+``bedside: <message>`` on stderr and exits with its code (1 a check failed, 2 bad input); any
+other exception is a fault of ours: its traceback goes to ``<home>/logs/bedside.log`` and the
+person sees one line naming that file, exit 70 (``_faults``).
+
+Start-up (issue 15): the command modules import only argparse, the error tree and light core
+modules at their top; the store, the service, pyHanko, reportlab, FastAPI and the seeder load
+inside the handler that needs them (tests/cli/test_startup.py holds that line).
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from collections.abc import Sequence
 from ..errors import BedsideError
 from . import _admin, _audit, _checklist, _clinical, _demo, _dev, _dose, _interop, _serve
 from ._app import release_home
+from ._faults import report_fault
 
 
 class _Parser(argparse.ArgumentParser):
@@ -68,6 +75,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except Exception as exc:  # a fault, not a refusal: logged in full, one line here, exit 70
+        return report_fault(exc, args.home, ["bedside", *argv] if argv is not None else None)
     finally:
         release_home()
     return code

@@ -7,19 +7,15 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..archive import Archive
-from ..errors import InputError
+from ..errors import InputError, NotFound
 from ..events import format_time
-from ..names import with_id
-from ..records.verify import Verifier
-from ..restore import restore
-from ..store import backup
-from ..store.backup import PG_RESTORE_HELP
-from ..store.engine import normalise_url
 from ._app import home_of, open_app, parse_time
 from ._common import print_json
+
+if TYPE_CHECKING:  # pyHanko, SQLAlchemy and the archive load when a command runs (start-up)
+    from ..archive import Archive
 
 
 def register(sub: Any) -> None:
@@ -105,6 +101,8 @@ def audit_verify(args: argparse.Namespace) -> int:
 
 
 def audit_log(args: argparse.Namespace) -> int:
+    from ..names import with_id
+
     app = open_app(args)
     events = app.store.load_events(args.case_id)
     if args.json:
@@ -122,6 +120,8 @@ def audit_log(args: argparse.Namespace) -> int:
 
 
 def _archive(args: argparse.Namespace) -> Archive:
+    from ..archive import Archive
+
     app = open_app(args)
     return Archive(home_of(args), app.store)
 
@@ -130,6 +130,7 @@ def verify_files(args: argparse.Namespace) -> int:
     from cryptography import x509
 
     from ..records.pki import load_trust_roots
+    from ..records.verify import Verifier
 
     roots: list[Any]
     archive: Archive | None = None
@@ -175,7 +176,7 @@ def verify_files(args: argparse.Namespace) -> int:
             try:
                 archive.store.get_archived_record(sha)
                 expected = sha
-            except Exception:
+            except NotFound:  # only an absent record; a database fault is not "no match"
                 expected = None
         result = verifier.verify(data, expected)
         if archive is not None and expected is None and result.ok:
@@ -324,6 +325,8 @@ def archive_catch_up(args: argparse.Namespace) -> int:
 
 
 def do_backup(args: argparse.Namespace) -> int:
+    from ..store import backup
+
     app = open_app(args)
     path = backup(app.store, Path(args.file))
     print(f"backed up to {path}")
@@ -331,6 +334,10 @@ def do_backup(args: argparse.Namespace) -> int:
 
 
 def do_restore(args: argparse.Namespace) -> int:
+    from ..restore import restore
+    from ..store.backup import PG_RESTORE_HELP
+    from ..store.engine import normalise_url
+
     url = args.db or os.environ.get("BEDSIDE_DATABASE_URL")
     if url and not normalise_url(url).startswith("sqlite"):
         raise InputError(

@@ -6,11 +6,9 @@ import argparse
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ..clock import FixedClock
-from ..demo import DEMO_PASSWORD, DEMO_PEOPLE, run_persistent
 from ..errors import InputError
-from ..records.pki import create_site_pki, pki_state, set_aside_incomplete
 from ._app import hold_home, open_app
+from ._progress import Progress
 
 
 def register(sub: Any) -> None:
@@ -31,6 +29,10 @@ def _doses(text: str) -> int:
 
 def run(args: argparse.Namespace) -> int:
     doses = _doses(args.doses)
+    from ..clock import FixedClock
+    from ..demo import DEMO_PASSWORD, DEMO_PEOPLE, run_persistent
+    from ..records.pki import create_site_pki, pki_state, set_aside_incomplete
+
     home = hold_home(args)  # makes the home (0700) and holds it while the demo writes
     pki = home / "pki"
     if pki_state(pki) == "incomplete":  # an interrupted init or demo: start the set again
@@ -45,7 +47,13 @@ def run(args: argparse.Namespace) -> int:
     if latest:
         last = max(r.updated_at for r in latest)
         clock.set(max(clock.now(), last + timedelta(minutes=1)))
-    walked = run_persistent(app, clock, doses)
+    with Progress("demo", doses, unit="dose") as progress:
+        walked = run_persistent(
+            app,
+            clock,
+            doses,
+            on_dose=lambda d: progress.advance(1, f"case {d.case_id} {d.state}"),
+        )
     print(f"home: {home}")
     print(
         f"demo users (password '{DEMO_PASSWORD}'): "

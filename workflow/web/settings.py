@@ -5,8 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from workflow.resources import templates_dir
+
+if TYPE_CHECKING:
+    from workflow.settings import Settings
 
 # Roles per audience: each page and API route names the set it serves.
 CLINICAL = ("nurse", "pharmacist", "pharmacy_technician", "prescriber")
@@ -42,3 +46,10 @@ class WebSettings:
     touch_every: timedelta = timedelta(seconds=20)
     worklist_limit: int = 100
     max_body_bytes: int = 1024 * 1024
+
+    @classmethod
+    def for_site(cls, site: Settings, *, idle_minutes: int | None = None) -> WebSettings:
+        """A server's settings from the site's ``bedside.yaml`` (``web.idle_timeout_minutes``);
+        ``idle_minutes`` is ``bedside serve --idle-minutes``, which overrides the file."""
+        idle = timedelta(minutes=idle_minutes) if idle_minutes is not None else None
+        return cls(idle_timeout=idle or site.web_idle_timeout)
