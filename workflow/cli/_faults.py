@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
-import traceback
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ..private_files import FILE_MODE, make_private_dir, tighten_file
+# The rest (traceback, tempfile, the private-file rule) loads only when a fault happens: this
+# module is imported by every command and start-up counts (issue 15).
 
 EX_SOFTWARE = 70  # sysexits.h: an internal software error
 LOG_DIR = "logs"
@@ -25,6 +24,8 @@ LOG_FILE = "bedside.log"
 
 
 def _entry(exc: BaseException, argv: list[str]) -> str:
+    import traceback
+
     from .. import __version__
 
     when = datetime.now(UTC).isoformat(timespec="seconds")
@@ -38,6 +39,8 @@ def _entry(exc: BaseException, argv: list[str]) -> str:
 
 def _home_log(home: str | None) -> Path:
     """The home's log file, opened for appending private; OSError when that cannot be done."""
+    from ..private_files import make_private_dir
+
     try:
         from ..store.engine import home_dir
     except Exception as exc:  # the fault may be in the store's own imports: use the fallback
@@ -51,6 +54,8 @@ def _home_log(home: str | None) -> Path:
 
 def write_fault(exc: BaseException, home: str | None, argv: list[str]) -> Path:
     """Append ``exc`` with its traceback to the home's log (or a temporary file); its path."""
+    import tempfile
+
     text = _entry(exc, argv).encode("utf-8", "replace")
     try:
         path = _home_log(home)
@@ -64,6 +69,8 @@ def write_fault(exc: BaseException, home: str | None, argv: list[str]) -> Path:
 
 
 def _append(path: Path, text: bytes) -> None:
+    from ..private_files import FILE_MODE, tighten_file
+
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, FILE_MODE)
     try:
         tighten_file(path)  # a log loosened by hand holds tracebacks others should not read
