@@ -357,3 +357,70 @@ def test_demo_and_export_print_a_line_per_dose_off_a_terminal(tmp_path: Path) ->
     ], export.stderr
     assert sorted(line.split()[3] for line in lines) == cases
     assert export.stdout == f"wrote 2 FHIR bundle(s) to {out}\n"
+
+
+def test_verify_reports_a_database_fault_not_a_missing_record(tmp_path: Path) -> None:
+    """`bedside verify` took any exception looking the file up in the archive index as "no
+    archived record has this SHA-256": a database fault read as a forged or foreign file."""
+    import sqlite3
+
+    home = tmp_path / "home"
+    walked = subprocess.run(
+        [*BEDSIDE, "--home", str(home), "demo"], capture_output=True, text=True, check=True
+    )
+    pdf = next(line.split()[1] for line in walked.stdout.splitlines() if "record " in line)
+    with sqlite3.connect(home / "bedside.sqlite3") as db:  # the index is gone: a real fault
+        db.execute("ALTER TABLE archived_records RENAME TO archived_records_gone")
+    done = subprocess.run(
+        [*BEDSIDE, "--home", str(home), "verify", pdf], capture_output=True, text=True
+    )
+    assert done.returncode != 0
+    assert "no archived record has this SHA-256" not in done.stdout + done.stderr
+    assert "archived_records" in done.stderr and "Traceback" not in done.stderr
+
+
+def _commands(parser: object) -> dict[str, object]:
+    import argparse
+
+    assert isinstance(parser, argparse.ArgumentParser)
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(action.choices)
+
+
+def test_the_command_table_matches_what_each_module_registers() -> None:
+    """`main` builds only the named command's parser (start-up); the table it uses must say
+    exactly which module registers which command, or a command would vanish."""
+    import argparse
+
+    from workflow.cli import _REGISTRARS, build_parser
+
+    for module, names in _REGISTRARS:
+        parser = argparse.ArgumentParser()
+        sub = parser.add_subparsers()
+        module.register(sub)
+        assert set(_commands(parser)) <= set(names), module.__name__
+    declared = {name for _, names in _REGISTRARS for name in names}
+    assert set(_commands(build_parser())) == declared
+    for name in declared:  # each one alone parses to the same sub-parser as in the whole tree
+        alone = _commands(build_parser(name))[name]
+        whole = _commands(build_parser())[name]
+        assert alone.format_help() == whole.format_help()  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("argv", "named"),
+    [
+        (["dose", "--weight-kg", "70"], "dose"),
+        (["--home", "serve", "dose"], "dose"),  # a value that looks like a command
+        (["--hom", "serve", "dose"], "dose"),  # argparse's abbreviation of --home
+        (["--db=x", "--protocol", "p.yaml", "course", "report", "M"], "course"),
+        (["--help"], None),
+        (["-h", "dose"], None),
+        (["nonsense"], None),
+        ([], None),
+    ],
+)
+def test_the_command_is_told_from_argv(argv: list[str], named: str | None) -> None:
+    from workflow.cli import command_named
+
+    assert command_named(argv) == named

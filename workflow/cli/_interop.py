@@ -63,13 +63,15 @@ def register(sub: Any) -> None:
     sf.add_argument("--json", action="store_true")
     sf.set_defaults(handler=report_scan_failures)
 
-    # `course` is registered by _clinical; its report lives here with the other pictures.
-    course = sub.choices["course"]
-    actions = next(a for a in course._actions if isinstance(a, argparse._SubParsersAction))
-    cr = actions.add_parser("report", help="course summary PDF with the timeline chart")
-    cr.add_argument("mrn", help="the patient's MRN")
-    cr.add_argument("--out", metavar="FILE", help="default: course-<MRN>.pdf")
-    cr.set_defaults(handler=course_report)
+    # `course` is registered by _clinical; its report lives here with the other pictures. (A
+    # parser built for `bedside export` alone has no `course`: start-up, cli/__init__.py.)
+    course = sub.choices.get("course")
+    if course is not None:
+        actions = next(a for a in course._actions if isinstance(a, argparse._SubParsersAction))
+        cr = actions.add_parser("report", help="course summary PDF with the timeline chart")
+        cr.add_argument("mrn", help="the patient's MRN")
+        cr.add_argument("--out", metavar="FILE", help="default: course-<MRN>.pdf")
+        cr.set_defaults(handler=course_report)
 
     p = sub.add_parser("picture", help="SVG pictures: the state diagram, a course timeline")
     ps = p.add_subparsers(dest="picture_command", metavar="PICTURE", required=True)
