@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import socket
 import stat
 import subprocess
@@ -424,3 +425,44 @@ def test_the_command_is_told_from_argv(argv: list[str], named: str | None) -> No
     from workflow.cli import command_named
 
     assert command_named(argv) == named
+
+
+def _on_a_terminal(argv: list[str]) -> tuple[int, str]:
+    """Run ``argv`` with standard input, output and error on a new pseudo-terminal (left at
+    0 x 0, as `script` and some CI runners leave it); its exit code and everything it drew."""
+    master, slave = os.openpty()
+    proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, close_fds=True)
+    os.close(slave)
+    drawn = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the child closed its side
+            break
+        if not chunk:
+            break
+        drawn += chunk
+    os.close(master)
+    return proc.wait(), drawn.decode("utf-8", "replace")
+
+
+def test_seed_draws_a_bar_on_a_terminal(tmp_path: Path) -> None:
+    code, drawn = _on_a_terminal(
+        [
+            *BEDSIDE,
+            "--home",
+            str(tmp_path / "home"),
+            "dev",
+            "seed",
+            "--patients",
+            "2",
+            "--doses",
+            "4",
+            "--signed-sample",
+            "0",
+        ]
+    )
+    assert code == 0, drawn
+    assert "dev seed: 100%" in drawn and "4/4" in drawn, drawn
+    assert "case/s" in drawn or "cases/s" in drawn  # the rate, beside elapsed<left
+    assert "dev seed: 4/4 cases\n" not in drawn.replace("\r\n", "\n")  # no plain lines here

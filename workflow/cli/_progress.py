@@ -28,6 +28,21 @@ def on_terminal(json_output: bool = False) -> bool:
     return not json_output and sys.stdout.isatty() and sys.stderr.isatty()
 
 
+def _size(stream: TextIO) -> tuple[int, int] | None:
+    """None when the terminal reports its size (tqdm then follows it), else 80 x 24.
+
+    A pseudo-terminal nobody sized (``script``, some CI runners, an SSH session without a
+    window) reports 0 x 0; tqdm would draw an empty bar and hide it as below the last row.
+    """
+    import os
+
+    try:
+        size = os.get_terminal_size(stream.fileno())
+    except (OSError, ValueError, AttributeError):  # not a real file (a test's StringIO)
+        return 80, 24
+    return None if size.columns > 0 and size.lines > 0 else (80, 24)
+
+
 class Progress:
     """Counts done items toward ``total``; a bar or plain lines (see the module)."""
 
@@ -50,12 +65,15 @@ class Progress:
         if on_terminal(json_output) if bar is None else bar:
             from tqdm import tqdm  # loaded only when a bar is drawn (start-up)
 
+            size = _size(self._stream)
             self._bar = tqdm(
                 total=total,
                 desc=label,
                 unit=unit,
                 file=self._stream,
-                dynamic_ncols=True,
+                dynamic_ncols=size is None,  # follow the window as it is resized
+                ncols=size[0] if size else None,
+                nrows=size[1] if size else None,
                 leave=True,
             )
 
