@@ -172,16 +172,13 @@ class DemoDose:
 
 
 def ensure_demo_people(bedside: Any) -> None:
-    from .errors import InputError
+    from .errors import NotFound
 
     for p in DEMO_PEOPLE:
         try:
             bedside.identity.get_user(p.username)
-        except Exception:
-            try:
-                bedside.identity.add_user(p.username, p.name, [p.role], DEMO_PASSWORD, by="demo")
-            except InputError:
-                raise
+        except NotFound:  # only an absent account is made; a store fault propagates as itself
+            bedside.identity.add_user(p.username, p.name, [p.role], DEMO_PASSWORD, by="demo")
 
 
 def ensure_demo_course(bedside: Any) -> str:
@@ -218,10 +215,15 @@ def ensure_demo_course(bedside: Any) -> str:
 
 
 def run_persistent(
-    bedside: Any, clock: FixedClock, doses: int, weight_kg: str = DEMO_WEIGHT_KG
+    bedside: Any,
+    clock: FixedClock,
+    doses: int,
+    weight_kg: str = DEMO_WEIGHT_KG,
+    on_dose: Callable[[DemoDose], object] | None = None,
 ) -> list[DemoDose]:
     """Walk ``doses`` complete doses through the service: every step authenticated, appended
-    with its expected version, and the records archived when each case ends."""
+    with its expected version, and the records archived when each case ends. ``on_dose`` hears
+    of each dose as it ends (the command line's progress)."""
     from .identity import Credentials
 
     ensure_demo_people(bedside)
@@ -265,4 +267,6 @@ def run_persistent(
         records = tuple(r.path for r in bedside.store.search_archive(case_id=case_id))
         c = view.case
         out.append(DemoDose(case_id, c.state, c.cycle, c.dose_in_cycle, c.dose_in_course, records))
+        if on_dose is not None:
+            on_dose(out[-1])
     return out

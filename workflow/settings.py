@@ -1,40 +1,82 @@
-"""Site settings: ``<home>/bedside.yaml``, read once into a frozen object.
+"""Site settings: ``<home>/bedside.yaml``, read once per command into frozen dataclasses.
 
 Everything here is a local decision (security policy, the site's time zone, the web's idle
-timeout), never a clinical number. A missing file means the documented defaults. Unknown keys,
-wrong types and bad values are refused with one error type naming the file, line and key, like
-pyHanko's configuration loading.
+timeout), never a clinical number. A missing file means the documented defaults. Every problem
+in a file (an unknown key, a wrong type, a value out of its range) is reported at once, one
+``FILE:LINE: key: message`` line each, as one :class:`ConfigError` (exit 2).
 
-Example::
+The service opens a home with these settings (``open_bedside`` sets ``Bedside.settings``) and
+every entry point reads them from there: the CLI, ``bedside serve`` and the web app factory. A
+command-line flag that overrides a setting says so in its ``--help`` (``serve --idle-minutes``).
+
+Example (every key, with its default and range)::
 
     site:
-      name: Ward 7B, Example Cancer Centre
-      time_zone: Europe/Oslo
+      name: Ward 7B, Example Cancer Centre  # text, up to 200 characters
+      time_zone: Europe/Oslo                # an IANA zone; default UTC
     security:
-      max_failed_attempts: 5
-      lockout_minutes: 15
-      password_max_age_days: 180      # or null to turn password aging off
-      session_idle_minutes: 15        # 21 CFR 11.200 continuous signing session
-      session_max_hours: 12
-      min_password_length: 12
+      max_failed_attempts: 5          # 1 to 100
+      lockout_minutes: 15             # 1 to 1440
+      password_max_age_days: 180      # 1 to 3650, or null to turn password aging off
+      session_idle_minutes: 15        # 1 to 1440; 21 CFR 11.200 continuous signing session
+      session_max_hours: 12           # 1 to 24
+      min_password_length: 12         # 1 to 256
     web:
-      idle_timeout_minutes: 15
-      session_retention_days: 30      # ended sessions (verifiers wiped) deleted after this
+      idle_timeout_minutes: 15        # 1 to 1440; `bedside serve --idle-minutes` overrides it
+      session_retention_days: 30      # 1 to 3650; ended sessions (verifiers wiped) deleted after
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta, tzinfo
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from .errors import InputError, ProtocolError
-from .identity import SecurityPolicy
-from .protocol._fields import Issues, MapReader
-from .protocol._yaml import load_located
+from .errors import BedsideError, InputError
+from .identity.policy import SecurityPolicy
 
 SETTINGS_FILE = "bedside.yaml"
+# One range per number, used by the file and by any flag that overrides the same setting.
+IDLE_MINUTES = (1, 24 * 60)
+RETENTION_DAYS = (1, 3650)
+_MAX_NAME = 200
+
+
+@dataclass(frozen=True)
+class ConfigIssue:
+    """One problem in a settings file, with where it is and the key it concerns."""
+
+    file: str
+    line: int
+    key: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.key}: {self.message}"
+
+
+class ConfigError(BedsideError):
+    """The site's settings file is not valid; carries every problem found, not just the first."""
+
+    exit_code = 2
+    code = "invalid_settings"
+
+    def __init__(self, issues: Sequence[ConfigIssue]) -> None:
+        self.issues = tuple(issues)
+        super().__init__("\n".join(str(i) for i in self.issues))
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "code": self.code,
+            "message": self.message,
+            "issues": [
+                {"file": i.file, "line": i.line, "key": i.key, "message": i.message}
+                for i in self.issues
+            ],
+        }
 
 
 @dataclass(frozen=True)
@@ -43,7 +85,6 @@ class Settings:
     time_zone: str = "UTC"
     security: SecurityPolicy = field(default_factory=SecurityPolicy)
     web_idle_timeout: timedelta = timedelta(minutes=15)
-    # How long an ended web session's row (who, when; never a verifier) is kept.
     web_session_retention: timedelta = timedelta(days=30)
     source: str = "defaults"
 
@@ -52,7 +93,67 @@ class Settings:
         return ZoneInfo(self.time_zone)
 
 
+class _Reader:
+    """Typed reading of one section, collecting issues with the file's line numbers."""
+
+    def __init__(self, file: str, issues: list[ConfigIssue]) -> None:
+        self.file = file
+        self.issues = issues
+
+    def add(self, line: int, key: str, message: str) -> None:
+        self.issues.append(ConfigIssue(self.file, line, key, message))
+
+    def section(self, node: Any, line: int, key: str, allowed: Sequence[str]) -> dict[str, Any]:
+        """The mapping at ``key`` (its known keys only); unknown keys are issues."""
+        from .protocol._yaml import YMap
+
+        if not isinstance(node, YMap):
+            self.add(getattr(node, "line", line), key, "must be a mapping of keys to values")
+            return {}
+        for k in node:
+            if k not in allowed:
+                where = f"{key}.{k}" if key != "(top level)" else str(k)
+                self.add(node.line_of(k), where, f"unknown key (allowed: {', '.join(allowed)})")
+        return {k: (node[k], node.line_of(k)) for k in node if k in allowed}
+
+    def sub(self, top: dict[str, Any], key: str, allowed: Sequence[str]) -> dict[str, Any]:
+        """A top-level section, or nothing when the file leaves it out (its defaults)."""
+        if key not in top:
+            return {}
+        node, line = top[key]
+        return self.section(node, line, key, allowed)
+
+    def whole(
+        self, found: dict[str, Any], section: str, key: str, bounds: tuple[int, int]
+    ) -> int | None:
+        if key not in found:
+            return None
+        value, line = found[key]
+        low, high = bounds
+        name = f"{section}.{key}"
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.add(line, name, f"must be a whole number (allowed: {low} to {high})")
+            return None
+        if not low <= value <= high:
+            self.add(line, name, f"{value} is out of range (allowed: {low} to {high})")
+            return None
+        return value
+
+    def text(self, found: dict[str, Any], section: str, key: str) -> str | None:
+        if key not in found:
+            return None
+        value, line = found[key]
+        if not isinstance(value, str) or not value.strip():
+            self.add(line, f"{section}.{key}", "must be text (not empty)")
+            return None
+        if len(value) > _MAX_NAME:
+            self.add(line, f"{section}.{key}", f"must be at most {_MAX_NAME} characters")
+            return None
+        return value.strip()
+
+
 def load_settings(home: Path) -> Settings:
+    """``home``'s settings, or the defaults when it has no ``bedside.yaml``; ConfigError."""
     path = home / SETTINGS_FILE
     if not path.exists():
         return Settings()
@@ -60,85 +161,92 @@ def load_settings(home: Path) -> Settings:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise InputError("settings", f"cannot read {name}: {exc}") from None
+        raise ConfigError([ConfigIssue(name, 1, "(file)", f"cannot be read: {exc}")]) from None
+    return parse_settings(text, name)
+
+
+def parse_settings(text: str, name: str) -> Settings:
+    from .protocol._yaml import load_located
+
+    issues: list[ConfigIssue] = []
+    if not text.strip() or all(
+        not line.strip() or line.lstrip().startswith("#") for line in text.splitlines()
+    ):
+        raise ConfigError(
+            [ConfigIssue(name, 1, "(file)", "is empty; delete it to use the defaults")]
+        )
     root, found = load_located(text, name)
-    issues = Issues(name)
-    issues.items.extend(found)
-    if root is None or found:
-        raise ProtocolError(issues.items)
-    top = MapReader(issues, root, "settings", 1)
-    site = top.sub("site", required=False)
-    security = top.sub("security", required=False)
-    web = top.sub("web", required=False)
-    top.done()
-    values: dict[str, object] = {}
-    if site is not None:
-        values["site_name"] = site.text("name", required=False, default="Bedside site")
-        zone = site.text("time_zone", required=False, default="UTC") or "UTC"
+    for issue in found:  # YAML syntax, duplicate keys, unsafe tags: already FILE:LINE
+        issues.append(ConfigIssue(name, issue.line, "(file)", issue.message))
+    if issues:
+        raise ConfigError(issues)
+    r = _Reader(name, issues)
+    top = r.section(root, 1, "(top level)", ("site", "security", "web"))
+    site = r.sub(top, "site", ("name", "time_zone"))
+    security = r.sub(
+        top,
+        "security",
+        (
+            "max_failed_attempts",
+            "lockout_minutes",
+            "password_max_age_days",
+            "session_idle_minutes",
+            "session_max_hours",
+            "min_password_length",
+        ),
+    )
+    web = r.sub(top, "web", ("idle_timeout_minutes", "session_retention_days"))
+
+    site_name = r.text(site, "site", "name") or Settings.site_name
+    zone = r.text(site, "site", "time_zone") or Settings.time_zone
+    if "time_zone" in site:
         try:
             ZoneInfo(zone)
         except (ZoneInfoNotFoundError, ValueError):
-            issues.add(
-                site.line_of("time_zone"),
-                f"site.time_zone '{zone}' is not a known time zone (e.g. UTC, Europe/Oslo)",
+            r.add(
+                site["time_zone"][1],
+                "site.time_zone",
+                f"'{zone}' is not a known time zone (e.g. UTC, Europe/Oslo)",
             )
-        values["time_zone"] = zone
-        site.done()
-    policy = SecurityPolicy()
-    if security is not None:
-        kwargs: dict[str, object] = {}
-        for key, target, unit in (
-            ("max_failed_attempts", "max_failed_attempts", None),
-            ("lockout_minutes", "lockout", "minutes"),
-            ("session_idle_minutes", "session_idle_limit", "minutes"),
-            ("session_max_hours", "session_max_length", "hours"),
-            ("min_password_length", "min_password_length", None),
-        ):
-            number = security.whole(key, required=False)
-            if number is not None:
-                kwargs[target] = timedelta(**{unit: number}) if unit else number
-        if security.has("password_max_age_days"):
-            raw = security.raw("password_max_age_days")
-            if raw is None:
-                kwargs["password_max_age"] = None
-            else:
-                days = security.whole("password_max_age_days", required=False)
-                if days is not None:
-                    kwargs["password_max_age"] = timedelta(days=days)
-        security.done()
-        try:
-            policy = SecurityPolicy(**kwargs)  # type: ignore[arg-type]
-        except InputError as exc:
-            issues.add(security.line, f"security: {exc.message}")
-    idle = timedelta(minutes=15)
-    retention = timedelta(days=30)
-    if web is not None:
-        days = web.whole("session_retention_days", required=False)
-        if days is not None:
-            if not 1 <= days <= 3650:
-                issues.add(
-                    web.line_of("session_retention_days"),
-                    "web.session_retention_days must be between 1 and 3650",
-                )
-            else:
-                retention = timedelta(days=days)
-        minutes = web.whole("idle_timeout_minutes", required=False)
-        if minutes is not None:
-            if minutes < 1:
-                issues.add(
-                    web.line_of("idle_timeout_minutes"),
-                    "web.idle_timeout_minutes must be 1 or more",
-                )
-            else:
-                idle = timedelta(minutes=minutes)
-        web.done()
-    if issues.items:
-        raise ProtocolError(issues.items)
+    policy = _policy(r, security)
+    idle = r.whole(web, "web", "idle_timeout_minutes", IDLE_MINUTES)
+    retention = r.whole(web, "web", "session_retention_days", RETENTION_DAYS)
+    if issues:
+        raise ConfigError(issues)
     return Settings(
-        site_name=str(values.get("site_name", "Bedside site")),
-        time_zone=str(values.get("time_zone", "UTC")),
+        site_name=site_name,
+        time_zone=zone,
         security=policy,
-        web_idle_timeout=idle,
-        web_session_retention=retention,
+        web_idle_timeout=timedelta(minutes=idle) if idle is not None else timedelta(minutes=15),
+        web_session_retention=(
+            timedelta(days=retention) if retention is not None else timedelta(days=30)
+        ),
         source=name,
     )
+
+
+def _policy(r: _Reader, found: dict[str, Any]) -> SecurityPolicy:
+    kwargs: dict[str, Any] = {}
+    for key, target, unit, bounds in (
+        ("max_failed_attempts", "max_failed_attempts", None, (1, 100)),
+        ("lockout_minutes", "lockout", "minutes", (1, 24 * 60)),
+        ("session_idle_minutes", "session_idle_limit", "minutes", (1, 24 * 60)),
+        ("session_max_hours", "session_max_length", "hours", (1, 24)),
+        ("min_password_length", "min_password_length", None, (1, 256)),
+    ):
+        number = r.whole(found, "security", key, bounds)
+        if number is not None:
+            kwargs[target] = timedelta(**{unit: number}) if unit else number
+    if "password_max_age_days" in found:
+        if found["password_max_age_days"][0] is None:
+            kwargs["password_max_age"] = None  # null: password aging off, said outright
+        else:
+            days = r.whole(found, "security", "password_max_age_days", (1, 3650))
+            if days is not None:
+                kwargs["password_max_age"] = timedelta(days=days)
+    try:
+        return SecurityPolicy(**kwargs)
+    except InputError as exc:  # the policy's own cross-checks, should the ranges above allow
+        line = min((line for _, line in found.values()), default=1)
+        r.add(line, f"security.{exc.field}", exc.message)
+        return SecurityPolicy()

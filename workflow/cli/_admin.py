@@ -6,21 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ..archive import PKI_DIR
-from ..checkpoints import load_checkpoint_key
-from ..errors import BedsideError, InputError, NotFound
-from ..identity import ROLES
-from ..identity.users import clean_printed_name
-from ..names import MixedScriptName, check_script_mix
-from ..private_files import make_private_dir, tighten_dir
-from ..records.pki import (
-    RETIRED_DIR,
-    create_site_pki,
-    import_pkcs12,
-    pki_state,
-    reissue_signing_cert,
-    set_aside_incomplete,
-)
+from ..errors import InputError, NotFound
+from ..identity.roles import ROLES
 from ._app import add_password_stdin, hold_home, home_of, open_app, read_password
 from ._common import print_json
 
@@ -107,6 +94,9 @@ def _confirm_flag(parser: Any) -> None:
 
 
 def _check_name_first(args: argparse.Namespace) -> None:
+    from ..identity.users import clean_printed_name
+    from ..names import MixedScriptName, check_script_mix
+
     # The same check add_user makes, before anyone types a password for nothing.
     try:
         check_script_mix(
@@ -119,12 +109,16 @@ def _check_name_first(args: argparse.Namespace) -> None:
 def _exists(app: Any, username: str) -> bool:
     try:
         app.identity.get_user(username)
-    except BedsideError:
+    except NotFound:  # only "no such user": a fault reading the store is not an absence
         return False
     return True
 
 
 def init(args: argparse.Namespace) -> int:
+    from ..archive import PKI_DIR
+    from ..private_files import make_private_dir, tighten_dir
+    from ..records.pki import create_site_pki, import_pkcs12, pki_state, set_aside_incomplete
+
     home = home_of(args)
     if args.reissue_signing_cert:
         return _reissue(args, home)
@@ -155,6 +149,8 @@ def init(args: argparse.Namespace) -> int:
         print(f"created a local CA and document-signing certificate in {pki}")
     # The key that signs checkpoints of the event log (workflow/checkpoints.py): made now, so
     # a copy of pki/ taken after init holds it; an existing one is kept.
+    from ..checkpoints import load_checkpoint_key
+
     load_checkpoint_key(pki)
     try:
         app.identity.get_user(args.admin)
@@ -174,6 +170,9 @@ def init(args: argparse.Namespace) -> int:
 
 
 def _reissue(args: argparse.Namespace, home: Path) -> int:
+    from ..archive import PKI_DIR
+    from ..records.pki import RETIRED_DIR, pki_state, reissue_signing_cert
+
     hold_home(args, exclusive=True)  # no server may sign between the key's and cert's renames
     pki = home / PKI_DIR
     if pki_state(pki) == "absent":

@@ -7,24 +7,32 @@ import getpass
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..clock import Clock
 from ..errors import InputError
-from ..service import Bedside, open_bedside
-from ..store import home_dir
-from ..store.home_lock import HomeLock, lock_home
+
+if TYPE_CHECKING:
+    # The service and the store (SQLAlchemy, pyHanko through the archive) load when a command
+    # opens the home, never for `bedside --help` or `bedside dose` (start-up, issue 15).
+    from ..clock import Clock
+    from ..service import Bedside
+    from ..store.home_lock import HomeLock
 
 # The home locks this command holds; ``main`` lets them go when the command ends.
 _HELD: list[HomeLock] = []
 
 
 def home_of(args: argparse.Namespace) -> Path:
+    from ..store import home_dir
+
     return home_dir(args.home)
 
 
 def hold_home(args: argparse.Namespace, *, exclusive: bool = False) -> Path:
     """Take the home's lock for the rest of this command (``serve``: for its whole life), so
     a restore cannot replace the database under it (issue 13.3)."""
+    from ..store.home_lock import lock_home
+
     home = home_of(args)
     _HELD.append(lock_home(home, exclusive=exclusive))
     return home
@@ -38,6 +46,8 @@ def release_home() -> None:
 def open_app(
     args: argparse.Namespace, clock: Clock | None = None, *, archive: bool = True
 ) -> Bedside:
+    from ..service import open_bedside
+
     hold_home(args)
     return open_bedside(
         args.home,

@@ -7,33 +7,17 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..archive import Archive
-from ..archive_verify import LEFTOVER_AGE_S
-from ..checkpoints import (
-    CHECKPOINT_DIR,
-    REASON_VERIFY,
-    CheckpointSet,
-    CheckpointWriter,
-    check_against,
-    folder_key,
-    load_checkpoint_key,
-    read_checkpoints,
-    where_changed,
-)
-from ..checkpoints import KEY_FILE as CHECKPOINT_KEY_FILE
-from ..errors import InputError
+from ..errors import InputError, NotFound
 from ..events import format_time
-from ..names import with_id
-from ..records.verify import Verifier
-from ..restore import restore
-from ..service import Bedside
-from ..store import backup
-from ..store.backup import PG_RESTORE_HELP
-from ..store.engine import normalise_url
 from ._app import home_of, open_app, parse_time
 from ._common import print_json
+
+if TYPE_CHECKING:  # pyHanko, SQLAlchemy and the archive load when a command runs (start-up)
+    from ..archive import Archive
+    from ..checkpoints import CheckpointSet
+    from ..service import Bedside
 
 
 def register(sub: Any) -> None:
@@ -119,6 +103,15 @@ def register(sub: Any) -> None:
 
 
 def audit_verify(args: argparse.Namespace) -> int:
+    from ..checkpoints import (
+        CHECKPOINT_DIR,
+        REASON_VERIFY,
+        CheckpointWriter,
+        check_against,
+        load_checkpoint_key,
+        where_changed,
+    )
+
     app = open_app(args)
     home = home_of(args)
     found = _read_checkpoints(home, [Path(d) for d in args.checkpoints])
@@ -163,6 +156,9 @@ def audit_verify(args: argparse.Namespace) -> int:
 
 
 def _read_checkpoints(home: Path, exported: list[Path]) -> list[CheckpointSet]:
+    from ..checkpoints import CHECKPOINT_DIR, load_checkpoint_key, read_checkpoints
+    from ..checkpoints import KEY_FILE as CHECKPOINT_KEY_FILE
+
     """The home's checkpoints, checked with the home's own key, and each exported folder's,
     checked with the public key copied beside them (or the home's, where none was)."""
     private = home / "pki" / CHECKPOINT_KEY_FILE
@@ -178,6 +174,8 @@ def _read_checkpoints(home: Path, exported: list[Path]) -> list[CheckpointSet]:
 
 
 def _folder_key(folder: Path) -> Any:
+    from ..checkpoints import folder_key
+
     try:
         return folder_key(folder)
     except (OSError, ValueError):
@@ -185,6 +183,8 @@ def _folder_key(folder: Path) -> Any:
 
 
 def audit_log(args: argparse.Namespace) -> int:
+    from ..names import with_id
+
     app = open_app(args)
     events = app.store.load_events(args.case_id)
     if args.json:
@@ -202,6 +202,8 @@ def audit_log(args: argparse.Namespace) -> int:
 
 
 def _archive(args: argparse.Namespace) -> Archive:
+    from ..archive import Archive
+
     app = open_app(args)
     return Archive(home_of(args), app.store)
 
@@ -210,6 +212,7 @@ def verify_files(args: argparse.Namespace) -> int:
     from cryptography import x509
 
     from ..records.pki import load_trust_roots
+    from ..records.verify import Verifier
 
     roots: list[Any]
     archive: Archive | None = None
@@ -255,7 +258,7 @@ def verify_files(args: argparse.Namespace) -> int:
             try:
                 archive.store.get_archived_record(sha)
                 expected = sha
-            except Exception:
+            except NotFound:  # only an absent record; a database fault is not "no match"
                 expected = None
         result = verifier.verify(data, expected)
         if archive is not None and expected is None and result.ok:
@@ -360,6 +363,8 @@ def archive_export(args: argparse.Namespace) -> int:
 
 
 def archive_verify(args: argparse.Namespace) -> int:
+    from ..archive_verify import LEFTOVER_AGE_S
+
     arch = _archive(args)
     width = 30
 
@@ -430,6 +435,8 @@ def catch_up(app: Bedside, archive: Archive) -> tuple[list[str], list[str]]:
 
 
 def do_backup(args: argparse.Namespace) -> int:
+    from ..store import backup
+
     app = open_app(args)
     path = backup(app.store, Path(args.file))
     print(f"backed up to {path}")
@@ -437,6 +444,10 @@ def do_backup(args: argparse.Namespace) -> int:
 
 
 def do_restore(args: argparse.Namespace) -> int:
+    from ..restore import restore
+    from ..store.backup import PG_RESTORE_HELP
+    from ..store.engine import normalise_url
+
     url = args.db or os.environ.get("BEDSIDE_DATABASE_URL")
     if url and not normalise_url(url).startswith("sqlite"):
         raise InputError(

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..blinding import is_unprimed
-from ..diagram import mermaid
-from ..dosing import fmt
 from ..errors import ProtocolError
-from ..protocol import Protocol, load_protocol
-from ..protocol.model import Quantity
 from ._common import protocol_from
+
+if TYPE_CHECKING:  # the protocol loads when a command runs, not for --help (start-up)
+    from ..protocol import Protocol
+    from ..protocol.model import Quantity
 
 
 def register(sub: Any) -> None:
@@ -30,12 +29,16 @@ def register(sub: Any) -> None:
 
 
 def _load(args: argparse.Namespace) -> Protocol:
+    from ..protocol import load_protocol
+
     if getattr(args, "file", None):
         return load_protocol(args.file)
     return protocol_from(args)
 
 
 def validate(args: argparse.Namespace) -> int:
+    from ..protocol import load_protocol
+
     try:
         p = load_protocol(args.file)
     except ProtocolError as exc:
@@ -52,11 +55,16 @@ def validate(args: argparse.Namespace) -> int:
 
 
 def _q(q: Quantity) -> str:
+    from ..dosing import fmt
+
     mark = "" if q.confirmed else "  [UNCONFIRMED]"
     return f"{fmt(q.value)} {q.unit}  [{q.source}]{mark}"
 
 
 def show(args: argparse.Namespace) -> int:
+    from ..blinding import is_unprimed  # brings the case machine
+    from ..dosing import fmt
+
     p = _load(args)
     d, s = p.dosing, p.schedule
     out = [f"{p.name}", f"version {p.version}  sha256 {p.content_hash}", "", "Dosing"]
@@ -136,5 +144,7 @@ def show(args: argparse.Namespace) -> int:
 
 
 def diagram(args: argparse.Namespace) -> int:
+    from ..diagram import mermaid
+
     print(mermaid(_load(args)))
     return 0

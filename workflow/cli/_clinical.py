@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import yaml
-
-from ..errors import BedsideError, InputError, NotFound, StepRefused
+from ..errors import BedsideError, InputError, NotFound
 from ..events import format_time
-from ..identity import Credentials
-from ..machine import Case
-from ..names import MixedScriptName
-from ..service import Bedside, CaseView
-from ..walk import values_for
 from ._app import add_password_stdin, open_app, parse_time, read_password
 from ._common import print_json
+
+if TYPE_CHECKING:  # the service, store and identity load only when a command runs (start-up)
+    from ..identity import Credentials
+    from ..service import Bedside, CaseView
 
 
 def register(sub: Any) -> None:
@@ -92,6 +88,8 @@ def register(sub: Any) -> None:
 
 
 def patient_add(args: argparse.Namespace) -> int:
+    from ..names import MixedScriptName
+
     app = open_app(args)
     try:
         p = app.store.add_patient(
@@ -165,6 +163,8 @@ def signing_app(args: argparse.Namespace) -> Bedside:
 
 
 def course_start(args: argparse.Namespace) -> int:
+    from ..identity import Credentials
+
     app = signing_app(args)
     patient = _patient(app, args.mrn)
     attestations = attestations_from(app, args.attest)
@@ -184,6 +184,8 @@ def course_start(args: argparse.Namespace) -> int:
 
 
 def case_new(args: argparse.Namespace) -> int:
+    from ..identity import Credentials
+
     app = signing_app(args)
     course = _active_course(app, args.mrn)
     at = parse_time("at", args.at) or app.clock.now()
@@ -322,6 +324,10 @@ def run_script(args: argparse.Namespace) -> int:
     ``values: auto`` enters what the case's own plan, patient and label say (for demos and
     drills); ``case:`` names a case, else the one most recently opened is used.
     """
+    import yaml
+
+    from ..identity import Credentials
+
     path = Path(args.script)
     try:
         script = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -409,6 +415,8 @@ def _apply(
     except NotFound:
         raise InputError(f"{where}.case", f"no case {case_id}") from None
     if kind == "sign":
+        from ..walk import values_for
+
         values = action.get("values", {})
         if values == "auto":
             values = values_for(view.case, str(body), app.clock.now())
@@ -436,7 +444,3 @@ def _apply(
         str(body.get("note", "")),
         proof,
     )
-
-
-def _unused(_: Case, __: StepRefused, ___: json.JSONDecodeError) -> None:  # pragma: no cover
-    """Keep type names importable for the annotations above."""

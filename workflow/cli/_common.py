@@ -5,13 +5,17 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..protocol import Protocol, load_protocol
-from ..resources import default_protocol_path
+if TYPE_CHECKING:
+    from ..protocol import Protocol
 
 
 def protocol_from(args: argparse.Namespace) -> Protocol:
+    # Imported here, not at the top: `bedside --help` needs no protocol (start-up, issue 15).
+    from ..protocol import load_protocol
+    from ..resources import default_protocol_path
+
     protocol = load_protocol(args.protocol or default_protocol_path())
     overlay = getattr(args, "overlay", None)
     if overlay:

@@ -7,14 +7,9 @@ import os
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ..clock import FixedClock
-from ..demo import DEMO_PASSWORD, DEMO_PEOPLE, run_persistent
 from ..errors import InputError
-from ..protocol.loader import load_protocol
-from ..protocol.overlay import load_overlay
-from ..records.pki import create_site_pki, pki_state, set_aside_incomplete
-from ..resources import default_protocol_path
 from ._app import hold_home, open_app
+from ._progress import Progress
 
 
 def register(sub: Any) -> None:
@@ -28,6 +23,10 @@ def register(sub: Any) -> None:
 def _course_doses(args: argparse.Namespace) -> int:
     """The protocol's doses per course (an overlay may lower it), read before anything is
     written so a refused count leaves the home untouched."""
+    from ..protocol.loader import load_protocol
+    from ..protocol.overlay import load_overlay
+    from ..resources import default_protocol_path
+
     protocol = load_protocol(args.protocol or default_protocol_path())
     overlay = getattr(args, "overlay", None) or os.environ.get("BEDSIDE_OVERLAY")
     if overlay:
@@ -47,6 +46,10 @@ def _doses(text: str, most: int) -> int:
 
 def run(args: argparse.Namespace) -> int:
     doses = _doses(args.doses, _course_doses(args))
+    from ..clock import FixedClock
+    from ..demo import DEMO_PASSWORD, DEMO_PEOPLE, run_persistent
+    from ..records.pki import create_site_pki, pki_state, set_aside_incomplete
+
     home = hold_home(args)  # makes the home (0700) and holds it while the demo writes
     pki = home / "pki"
     if pki_state(pki) == "incomplete":  # an interrupted init or demo: start the set again
@@ -61,7 +64,13 @@ def run(args: argparse.Namespace) -> int:
     if latest:
         last = max(r.updated_at for r in latest)
         clock.set(max(clock.now(), last + timedelta(minutes=1)))
-    walked = run_persistent(app, clock, doses)
+    with Progress("demo", doses, unit="dose") as progress:
+        walked = run_persistent(
+            app,
+            clock,
+            doses,
+            on_dose=lambda d: progress.advance(1, f"case {d.case_id} {d.state}"),
+        )
     print(f"home: {home}")
     print(
         f"demo users (password '{DEMO_PASSWORD}'): "

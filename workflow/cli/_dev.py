@@ -4,12 +4,11 @@ tests; never on a production database: the cases, staff and patients are invente
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
 from ..errors import InputError
-from ..seed import SEED_PASSWORD, seed
 from ._app import open_app
+from ._progress import Progress
 
 
 def register(sub: Any) -> None:
@@ -46,25 +45,20 @@ def run(args: argparse.Namespace) -> int:
     patients = _count("patients", args.patients, 1)
     doses = _count("doses", args.doses, 1)
     sample = _count("signed-sample", args.signed_sample, 0)
+    from ..seed import SEED_PASSWORD, seed
+
     app = open_app(args)
-
-    def progress(done: int, total: int) -> None:
-        if sys.stderr.isatty():
-            sys.stderr.write(f"\r{done}/{total} cases")
-            sys.stderr.flush()
-
-    report = seed(
-        app.store,
-        app.protocol,
-        patients=patients,
-        doses=doses,
-        rng_seed=_count("rng-seed", args.rng_seed, 0),
-        archive_case=app.archiver,
-        signed_sample=sample,
-        progress=progress,
-    )
-    if sys.stderr.isatty():
-        sys.stderr.write("\n")
+    with Progress("dev seed", doses, unit="case") as progress:
+        report = seed(
+            app.store,
+            app.protocol,
+            patients=patients,
+            doses=doses,
+            rng_seed=_count("rng-seed", args.rng_seed, 0),
+            archive_case=app.archiver,
+            signed_sample=sample,
+            progress=lambda done, _total: progress.update_to(done),
+        )
     print(
         f"seeded {report.patients} patients, {report.courses} courses, {report.cases} cases "
         f"({report.open_cases} in progress), {report.events} events"

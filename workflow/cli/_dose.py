@@ -5,9 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..dosing import beyond_use_at, fmt, plan_dose
 from ..errors import InputError
-from ..events import format_time
 from ._app import parse_time
 from ._common import print_json, protocol_from
 
@@ -28,6 +26,9 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..dosing import beyond_use_at, fmt, plan_dose
+    from ..events import format_time
+
     protocol = protocol_from(args)
     if args.weight_kg is None:
         d = protocol.dosing

@@ -6,19 +6,33 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import InputError, NotFound, StepRefused
-from ..interop.export import all_case_ids, case_bundle, patient_case_ids, scan_report
-from ..interop.gs1 import SCAN_STEPS, scan_to_values
-from ..interop.scan_report import format_report
-from ..pictures.course_report import course_report_pdf
-from ..pictures.state_diagram import state_diagram_svg
-from ..pictures.timeline import course_timeline, timeline_svg
-from ..service import Bedside
 from ._app import open_app
 from ._common import print_json, protocol_from
+from ._progress import track
+
+if TYPE_CHECKING:  # the service, the GS1 parser and reportlab load when a command runs
+    from ..service import Bedside
+
+
+class _ScanItems:
+    """``--item``'s choices, read from workflow.interop.gs1 (the one list) only when argparse
+    checks a value or prints help: importing the GS1 parser for every command costs start-up."""
+
+    def _names(self) -> list[str]:
+        from ..interop.gs1 import SCAN_STEPS
+
+        return sorted(SCAN_STEPS)
+
+    def __contains__(self, value: object) -> bool:
+        return value in self._names()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names())
 
 
 def register(sub: Any) -> None:
@@ -33,7 +47,13 @@ def register(sub: Any) -> None:
 
     s = sub.add_parser("scan", help="read a GS1 barcode as a scanner types it")
     s.add_argument("text", help="the scanned element string (FNC1 as GS, <GS> or (AI) form)")
-    s.add_argument("--item", choices=sorted(SCAN_STEPS), default="vial")
+    s.add_argument(
+        "--item",
+        choices=_ScanItems(),
+        default="vial",
+        metavar="ITEM",
+        help="what was scanned: %(choices)s (default vial)",
+    )
     s.add_argument("--json", action="store_true")
     s.set_defaults(handler=scan)
 
@@ -43,13 +63,15 @@ def register(sub: Any) -> None:
     sf.add_argument("--json", action="store_true")
     sf.set_defaults(handler=report_scan_failures)
 
-    # `course` is registered by _clinical; its report lives here with the other pictures.
-    course = sub.choices["course"]
-    actions = next(a for a in course._actions if isinstance(a, argparse._SubParsersAction))
-    cr = actions.add_parser("report", help="course summary PDF with the timeline chart")
-    cr.add_argument("mrn", help="the patient's MRN")
-    cr.add_argument("--out", metavar="FILE", help="default: course-<MRN>.pdf")
-    cr.set_defaults(handler=course_report)
+    # `course` is registered by _clinical; its report lives here with the other pictures. (A
+    # parser built for `bedside export` alone has no `course`: start-up, cli/__init__.py.)
+    course = sub.choices.get("course")
+    if course is not None:
+        actions = next(a for a in course._actions if isinstance(a, argparse._SubParsersAction))
+        cr = actions.add_parser("report", help="course summary PDF with the timeline chart")
+        cr.add_argument("mrn", help="the patient's MRN")
+        cr.add_argument("--out", metavar="FILE", help="default: course-<MRN>.pdf")
+        cr.set_defaults(handler=course_report)
 
     p = sub.add_parser("picture", help="SVG pictures: the state diagram, a course timeline")
     ps = p.add_subparsers(dest="picture_command", metavar="PICTURE", required=True)
@@ -73,6 +95,8 @@ def _write(out: str | None, data: bytes) -> None:
 
 
 def export_fhir(args: argparse.Namespace) -> int:
+    from ..interop.export import all_case_ids, case_bundle, patient_case_ids
+
     app = open_app(args)
     if args.all:
         ids = all_case_ids(app)
@@ -82,13 +106,21 @@ def export_fhir(args: argparse.Namespace) -> int:
         ids = [args.case_id]
     else:
         raise InputError("case_id", "name a case, or give --all or --mrn")
+    one = bool(args.case_id) and not args.all and not args.mrn
+    # Many cases take seconds to minutes: a bar on a terminal, else a line per case on stderr
+    # (standard output stays the bundles or the summary).
+    todo = (
+        ids
+        if one
+        else track(ids, "export fhir", unit="case", json_output=args.out is None, name=str)
+    )
     if args.out is None:
-        bundles = [case_bundle(app, i) for i in ids]
-        print_json(bundles[0] if args.case_id and not args.all and not args.mrn else bundles)
+        bundles = [case_bundle(app, i) for i in todo]
+        print_json(bundles[0] if one else bundles)
         return 0
     folder = Path(args.out)
     folder.mkdir(parents=True, exist_ok=True)
-    for i in ids:
+    for i in todo:
         path = folder / f"{i}.json"
         path.write_text(json.dumps(case_bundle(app, i), indent=2, ensure_ascii=False) + "\n")
     print(f"wrote {len(ids)} FHIR bundle(s) to {folder}")
@@ -99,6 +131,7 @@ def scan(args: argparse.Namespace) -> int:
     # The formulary comes from the overlay: use the installation's protocol when there is one.
     protocol = open_app(args).protocol if args.home or args.db else protocol_from(args)
     from ..clock import SystemClock
+    from ..interop.gs1 import scan_to_values
 
     values = scan_to_values(protocol, args.item, args.text, SystemClock().now())
     if args.json:
@@ -110,6 +143,9 @@ def scan(args: argparse.Namespace) -> int:
 
 
 def report_scan_failures(args: argparse.Namespace) -> int:
+    from ..interop.export import scan_report
+    from ..interop.scan_report import format_report
+
     report = scan_report(open_app(args))
     if args.json:
         print_json(report)
@@ -133,6 +169,8 @@ def _course_of(app: Bedside, mrn: str) -> tuple[str, list[Any]]:
 
 
 def course_report(args: argparse.Namespace) -> int:
+    from ..pictures.course_report import course_report_pdf
+
     app = open_app(args)
     name, cases = _course_of(app, args.mrn)
     pdf = course_report_pdf(cases, patient=name, mrn=args.mrn, generated_at=app.clock.now())
@@ -141,11 +179,15 @@ def course_report(args: argparse.Namespace) -> int:
 
 
 def picture_diagram(args: argparse.Namespace) -> int:
+    from ..pictures.state_diagram import state_diagram_svg
+
     _write(args.out, state_diagram_svg(protocol_from(args)))
     return 0
 
 
 def picture_timeline(args: argparse.Namespace) -> int:
+    from ..pictures.timeline import course_timeline, timeline_svg
+
     app = open_app(args)
     name, cases = _course_of(app, args.mrn)
     svg = timeline_svg(course_timeline(cases[-1].protocol, cases, f"{name} ({args.mrn})"))

@@ -5,11 +5,9 @@ from __future__ import annotations
 import argparse
 import stat
 import sys
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from ..records.pki import CA_KEY, check_private_keys
 from ._app import home_of, open_app
 
 
@@ -23,7 +21,12 @@ def register(sub: Any) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument(
-        "--idle-minutes", type=int, default=15, help="sign out after this many idle minutes"
+        "--idle-minutes",
+        type=int,
+        default=None,
+        metavar="N",
+        help="sign out after N idle minutes (1 to 1440); overrides web.idle_timeout_minutes "
+        "in <home>/bedside.yaml (default: that setting, else 15)",
     )
     p.add_argument(
         "--proxy", action="store_true", help="trust X-Forwarded-Proto/For from a local proxy"
@@ -34,6 +37,8 @@ def register(sub: Any) -> None:
 def exposure_warnings(home: Path) -> list[str]:
     """What a serving host should not have: the CA key (it can mint signing certificates the
     site's records would be trusted under), a home others can read."""
+    from ..records.pki import CA_KEY
+
     out = []
     if (home / "pki" / CA_KEY).exists():
         out.append(
@@ -52,12 +57,15 @@ def run(args: argparse.Namespace) -> int:
     from ..archive import Archive
     from ..errors import InputError
     from ..identity.session_proof import load_session_key
+    from ..records.pki import check_private_keys
     from ..records.signing_pool import SigningPool
+    from ..settings import IDLE_MINUTES
     from ..web import WebSettings, create_app
     from ._audit import catch_up
 
-    if not 1 <= args.idle_minutes <= 24 * 60:
-        raise InputError("idle-minutes", "must be between 1 and 1440")
+    low, high = IDLE_MINUTES  # the same range as the setting it overrides
+    if args.idle_minutes is not None and not low <= args.idle_minutes <= high:
+        raise InputError("idle-minutes", f"must be between {low} and {high}")
     if not 0 < args.port < 65536:
         raise InputError("port", "must be between 1 and 65535")
     # Held (shared) for the server's whole life: `bedside restore --replace` is refused while
@@ -89,10 +97,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"bedside: archived the records of {len(caught_up)} ended case(s)", flush=True)
     app = create_app(
         bedside,
-        WebSettings(
-            idle_timeout=timedelta(minutes=args.idle_minutes),
-            session_retention=bedside.settings.web_session_retention,
-        ),
+        WebSettings.for_site(bedside.settings, idle_minutes=args.idle_minutes),
         archive=archive,
         on_shutdown=(pool.close,),
     )

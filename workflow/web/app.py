@@ -30,7 +30,8 @@ def create_app(
     """The web app. ``on_shutdown`` runs when the server stops gracefully, after the last
     request: uvicorn re-raises the stopping signal once it returns, so code after
     ``uvicorn.run`` never runs and cleanup belongs here."""
-    settings = settings or WebSettings()
+    # Without explicit settings, the site's bedside.yaml (read once when the home was opened).
+    settings = settings or WebSettings.for_site(bedside.settings)
     folder = settings.templates_dir or default_templates_dir()
     # Autoescape everything: a patient named <script> stays text.
     env = Environment(loader=FileSystemLoader(str(folder)), autoescape=True)

@@ -5,8 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from workflow.resources import templates_dir
+
+if TYPE_CHECKING:
+    from workflow.settings import Settings
 
 # Roles per audience: each page and API route names the set it serves.
 CLINICAL = ("nurse", "pharmacist", "pharmacy_technician", "prescriber")
@@ -47,3 +51,13 @@ class WebSettings:
     # drops lapsed verifiers runs this often (web/sweeper.py).
     session_retention: timedelta = timedelta(days=30)
     session_sweep_every: timedelta = timedelta(minutes=5)
+
+    @classmethod
+    def for_site(cls, site: Settings, *, idle_minutes: int | None = None) -> WebSettings:
+        """A server's settings from the site's ``bedside.yaml`` (``web.idle_timeout_minutes``);
+        ``idle_minutes`` is ``bedside serve --idle-minutes``, which overrides the file."""
+        idle = timedelta(minutes=idle_minutes) if idle_minutes is not None else None
+        return cls(
+            idle_timeout=idle or site.web_idle_timeout,
+            session_retention=site.web_session_retention,
+        )
