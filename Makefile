@@ -23,6 +23,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check workflow tests bench
 	$(BIN)/ruff format --check workflow tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 test: $(STAMP) sysdeps lint
 	$(BIN)/python -m pytest -q
