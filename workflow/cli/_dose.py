@@ -52,18 +52,22 @@ def run(args: argparse.Namespace) -> int:
             data["beyond_use_at"] = format_time(bud)
         print_json(data)
         return 0
+    recon = protocol.dosing.reconstituted_concentration
     lines = [
         f"{protocol.name} (protocol {protocol.version})",
         f"  weight                {fmt(plan.weight_kg)} kg x {fmt(plan.dose_iu_per_kg, 0)} IU/kg",
         f"  dose                  {fmt(plan.dose_iu, 0)} IU = {fmt(plan.dose_mg, 4)} mg",
         f"  vials                 {plan.vials} x {fmt(protocol.dosing.vial_content.value, 0)} IU, "
-        f"each + {fmt(plan.reconstitution_volume_ml_per_vial)} mL sterile water",
-        f"  withdraw              {fmt(plan.reconstituted_volume_ml, 2)} mL at 18,000,000 IU/mL",
-        f"  dilute in             {fmt(plan.diluent_volume_ml, 0)} mL D5W ({plan.band_text()})",
+        f"each + {fmt(plan.reconstitution_volume_ml_per_vial)} mL "
+        f"{protocol.say('reconstitution_diluent')}",
+        f"  withdraw              {fmt(plan.reconstituted_volume_ml, 2)} mL at "
+        f"{fmt(recon.value, 0)} {recon.unit}",
+        f"  dilute in             {fmt(plan.diluent_volume_ml, 0)} mL "
+        f"{protocol.say('final_diluent_short')} ({plan.band_text()})",
         f"  final                 {fmt(plan.final_volume_ml, 2)} mL at "
         f"{fmt(plan.final_concentration_mcg_per_ml, 1)} mcg/mL",
         f"  infuse                over {fmt(plan.infusion_minutes)} min at "
-        f"{fmt(plan.pump_rate_ml_per_h, 1)} mL/h, no in-line filter",
+        f"{fmt(plan.pump_rate_ml_per_h, 1)} mL/h, {protocol.say('in_line_filter').lower()}",
         f"  mg convention         {plan.mg_convention}",
     ]
     if prepared and bud:
