@@ -411,6 +411,8 @@ def archive_catch_up(args: argparse.Namespace) -> int:
     app = open_app(args)
     if app.archiver is None:
         raise InputError("home", "no signing material here; run `bedside init` first")
+    from ..archive import Archive
+
     archive = Archive(home_of(args), app.store)
     done, refused = catch_up(app, archive)
     print(f"archived the records of {len(done)} ended case(s)")
