@@ -16,7 +16,7 @@ from .items import (
     Value,
     display,
     matches_expected,
-    parse_value,
+    parse_entries,
 )
 from .protocol.model import Step
 from .rules import test
@@ -125,25 +125,9 @@ class CaseChecks(CaseState):
         """Typed values, or one refusal that lists every problem at once (each with the item's
         label, the allowed range and the unit)."""
         values = complete_from_scans(self.protocol, step, values, at)
-        known = {it.id for it in step.items}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise StepRefused(
-                "unknown_item",
-                f"{unknown[0]}: '{step.title}' has no such item "
-                f"(items: {', '.join(sorted(known))})",
-                field=unknown[0],
-            )
-        problems: list[StepRefused] = []
-        typed: dict[str, Value] = {}
-        for it in step.items:
-            raw = values.get(it.id)
-            if raw is None or (isinstance(raw, str) and not raw.strip()):
-                continue
-            try:
-                typed[it.id] = parse_value(it, raw, at)
-            except StepRefused as exc:
-                problems.append(exc)
+        typed, problems = parse_entries(
+            step.items, values, at, unknown_what=f"'{step.title}' has no such item"
+        )
         problems += self._missing(step, typed, {str(p.field) for p in problems}, needed or {})
         problems += self._unexpected(step, typed, compare_only)
         raise_all(problems, f"'{step.title}' was not signed")

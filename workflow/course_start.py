@@ -15,7 +15,7 @@ from typing import Any
 
 from .errors import StepRefused, raise_all
 from .events import Signer, canonical_json, format_time, json_safe, sha256_hex
-from .items import parse_value, to_stored
+from .items import parse_entries, to_stored
 from .machine import Case
 from .protocol.model import Protocol
 
@@ -126,20 +126,12 @@ def _attested(protocol: Protocol, given: Mapping[str, Any], at: datetime) -> dic
     spec = protocol.course_start
     if spec is None:
         return {}
-    known = {it.id for it in spec.items}
-    unknown = sorted(set(given) - known)
-    if unknown:
-        raise StepRefused(
-            "unknown_item",
-            f"{unknown[0]}: not an attestation of this protocol "
-            f"(attestations: {', '.join(sorted(known))})",
-            field=unknown[0],
-        )
-    problems: list[StepRefused] = []
-    values: dict[str, Any] = {}
+    typed, problems = parse_entries(
+        spec.items, given, at, unknown_what="not an attestation of this protocol"
+    )
+    faulty = {p.field for p in problems}
     for item in spec.items:
-        raw = given.get(item.id)
-        if raw is None or raw == "":
+        if item.id not in typed and item.id not in faulty:
             problems.append(
                 StepRefused(
                     "missing_item",
@@ -148,11 +140,7 @@ def _attested(protocol: Protocol, given: Mapping[str, Any], at: datetime) -> dic
                     field=item.id,
                 )
             )
-            continue
-        try:
-            values[item.id] = to_stored(item, parse_value(item, raw, at))
-        except StepRefused as exc:
-            problems.append(exc)
+    values = {item.id: to_stored(item, typed[item.id]) for item in spec.items if item.id in typed}
     raise_all(problems, "The course was not started")
     return values
 

@@ -20,7 +20,7 @@ from .events import Event, Signer
 from .machine import Case, PatientRef
 from .protocol.model import Protocol
 from .schedule import earliest_time, next_dose
-from .walk import order_values, values_for
+from .walk import course_attestations, order_values, values_for
 
 
 @dataclass(frozen=True)
@@ -208,8 +208,7 @@ def ensure_demo_course(bedside: Any) -> str:
     from .identity import Credentials
 
     # The demo prescriber attests what the protocol asks, and signs, as a real one would.
-    spec = bedside.protocol.course_start
-    attested = {item.id: True for item in spec.items} if spec else {}
+    attested = course_attestations(bedside.protocol)
     course = bedside.start_course(patient.id, Credentials("dr.okafor", DEMO_PASSWORD), attested)
     return str(course.id)
 

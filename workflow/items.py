@@ -8,6 +8,7 @@ same on every machine.
 from __future__ import annotations
 
 import calendar
+from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
@@ -107,6 +108,33 @@ def parse_value(item: Item, raw: Any, now: datetime) -> Value:
     if item.not_future and dt > now + timedelta(minutes=1):
         raise _refuse(item, f"{format_time(dt)} is in the future", "now or earlier")
     return dt
+
+
+def parse_entries(
+    items: Sequence[Item], values: Mapping[str, Any], now: datetime, *, unknown_what: str
+) -> tuple[dict[str, Value], list[StepRefused]]:
+    """Every given value parsed against its item, collecting each refusal instead of stopping
+    at the first (a form is fixed in one go); blanks are left for the caller's "required"
+    check. A value for no item is refused at once: ``unknown_what`` says what it is not."""
+    known = {it.id for it in items}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise StepRefused(
+            "unknown_item",
+            f"{unknown[0]}: {unknown_what} (items: {', '.join(sorted(known))})",
+            field=unknown[0],
+        )
+    typed: dict[str, Value] = {}
+    problems: list[StepRefused] = []
+    for it in items:
+        raw = values.get(it.id)
+        if raw is None or (isinstance(raw, str) and not raw.strip()):
+            continue
+        try:
+            typed[it.id] = parse_value(it, raw, now)
+        except StepRefused as exc:
+            problems.append(exc)
+    return typed, problems
 
 
 def _number(item: Item, raw: Any, allowed: str) -> Decimal:

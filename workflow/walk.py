@@ -140,3 +140,10 @@ def values_for(case: Case, step_id: str, now: datetime) -> dict[str, Any]:
     elif step_id == "observation":
         out.update(sbp_mmhg="108", spo2_pct="96", vt_sustained_beats="0")
     return out
+
+
+def course_attestations(protocol: Protocol) -> dict[str, bool]:
+    """Every attestation the protocol's course start asks for, ticked (for demos, drills and
+    tests: a real prescriber ticks each one having checked it)."""
+    spec = protocol.course_start
+    return {item.id: True for item in spec.items} if spec else {}

@@ -12,18 +12,15 @@ import pytest
 from workflow.errors import AuthError, StepRefused
 from workflow.events import SIGNATURE_FAILED
 from workflow.identity import Credentials
+from workflow.protocol import load_protocol
+from workflow.resources import default_protocol_path
 from workflow.service import Bedside, CaseView
 from workflow.store import COURSE_DISCONTINUED
+from workflow.walk import course_attestations
 
 from .test_service import clock_of, open_and_order, step, walk, who
 
-ATTESTED = {
-    "inpatient_icu_setting": True,
-    "no_untreated_infection": True,
-    "no_organ_allograft": True,
-    "no_known_hypersensitivity": True,
-    "stress_test_and_pft_normal": True,
-}
+ATTESTED = course_attestations(load_protocol(default_protocol_path()))
 
 
 def patient(app: Bedside, mrn: str = "MRN-11") -> str:

@@ -6,17 +6,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from workflow.walk import order_values, values_for
+from workflow.protocol import load_protocol
+from workflow.resources import default_protocol_path
+from workflow.walk import course_attestations, order_values, values_for
 
 from .conftest import PASSWORD, Site
 
-ATTESTED = {
-    "inpatient_icu_setting": True,
-    "no_untreated_infection": True,
-    "no_organ_allograft": True,
-    "no_known_hypersensitivity": True,
-    "stress_test_and_pft_normal": True,
-}
+ATTESTED = course_attestations(load_protocol(default_protocol_path()))
 
 
 def test_api_corrections_keep_the_blinded_check_independent(site: Site) -> None:

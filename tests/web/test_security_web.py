@@ -44,9 +44,11 @@ from sqlalchemy import MetaData, select
 from workflow.demo import _SIGNERS
 from workflow.identity import Credentials
 from workflow.identity.policy import SecurityPolicy
+from workflow.protocol import load_protocol
 from workflow.records.embed import extract_events
+from workflow.resources import default_protocol_path
 from workflow.service import CaseView
-from workflow.walk import order_values, values_for
+from workflow.walk import course_attestations, order_values, values_for
 
 from .conftest import EVIL_NAME, PASSWORD, Site, csrf_of, form_of, version_of
 
@@ -399,13 +401,7 @@ POSTS: dict[tuple[str, str], Callable[[Ctx], Built]] = {
         (422,),
     ),
 }
-ATTESTED = {
-    "inpatient_icu_setting": True,
-    "no_untreated_infection": True,
-    "no_organ_allograft": True,
-    "no_known_hypersensitivity": True,
-    "stress_test_and_pft_normal": True,
-}
+ATTESTED = course_attestations(load_protocol(default_protocol_path()))
 POSTS[("POST", "/api/patients/{mrn}/courses")] = lambda c: (
     "dr.okafor",
     f"/api/patients/{c.mrn}/courses",
