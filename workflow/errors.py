@@ -8,7 +8,7 @@ failed (verification, a hold, a refused step), 2 bad input or usage.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 
 class BedsideError(Exception):
@@ -63,13 +63,13 @@ class ProtocolIssue:
         return f"{self.file}:{self.line}: {self.message}"
 
 
-class ProtocolError(BedsideError):
-    """A protocol or overlay file is not valid; carries every problem found, not just the first."""
+class FileError(BedsideError):
+    """A file (protocol, overlay, site settings) is not valid; carries every problem found,
+    each with its file and line, not just the first."""
 
     exit_code = 2
-    code = "invalid_protocol"
 
-    def __init__(self, issues: Sequence[ProtocolIssue]) -> None:
+    def __init__(self, issues: Sequence[ProtocolIssue | ConfigIssue]) -> None:
         self.issues = tuple(issues)
         super().__init__("\n".join(str(i) for i in self.issues))
 
@@ -77,8 +77,33 @@ class ProtocolError(BedsideError):
         return {
             "code": self.code,
             "message": self.message,
-            "issues": [{"file": i.file, "line": i.line, "message": i.message} for i in self.issues],
+            "issues": [asdict(i) for i in self.issues],
         }
+
+
+class ProtocolError(FileError):
+    """A protocol or overlay file is not valid."""
+
+    code = "invalid_protocol"
+
+
+@dataclass(frozen=True)
+class ConfigIssue:
+    """One problem in a settings file, with where it is and the key it concerns."""
+
+    file: str
+    line: int
+    key: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.key}: {self.message}"
+
+
+class ConfigError(FileError):
+    """The site's settings file (``bedside.yaml``) is not valid."""
+
+    code = "invalid_settings"
 
 
 class StepRefused(BedsideError):

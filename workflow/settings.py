@@ -35,48 +35,16 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from .errors import BedsideError, InputError
+from .errors import ConfigError, ConfigIssue, InputError
 from .identity.policy import SecurityPolicy
+
+__all__ = ["ConfigError", "ConfigIssue", "Settings", "load_settings", "parse_settings"]
 
 SETTINGS_FILE = "bedside.yaml"
 # One range per number, used by the file and by any flag that overrides the same setting.
 IDLE_MINUTES = (1, 24 * 60)
 RETENTION_DAYS = (1, 3650)
 _MAX_NAME = 200
-
-
-@dataclass(frozen=True)
-class ConfigIssue:
-    """One problem in a settings file, with where it is and the key it concerns."""
-
-    file: str
-    line: int
-    key: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.file}:{self.line}: {self.key}: {self.message}"
-
-
-class ConfigError(BedsideError):
-    """The site's settings file is not valid; carries every problem found, not just the first."""
-
-    exit_code = 2
-    code = "invalid_settings"
-
-    def __init__(self, issues: Sequence[ConfigIssue]) -> None:
-        self.issues = tuple(issues)
-        super().__init__("\n".join(str(i) for i in self.issues))
-
-    def to_dict(self) -> dict[str, object]:
-        return {
-            "code": self.code,
-            "message": self.message,
-            "issues": [
-                {"file": i.file, "line": i.line, "key": i.key, "message": i.message}
-                for i in self.issues
-            ],
-        }
 
 
 @dataclass(frozen=True)
