@@ -136,8 +136,8 @@ def _course_section(case: Case) -> Section | None:
     rows.append(
         Row(
             "Signed by",
-            f"{by.get('name', '-')} ({by.get('role', '-')}), "
-            f"{str(start.get('at', '-'))[:16].replace('T', ' ')} UTC, "
+            f"{with_id(str(by.get('name', '-')), str(by.get('user_id', '-')))}, "
+            f"{by.get('role', '-')}, {str(start.get('at', '-'))[:16].replace('T', ' ')} UTC, "
             f"{start.get('meaning', '-')}",
             note=f"signed content SHA-256 {start.get('content_hash', '-')}",
         )
