@@ -351,8 +351,14 @@ class Archive:
             return []
         return sorted(p for p in folder.iterdir() if p.name.startswith(".incoming-"))
 
-    def export(self, folder: Path, records: Sequence[ArchivedRecord]) -> Path:
-        """PDFs, a SHA-256 manifest and the CA certificate, for checking offline."""
+    def export(
+        self,
+        folder: Path,
+        records: Sequence[ArchivedRecord],
+        on_record: Callable[[ArchivedRecord], None] | None = None,
+    ) -> Path:
+        """PDFs, a SHA-256 manifest and the CA certificate, for checking offline; ``on_record``
+        is told of each record written (progress)."""
         folder = folder.resolve()
         if folder.exists() and any(folder.iterdir()):
             raise InputError("folder", f"{folder} is not empty; export into a new folder")
@@ -365,6 +371,8 @@ class Archive:
                 raise InputError("sha256", f"unsafe record name {rec.sha256!r}")
             target.write_bytes(self.blobs.get(rec.sha256))
             lines.append(f"{rec.sha256}  {name}")
+            if on_record is not None:
+                on_record(rec)
         (folder / "SHA256SUMS").write_text("\n".join(lines) + ("\n" if lines else ""))
         shutil.copyfile(PkiPaths(self.pki_dir).ca_cert, folder / "bedside-ca.pem")
         return folder

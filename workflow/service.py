@@ -430,7 +430,7 @@ class Bedside:
         """
         return self.store.cases_missing_record(self.protocol.final_states, ADMINISTRATION_RECORD)
 
-    def archive_pending(self) -> CatchUp:
+    def archive_pending(self, on_case: Callable[[int, int, str], None] | None = None) -> CatchUp:
         """Sign and archive the records of every case :meth:`unarchived_cases` finds. The events
         are durable, so the records are rebuilt from them exactly; documents already archived
         are kept (archiving is idempotent). A case the archive refuses (its events disagree with
@@ -440,15 +440,18 @@ class Bedside:
         refused: dict[str, str] = {}
         if self.archiver is None:
             return CatchUp(done, refused)
-        for case_id in self.unarchived_cases():
+        pending = self.unarchived_cases()
+        for n, case_id in enumerate(pending, 1):
             view = self.load(case_id)
             try:
                 self.archiver(view.case, self.store.case_chain_hash(case_id))
             except BedsideError as exc:
                 log.error("case %s: records refused: %s", case_id, exc.message)
                 refused[case_id] = exc.message
-                continue
-            done.append(case_id)
+            else:
+                done.append(case_id)
+            if on_case is not None:
+                on_case(n, len(pending), case_id)
         return CatchUp(done, refused)
 
     # -- helpers ---------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from ..errors import InputError, NotFound
 from ..events import format_time
 from ._app import home_of, open_app, parse_time
 from ._common import print_json
+from ._progress import Progress
 
 if TYPE_CHECKING:  # pyHanko, SQLAlchemy and the archive load when a command runs (start-up)
     from ..archive import Archive
@@ -357,7 +358,10 @@ def archive_export(args: argparse.Namespace) -> int:
         if not args.mrn
         else arch.store.search_archive(mrn=args.mrn, limit=500)
     )
-    folder = arch.export(Path(args.folder), records)
+    with Progress("archive export", len(records), unit="record") as bar:
+        folder = arch.export(
+            Path(args.folder), records, lambda rec: bar.advance(1, rec.sha256[:16])
+        )
     print(f"exported {len(records)} records to {folder} (SHA256SUMS, bedside-ca.pem)")
     return 0
 
@@ -366,16 +370,18 @@ def archive_verify(args: argparse.Namespace) -> int:
     from ..archive_verify import LEFTOVER_AGE_S
 
     arch = _archive(args)
-    width = 30
+    bars: list[Progress] = []
 
     def progress(done: int, total: int) -> None:
-        filled = width * done // max(total, 1)
-        sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
-        sys.stderr.flush()
+        if not bars:  # the total is known once the index has been counted
+            bars.append(Progress("archive verify", total, unit="record"))
+        bars[0].update_to(done)
 
-    report = arch.verify_all(progress if sys.stderr.isatty() else None)
-    if sys.stderr.isatty():
-        sys.stderr.write("\n")
+    try:
+        report = arch.verify_all(progress)
+    finally:
+        for bar in bars:
+            bar.close()
     print(
         f"checked {report.checked} records: {report.checked - len(report.failed)} ok, "
         f"{len(report.failed)} failed; the events of {report.compared} compared with the "
@@ -430,7 +436,18 @@ def catch_up(app: Bedside, archive: Archive) -> tuple[list[str], list[str]]:
         print(f"completed a record file a cut-off write left: {sha}")
     for where in swept.removed:
         print(f"removed a cut-off write: {where}")
-    result = app.archive_pending()
+    bars: list[Progress] = []
+
+    def each(done: int, total: int, case_id: str) -> None:
+        if not bars:
+            bars.append(Progress("archive catch-up", total, unit="case"))
+        bars[0].update_to(done, case_id)
+
+    try:
+        result = app.archive_pending(each)
+    finally:
+        for bar in bars:
+            bar.close()
     for message in result.refused.values():
         print(f"bedside: REFUSED: {message}", file=sys.stderr, flush=True)
     return result.archived, list(result.refused)
