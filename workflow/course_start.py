@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from .errors import StepRefused, raise_all
-from .events import Signer, canonical_json, format_time, json_safe, sha256_hex
+from .events import Signer, canonical_json, format_time, json_safe, parse_time, sha256_hex
 from .items import parse_entries, to_stored
 from .machine import Case
 from .protocol.model import Protocol
@@ -77,7 +77,7 @@ def retreatment_block(protocol: Protocol, cases: Iterable[Case]) -> RetreatmentB
                         str(firing["rule_id"]),
                         str(firing.get("text", "")),
                         str(firing.get("source", "")),
-                        datetime.fromisoformat(str(entry["at"]).replace("Z", "+00:00")),
+                        parse_time(str(entry["at"])),
                         case.course_id,
                         case.case_id,
                         case.cycle,

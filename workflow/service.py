@@ -25,7 +25,7 @@ from .clock import Clock, SystemClock
 from .course import carried_holds, course_status
 from .course_start import DEFAULT_ROLES, retreatment_block, start_record
 from .errors import AuthError, BedsideError, ConflictError, InputError, NotFound, StepRefused
-from .events import Event, Signer
+from .events import Event, Signer, parse_time
 from .identity import AuthRefused, Credentials, Identity, SessionPassword
 from .identity.errors import WRONG_ROLE
 from .machine import Case, PatientRef
@@ -475,7 +475,8 @@ class Bedside:
             )
             why = ""
             if ended is not None and ended.end:
-                when = ev_time(ended.end.get("at"))
+                at = ended.end.get("at")
+                when = f"{parse_time(str(at)):%Y-%m-%d %H:%M} UTC" if at else "an unknown time"
                 why = (
                     f" on {when} at cycle {ended.cycle} dose {ended.dose_in_cycle} (course dose "
                     f"{ended.dose_in_course}): {ended.end.get('note') or ended.end.get('reason')}"
@@ -487,13 +488,6 @@ class Bedside:
             )
         if course.status != COURSE_ACTIVE:
             raise StepRefused("course_closed", f"Course {course.id} is {course.status}")
-
-
-def ev_time(value: object) -> str:
-    """A stored UTC time as people read it (minutes, with the zone)."""
-    if not value:
-        return "an unknown time"
-    return f"{str(value)[:16].replace('T', ' ')} UTC"
 
 
 def _site_key(home: Path) -> bytes | None:

@@ -8,6 +8,7 @@ from datetime import timedelta
 
 from workflow.protocol import load_protocol
 from workflow.resources import default_protocol_path
+from workflow.service import CaseView
 from workflow.walk import course_attestations, order_values, values_for
 
 from .conftest import PASSWORD, Site
@@ -141,8 +142,9 @@ def test_api_course_start_attests_and_refuses_retreatment(site: Site) -> None:
     assert len(b.store.list_courses(patient.id)) == 1
 
 
-def test_api_infusion_start_rechecks_the_q8h_gap_against_the_real_time(site: Site) -> None:
-    """A dose opened for a time 8 h after the last, started only 5 h after it: refused."""
+def _second_dose_at_infusion_start(site: Site) -> CaseView:
+    """A first dose given and signed off, then the next opened for 8 h after it and walked to
+    infusion start at once: too soon by the real clock."""
     first = site.walk_to("record_sign_off")
     given = first.case.given_at
     assert given is not None
@@ -165,6 +167,13 @@ def test_api_infusion_start_rechecks_the_q8h_gap_against_the_real_time(site: Sit
     )
     view = site.walk_to("infusion_start", view)
     assert site.clock.now() < given + timedelta(hours=8)
+    return view
+
+
+def test_api_infusion_start_rechecks_the_q8h_gap_against_the_real_time(site: Site) -> None:
+    """A dose opened for a time 8 h after the last, started only 5 h after it: refused."""
+    b = site.bedside
+    view = _second_dose_at_infusion_start(site)
     r = site.client("n.alvarez").post(
         f"/api/cases/{view.case.case_id}/steps/infusion_start",
         json={
@@ -215,27 +224,8 @@ def test_pages_refuse_an_old_eligibility_result_by_name(site: Site) -> None:
 
 
 def test_pages_refuse_infusion_start_too_soon(site: Site) -> None:
-    first = site.walk_to("record_sign_off")
     b = site.bedside
-    b.sign_step(
-        first.case.case_id,
-        first.version,
-        "record_sign_off",
-        {"record_reviewed": True},
-        _cred("n.alvarez"),
-    )
-    given = first.case.given_at
-    assert given is not None
-    view = b.open_case(site.course_id, given + timedelta(hours=8), _cred("dr.okafor"))
-    site.clock.advance(minutes=5)
-    view = b.sign_step(
-        view.case.case_id,
-        view.version,
-        "order",
-        order_values("68", site.clock.now() - timedelta(hours=1)),
-        _cred("dr.okafor"),
-    )
-    view = site.walk_to("infusion_start", view)
+    view = _second_dose_at_infusion_start(site)
     values = values_for(view.case, "infusion_start", site.clock.now())
     r = _post_form(site, "n.alvarez", view.case.case_id, "infusion_start", values)
     assert r.status_code == 422 and "8 h apart" in r.text  # type: ignore[attr-defined]
