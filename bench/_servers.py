@@ -17,12 +17,12 @@ from pathlib import Path
 
 import httpx
 
-from workflow.demo import _SIGNERS, DEMO_PASSWORD, DEMO_PEOPLE
+from workflow.dev.demo import _SIGNERS, DEMO_PASSWORD, DEMO_PEOPLE
+from workflow.dev.walk import order_values, values_for
 from workflow.identity import Credentials, Identity
 from workflow.records.pki import create_site_pki
 from workflow.service import open_bedside
 from workflow.store import open_store
-from workflow.walk import order_values, values_for
 
 CLIENTS = 6
 DOSES_PER_CLIENT = 2

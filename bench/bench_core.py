@@ -7,10 +7,10 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from workflow.demo import run_in_memory
-from workflow.dosing import plan_dose
-from workflow.machine import Case
-from workflow.protocol import load_protocol
+from workflow.core.dosing import plan_dose
+from workflow.core.machine import Case
+from workflow.core.protocol import load_protocol
+from workflow.dev.demo import run_in_memory
 from workflow.resources import default_protocol_path
 
 

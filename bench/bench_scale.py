@@ -30,16 +30,16 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
-from workflow.clock import FixedClock
+from workflow.core.clock import FixedClock
+from workflow.core.machine import Case
+from workflow.core.protocol import Protocol, load_protocol
+from workflow.dev.seed import SEED_PASSWORD, seed
+from workflow.dev.walk import values_for
 from workflow.identity import Credentials, Identity
-from workflow.machine import Case
-from workflow.protocol import Protocol, load_protocol
 from workflow.resources import default_protocol_path
-from workflow.seed import SEED_PASSWORD, seed
 from workflow.service import Bedside
 from workflow.store import Store, open_store
 from workflow.store.engine import normalise_url
-from workflow.walk import values_for
 
 END = datetime(2026, 11, 2, 6, 0, tzinfo=UTC)
 PG_URL = os.environ.get("BEDSIDE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")

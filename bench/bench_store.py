@@ -24,8 +24,8 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
-from workflow.clock import FixedClock
-from workflow.events import CASE_OPENED, STEP_SIGNED, Event, Signer
+from workflow.core.clock import FixedClock
+from workflow.core.events import CASE_OPENED, STEP_SIGNED, Event, Signer
 from workflow.store import Store, new_id, open_store
 from workflow.store.engine import normalise_url
 

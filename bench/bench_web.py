@@ -34,11 +34,11 @@ import httpx
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from workflow.demo import DEMO_PASSWORD, ensure_demo_people
+from workflow.dev.demo import DEMO_PASSWORD, ensure_demo_people
+from workflow.dev.walk import order_values, values_for
 from workflow.identity import Credentials
 from workflow.records.pki import create_site_pki
 from workflow.service import Bedside, open_bedside
-from workflow.walk import order_values, values_for
 
 CLIENTS = 20
 CASES_PER_CLIENT = 5  # 11 signed steps each from hold_checks: 1,100 steps in all

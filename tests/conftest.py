@@ -13,8 +13,8 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
-from workflow.clock import FixedClock
-from workflow.protocol import Protocol, load_protocol
+from workflow.core.clock import FixedClock
+from workflow.core.protocol import Protocol, load_protocol
 from workflow.resources import default_protocol_path
 from workflow.store.engine import normalise_url
 

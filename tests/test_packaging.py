@@ -7,7 +7,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-from workflow.protocol import load_protocol
+from workflow.core.protocol import load_protocol
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -43,7 +43,7 @@ def test_wheel_carries_checklists_and_templates(tmp_path: Path) -> None:
             sys.executable,
             "-c",
             "from workflow.resources import default_protocol_path, templates_dir;"
-            "from workflow.protocol import load_protocol;"
+            "from workflow.core.protocol import load_protocol;"
             "p = default_protocol_path(); print(p); print(load_protocol(p).version);"
             "print(templates_dir())",
         ],

@@ -12,7 +12,7 @@ import os
 import stat
 from pathlib import Path
 
-from .errors import IntegrityError
+from workflow.core.errors import IntegrityError
 
 HOME_MODE = 0o700
 FILE_MODE = 0o600

@@ -20,21 +20,35 @@ from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Any
 
-from . import pinning
-from .clock import Clock, SystemClock
-from .course import carried_holds, course_status
-from .course_start import DEFAULT_ROLES, retreatment_block, start_record
-from .errors import AuthError, BedsideError, ConflictError, InputError, NotFound, StepRefused
-from .events import Event, Signer, parse_time
-from .identity import AuthRefused, Credentials, Identity, SessionPassword
-from .identity.errors import WRONG_ROLE
-from .machine import Case, PatientRef
-from .protocol import Protocol, load_protocol
-from .protocol.overlay import load_overlay
-from .resources import default_protocol_path
-from .schedule import NextDose, next_dose
-from .settings import Settings
-from .store import COURSE_ACTIVE, COURSE_DISCONTINUED, CaseRecord, Course, Patient, Store
+from workflow.core.clock import Clock, SystemClock
+from workflow.core.course import carried_holds, course_status
+from workflow.core.course_start import DEFAULT_ROLES, retreatment_block, start_record
+from workflow.core.errors import (
+    AuthError,
+    BedsideError,
+    ConflictError,
+    InputError,
+    NotFound,
+    StepRefused,
+)
+from workflow.core.events import Event, Signer, parse_time
+from workflow.core.machine import Case, PatientRef
+from workflow.core.protocol import Protocol, load_protocol
+from workflow.core.protocol.overlay import load_overlay
+from workflow.core.schedule import NextDose, next_dose
+from workflow.identity import AuthRefused, Credentials, Identity, SessionPassword
+from workflow.identity.errors import WRONG_ROLE
+from workflow.resources import default_protocol_path
+from workflow.settings import Settings
+from workflow.store import (
+    COURSE_ACTIVE,
+    COURSE_DISCONTINUED,
+    CaseRecord,
+    Course,
+    Patient,
+    Store,
+    pinning,
+)
 
 Proof = Credentials | SessionPassword
 log = logging.getLogger("bedside")
@@ -106,7 +120,7 @@ class Bedside:
         known = self._protocols.get(content_hash)
         if known is not None:
             return known
-        # A protocol alone, or a protocol + institution overlay pair (see workflow.pinning).
+        # A protocol alone, or a protocol + institution overlay pair (see workflow.store.pinning).
         protocol = pinning.restore(self.store, content_hash)
         self._protocols[content_hash] = protocol
         return protocol
@@ -496,7 +510,7 @@ def _site_key(home: Path) -> bytes | None:
     Every command, not only ``serve``, keys the trail's digests of unknown usernames with it, so
     guesses at one name count together whether typed at a tablet or at ``bedside run``.
     """
-    from .identity.session_proof import load_session_key
+    from workflow.identity.session_proof import load_session_key
 
     folder = home / "pki"
     if not folder.is_dir():
@@ -518,8 +532,8 @@ def open_bedside(
 ) -> Bedside:
     """Open the installation at ``home`` (or $BEDSIDE_HOME) on its database, with the site
     settings of ``<home>/bedside.yaml`` (security policy, time zone)."""
-    from .settings import load_settings
-    from .store import home_dir, open_store
+    from workflow.settings import load_settings
+    from workflow.store import home_dir, open_store
 
     home_path = home_dir(home)
     settings = load_settings(home_path)
@@ -541,7 +555,7 @@ def open_bedside(
     )
     bedside.settings = settings
     if archive:
-        from .archive import Archive
+        from workflow.archive import Archive
 
         archiver = Archive(home_path, store)
         if archiver.ready:

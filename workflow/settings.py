@@ -35,8 +35,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from .errors import ConfigError, ConfigIssue, InputError
-from .identity.policy import SecurityPolicy
+from workflow.core.errors import ConfigError, ConfigIssue, InputError
+from workflow.identity.policy import SecurityPolicy
 
 __all__ = ["ConfigError", "ConfigIssue", "Settings", "load_settings", "parse_settings"]
 
@@ -73,7 +73,7 @@ class _Reader:
 
     def section(self, node: Any, line: int, key: str, allowed: Sequence[str]) -> dict[str, Any]:
         """The mapping at ``key`` (its known keys only); unknown keys are issues."""
-        from .protocol._yaml import YMap
+        from workflow.core.protocol._yaml import YMap
 
         if not isinstance(node, YMap):
             self.add(getattr(node, "line", line), key, "must be a mapping of keys to values")
@@ -134,7 +134,7 @@ def load_settings(home: Path) -> Settings:
 
 
 def parse_settings(text: str, name: str) -> Settings:
-    from .protocol._yaml import load_located
+    from workflow.core.protocol._yaml import load_located
 
     issues: list[ConfigIssue] = []
     if not text.strip() or all(

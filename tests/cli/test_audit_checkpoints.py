@@ -13,8 +13,8 @@ import pytest
 from store.forgery import forge_event
 
 from workflow.cli import main
-from workflow.clock import FixedClock
-from workflow.demo import run_persistent
+from workflow.core.clock import FixedClock
+from workflow.dev.demo import run_persistent
 from workflow.records.pki import create_site_pki
 from workflow.service import open_bedside
 

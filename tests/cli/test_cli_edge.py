@@ -31,7 +31,7 @@ HEAVY = (
     "uvicorn",
     "aiohttp",
     "tqdm",
-    "workflow.seed",
+    "workflow.dev.seed",
     "workflow.store",
     "workflow.service",
     "workflow.archive",
@@ -176,7 +176,7 @@ def test_serve_takes_the_idle_timeout_from_bedside_yaml(tmp_path: Path) -> None:
 # -- unexpected faults ----------------------------------------------------------------------
 
 _FAULT = (
-    "import sys\nimport workflow.dosing as d\n"
+    "import sys\nimport workflow.core.dosing as d\n"
     "def broken(*a, **k):\n    raise RuntimeError('MRN-SECRET-1 in a fault')\n"
     "d.plan_dose = broken\n"
     "from workflow.cli import main\nsys.exit(main(sys.argv[1:]))"
@@ -228,12 +228,12 @@ def test_an_unwritable_log_folder_falls_back_to_a_private_temporary_file(tmp_pat
 def test_a_missing_home_is_not_created_for_a_log(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import workflow.dosing
+    import workflow.core.dosing
 
     def broken(*_: object, **__: object) -> None:
         raise KeyError("boom")
 
-    monkeypatch.setattr(workflow.dosing, "plan_dose", broken)
+    monkeypatch.setattr(workflow.core.dosing, "plan_dose", broken)
     home = tmp_path / "nowhere"
     assert main(["--home", str(home), "dose", "--weight-kg", "70"]) == 70
     err = capsys.readouterr().err
@@ -252,8 +252,8 @@ def test_refusals_still_exit_with_their_own_code(capsys: pytest.CaptureFixture[s
 def test_demo_people_are_made_only_when_absent(tmp_path: Path) -> None:
     """ensure_demo_people took any exception as "no such user" and tried to add the account;
     now a fault reading the account is itself, and only NotFound adds one."""
-    from workflow.demo import DEMO_PEOPLE, ensure_demo_people
-    from workflow.errors import NotFound
+    from workflow.core.errors import NotFound
+    from workflow.dev.demo import DEMO_PEOPLE, ensure_demo_people
 
     class Faulty:
         def get_user(self, username: str) -> object:

@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 import yaml
 
-from workflow.clock import FixedClock
+from workflow.core.clock import FixedClock
+from workflow.dev.walk import order_values, values_for
 from workflow.identity import Credentials
 from workflow.service import open_bedside
-from workflow.walk import order_values, values_for
 
 from .test_cli_store import PASSWORD, PEOPLE, SIGNERS, Cli, setup_site
 

@@ -6,13 +6,13 @@ import uuid
 from datetime import date, timedelta
 from typing import Any
 
-from workflow.clock import FixedClock
-from workflow.demo import signer_for
-from workflow.events import Signer
-from workflow.machine import Case, PatientRef
-from workflow.protocol import Protocol
-from workflow.schedule import NextDose
-from workflow.walk import order_values, values_for
+from workflow.core.clock import FixedClock
+from workflow.core.events import Signer
+from workflow.core.machine import Case, PatientRef
+from workflow.core.protocol import Protocol
+from workflow.core.schedule import NextDose
+from workflow.dev.demo import signer_for
+from workflow.dev.walk import order_values, values_for
 
 PATIENT = PatientRef("p-1", "MRN-5521", "Ada Quist", date(1968, 5, 2))
 PRESCRIBER = Signer("dr.okafor", "Dr. Amara Okafor", "prescriber")

@@ -1,4 +1,4 @@
-"""The blinding rule (workflow/blinding.py): what a viewer may not see of a case, read off the
+"""The blinding rule (workflow/core/blinding.py): what a viewer may not see of a case, read off the
 protocol from who asks and the case's state."""
 
 from __future__ import annotations
@@ -7,17 +7,17 @@ from datetime import date
 
 import pytest
 
-from workflow.blinding import (
+from workflow.core.blinding import (
     HEADER,
     PLAN,
     blinding_for,
     difference_labels,
     is_unprimed,
 )
-from workflow.clock import FixedClock
-from workflow.errors import StepRefused
-from workflow.machine import PatientRef
-from workflow.protocol import Protocol
+from workflow.core.clock import FixedClock
+from workflow.core.errors import StepRefused
+from workflow.core.machine import PatientRef
+from workflow.core.protocol import Protocol
 
 from .helpers import NURSE_A, NURSE_B, open_case, sign, walk_until
 
@@ -133,7 +133,7 @@ def test_the_rule_imports_only_the_core() -> None:
     import ast
     from pathlib import Path
 
-    import workflow.blinding as module
+    import workflow.core.blinding as module
 
     tree = ast.parse(Path(str(module.__file__)).read_text())
     ours: set[str] = set()
@@ -144,7 +144,7 @@ def test_the_rule_imports_only_the_core() -> None:
             ours.add(str(node.module).removeprefix("workflow."))
         elif isinstance(node, ast.Import):
             ours |= {a.name for a in node.names if a.name.startswith("workflow")}
-    assert ours == {"errors", "machine", "protocol.model"}, ours
+    assert ours == {"core.errors", "core.machine", "core.protocol.model"}, ours
 
 
 def test_the_patients_other_open_dose_hides_the_same_values(

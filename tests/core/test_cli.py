@@ -158,8 +158,8 @@ def test_checklist_diagram_is_mermaid(capsys: pytest.CaptureFixture[str]) -> Non
 def test_demo_walks_in_memory() -> None:
     from datetime import UTC, datetime
 
-    from workflow.demo import run_in_memory
-    from workflow.protocol import load_protocol
+    from workflow.core.protocol import load_protocol
+    from workflow.dev.demo import run_in_memory
 
     cases = run_in_memory(
         load_protocol(default_protocol_path()), 2, datetime(2026, 11, 2, 6, 0, tzinfo=UTC)

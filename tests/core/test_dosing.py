@@ -8,9 +8,9 @@ from decimal import Decimal
 
 import pytest
 
-from workflow.dosing import beyond_use_at, json_number, plan_dose
-from workflow.errors import InputError
-from workflow.protocol import Protocol
+from workflow.core.dosing import beyond_use_at, json_number, plan_dose
+from workflow.core.errors import InputError
+from workflow.core.protocol import Protocol
 
 
 def test_label_worked_example_70_kg(protocol: Protocol) -> None:

@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from workflow.clock import FixedClock
-from workflow.course import carried_holds, course_status
-from workflow.errors import StepRefused
-from workflow.events import Signer
-from workflow.machine import Case, machine_for
-from workflow.protocol import Protocol, load_protocol
-from workflow.schedule import NextDose, next_dose
-from workflow.walk import order_values
+from workflow.core.clock import FixedClock
+from workflow.core.course import carried_holds, course_status
+from workflow.core.errors import StepRefused
+from workflow.core.events import Signer
+from workflow.core.machine import Case, machine_for
+from workflow.core.protocol import Protocol, load_protocol
+from workflow.core.schedule import NextDose, next_dose
+from workflow.dev.walk import order_values
 
 from .helpers import (
     NURSE_A,
@@ -409,7 +409,7 @@ def test_old_eligibility_result_needs_a_prescribers_signed_reason(
 
 
 def test_an_overlay_makes_an_old_eligibility_result_a_hard_stop(clock: FixedClock) -> None:
-    from workflow.protocol.overlay import load_overlay
+    from workflow.core.protocol.overlay import load_overlay
     from workflow.resources import default_protocol_path
 
     base = load_protocol(default_protocol_path())
@@ -485,7 +485,7 @@ def test_replay_rejects_a_recorded_outcome_that_differs(
 ) -> None:
     from dataclasses import replace
 
-    from workflow.errors import IntegrityError
+    from workflow.core.errors import IntegrityError
 
     case = open_case(protocol, clock)
     walk_until(case, "hold_checks", clock)

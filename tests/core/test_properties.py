@@ -11,14 +11,14 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from workflow.clock import FixedClock
-from workflow.demo import signer_for
-from workflow.errors import StepRefused
-from workflow.machine import Case
-from workflow.protocol import load_protocol
+from workflow.core.clock import FixedClock
+from workflow.core.errors import StepRefused
+from workflow.core.machine import Case
+from workflow.core.protocol import load_protocol
+from workflow.core.schedule import CourseStatus, GivenDose, next_dose
+from workflow.dev.demo import signer_for
+from workflow.dev.walk import values_for
 from workflow.resources import default_protocol_path
-from workflow.schedule import CourseStatus, GivenDose, next_dose
-from workflow.walk import values_for
 
 from .helpers import NURSE_A, NURSE_B, PHARMACIST, PHARMACIST_2, PRESCRIBER, TECH, open_case
 

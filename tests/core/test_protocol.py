@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from workflow.errors import ProtocolError
-from workflow.protocol import Protocol, load_protocol, parse_protocol
+from workflow.core.errors import ProtocolError
+from workflow.core.protocol import Protocol, load_protocol, parse_protocol
 from workflow.resources import default_protocol_path
 
 SHIPPED = default_protocol_path().read_text(encoding="utf-8")

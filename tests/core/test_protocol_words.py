@@ -12,16 +12,16 @@ from pathlib import Path
 
 import pytest
 
-from workflow.case_records import record_documents
-from workflow.demo import run_in_memory
-from workflow.dosing import plan_dose
-from workflow.errors import ProtocolError
-from workflow.interop.gs1 import SCAN_STEPS
-from workflow.labels import bag_label_pdf
-from workflow.protocol import Protocol
-from workflow.protocol.loader import load_protocol
-from workflow.protocol.overlay import load_overlay
-from workflow.protocol.words import WORD_KEYS
+from workflow.core.dosing import plan_dose
+from workflow.core.errors import ProtocolError
+from workflow.core.gs1 import SCAN_STEPS
+from workflow.core.protocol import Protocol
+from workflow.core.protocol.loader import load_protocol
+from workflow.core.protocol.overlay import load_overlay
+from workflow.core.protocol.words import WORD_KEYS
+from workflow.dev.demo import run_in_memory
+from workflow.records.case_records import record_documents
+from workflow.records.labels import bag_label_pdf
 from workflow.resources import default_protocol_path
 
 SHIPPED = default_protocol_path().read_text(encoding="utf-8")

@@ -7,11 +7,11 @@ from decimal import Decimal
 
 import pytest
 
-from workflow.errors import StepRefused
-from workflow.protocol import Protocol
-from workflow.rules import evaluate
-from workflow.schedule import CourseStatus, GivenDose, earliest_time, next_dose
-from workflow.walk import normal_checks
+from workflow.core.errors import StepRefused
+from workflow.core.protocol import Protocol
+from workflow.core.rules import evaluate
+from workflow.core.schedule import CourseStatus, GivenDose, earliest_time, next_dose
+from workflow.dev.walk import normal_checks
 
 T0 = datetime(2026, 11, 2, 6, 0, tzinfo=UTC)
 

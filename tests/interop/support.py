@@ -12,13 +12,13 @@ from typing import Any
 
 from argon2 import PasswordHasher
 
-from workflow.clock import FixedClock
-from workflow.demo import _SIGNERS, DEMO_PASSWORD, DEMO_PEOPLE, DEMO_WEIGHT_KG
+from workflow.core.clock import FixedClock
+from workflow.core.protocol import Protocol
+from workflow.dev.demo import _SIGNERS, DEMO_PASSWORD, DEMO_PEOPLE, DEMO_WEIGHT_KG
+from workflow.dev.walk import order_values, values_for
 from workflow.identity import Credentials, Identity
-from workflow.protocol import Protocol
 from workflow.service import Bedside, CaseView
 from workflow.store import Store, open_store
-from workflow.walk import order_values, values_for
 
 START = datetime(2026, 11, 2, 6, 0, tzinfo=UTC)
 

@@ -22,9 +22,9 @@ from interop.support import (
     walk,
     who,
 )
+from workflow.core.protocol import Protocol
 from workflow.interop.export import case_bundle
 from workflow.interop.fhir import administration_status, medication_administration, provenances
-from workflow.protocol import Protocol
 from workflow.service import Bedside, CaseView
 
 

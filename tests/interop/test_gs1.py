@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from interop.support import installation, new_course, open_and_order, reopen, step, walk
-from workflow.errors import InputError, StepRefused
-from workflow.interop.gs1 import parse_scan, scan_to_values, typed_values
+from workflow.core.errors import InputError, StepRefused
+from workflow.core.gs1 import parse_scan, scan_to_values, typed_values
+from workflow.core.protocol import Protocol, load_protocol
+from workflow.core.protocol.overlay import load_overlay
 from workflow.interop.scan_report import format_report, scan_failure_report
-from workflow.protocol import Protocol, load_protocol
-from workflow.protocol.overlay import load_overlay
 from workflow.service import Bedside, CaseView
 
 NOW = datetime(2026, 11, 2, 6, 0, tzinfo=UTC)

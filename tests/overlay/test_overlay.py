@@ -20,11 +20,11 @@ from interop.support import (
     walk,
 )
 
-from workflow.course import course_status
-from workflow.errors import ProtocolError, StepRefused
-from workflow.protocol import Protocol, load_protocol
-from workflow.protocol.model import Condition
-from workflow.protocol.overlay import implies, load_overlay, parse_overlay
+from workflow.core.course import course_status
+from workflow.core.errors import ProtocolError, StepRefused
+from workflow.core.protocol import Protocol, load_protocol
+from workflow.core.protocol.model import Condition
+from workflow.core.protocol.overlay import implies, load_overlay, parse_overlay
 from workflow.resources import default_protocol_path
 
 EXAMPLE = Path(default_protocol_path()).parent / "aldesleukin.overlay-example.yaml"
@@ -343,7 +343,7 @@ def test_a_running_case_stays_on_the_protocol_it_started_with(
 
 
 def test_records_name_protocol_and_overlay(db_url: str, example: Protocol) -> None:
-    from workflow.case_records import administration_record
+    from workflow.records.case_records import administration_record
 
     with installation(db_url, example) as app:
         view = given_dose(app, new_course(app))

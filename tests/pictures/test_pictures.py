@@ -18,12 +18,12 @@ from interop.support import (
     next_slot,
 )
 
-from workflow.machine import Case
+from workflow.core.machine import Case
+from workflow.core.protocol import Protocol
+from workflow.core.protocol.overlay import load_overlay
 from workflow.pictures.course_report import course_report_pdf
 from workflow.pictures.state_diagram import dot_source, state_diagram_svg
 from workflow.pictures.timeline import course_timeline, timeline_svg
-from workflow.protocol import Protocol
-from workflow.protocol.overlay import load_overlay
 from workflow.resources import default_protocol_path
 
 EXAMPLE = Path(default_protocol_path()).parent / "aldesleukin.overlay-example.yaml"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from workflow.events import sha256_hex
+from workflow.core.events import sha256_hex
 from workflow.records.document import (
     ProtocolRef,
     RecordDocument,

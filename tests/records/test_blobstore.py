@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from workflow.errors import IntegrityError, NotFound
+from workflow.core.errors import IntegrityError, NotFound
 from workflow.records.blobstore import BlobStore
 
 

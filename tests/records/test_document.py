@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 import record_samples
 
-from workflow.errors import InputError
+from workflow.core.errors import InputError
 from workflow.records.document import RecordDocument, Row, Section, SignatureManifestation
 
 

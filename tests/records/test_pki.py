@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from workflow.errors import InputError, IntegrityError
+from workflow.core.errors import InputError, IntegrityError
 from workflow.records import pki
 from workflow.records.sign import sign_pdf
 from workflow.records.verify import verify

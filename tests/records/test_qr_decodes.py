@@ -8,9 +8,9 @@ import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 
-from workflow.case_records import record_documents
-from workflow.demo import run_in_memory
-from workflow.protocol import load_protocol
+from workflow.core.protocol import load_protocol
+from workflow.dev.demo import run_in_memory
+from workflow.records.case_records import record_documents
 from workflow.records.render import render
 from workflow.resources import default_protocol_path
 

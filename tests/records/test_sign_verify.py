@@ -11,7 +11,7 @@ from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.validation import validate_pdf_signature
 from pyhanko_certvalidator import ValidationContext
 
-from workflow.errors import InputError
+from workflow.core.errors import InputError
 from workflow.records import pki
 from workflow.records.embed import extract_events
 from workflow.records.sign import SignatureRequest, sign_all, sign_pdf

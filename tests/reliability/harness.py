@@ -39,11 +39,11 @@ from typing import Any
 import yaml
 
 from workflow.archive import Archive
-from workflow.events import format_time
+from workflow.core.events import format_time
+from workflow.dev.walk import order_values
 from workflow.records.pki import load_trust_roots
 from workflow.records.verify import Verifier
 from workflow.service import Bedside, open_bedside
-from workflow.walk import order_values
 
 PASSWORD = "reliability-pass-2026"  # test accounts only
 PEOPLE = {

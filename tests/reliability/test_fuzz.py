@@ -19,13 +19,13 @@ import pytest
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
-from workflow.clock import FixedClock
-from workflow.demo import open_dose, signer_for
-from workflow.errors import BedsideError, ProtocolError
-from workflow.machine import Case
-from workflow.protocol import parse_protocol
+from workflow.core.clock import FixedClock
+from workflow.core.errors import BedsideError, ProtocolError
+from workflow.core.machine import Case
+from workflow.core.protocol import parse_protocol
+from workflow.dev.demo import open_dose, signer_for
+from workflow.dev.walk import values_for
 from workflow.resources import default_protocol_path
-from workflow.walk import values_for
 
 from .conftest import SEED, SOAK, report
 
@@ -156,7 +156,7 @@ hostile_value = st.one_of(
 
 def case_at(step_id: str) -> tuple[Case, FixedClock]:
     """A fresh case whose next step is ``step_id``, walked with correct entries."""
-    from workflow.protocol import load_protocol
+    from workflow.core.protocol import load_protocol
 
     protocol = _PROTOCOL.get("p") or _PROTOCOL.setdefault("p", load_protocol(SHIPPED_PATH))
     clock = FixedClock(START)

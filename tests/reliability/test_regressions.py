@@ -11,11 +11,11 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 from store.forgery import delete_index_rows, forge_event
 
-from workflow.clock import FixedClock
-from workflow.demo import run_persistent
-from workflow.errors import ProtocolError, Unavailable
+from workflow.core.clock import FixedClock
+from workflow.core.errors import ProtocolError, Unavailable
+from workflow.core.protocol import parse_protocol
+from workflow.dev.demo import run_persistent
 from workflow.identity import Credentials
-from workflow.protocol import parse_protocol
 from workflow.records.pki import create_site_pki
 from workflow.resources import default_protocol_path
 from workflow.service import CaseView, open_bedside

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from workflow.demo import DEMO_PASSWORD
+from workflow.dev.demo import DEMO_PASSWORD
 
 from .harness import bedside
 

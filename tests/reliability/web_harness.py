@@ -28,11 +28,11 @@ from typing import Any
 
 import httpx
 
-from workflow.events import format_time
+from workflow.core.events import format_time
+from workflow.core.machine import Case
+from workflow.dev.walk import order_values, values_for
 from workflow.identity import Credentials
-from workflow.machine import Case
 from workflow.service import Bedside
-from workflow.walk import order_values, values_for
 
 from .harness import PASSWORD, PEOPLE, SIGNER, STEP_IDS, Campaign, bedside, bedside_argv, child_env
 

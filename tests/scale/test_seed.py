@@ -12,18 +12,18 @@ from argon2 import PasswordHasher
 from sqlalchemy import text
 
 from workflow.archive import Archive
-from workflow.case_records import record_documents
-from workflow.clock import FixedClock
-from workflow.events import Signer
+from workflow.core.clock import FixedClock
+from workflow.core.events import Signer
+from workflow.core.machine import Case
+from workflow.core.protocol import Protocol
+from workflow.dev.seed import seed
+from workflow.dev.walk import values_for
 from workflow.identity import Identity
-from workflow.machine import Case
-from workflow.protocol import Protocol
+from workflow.records.case_records import record_documents
 from workflow.records.pki import create_site_pki
-from workflow.seed import seed
 from workflow.store import Store, migrate, open_store
 from workflow.store.engine import make_engine
 from workflow.store.placeholders import PLACEHOLDER_PATH, is_placeholder, placeholder_sha256
-from workflow.walk import values_for
 
 END = datetime(2026, 11, 2, 6, 0, tzinfo=UTC)
 COMPOUNDING = ["reconstitution", "dilution", "pharmacy_verification"]

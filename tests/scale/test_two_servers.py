@@ -23,13 +23,13 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
-from workflow.demo import _SIGNERS, DEMO_PASSWORD, DEMO_PEOPLE
+from workflow.dev.demo import _SIGNERS, DEMO_PASSWORD, DEMO_PEOPLE
+from workflow.dev.walk import order_values, values_for
 from workflow.identity import Credentials, Identity
 from workflow.records.pki import create_site_pki
 from workflow.service import open_bedside
 from workflow.store import open_store
 from workflow.store.engine import normalise_url
-from workflow.walk import order_values, values_for
 
 pytestmark = pytest.mark.postgres
 

@@ -10,10 +10,10 @@ import pytest
 from argon2 import PasswordHasher
 
 from workflow.archive import Archive
-from workflow.clock import FixedClock
-from workflow.demo import DEMO_PASSWORD, DEMO_PEOPLE
+from workflow.core.clock import FixedClock
+from workflow.core.protocol import Protocol
+from workflow.dev.demo import DEMO_PASSWORD, DEMO_PEOPLE
 from workflow.identity import Identity
-from workflow.protocol import Protocol
 from workflow.records.pki import create_site_pki
 from workflow.service import Bedside
 from workflow.store import open_store

@@ -15,7 +15,7 @@ import pytest
 from store.forgery import delete_index_rows, forge_event
 
 from workflow.archive import Archive
-from workflow.errors import IntegrityError, StepRefused
+from workflow.core.errors import IntegrityError, StepRefused
 from workflow.service import Bedside, CaseView
 from workflow.store import Store
 

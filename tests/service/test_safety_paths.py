@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from workflow.errors import AuthError, StepRefused
-from workflow.events import SIGNATURE_FAILED
+from workflow.core.errors import AuthError, StepRefused
+from workflow.core.events import SIGNATURE_FAILED
+from workflow.core.protocol import load_protocol
+from workflow.dev.walk import course_attestations
 from workflow.identity import Credentials
-from workflow.protocol import load_protocol
 from workflow.resources import default_protocol_path
 from workflow.service import Bedside, CaseView
 from workflow.store import COURSE_DISCONTINUED
-from workflow.walk import course_attestations
 
 from .test_service import clock_of, open_and_order, step, walk, who
 
@@ -104,7 +104,7 @@ def test_retreatment_after_sustained_vt_is_refused_naming_rule_date_and_dose(
 def test_an_overlay_forbids_the_retreatment_override(app: Bedside) -> None:
     from pathlib import Path
 
-    from workflow.protocol.overlay import load_overlay
+    from workflow.core.protocol.overlay import load_overlay
     from workflow.resources import default_protocol_path
 
     app.protocol = load_overlay(
@@ -141,8 +141,8 @@ def test_infusion_start_rechecks_the_rest_against_the_real_time(app: Bedside) ->
 
 
 def _order(clock: object) -> dict[str, str]:
-    from workflow.demo import DEMO_WEIGHT_KG
-    from workflow.walk import order_values
+    from workflow.dev.demo import DEMO_WEIGHT_KG
+    from workflow.dev.walk import order_values
 
     now = clock.now()  # type: ignore[attr-defined]
     return order_values(DEMO_WEIGHT_KG, now - timedelta(hours=1))
@@ -155,8 +155,8 @@ def test_infusion_start_refuses_a_second_open_dose_of_the_course(app: Bedside) -
     first = walk(app, open_and_order(app, course.id), until="infusion_start")
     # Simulate the race: a second case created beside the first, past the opening check.
     clock = clock_of(app)
-    from workflow.machine import Case
-    from workflow.schedule import NextDose
+    from workflow.core.machine import Case
+    from workflow.core.schedule import NextDose
     from workflow.service import patient_ref
 
     case, opened = Case.open(

@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 
 from workflow.archive import Archive
-from workflow.clock import FixedClock
-from workflow.demo import _SIGNERS, DEMO_PASSWORD, DEMO_WEIGHT_KG
-from workflow.errors import AuthError, ConflictError, InputError, StepRefused
+from workflow.core.clock import FixedClock
+from workflow.core.errors import AuthError, ConflictError, InputError, StepRefused
+from workflow.dev.demo import _SIGNERS, DEMO_PASSWORD, DEMO_WEIGHT_KG
+from workflow.dev.walk import order_values, values_for
 from workflow.identity import Credentials
 from workflow.service import Bedside, CaseView
 from workflow.store import open_store
-from workflow.walk import order_values, values_for
 
 
 def who(username: str) -> Credentials:

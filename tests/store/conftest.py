@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 import pytest
 from argon2 import PasswordHasher
 
-from workflow.clock import FixedClock
+from workflow.core.clock import FixedClock
 from workflow.identity import Identity
 from workflow.store import Store, open_store
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 from datetime import UTC, datetime, timedelta
 
-from workflow.events import STEP_SIGNED, Event, Signer
+from workflow.core.events import STEP_SIGNED, Event, Signer
 from workflow.store import open_store
 
 PROTOCOL_HASH = "ab" * 32

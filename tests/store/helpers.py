@@ -7,7 +7,7 @@ from typing import Any
 
 from argon2 import PasswordHasher
 
-from workflow.events import CASE_OPENED, STEP_SIGNED, Event, Signer
+from workflow.core.events import CASE_OPENED, STEP_SIGNED, Event, Signer
 from workflow.store import CaseRecord, Course, Store, new_id
 
 PROTOCOL_VERSION = "1.0.0"

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from workflow.clock import FixedClock
-from workflow.errors import InputError
-from workflow.restore import restore
+from workflow.archive.restore import restore
+from workflow.core.clock import FixedClock
+from workflow.core.errors import InputError
 from workflow.store import Store, backup, open_store
 
 from .helpers import append_steps, course_for_new_patient, open_case

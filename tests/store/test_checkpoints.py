@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import delete, update
 
-from workflow.checkpoints import (
+from workflow.archive.checkpoints import (
     KEY_FILE,
     PUBLIC_FILE,
     REASON_VERIFY,
@@ -23,7 +23,7 @@ from workflow.checkpoints import (
     read_checkpoints,
     where_changed,
 )
-from workflow.clock import FixedClock
+from workflow.core.clock import FixedClock
 from workflow.store import CaseRecord, Store
 from workflow.store import _schema as s
 

@@ -10,9 +10,9 @@ import threading
 import time
 from pathlib import Path
 
-from workflow.clock import FixedClock
-from workflow.errors import ConflictError
-from workflow.events import STEP_SIGNED, Event, Signer
+from workflow.core.clock import FixedClock
+from workflow.core.errors import ConflictError
+from workflow.core.events import STEP_SIGNED, Event, Signer
 from workflow.store import Store
 
 from .helpers import PROTOCOL_HASH, PROTOCOL_VERSION, course_for_new_patient, open_case

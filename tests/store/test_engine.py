@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from workflow.errors import InputError
+from workflow.core.errors import InputError
 from workflow.store import Store, database_url, home_dir, open_store
 
 

@@ -7,9 +7,9 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import text
 
-from workflow.clock import FixedClock
-from workflow.errors import InputError, NotFound
-from workflow.events import Signer
+from workflow.core.clock import FixedClock
+from workflow.core.errors import InputError, NotFound
+from workflow.core.events import Signer
 from workflow.identity import (
     AuthRefused,
     Credentials,

@@ -7,9 +7,9 @@ from decimal import Decimal
 
 import pytest
 
-from workflow.clock import FixedClock
-from workflow.errors import ConflictError, InputError, NotFound
-from workflow.events import ASSESSMENT, Event, Signer
+from workflow.core.clock import FixedClock
+from workflow.core.errors import ConflictError, InputError, NotFound
+from workflow.core.events import ASSESSMENT, Event, Signer
 from workflow.store import Cosignature, Store
 
 from .helpers import (

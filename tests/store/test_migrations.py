@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import insert, inspect, text
 
-from workflow.clock import FixedClock
-from workflow.errors import ConflictError, IntegrityError
+from workflow.core.clock import FixedClock
+from workflow.core.errors import ConflictError, IntegrityError
 from workflow.store import (
     MIGRATIONS,
     ArchivedRecord,

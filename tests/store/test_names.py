@@ -8,9 +8,9 @@ import threading
 
 import pytest
 
-from workflow.errors import InputError
+from workflow.core.errors import InputError
+from workflow.core.names import MixedScriptName, name_key, script_mix
 from workflow.identity import Identity
-from workflow.names import MixedScriptName, name_key, script_mix
 from workflow.store import Store
 
 PASSWORD = "correct horse battery staple"

@@ -6,8 +6,8 @@ from datetime import date
 
 import pytest
 
-from workflow.clock import FixedClock
-from workflow.errors import ConflictError, InputError, NotFound
+from workflow.core.clock import FixedClock
+from workflow.core.errors import ConflictError, InputError, NotFound
 from workflow.store import Patient, Store
 
 from .helpers import PROTOCOL_HASH

@@ -21,9 +21,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from workflow.clock import FixedClock
-from workflow.errors import IntegrityError
-from workflow.restore import restore
+from workflow.archive.restore import restore
+from workflow.core.clock import FixedClock
+from workflow.core.errors import IntegrityError
 from workflow.store import ArchivedRecord, backup, make_engine, migrate, open_store
 from workflow.store.home_lock import HomeInUse, lock_home
 from workflow.store.migrations import MIGRATIONS

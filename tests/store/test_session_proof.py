@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from workflow.clock import FixedClock
+from workflow.core.clock import FixedClock
 from workflow.identity import AuthRefused, Credentials, Identity, SessionPassword
 from workflow.identity.session_proof import KEY_FILE, SessionVerifier, load_session_key
 from workflow.store import Store

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import delete, text, update
 
-from workflow.clock import FixedClock
-from workflow.errors import IntegrityError
+from workflow.core.clock import FixedClock
+from workflow.core.errors import IntegrityError
 from workflow.store import CaseRecord, Store
 from workflow.store import _schema as s
 

@@ -14,14 +14,14 @@ from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 
 from workflow.archive import Archive
-from workflow.clock import FixedClock
-from workflow.demo import _SIGNERS, DEMO_PASSWORD, DEMO_PEOPLE
+from workflow.core.clock import FixedClock
+from workflow.core.protocol import Protocol
+from workflow.dev.demo import _SIGNERS, DEMO_PASSWORD, DEMO_PEOPLE
+from workflow.dev.walk import order_values, values_for
 from workflow.identity import Credentials, Identity
-from workflow.protocol import Protocol
 from workflow.records.pki import create_site_pki
 from workflow.service import Bedside, CaseView
 from workflow.store import open_store
-from workflow.walk import order_values, values_for
 from workflow.web import WebSettings, create_app
 
 START = datetime(2026, 11, 2, 6, 0, tzinfo=UTC)

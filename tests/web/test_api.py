@@ -5,8 +5,8 @@ from __future__ import annotations
 import shutil
 import subprocess
 
-from workflow.demo import _SIGNERS
-from workflow.walk import values_for
+from workflow.dev.demo import _SIGNERS
+from workflow.dev.walk import values_for
 
 from .conftest import EVIL_NAME, PASSWORD, Site
 

@@ -12,8 +12,8 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from workflow.items import display
-from workflow.walk import order_values, values_for
+from workflow.core.items import display
+from workflow.dev.walk import order_values, values_for
 
 from .conftest import PASSWORD, Site, cred, csrf_of, form_of, version_of
 

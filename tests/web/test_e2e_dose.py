@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import uvicorn
 
-from workflow.walk import values_for
+from workflow.dev.walk import values_for
 
 from .conftest import PASSWORD, Site
 from .test_blinding_web import shows_number

@@ -19,10 +19,10 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from workflow.protocol import load_protocol
+from workflow.core.protocol import load_protocol
+from workflow.dev.walk import values_for
 from workflow.resources import default_protocol_path
 from workflow.store._schema import metadata
-from workflow.walk import values_for
 from workflow.web import WebSettings, create_app
 
 from .conftest import PASSWORD, Site, form_of

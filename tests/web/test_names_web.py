@@ -10,9 +10,9 @@ import subprocess
 import unicodedata
 from pathlib import Path
 
-from workflow.demo import _SIGNERS
+from workflow.dev.demo import _SIGNERS
+from workflow.dev.walk import values_for
 from workflow.service import CaseView
-from workflow.walk import values_for
 
 from .conftest import Site, cred, csrf_of
 

@@ -7,7 +7,7 @@ import re
 
 from fastapi.testclient import TestClient
 
-from workflow.walk import values_for
+from workflow.dev.walk import values_for
 
 from .conftest import EVIL_NAME, PASSWORD, Site, csrf_of, form_of, version_of
 

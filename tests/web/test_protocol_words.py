@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 
 from tests.web.conftest import Site, cred, make_site
-from workflow.protocol import Protocol
-from workflow.protocol.overlay import load_overlay
+from workflow.core.protocol import Protocol
+from workflow.core.protocol.overlay import load_overlay
+from workflow.dev.walk import values_for
 from workflow.resources import checklists_dir
-from workflow.walk import values_for
 
 TIGHTENED = """
 tighten_numbers:

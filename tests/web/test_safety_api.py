@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from workflow.protocol import load_protocol
+from workflow.core.protocol import load_protocol
+from workflow.dev.walk import course_attestations, order_values, values_for
 from workflow.resources import default_protocol_path
 from workflow.service import CaseView
-from workflow.walk import course_attestations, order_values, values_for
 
 from .conftest import PASSWORD, Site
 

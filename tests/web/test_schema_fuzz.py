@@ -33,8 +33,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from workflow.demo import _SIGNERS
-from workflow.walk import values_for
+from workflow.dev.demo import _SIGNERS
+from workflow.dev.walk import values_for
 
 from .conftest import PASSWORD, Site, cred, login
 

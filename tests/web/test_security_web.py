@@ -41,14 +41,14 @@ from pyhanko.pdf_utils.generic import StreamObject
 from pyhanko.pdf_utils.reader import PdfFileReader
 from sqlalchemy import MetaData, select
 
-from workflow.demo import _SIGNERS
+from workflow.core.protocol import load_protocol
+from workflow.dev.demo import _SIGNERS
+from workflow.dev.walk import course_attestations, order_values, values_for
 from workflow.identity import Credentials
 from workflow.identity.policy import SecurityPolicy
-from workflow.protocol import load_protocol
 from workflow.records.embed import extract_events
 from workflow.resources import default_protocol_path
 from workflow.service import CaseView
-from workflow.walk import course_attestations, order_values, values_for
 
 from .conftest import EVIL_NAME, PASSWORD, Site, csrf_of, form_of, version_of
 

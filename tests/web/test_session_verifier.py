@@ -11,9 +11,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 from store.helpers import CountingHasher
 
+from workflow.dev.walk import values_for
 from workflow.service import CaseView
 from workflow.store import _schema as s
-from workflow.walk import values_for
 from workflow.web import WebSettings
 from workflow.web.sweeper import sweep_sessions
 

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from workflow.protocol import Protocol
+from workflow.core.protocol import Protocol
 
 from .conftest import login, make_site
 

@@ -17,7 +17,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from ..errors import BedsideError
+from workflow.core.errors import BedsideError
+
 from . import _admin, _audit, _checklist, _clinical, _demo, _dev, _dose, _interop, _serve
 from ._app import release_home
 from ._faults import report_fault

@@ -6,8 +6,9 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputError, NotFound
-from ..identity.roles import ROLES
+from workflow.core.errors import InputError, NotFound
+from workflow.identity.roles import ROLES
+
 from ._app import add_password_stdin, hold_home, home_of, open_app, read_password
 from ._common import print_json
 
@@ -94,8 +95,8 @@ def _confirm_flag(parser: Any) -> None:
 
 
 def _check_name_first(args: argparse.Namespace) -> None:
-    from ..identity.users import clean_printed_name
-    from ..names import MixedScriptName, check_script_mix
+    from workflow.core.names import MixedScriptName, check_script_mix
+    from workflow.identity.users import clean_printed_name
 
     # The same check add_user makes, before anyone types a password for nothing.
     try:
@@ -115,9 +116,9 @@ def _exists(app: Any, username: str) -> bool:
 
 
 def init(args: argparse.Namespace) -> int:
-    from ..archive import PKI_DIR
-    from ..private_files import make_private_dir, tighten_dir
-    from ..records.pki import create_site_pki, import_pkcs12, pki_state, set_aside_incomplete
+    from workflow.archive import PKI_DIR
+    from workflow.private_files import make_private_dir, tighten_dir
+    from workflow.records.pki import create_site_pki, import_pkcs12, pki_state, set_aside_incomplete
 
     home = home_of(args)
     if args.reissue_signing_cert:
@@ -147,9 +148,9 @@ def init(args: argparse.Namespace) -> int:
     else:
         create_site_pki(pki, organisation=args.organisation)
         print(f"created a local CA and document-signing certificate in {pki}")
-    # The key that signs checkpoints of the event log (workflow/checkpoints.py): made now, so
-    # a copy of pki/ taken after init holds it; an existing one is kept.
-    from ..checkpoints import load_checkpoint_key
+    # The key that signs checkpoints of the event log (workflow/archive/checkpoints.py): made
+    # now, so a copy of pki/ taken after init holds it; an existing one is kept.
+    from workflow.archive.checkpoints import load_checkpoint_key
 
     load_checkpoint_key(pki)
     try:
@@ -170,8 +171,8 @@ def init(args: argparse.Namespace) -> int:
 
 
 def _reissue(args: argparse.Namespace, home: Path) -> int:
-    from ..archive import PKI_DIR
-    from ..records.pki import RETIRED_DIR, pki_state, reissue_signing_cert
+    from workflow.archive import PKI_DIR
+    from workflow.records.pki import RETIRED_DIR, pki_state, reissue_signing_cert
 
     hold_home(args, exclusive=True)  # no server may sign between the key's and cert's renames
     pki = home / PKI_DIR

@@ -9,21 +9,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import InputError
+from workflow.core.errors import InputError
 
 if TYPE_CHECKING:
     # The service and the store (SQLAlchemy, pyHanko through the archive) load when a command
     # opens the home, never for `bedside --help` or `bedside dose` (start-up, issue 15).
-    from ..clock import Clock
-    from ..service import Bedside
-    from ..store.home_lock import HomeLock
+    from workflow.core.clock import Clock
+    from workflow.service import Bedside
+    from workflow.store.home_lock import HomeLock
 
 # The home locks this command holds; ``main`` lets them go when the command ends.
 _HELD: list[HomeLock] = []
 
 
 def home_of(args: argparse.Namespace) -> Path:
-    from ..store import home_dir
+    from workflow.store import home_dir
 
     return home_dir(args.home)
 
@@ -31,7 +31,7 @@ def home_of(args: argparse.Namespace) -> Path:
 def hold_home(args: argparse.Namespace, *, exclusive: bool = False) -> Path:
     """Take the home's lock for the rest of this command (``serve``: for its whole life), so
     a restore cannot replace the database under it (issue 13.3)."""
-    from ..store.home_lock import lock_home
+    from workflow.store.home_lock import lock_home
 
     home = home_of(args)
     _HELD.append(lock_home(home, exclusive=exclusive))
@@ -46,7 +46,7 @@ def release_home() -> None:
 def open_app(
     args: argparse.Namespace, clock: Clock | None = None, *, archive: bool = True
 ) -> Bedside:
-    from ..service import open_bedside
+    from workflow.service import open_bedside
 
     hold_home(args)
     return open_bedside(

@@ -9,16 +9,17 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import InputError, NotFound
-from ..events import format_time
+from workflow.core.errors import InputError, NotFound
+from workflow.core.events import format_time
+
 from ._app import home_of, open_app, parse_time
 from ._common import print_json
 from ._progress import Progress
 
 if TYPE_CHECKING:  # pyHanko, SQLAlchemy and the archive load when a command runs (start-up)
-    from ..archive import Archive
-    from ..checkpoints import CheckpointSet
-    from ..service import Bedside
+    from workflow.archive import Archive
+    from workflow.archive.checkpoints import CheckpointSet
+    from workflow.service import Bedside
 
 
 def register(sub: Any) -> None:
@@ -104,7 +105,7 @@ def register(sub: Any) -> None:
 
 
 def audit_verify(args: argparse.Namespace) -> int:
-    from ..checkpoints import (
+    from workflow.archive.checkpoints import (
         CHECKPOINT_DIR,
         REASON_VERIFY,
         CheckpointWriter,
@@ -157,8 +158,8 @@ def audit_verify(args: argparse.Namespace) -> int:
 
 
 def _read_checkpoints(home: Path, exported: list[Path]) -> list[CheckpointSet]:
-    from ..checkpoints import CHECKPOINT_DIR, load_checkpoint_key, read_checkpoints
-    from ..checkpoints import KEY_FILE as CHECKPOINT_KEY_FILE
+    from workflow.archive.checkpoints import CHECKPOINT_DIR, load_checkpoint_key, read_checkpoints
+    from workflow.archive.checkpoints import KEY_FILE as CHECKPOINT_KEY_FILE
 
     """The home's checkpoints, checked with the home's own key, and each exported folder's,
     checked with the public key copied beside them (or the home's, where none was)."""
@@ -175,7 +176,7 @@ def _read_checkpoints(home: Path, exported: list[Path]) -> list[CheckpointSet]:
 
 
 def _folder_key(folder: Path) -> Any:
-    from ..checkpoints import folder_key
+    from workflow.archive.checkpoints import folder_key
 
     try:
         return folder_key(folder)
@@ -184,7 +185,7 @@ def _folder_key(folder: Path) -> Any:
 
 
 def audit_log(args: argparse.Namespace) -> int:
-    from ..names import with_id
+    from workflow.core.names import with_id
 
     app = open_app(args)
     events = app.store.load_events(args.case_id)
@@ -203,7 +204,7 @@ def audit_log(args: argparse.Namespace) -> int:
 
 
 def _archive(args: argparse.Namespace) -> Archive:
-    from ..archive import Archive
+    from workflow.archive import Archive
 
     app = open_app(args)
     return Archive(home_of(args), app.store)
@@ -212,8 +213,8 @@ def _archive(args: argparse.Namespace) -> Archive:
 def verify_files(args: argparse.Namespace) -> int:
     from cryptography import x509
 
-    from ..records.pki import load_trust_roots
-    from ..records.verify import Verifier
+    from workflow.records.pki import load_trust_roots
+    from workflow.records.verify import Verifier
 
     roots: list[Any]
     archive: Archive | None = None
@@ -367,7 +368,7 @@ def archive_export(args: argparse.Namespace) -> int:
 
 
 def archive_verify(args: argparse.Namespace) -> int:
-    from ..archive_verify import LEFTOVER_AGE_S
+    from workflow.archive.verify import LEFTOVER_AGE_S
 
     arch = _archive(args)
     bars: list[Progress] = []
@@ -417,7 +418,7 @@ def archive_catch_up(args: argparse.Namespace) -> int:
     app = open_app(args)
     if app.archiver is None:
         raise InputError("home", "no signing material here; run `bedside init` first")
-    from ..archive import Archive
+    from workflow.archive import Archive
 
     archive = Archive(home_of(args), app.store)
     done, refused = catch_up(app, archive)
@@ -454,7 +455,7 @@ def catch_up(app: Bedside, archive: Archive) -> tuple[list[str], list[str]]:
 
 
 def do_backup(args: argparse.Namespace) -> int:
-    from ..store import backup
+    from workflow.store import backup
 
     app = open_app(args)
     path = backup(app.store, Path(args.file))
@@ -463,9 +464,9 @@ def do_backup(args: argparse.Namespace) -> int:
 
 
 def do_restore(args: argparse.Namespace) -> int:
-    from ..restore import restore
-    from ..store.backup import PG_RESTORE_HELP
-    from ..store.engine import normalise_url
+    from workflow.archive.restore import restore
+    from workflow.store.backup import PG_RESTORE_HELP
+    from workflow.store.engine import normalise_url
 
     url = args.db or os.environ.get("BEDSIDE_DATABASE_URL")
     if url and not normalise_url(url).startswith("sqlite"):

@@ -6,12 +6,13 @@ import argparse
 import sys
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ProtocolError
+from workflow.core.errors import ProtocolError
+
 from ._common import protocol_from
 
 if TYPE_CHECKING:  # the protocol loads when a command runs, not for --help (start-up)
-    from ..protocol import Protocol
-    from ..protocol.model import Quantity
+    from workflow.core.protocol import Protocol
+    from workflow.core.protocol.model import Quantity
 
 
 def register(sub: Any) -> None:
@@ -29,7 +30,7 @@ def register(sub: Any) -> None:
 
 
 def _load(args: argparse.Namespace) -> Protocol:
-    from ..protocol import load_protocol
+    from workflow.core.protocol import load_protocol
 
     if getattr(args, "file", None):
         return load_protocol(args.file)
@@ -37,7 +38,7 @@ def _load(args: argparse.Namespace) -> Protocol:
 
 
 def validate(args: argparse.Namespace) -> int:
-    from ..protocol import load_protocol
+    from workflow.core.protocol import load_protocol
 
     try:
         p = load_protocol(args.file)
@@ -55,15 +56,15 @@ def validate(args: argparse.Namespace) -> int:
 
 
 def _q(q: Quantity) -> str:
-    from ..dosing import fmt
+    from workflow.core.dosing import fmt
 
     mark = "" if q.confirmed else "  [UNCONFIRMED]"
     return f"{fmt(q.value)} {q.unit}  [{q.source}]{mark}"
 
 
 def show(args: argparse.Namespace) -> int:
-    from ..blinding import is_unprimed  # brings the case machine
-    from ..dosing import fmt
+    from workflow.core.blinding import is_unprimed  # brings the case machine
+    from workflow.core.dosing import fmt
 
     p = _load(args)
     d, s = p.dosing, p.schedule
@@ -144,7 +145,7 @@ def show(args: argparse.Namespace) -> int:
 
 
 def diagram(args: argparse.Namespace) -> int:
-    from ..diagram import mermaid
+    from workflow.pictures.diagram import mermaid
 
     print(mermaid(_load(args)))
     return 0

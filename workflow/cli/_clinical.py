@@ -7,14 +7,15 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import BedsideError, InputError, NotFound
-from ..events import format_time
+from workflow.core.errors import BedsideError, InputError, NotFound
+from workflow.core.events import format_time
+
 from ._app import add_password_stdin, open_app, parse_time, read_password
 from ._common import print_json
 
 if TYPE_CHECKING:  # the service, store and identity load only when a command runs (start-up)
-    from ..identity import Credentials
-    from ..service import Bedside, CaseView
+    from workflow.identity import Credentials
+    from workflow.service import Bedside, CaseView
 
 
 def register(sub: Any) -> None:
@@ -88,7 +89,7 @@ def register(sub: Any) -> None:
 
 
 def patient_add(args: argparse.Namespace) -> int:
-    from ..names import MixedScriptName
+    from workflow.core.names import MixedScriptName
 
     app = open_app(args)
     try:
@@ -163,7 +164,7 @@ def signing_app(args: argparse.Namespace) -> Bedside:
 
 
 def course_start(args: argparse.Namespace) -> int:
-    from ..identity import Credentials
+    from workflow.identity import Credentials
 
     app = signing_app(args)
     patient = _patient(app, args.mrn)
@@ -184,7 +185,7 @@ def course_start(args: argparse.Namespace) -> int:
 
 
 def case_new(args: argparse.Namespace) -> int:
-    from ..identity import Credentials
+    from workflow.identity import Credentials
 
     app = signing_app(args)
     course = _active_course(app, args.mrn)
@@ -233,7 +234,7 @@ def case_json(view: CaseView) -> dict[str, Any]:
 
 
 def _jsonable(value: object) -> object:
-    from ..events import json_safe
+    from workflow.core.events import json_safe
 
     return json_safe(value)
 
@@ -326,7 +327,7 @@ def run_script(args: argparse.Namespace) -> int:
     """
     import yaml
 
-    from ..identity import Credentials
+    from workflow.identity import Credentials
 
     path = Path(args.script)
     try:
@@ -415,7 +416,7 @@ def _apply(
     except NotFound:
         raise InputError(f"{where}.case", f"no case {case_id}") from None
     if kind == "sign":
-        from ..walk import values_for
+        from workflow.dev.walk import values_for
 
         values = action.get("values", {})
         if values == "auto":

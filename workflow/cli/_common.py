@@ -8,19 +8,19 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ..protocol import Protocol
+    from workflow.core.protocol import Protocol
 
 
 def protocol_from(args: argparse.Namespace) -> Protocol:
     # Imported here, not at the top: `bedside --help` needs no protocol (start-up, issue 15).
-    from ..protocol import load_protocol
-    from ..resources import default_protocol_path
+    from workflow.core.protocol import load_protocol
+    from workflow.resources import default_protocol_path
 
     protocol = load_protocol(args.protocol or default_protocol_path())
     overlay = getattr(args, "overlay", None)
     if overlay:
         # Validated like the protocol: a loosening overlay is refused with FILE:LINE lines.
-        from ..protocol.overlay import load_overlay
+        from workflow.core.protocol.overlay import load_overlay
 
         protocol = load_overlay(overlay, protocol)
     return protocol

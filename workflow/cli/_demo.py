@@ -7,7 +7,8 @@ import os
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ..errors import InputError
+from workflow.core.errors import InputError
+
 from ._app import hold_home, open_app
 from ._progress import Progress
 
@@ -23,9 +24,9 @@ def register(sub: Any) -> None:
 def _course_doses(args: argparse.Namespace) -> int:
     """The protocol's doses per course (an overlay may lower it), read before anything is
     written so a refused count leaves the home untouched."""
-    from ..protocol.loader import load_protocol
-    from ..protocol.overlay import load_overlay
-    from ..resources import default_protocol_path
+    from workflow.core.protocol.loader import load_protocol
+    from workflow.core.protocol.overlay import load_overlay
+    from workflow.resources import default_protocol_path
 
     protocol = load_protocol(args.protocol or default_protocol_path())
     overlay = getattr(args, "overlay", None) or os.environ.get("BEDSIDE_OVERLAY")
@@ -46,9 +47,9 @@ def _doses(text: str, most: int) -> int:
 
 def run(args: argparse.Namespace) -> int:
     doses = _doses(args.doses, _course_doses(args))
-    from ..clock import FixedClock
-    from ..demo import DEMO_PASSWORD, DEMO_PEOPLE, run_persistent
-    from ..records.pki import create_site_pki, pki_state, set_aside_incomplete
+    from workflow.core.clock import FixedClock
+    from workflow.dev.demo import DEMO_PASSWORD, DEMO_PEOPLE, run_persistent
+    from workflow.records.pki import create_site_pki, pki_state, set_aside_incomplete
 
     home = hold_home(args)  # makes the home (0700) and holds it while the demo writes
     pki = home / "pki"

@@ -6,7 +6,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..errors import InputError
+from workflow.core.errors import InputError
+
 from ._app import open_app
 from ._progress import Progress
 
@@ -45,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     patients = _count("patients", args.patients, 1)
     doses = _count("doses", args.doses, 1)
     sample = _count("signed-sample", args.signed_sample, 0)
-    from ..seed import SEED_PASSWORD, seed
+    from workflow.dev.seed import SEED_PASSWORD, seed
 
     app = open_app(args)
     with Progress("dev seed", doses, unit="case") as progress:

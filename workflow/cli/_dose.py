@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..errors import InputError
+from workflow.core.errors import InputError
+
 from ._app import parse_time
 from ._common import print_json, protocol_from
 
@@ -26,8 +27,8 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..dosing import beyond_use_at, fmt, plan_dose
-    from ..events import format_time
+    from workflow.core.dosing import beyond_use_at, fmt, plan_dose
+    from workflow.core.events import format_time
 
     protocol = protocol_from(args)
     if args.weight_kg is None:

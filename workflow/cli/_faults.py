@@ -26,7 +26,7 @@ LOG_FILE = "bedside.log"
 def _entry(exc: BaseException, argv: list[str]) -> str:
     import traceback
 
-    from .. import __version__
+    from workflow import __version__
 
     when = datetime.now(UTC).isoformat(timespec="seconds")
     lines = [
@@ -39,10 +39,10 @@ def _entry(exc: BaseException, argv: list[str]) -> str:
 
 def _home_log(home: str | None) -> Path:
     """The home's log file, opened for appending private; OSError when that cannot be done."""
-    from ..private_files import make_private_dir
+    from workflow.private_files import make_private_dir
 
     try:
-        from ..store.engine import home_dir
+        from workflow.store.engine import home_dir
     except Exception as exc:  # the fault may be in the store's own imports: use the fallback
         raise OSError(f"cannot resolve the home: {exc}") from exc
     root = home_dir(home)
@@ -69,7 +69,7 @@ def write_fault(exc: BaseException, home: str | None, argv: list[str]) -> Path:
 
 
 def _append(path: Path, text: bytes) -> None:
-    from ..private_files import FILE_MODE, tighten_file
+    from workflow.private_files import FILE_MODE, tighten_file
 
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, FILE_MODE)
     try:

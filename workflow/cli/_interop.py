@@ -10,21 +10,22 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import InputError, NotFound, StepRefused
+from workflow.core.errors import InputError, NotFound, StepRefused
+
 from ._app import open_app
 from ._common import print_json, protocol_from
 from ._progress import track
 
 if TYPE_CHECKING:  # the service, the GS1 parser and reportlab load when a command runs
-    from ..service import Bedside
+    from workflow.service import Bedside
 
 
 class _ScanItems:
-    """``--item``'s choices, read from workflow.interop.gs1 (the one list) only when argparse
+    """``--item``'s choices, read from workflow.core.gs1 (the one list) only when argparse
     checks a value or prints help: importing the GS1 parser for every command costs start-up."""
 
     def _names(self) -> list[str]:
-        from ..interop.gs1 import SCAN_STEPS
+        from workflow.core.gs1 import SCAN_STEPS
 
         return sorted(SCAN_STEPS)
 
@@ -95,7 +96,7 @@ def _write(out: str | None, data: bytes) -> None:
 
 
 def export_fhir(args: argparse.Namespace) -> int:
-    from ..interop.export import all_case_ids, case_bundle, patient_case_ids
+    from workflow.interop.export import all_case_ids, case_bundle, patient_case_ids
 
     app = open_app(args)
     if args.all:
@@ -130,8 +131,8 @@ def export_fhir(args: argparse.Namespace) -> int:
 def scan(args: argparse.Namespace) -> int:
     # The formulary comes from the overlay: use the installation's protocol when there is one.
     protocol = open_app(args).protocol if args.home or args.db else protocol_from(args)
-    from ..clock import SystemClock
-    from ..interop.gs1 import scan_to_values
+    from workflow.core.clock import SystemClock
+    from workflow.core.gs1 import scan_to_values
 
     values = scan_to_values(protocol, args.item, args.text, SystemClock().now())
     if args.json:
@@ -143,8 +144,8 @@ def scan(args: argparse.Namespace) -> int:
 
 
 def report_scan_failures(args: argparse.Namespace) -> int:
-    from ..interop.export import scan_report
-    from ..interop.scan_report import format_report
+    from workflow.interop.export import scan_report
+    from workflow.interop.scan_report import format_report
 
     report = scan_report(open_app(args))
     if args.json:
@@ -169,7 +170,7 @@ def _course_of(app: Bedside, mrn: str) -> tuple[str, list[Any]]:
 
 
 def course_report(args: argparse.Namespace) -> int:
-    from ..pictures.course_report import course_report_pdf
+    from workflow.pictures.course_report import course_report_pdf
 
     app = open_app(args)
     name, cases = _course_of(app, args.mrn)
@@ -179,14 +180,14 @@ def course_report(args: argparse.Namespace) -> int:
 
 
 def picture_diagram(args: argparse.Namespace) -> int:
-    from ..pictures.state_diagram import state_diagram_svg
+    from workflow.pictures.state_diagram import state_diagram_svg
 
     _write(args.out, state_diagram_svg(protocol_from(args)))
     return 0
 
 
 def picture_timeline(args: argparse.Namespace) -> int:
-    from ..pictures.timeline import course_timeline, timeline_svg
+    from workflow.pictures.timeline import course_timeline, timeline_svg
 
     app = open_app(args)
     name, cases = _course_of(app, args.mrn)

@@ -37,7 +37,7 @@ def register(sub: Any) -> None:
 def exposure_warnings(home: Path) -> list[str]:
     """What a serving host should not have: the CA key (it can mint signing certificates the
     site's records would be trusted under), a home others can read."""
-    from ..records.pki import CA_KEY
+    from workflow.records.pki import CA_KEY
 
     out = []
     if (home / "pki" / CA_KEY).exists():
@@ -54,13 +54,14 @@ def exposure_warnings(home: Path) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from ..archive import Archive
-    from ..errors import InputError
-    from ..identity.session_proof import load_session_key
-    from ..records.pki import check_private_keys
-    from ..records.signing_pool import SigningPool
-    from ..settings import IDLE_MINUTES
-    from ..web import WebSettings, create_app
+    from workflow.archive import Archive
+    from workflow.core.errors import InputError
+    from workflow.identity.session_proof import load_session_key
+    from workflow.records.pki import check_private_keys
+    from workflow.records.signing_pool import SigningPool
+    from workflow.settings import IDLE_MINUTES
+    from workflow.web import WebSettings, create_app
+
     from ._audit import catch_up
 
     low, high = IDLE_MINUTES  # the same range as the setting it overrides

@@ -1,5 +1,5 @@
 """People and credentials: users with roles, argon2id passwords, lockout, password aging,
-continuous signing sessions (21 CFR 11.200) and ``sign_as`` → :class:`workflow.events.Signer`.
+continuous signing sessions (21 CFR 11.200) and ``sign_as`` → :class:`workflow.core.events.Signer`.
 
 Start with ``Identity(store)``; see :mod:`workflow.identity.policy` for the local security
 policy and its defaults.

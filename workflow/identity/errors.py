@@ -1,6 +1,6 @@
 """Why an authentication or signing was refused, as a stable word the edges can act on.
 
-This is the one subclass of :class:`~workflow.errors.AuthError` Bedside needs: the web and CLI
+This is the one subclass of :class:`~workflow.core.errors.AuthError` Bedside needs: the web and CLI
 must tell "change your password now" and "locked, wait" apart from a plain refusal. For an
 unknown user and a wrong password the reason shown is the same (``bad_credentials``) so nobody
 can probe which usernames exist; the precise reason goes only to the auth audit table.
@@ -8,7 +8,7 @@ can probe which usernames exist; the precise reason goes only to the auth audit 
 
 from __future__ import annotations
 
-from workflow.errors import AuthError
+from workflow.core.errors import AuthError
 
 # Reasons shown to the person (``AuthRefused.reason``).
 BAD_CREDENTIALS = "bad_credentials"

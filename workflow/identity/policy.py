@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from workflow.errors import InputError
+from workflow.core.errors import InputError
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from workflow.errors import InputError
+from workflow.core.errors import InputError
 
 NURSE = "nurse"
 PHARMACY_TECHNICIAN = "pharmacy_technician"

@@ -15,10 +15,10 @@ from argon2 import PasswordHasher
 from sqlalchemy import Row, insert, select, update
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
 
-from workflow.clock import utc
-from workflow.errors import InputError, NotFound
-from workflow.events import Signer
-from workflow.names import check_script_mix
+from workflow.core.clock import utc
+from workflow.core.errors import InputError, NotFound
+from workflow.core.events import Signer
+from workflow.core.names import check_script_mix
 from workflow.store import Store, new_id
 from workflow.store import _schema as s
 from workflow.store._tx import read_tx, write_tx

@@ -31,7 +31,7 @@ import secrets
 import time
 from pathlib import Path
 
-from ..private_files import make_private_dir, refuse_if_exposed
+from workflow.private_files import make_private_dir, refuse_if_exposed
 
 KEY_FILE = "session-verifier.key"
 _KEY_BYTES = 32

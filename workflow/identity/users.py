@@ -15,8 +15,8 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, select, text
 
-from workflow.errors import InputError, NotFound
-from workflow.names import name_key
+from workflow.core.errors import InputError, NotFound
+from workflow.core.names import name_key
 from workflow.store import _schema as s
 
 from .roles import decode_roles

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import NotFound
-from ..service import Bedside
+from workflow.core.errors import NotFound
+from workflow.service import Bedside
+
 from .fhir import bundle, case_resources
 from .scan_report import scan_failure_report
 

@@ -20,9 +20,9 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from ..events import Event, format_time
-from ..machine import Case, Entry
-from ..rules import Firing
+from workflow.core.events import Event, format_time
+from workflow.core.machine import Case, Entry
+from workflow.core.rules import Firing
 
 UCUM = "http://unitsofmeasure.org"
 PERFORM_FUNCTION = "http://terminology.hl7.org/CodeSystem/med-admin-perform-function"

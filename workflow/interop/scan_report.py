@@ -11,8 +11,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from ..events import format_time
-from ..machine import Case
+from workflow.core.events import format_time
+from workflow.core.machine import Case
 
 
 @dataclass(frozen=True)

@@ -21,12 +21,13 @@ from reportlab.lib.units import mm
 from reportlab.pdfbase import pdfmetrics
 from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
-from ..events import format_time
-from ..machine import Case
-from ..records import text as printed
-from ..records.fonts import FontChain
-from ..records.layout import load_layout
-from ..records.render import font_chains
+from workflow.core.events import format_time
+from workflow.core.machine import Case
+from workflow.records import text as printed
+from workflow.records.fonts import FontChain
+from workflow.records.layout import load_layout
+from workflow.records.render import font_chains
+
 from .timeline import WIDTH, Timeline, course_timeline, shapes
 
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 import shutil
 import subprocess
 
-from ..diagram import walk_transitions
-from ..errors import BedsideError
-from ..machine import MISMATCH_SUFFIX, NEW_STATE
-from ..protocol.model import HELD_STATE, Protocol
+from workflow.core.errors import BedsideError
+from workflow.core.machine import MISMATCH_SUFFIX, NEW_STATE
+from workflow.core.protocol.model import HELD_STATE, Protocol
+from workflow.pictures.diagram import walk_transitions
 
 _FINAL_COLOURS = {
     "completed": "#d9f2d9",

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from xml.sax.saxutils import escape, quoteattr
 
-from ..course import course_rule_firing, was_held
-from ..machine import Case
-from ..protocol.model import Protocol
+from workflow.core.course import course_rule_firing, was_held
+from workflow.core.machine import Case
+from workflow.core.protocol.model import Protocol
 
 COLOURS = {
     "given": "#2e7d32",

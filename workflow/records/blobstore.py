@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..errors import IntegrityError, NotFound
+from workflow.core.errors import IntegrityError, NotFound
 
 _HEX = frozenset("0123456789abcdef")
 _CHUNK = 1 << 20

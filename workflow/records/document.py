@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal, cast
 
-from ..errors import InputError
-from ..events import MEANINGS, canonical_json, sha256_hex
-from ..names import with_id
+from workflow.core.errors import InputError
+from workflow.core.events import MEANINGS, canonical_json, sha256_hex
+from workflow.core.names import with_id
 
 RecordKind = Literal["compounding", "administration"]
 RECORD_KINDS: frozenset[str] = frozenset({"compounding", "administration"})

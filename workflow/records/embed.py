@@ -24,7 +24,7 @@ from reportlab.pdfbase.pdfdoc import (
     PDFZCompress,
 )
 
-from ..errors import IntegrityError
+from workflow.core.errors import IntegrityError
 
 EVENTS_FILE_NAME = "events.json"
 

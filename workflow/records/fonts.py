@@ -24,7 +24,7 @@ from pathlib import Path
 from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfbase.ttfonts import TTFont
 
-from ..errors import BedsideError
+from workflow.core.errors import BedsideError
 
 
 class MissingFontError(BedsideError):

@@ -14,9 +14,10 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from ..errors import ProtocolError, ProtocolIssue
-from ..protocol._yaml import YList, YMap, load_located
-from ..resources import templates_dir
+from workflow.core.errors import ProtocolError, ProtocolIssue
+from workflow.core.protocol._yaml import YList, YMap, load_located
+from workflow.resources import templates_dir
+
 from .document import RECORD_KINDS
 from .fonts import FontFile
 

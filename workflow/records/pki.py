@@ -44,8 +44,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
 from pyhanko.sign.signers import SimpleSigner
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 
-from ..errors import InputError, IntegrityError
-from ..private_files import create_private_file, fsync_dir, refuse_if_exposed
+from workflow.core.errors import InputError, IntegrityError
+from workflow.private_files import create_private_file, fsync_dir, refuse_if_exposed
 
 CA_CERT = "ca.pem"
 CA_KEY = "ca-key.pem"

@@ -17,7 +17,8 @@ from pyhanko.pdf_utils.misc import PdfError
 from pyhanko.sign import fields, signers
 from pyhanko.sign.general import SigningError
 
-from ..errors import InputError, IntegrityError
+from workflow.core.errors import InputError, IntegrityError
+
 from .pki import RecordSigner
 
 DEFAULT_FIELD = "BedsideInstitution"

@@ -25,7 +25,8 @@ from pyhanko.sign.validation.settings import KeyUsageConstraints
 from pyhanko.sign.validation.status import PdfSignatureStatus, SignatureCoverageLevel
 from pyhanko_certvalidator import ValidationContext
 
-from ..errors import IntegrityError
+from workflow.core.errors import IntegrityError
+
 from .embed import embedded_file
 
 Status = Literal["pass", "fail", "skip"]

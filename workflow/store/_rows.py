@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import Row
 
-from workflow.events import Event, Signer, canonical_json
+from workflow.core.events import Event, Signer, canonical_json
 
 from .models import CaseRecord, Cosignature, StoredSignature
 

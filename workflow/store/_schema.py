@@ -31,7 +31,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
-from workflow.clock import utc
+from workflow.core.clock import utc
 
 
 class UTCDateTime(TypeDecorator[datetime]):

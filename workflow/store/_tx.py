@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from workflow.errors import Unavailable
+from workflow.core.errors import Unavailable
 
 # Execution option that marks a connection's next transaction as a writer; the SQLite engine
 # (engine.py) turns it into BEGIN IMMEDIATE.

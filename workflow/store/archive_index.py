@@ -11,7 +11,7 @@ from sqlalchemy import Connection, and_, func, insert, or_, select, text
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
 from sqlalchemy.sql.elements import ColumnElement, TextClause
 
-from workflow.errors import ConflictError, InputError, NotFound
+from workflow.core.errors import ConflictError, InputError, NotFound
 
 from . import _schema as s
 from .indexes import has_text_index

@@ -5,9 +5,9 @@ unlike copying the file, which can catch a half-checkpointed WAL). The copy is w
 target (0600 from its creation) and renamed into place, so a crash never leaves a half-written
 backup under the real name. PostgreSQL installations back up with the server's own tools.
 
-Restoring is in :mod:`workflow.restore`, which adds the checks that need the archive; the steps
-here are the database's part: a candidate checked for integrity and for exactly Bedside's schema,
-then put in place with the replaced database kept beside it.
+Restoring is in :mod:`workflow.archive.restore`, which adds the checks that need the archive;
+the steps here are the database's part: a candidate checked for integrity and for exactly
+Bedside's schema, then put in place with the replaced database kept beside it.
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
-from workflow.clock import Clock, SystemClock
-from workflow.errors import InputError, IntegrityError
+from workflow.core.clock import Clock, SystemClock
+from workflow.core.errors import InputError, IntegrityError
+from workflow.private_files import create_private_file, fsync_dir, tighten_file
 
-from ..private_files import create_private_file, fsync_dir, tighten_file
 from .engine import DB_FILENAME
 from .schema_check import check_schema
 from .store import Store

@@ -18,8 +18,8 @@ from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
 
-from workflow.errors import InputError
-from workflow.events import Event
+from workflow.core.errors import InputError
+from workflow.core.events import Event
 
 from . import _schema as s
 from ._rows import event_columns

@@ -6,7 +6,7 @@ from collections.abc import Collection
 
 from sqlalchemy import Connection, select
 
-from workflow.errors import InputError, NotFound
+from workflow.core.errors import InputError, NotFound
 
 from . import _schema as s
 from ._rows import case_from_row

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from workflow.events import Event, canonical_json, sha256_hex
+from workflow.core.events import Event, canonical_json, sha256_hex
 
 from .models import StoredSignature
 

@@ -18,8 +18,8 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 
-from workflow.clock import Clock
-from workflow.errors import InputError, Unavailable
+from workflow.core.clock import Clock
+from workflow.core.errors import InputError, Unavailable
 from workflow.private_files import create_private_file, make_private_dir, tighten_file
 
 from ._tx import WRITE_OPTION

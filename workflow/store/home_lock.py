@@ -22,9 +22,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from workflow.errors import BedsideError, InputError
-
-from ..private_files import FILE_MODE, make_private_dir
+from workflow.core.errors import BedsideError, InputError
+from workflow.private_files import FILE_MODE, make_private_dir
 
 if sys.platform != "win32":
     import fcntl

@@ -18,8 +18,8 @@ from typing import Any
 from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
 
-from workflow.errors import ConflictError, InputError, IntegrityError, NotFound
-from workflow.events import EVENT_TYPES, MEANINGS, Event
+from workflow.core.errors import ConflictError, InputError, IntegrityError, NotFound
+from workflow.core.events import EVENT_TYPES, MEANINGS, Event
 
 from . import _schema as s
 from ._rows import case_from_row, event_columns, event_from_row, signature_from_row, signatures_for

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, Engine, insert, inspect, select, text
 
-from workflow.clock import Clock, SystemClock
-from workflow.errors import InputError, IntegrityError
-from workflow.events import sha256_hex
+from workflow.core.clock import Clock, SystemClock
+from workflow.core.errors import InputError, IntegrityError
+from workflow.core.events import sha256_hex
 
 from . import _schema as s
 from ._tx import is_sqlite, write_tx

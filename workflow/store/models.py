@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from workflow.events import Signer, format_time
+from workflow.core.events import Signer, format_time
 
 # Course status words (stored).
 COURSE_ACTIVE = "active"
@@ -134,8 +134,8 @@ class ChainReport:
     head_hash: str
     problems: tuple[ChainProblem, ...]
     # The whole-log chain hash at each log position the caller asked about (signed checkpoints
-    # kept outside the database are compared with these; workflow/checkpoints.py). A position
-    # the log does not reach is absent.
+    # kept outside the database are compared with these; workflow/archive/checkpoints.py). A
+    # position the log does not reach is absent.
     chain_at: Mapping[int, str] = field(default_factory=dict)
     # The log's length: the last position the head records (0 for an empty log).
     log_length: int = 0

@@ -2,7 +2,7 @@
 
 An MRN identifies one patient; registering it twice is refused (field ``mrn``) and changes
 nothing. Names and dates of birth are validated here so every edge (CLI, web) says the same;
-a name mixing look-alike scripts needs the registrar's confirmation (workflow/names.py).
+a name mixing look-alike scripts needs the registrar's confirmation (workflow/core/names.py).
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from typing import Any
 from sqlalchemy import Connection, Row, insert, select, update
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
 
-from workflow.errors import ConflictError, InputError, NotFound
-from workflow.events import canonical_json
-from workflow.names import check_name_parts
+from workflow.core.errors import ConflictError, InputError, NotFound
+from workflow.core.events import canonical_json
+from workflow.core.names import check_name_parts
 
 from . import _schema as s
 from .models import COURSE_ACTIVE, COURSE_STATUSES, Course, Patient

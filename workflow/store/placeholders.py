@@ -7,7 +7,7 @@ missing files) without importing the seeder, so the marker lives here, beside th
 
 from __future__ import annotations
 
-from workflow.events import sha256_hex
+from workflow.core.events import sha256_hex
 
 from .models import ArchivedRecord
 

@@ -6,8 +6,8 @@ from datetime import datetime
 
 from sqlalchemy import Connection, insert, select
 
-from workflow.errors import IntegrityError, NotFound
-from workflow.events import sha256_hex
+from workflow.core.errors import IntegrityError, NotFound
+from workflow.core.events import sha256_hex
 
 from . import _schema as s
 

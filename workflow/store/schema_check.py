@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from workflow.errors import IntegrityError
+from workflow.core.errors import IntegrityError
 
 from .migrations import MIGRATIONS, migrate
 

@@ -14,8 +14,8 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from workflow.clock import Clock, SystemClock
-from workflow.events import Event
+from workflow.core.clock import Clock, SystemClock
+from workflow.core.events import Event
 
 from . import archive_index, bulk, cases, log, patients, protocols, verify
 from ._tx import read_tx, write_tx

@@ -65,7 +65,7 @@ class _Walk:
 def verify_chains(conn: Connection, positions: Collection[int] = ()) -> ChainReport:
     """Walk the whole log once. ``positions`` are log positions whose whole-log chain hash the
     caller wants back (``report.chain_at``): signed checkpoints name a position and the hash
-    it had, and are checked against these (workflow/checkpoints.py)."""
+    it had, and are checked against these (workflow/archive/checkpoints.py)."""
     walk = _Walk()
     wanted = set(positions)
     chain_at: dict[int, str] = {0: GENESIS_HASH} if 0 in wanted else {}

@@ -10,8 +10,8 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from workflow.blinding import Blinding, blinding_for, refuse_while_blinded
-from workflow.errors import InputError, NotFound
+from workflow.core.blinding import Blinding, blinding_for, refuse_while_blinded
+from workflow.core.errors import InputError, NotFound
 from workflow.identity import Credentials, SessionPassword, User
 from workflow.service import CaseView
 from workflow.store import ArchivedRecord, CaseRecord
@@ -24,7 +24,7 @@ from .settings import PHARMACY
 def blinding_of(
     web: Web, view: CaseView, viewer: Viewer, others: list[CaseView] | None = None
 ) -> Blinding:
-    """What this viewer may not see of this case now (workflow.blinding decides), counting the
+    """What this viewer may not see of this case now (workflow.core.blinding decides), counting the
     patient's other open doses: ``others`` when the caller has them (a worklist's rows), else
     read from the store."""
     if others is None:

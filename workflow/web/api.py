@@ -13,9 +13,9 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from workflow.blinding import refuse_while_blinded
-from workflow.errors import InputError
-from workflow.labels import bag_label_pdf
+from workflow.core.blinding import refuse_while_blinded
+from workflow.core.errors import InputError
+from workflow.records.labels import bag_label_pdf
 from workflow.service import CaseView
 from workflow.store import web_sessions
 

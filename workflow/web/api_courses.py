@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 
-from workflow.errors import InputError
+from workflow.core.errors import InputError
 from workflow.store import Course
 
 from .api import BODY_ERRORS, CLINICAL_POST, ERRORS, In, _viewer, no_nul_in_url

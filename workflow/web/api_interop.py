@@ -9,9 +9,9 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from pydantic import Field
 
-from workflow.blinding import blinding_for, refuse_while_blinded
+from workflow.core.blinding import blinding_for, refuse_while_blinded
+from workflow.core.gs1 import scan_to_values
 from workflow.interop.export import case_bundle, scan_report
-from workflow.interop.gs1 import scan_to_values
 from workflow.pictures.state_diagram import state_diagram_svg
 from workflow.pictures.timeline import course_timeline, timeline_svg
 

@@ -17,7 +17,7 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from workflow.errors import (
+from workflow.core.errors import (
     AuthError,
     BedsideError,
     ConflictError,

@@ -13,7 +13,7 @@ from urllib.parse import unquote_to_bytes
 from fastapi import Depends, Request
 from starlette.datastructures import FormData, UploadFile
 
-from workflow.errors import InputError
+from workflow.core.errors import InputError
 
 NUL = "\x00"
 

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from typing import Any
 
-from workflow.items import allowed_text
-from workflow.protocol.model import Item, Step
+from workflow.core.items import allowed_text
+from workflow.core.protocol.model import Item, Step
 
 # Choices with at most this many options are big radio buttons; more become a select.
 MAX_RADIOS = 6

@@ -8,9 +8,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.datastructures import FormData
 
-from workflow.errors import InputError
+from workflow.core.errors import InputError
+from workflow.core.names import MixedScriptName
 from workflow.identity import ROLES
-from workflow.names import MixedScriptName
 
 from . import actions
 from .context import web_of

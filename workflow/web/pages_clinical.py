@@ -9,11 +9,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.datastructures import FormData
 
-from workflow.blinding import blinded_pair, is_unprimed, refuse_while_blinded
-from workflow.errors import InputError
-from workflow.events import format_time
+from workflow.core.blinding import blinded_pair, is_unprimed, refuse_while_blinded
+from workflow.core.errors import InputError
+from workflow.core.events import format_time
 from workflow.identity import AuthRefused
-from workflow.labels import bag_label_pdf
+from workflow.records.labels import bag_label_pdf
 
 from . import actions
 from .context import Web, web_of

@@ -1,7 +1,7 @@
 """What pages and the API show of a case: plain data read off the replayed Case.
 
 Shared by the templates and the JSON API so both show the same thing. What a viewer may not see
-now is decided by ``workflow.blinding`` from who asks and the case's state; every function here
+now is decided by ``workflow.core.blinding`` from who asks and the case's state; every function here
 takes that decision and leaves out (``None`` or empty) whatever it hides.
 """
 
@@ -10,11 +10,11 @@ from __future__ import annotations
 from datetime import datetime, tzinfo
 from typing import Any
 
-from workflow.blinding import Blinding, difference_labels
-from workflow.events import format_time
-from workflow.items import display
-from workflow.machine import Case, Entry, Flag
-from workflow.protocol.model import Step
+from workflow.core.blinding import Blinding, difference_labels
+from workflow.core.events import format_time
+from workflow.core.items import display
+from workflow.core.machine import Case, Entry, Flag
+from workflow.core.protocol.model import Step
 from workflow.service import CaseView
 from workflow.store import CaseRecord
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from fastapi import Request
 
-from workflow.errors import AuthError, BedsideError, NotFound
+from workflow.core.errors import AuthError, BedsideError, NotFound
 from workflow.identity import Credentials, SessionPassword, SigningSession, User
 from workflow.service import Bedside
 from workflow.store import web_sessions

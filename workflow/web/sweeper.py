@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from workflow.errors import BedsideError
+from workflow.core.errors import BedsideError
 from workflow.service import Bedside
 from workflow.store import web_sessions
 

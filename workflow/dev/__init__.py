@@ -1,0 +1,1 @@
+"""Development tools: the demo walkers and the seeder. Production code never imports them."""

@@ -1,0 +1,541 @@
+"""Turn a replayed case into its two record documents, using only what its events say.
+
+Nothing is re-typed: every row comes from an entry, a flag, a hold or the dose plan that the
+case rebuilt from its own events, and the events themselves are embedded for replay. A dose
+that never reached compounding gets only an administration record.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import replace
+from datetime import datetime
+from functools import cache
+from typing import Literal
+
+from workflow.core.dosing import fmt
+from workflow.core.events import format_time
+from workflow.core.items import display
+from workflow.core.machine import Case, Entry
+from workflow.core.names import with_id
+from workflow.core.protocol.model import Item, RecordSection, RecordSpec, Step
+from workflow.core.rules import Firing
+from workflow.records.document import (
+    ProtocolRef,
+    RecordDocument,
+    Row,
+    Section,
+    SignatureManifestation,
+    Table,
+)
+
+RecordKind = Literal["compounding", "administration"]
+
+
+class _CompoundingOnlySteps:
+    """The steps only the compounding record prints, read from the shipped protocol's
+    ``records``. Kept under this name for workflow/dev/seed.py, which imports it (another
+    change's file); new code reads ``protocol.record(kind).steps`` of the case's protocol."""
+
+    def __contains__(self, step_id: object) -> bool:
+        return step_id in _shipped_compounding_only()
+
+
+@cache
+def _shipped_compounding_only() -> frozenset[str]:
+    from workflow.core.protocol.loader import load_protocol
+    from workflow.resources import default_protocol_path
+
+    protocol = load_protocol(default_protocol_path())
+    comp, admin = protocol.record("compounding"), protocol.record("administration")
+    return frozenset(comp.steps if comp else ()) - frozenset(admin.steps if admin else ())
+
+
+_COMPOUNDING_STEPS = _CompoundingOnlySteps()
+
+
+def _when(dt: datetime | None) -> str:
+    return dt.strftime("%Y-%m-%d %H:%M UTC") if dt else "-"
+
+
+def _who(entry: Entry) -> str:
+    signer = entry.signer
+    return f"{with_id(signer.name, signer.user_id)}, {signer.role}, {_when(entry.at)}"
+
+
+def _signatures(
+    case: Case, steps: Iterable[str] | None = None
+) -> tuple[SignatureManifestation, ...]:
+    wanted = set(steps) if steps is not None else None
+    out: list[SignatureManifestation] = []
+    for event in case.events:
+        if event.actor is None or event.meaning is None:
+            continue
+        if wanted is not None and event.step not in wanted:
+            continue
+        what = event.step or event.type
+        out.append(
+            SignatureManifestation(
+                printed_name=event.actor.name,
+                user_id=event.actor.user_id,
+                role=f"{event.actor.role} - {what}",
+                signed_at_utc=_when(event.at),
+                meaning=event.meaning,
+                content_hash=event.content_hash(),
+            )
+        )
+    return tuple(out)
+
+
+def _subject(case: Case) -> tuple[tuple[str, str], ...]:
+    p = case.patient
+    assert p is not None
+    per_cycle = int(case.protocol.schedule.max_doses_per_cycle.value)
+    per_course = int(case.protocol.schedule.max_doses_per_course.value)
+    return (
+        ("Patient", p.name),
+        ("MRN", p.mrn),
+        ("Date of birth", p.date_of_birth.isoformat()),
+        (
+            "Dose",
+            f"cycle {case.cycle}, dose {case.dose_in_cycle} of {per_cycle} "
+            f"(course dose {case.dose_in_course} of {per_course})",
+        ),
+        ("Case", case.case_id),
+    )
+
+
+def _protocol(case: Case) -> ProtocolRef:
+    p = case.protocol
+    if p.overlay is None:
+        return ProtocolRef(p.name, p.version, p.content_hash)
+    return ProtocolRef(
+        p.name,
+        p.version,
+        p.content_hash,
+        file_sha256=p.file_hash,
+        overlay_name=p.overlay.name,
+        overlay_version=p.overlay.version,
+        overlay_sha256=p.overlay.content_hash,
+    )
+
+
+def _course_section(case: Case) -> Section | None:
+    """The course's signed start (attestations, any retreatment override), as every dose of the
+    course carries it in its opening event; None for courses started before it was kept."""
+    start = case.course_start
+    if not start:
+        return None
+    spec = case.protocol.course_start
+    labels = {it.id: it.label for it in spec.items} if spec else {}
+    rows = [
+        Row(labels.get(key, key), "attested" if value is True else str(value))
+        for key, value in sorted((start.get("attestations") or {}).items())
+    ]
+    by = start.get("by") or {}
+    rows.append(
+        Row(
+            "Signed by",
+            f"{with_id(str(by.get('name', '-')), str(by.get('user_id', '-')))}, "
+            f"{by.get('role', '-')}, {str(start.get('at', '-'))[:16].replace('T', ' ')} UTC, "
+            f"{start.get('meaning', '-')}",
+            note=f"signed content SHA-256 {start.get('content_hash', '-')}",
+        )
+    )
+    override = start.get("retreatment_override")
+    if override:
+        against = override.get("contraindication") or {}
+        rows.append(
+            Row(
+                "Retreatment override",
+                str(override.get("reason", "-")),
+                note=(
+                    f"retreatment contraindicated after {against.get('rule_text', '-')} "
+                    f"(rule {against.get('rule_id', '-')}, {str(against.get('at', '-'))[:10]}, "
+                    f"cycle {against.get('cycle', '-')} dose {against.get('dose_in_cycle', '-')})"
+                ),
+                flag="override",
+            )
+        )
+    return Section(
+        "course_start", "Course start (the prescriber's signed attestations)", tuple(rows)
+    )
+
+
+def _flags(case: Case) -> Section | None:
+    if not case.flags:
+        return None
+    return Section(
+        "deviations",
+        "Deviations and corrections",
+        tuple(Row(f.code, f.message, note=f"event {f.seq}", flag="review") for f in case.flags),
+    )
+
+
+def _history(case: Case, steps: Iterable[str]) -> Section | None:
+    wanted = set(steps)
+    old = [e for e in case.history if e.superseded_by is not None and e.step in wanted]
+    if not old:
+        return None
+    rows = []
+    for e in old:
+        step = case.protocol.step(e.step)
+        values = "; ".join(
+            f"{_label(step, k)}: {display(step.item(k) or _any_item(step), v)}"
+            for k, v in e.values.items()
+        )
+        rows.append(
+            Row(
+                f"{step.title} (event {e.seq})",
+                values,
+                note=f"{_who(e)}; superseded by event {e.superseded_by}",
+                flag="superseded",
+            )
+        )
+    return Section("history", "Superseded entries (kept, never deleted)", tuple(rows))
+
+
+def _any_item(step: Step) -> Item:
+    return step.items[0]
+
+
+def _label(step: Step, item_id: str) -> str:
+    item = step.item(item_id)
+    return item.label if item is not None else item_id
+
+
+def _plan_section(case: Case) -> Section:
+    plan = case.plan
+    d = case.protocol.dosing
+    if plan is None:
+        return Section("calculations", "Dose calculation", (Row("Plan", "no order signed"),))
+    rows = [
+        Row("Dosing weight", f"{fmt(plan.weight_kg)} kg"),
+        Row(
+            "Dose",
+            f"{fmt(plan.weight_kg)} kg x {fmt(plan.dose_iu_per_kg, 0)} IU/kg = "
+            f"{fmt(plan.dose_iu, 0)} IU",
+            note=f"source: {d.dose_per_kg.source}",
+        ),
+        Row("Dose in mg", f"{fmt(plan.dose_mg, 4)} mg", note=plan.mg_convention),
+        Row(
+            "Vials",
+            f"{plan.vials} x {fmt(d.vial_content.value, 0)} IU ({fmt(d.vial_mass.value)} mg)",
+        ),
+        Row(
+            "Reconstitution",
+            f"{fmt(plan.reconstitution_volume_ml_per_vial)} mL "
+            f"{case.protocol.say('reconstitution_diluent')} per vial -> "
+            f"{fmt(d.reconstituted_concentration.value, 0)} {d.reconstituted_concentration.unit}",
+        ),
+        Row(
+            "Reconstituted volume",
+            f"{fmt(plan.dose_iu, 0)} IU / "
+            f"{fmt(d.reconstituted_concentration.value, 0)} {d.reconstituted_concentration.unit} = "
+            f"{fmt(plan.reconstituted_volume_ml, 2)} mL",
+        ),
+        Row(
+            f"{case.protocol.say('final_diluent_short') or 'Diluent'} volume",
+            f"{fmt(plan.diluent_volume_ml, 0)} mL",
+            note=plan.band_text() + f" [source: {plan.diluent_band.source}]",
+        ),
+        Row("Final volume", f"{fmt(plan.final_volume_ml, 2)} mL"),
+        Row(
+            "Final concentration",
+            f"{fmt(plan.final_concentration_mcg_per_ml, 1)} {d.concentration_min.unit}",
+            note=f"window {case.protocol.say('concentration_window')}",
+        ),
+        Row(
+            "Pump rate",
+            f"{fmt(plan.pump_rate_ml_per_h, 1)} mL/h over {fmt(plan.infusion_minutes)} min",
+        ),
+    ]
+    for w in plan.warnings:
+        rows.append(Row("Warning", w.message, note=w.code, flag="warning"))
+    return Section("calculations", "Dose calculation and its variables", tuple(rows))
+
+
+def _end_rows(case: Case) -> list[Row]:
+    end = case.end or {}
+    rows = [Row("State", case.state)]
+    if end.get("reason"):
+        rows.append(Row("Reason", str(end.get("reason")), note=str(end.get("note") or "") or None))
+    if end.get("at"):
+        rows.append(Row("At", str(end["at"])))
+    return rows
+
+
+def _product_rows(case: Case) -> list[Row]:
+    p = case.protocol
+    return [
+        Row("Prescription / case", case.case_id),
+        Row("Drug and strength", p.say("product")),
+        Row("Master formulation", f"{p.name}, protocol {p.version}"),
+    ]
+
+
+def _beyond_use_row(case: Case) -> Row:
+    return Row("Beyond-use time", _when(case.beyond_use_at), note=case.protocol.say("beyond_use"))
+
+
+def _infusion_rows(case: Case) -> list[Row]:
+    started, stopped = case.given_at, case.stopped_at
+    rows = [Row("Started", _when(started)), Row("Stopped", _when(stopped))]
+    if started and stopped:
+        minutes = round((stopped - started).total_seconds() / 60)
+        planned = case.protocol.dosing.infusion_duration.value
+        rows.append(
+            Row(
+                "Actual duration",
+                f"{minutes} min",
+                note=f"protocol: {fmt(planned)} min",
+                flag="deviation" if minutes != planned else None,
+            )
+        )
+    return rows
+
+
+def _scanned_item_ids(step: Step) -> set[str]:
+    """The items a step's scanned products print in the ingredient table, not its section."""
+    return {f"{scan.kind}_{part}" for scan in step.scans for part in ("lot", "expiry", "gtin")}
+
+
+def _ingredients(case: Case) -> Section:
+    """One row per product the protocol's steps identify (``scans``), in walk order."""
+    rows: list[tuple[str, ...]] = []
+    for step in case.protocol.steps:
+        entry = case.current.get(step.id)
+        if entry is None or not step.scans:
+            continue
+        v = entry.values
+        shown = {it.id: display(it, v[it.id]) for it in step.items if it.id in v}
+        for scan in step.scans:
+            kind = scan.kind
+            how = v.get(f"{kind}_entry")
+            why = step.item(f"{kind}_typed_reason")
+            reason = v.get(f"{kind}_typed_reason")
+            method = (
+                "scanned"
+                if how == "scanned"
+                else f"typed in: {display(why, reason) if why and reason else '-'}"
+                if how == "typed"
+                else ""
+            )
+            amount = case.protocol.text(scan.amount, shown)
+            expiry = step.item(f"{kind}_expiry")
+            rows.append(
+                (
+                    case.protocol.text(scan.ingredient, shown),
+                    str(v.get(f"{kind}_gtin", "-")),
+                    str(v.get(f"{kind}_lot", "-")),
+                    display(expiry, v.get(f"{kind}_expiry")) if expiry else "-",
+                    ", ".join(part for part in (amount, method) if part) or "-",
+                )
+            )
+    return Section(
+        "ingredients",
+        "Ingredients, lots and expiries",
+        tables=(
+            Table(
+                "ingredients",
+                "Ingredients",
+                ("Ingredient", "GTIN / NDC", "Lot", "Expiry", "Amount"),
+                tuple(rows),
+            ),
+        ),
+    )
+
+
+def _row_set(case: Case, name: str) -> list[Row]:
+    if name == "product":
+        return _product_rows(case)
+    if name == "beyond_use":
+        return [_beyond_use_row(case)]
+    return _infusion_rows(case)  # infusion_times: the loader allows nothing else
+
+
+def _exits_section(case: Case, spec: RecordSection) -> Section:
+    return Section(
+        spec.key, spec.title, tuple((_hold_rows(case) or [Row("Holds", "none")]) + _end_rows(case))
+    )
+
+
+def _double_check_section(case: Case, spec: RecordSection) -> Section:
+    dc = _double_check_table(case)
+    return Section(
+        spec.key,
+        spec.title,
+        tables=(dc,) if dc else (),
+        rows=tuple(Row("Difference", d, flag="mismatch") for d in case.differences),
+    )
+
+
+def _step_section(case: Case, spec: RecordSection) -> Section:
+    assert spec.step is not None  # the loader gives a section a step or a content
+    step = case.protocol.step(spec.step)
+    entry = case.current.get(spec.step)
+    skip = set(spec.skip) | _scanned_item_ids(step)
+    rows: list[Row] = [r for name in spec.lead for r in _row_set(case, name)]
+    if entry is None:
+        rows.append(Row(step.title, "not signed"))
+    else:
+        keep = set(spec.only) if spec.only else None
+        rows += [
+            Row(item.label, display(item, entry.values.get(item.id)))
+            for item in step.items
+            if item.id in entry.values
+            and (item.id in keep if keep is not None else item.id not in skip)
+        ]
+        if spec.signed_by:
+            rows.append(Row(spec.signer, _who(entry)))
+    rows += [r for name in spec.add for r in _row_set(case, name)]
+    return Section(spec.key, spec.title, tuple(rows))
+
+
+def _section(case: Case, spec: RecordSection) -> Section:
+    if spec.step is not None:
+        return _step_section(case, spec)
+    if spec.content == "plan":
+        return replace(_plan_section(case), key=spec.key, title=spec.title)
+    if spec.content == "ingredients":
+        return replace(_ingredients(case), key=spec.key, title=spec.title)
+    if spec.content == "double_check":
+        return _double_check_section(case, spec)
+    if spec.content == "exits":
+        return _exits_section(case, spec)
+    return Section(spec.key, spec.title, tuple(_end_rows(case)))  # outcome
+
+
+def _record(case: Case, spec: RecordSpec, chain_hash: str) -> RecordDocument:
+    sections = [_section(case, s) for s in spec.sections]
+    if spec.kind == "administration" and case.assessments:
+        sections.append(
+            Section(
+                "assessments",
+                "Assessments during therapy",
+                tuple(
+                    Row(
+                        f"{a['at']}",
+                        ", ".join(f"{k}={v}" for k, v in a["values"].items()),
+                        note=with_id(str(a["by"]["name"]), str(a["by"]["user_id"])),
+                    )
+                    for a in case.assessments
+                ),
+            )
+        )
+    for extra in (_course_section(case), _flags(case), _history(case, spec.steps)):
+        if extra is not None:
+            sections.append(extra)
+    sigs = _signatures(case, spec.steps)
+    if spec.kind == "administration":
+        # Side exits (hold decisions, cancel, waste, discontinue) belong to no step.
+        sigs += tuple(
+            SignatureManifestation(
+                printed_name=e.actor.name,
+                user_id=e.actor.user_id,
+                role=f"{e.actor.role} - {e.type}",
+                signed_at_utc=_when(e.at),
+                meaning=e.meaning,
+                content_hash=e.content_hash(),
+            )
+            for e in case.events
+            if e.step is None and e.actor is not None and e.meaning is not None
+        )
+    kind: RecordKind = "compounding" if spec.kind == "compounding" else "administration"
+    return RecordDocument(
+        kind=kind,
+        title=f"{kind.capitalize()} record: {case.protocol.drug}",
+        record_id=f"{case.case_id}-{spec.kind}",
+        case_id=case.case_id,
+        drug=case.protocol.drug,
+        subject=_subject(case),
+        sections=tuple(sections),
+        signatures=sigs,
+        protocol=_protocol(case),
+        chain_hash=chain_hash,
+        events=tuple(e.to_json() for e in case.events),
+    )
+
+
+def compounding_record(case: Case, chain_hash: str) -> RecordDocument | None:
+    spec = case.protocol.record("compounding")
+    if spec is None:
+        return None
+    if spec.from_step is not None and spec.from_step not in {e.step for e in case.history}:
+        return None
+    return _record(case, spec, chain_hash)
+
+
+def _double_check_table(case: Case) -> Table | None:
+    second = next((s for s in case.protocol.steps if s.blinded_against), None)
+    if second is None or second.blinded_against is None:
+        return None
+    first = case.protocol.step(second.blinded_against)
+    a = case.current.get(first.id)
+    b = case.current.get(second.id)
+    if a is None and b is None:
+        return None
+    rows = []
+    for item in first.items:
+        rows.append(
+            (
+                item.label,
+                display(item, a.values.get(item.id)) if a else "-",
+                display(item, b.values.get(item.id)) if b else "-",
+            )
+        )
+    cols = (
+        "Item",
+        f"First: {with_id(a.signer.name, a.signer.user_id) if a else '-'}",
+        f"Second (blinded): {with_id(b.signer.name, b.signer.user_id) if b else '-'}",
+    )
+    return Table("double_check", "Independent double check", cols, tuple(rows))
+
+
+def _hold_rows(case: Case) -> list[Row]:
+    rows: list[Row] = []
+    for h in case.hold_log:
+        kind = str(h["kind"])
+        if kind in ("held", "discontinued", "finding_after_dose"):
+            for f in (Firing.from_json(x) for x in h.get("firings", [])):
+                rows.append(
+                    Row(
+                        f"{kind} ({h['at']})",
+                        f.text,
+                        note=f"rule {f.rule_id}; values "
+                        + ", ".join(f"{k}={v}" for k, v in f.values.items())
+                        + f"; source: {f.source}"
+                        + ("" if f.reason == "fired" else "; resume criterion not met"),
+                        flag=None if f.confirmed else "UNCONFIRMED",
+                    )
+                )
+        elif kind == "resumed":
+            by = h.get("by") or {}
+            rows.append(
+                Row(
+                    f"resumed ({h['at']})",
+                    f"{by.get('name', '-')} ({by.get('role', '-')}): {h.get('reason')}",
+                    note=str(h.get("note") or "") or None,
+                )
+            )
+        elif kind == "cleared":
+            rows.append(Row(f"resume criteria met ({h['at']})", ", ".join(h.get("rules", []))))
+    return rows
+
+
+def administration_record(case: Case, chain_hash: str) -> RecordDocument:
+    spec = case.protocol.record("administration")
+    assert spec is not None  # the loader requires it (or builds it for an older text)
+    return _record(case, spec, chain_hash)
+
+
+def record_documents(case: Case, chain_hash: str) -> list[RecordDocument]:
+    docs = []
+    comp = compounding_record(case, chain_hash)
+    if comp is not None:
+        docs.append(comp)
+    docs.append(administration_record(case, chain_hash))
+    return docs
+
+
+__all__ = ["administration_record", "compounding_record", "format_time", "record_documents"]
