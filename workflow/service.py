@@ -138,6 +138,24 @@ class Bedside:
         case = Case.replay(self.protocol_for(record.protocol_hash), case_id, events)
         return CaseView(record, case)
 
+    def check_bag_scan(self, case_id: str, text: str) -> dict[str, Any]:
+        """The bag's label code checked against this dose now (closed loop, issue 16.4), by
+        the same core check that signing the bedside step runs (``bag_check.check_bag``):
+        the entry values it proves, or StepRefused naming both the bag and this dose."""
+        from workflow.core.bag_check import check_bag
+        from workflow.core.gs1 import stored_form
+
+        case = self.load(case_id).case
+        code = check_bag(case, text, self.clock.now())
+        return {
+            "bag_entry": "scanned",
+            "bag_scan": stored_form(text),
+            "case_id": code.case_id,
+            "cycle": code.cycle,
+            "dose_in_cycle": code.dose_in_cycle,
+            "use_before": code.use_before.isoformat(),
+        }
+
     def course_cases(self, course_id: str) -> list[Case]:
         records = sorted(
             self.store.list_cases(course_id=course_id),

@@ -24,6 +24,12 @@ Example (every key, with its default and range)::
     web:
       idle_timeout_minutes: 15        # 1 to 1440; `bedside serve --idle-minutes` overrides it
       session_retention_days: 30      # 1 to 3650; ended sessions (verifiers wiped) deleted after
+    labels:
+      symbology: gs1_datamatrix       # the bag label's code: gs1_datamatrix or gs1_qr
+    bench:
+      balance_port: /dev/ttyUSB0      # a laboratory balance (MT-SICS) on this serial port;
+                                      # unset: weights are typed in with a reason
+      balance_baud: 9600              # 1200 to 115200
 """
 
 from __future__ import annotations
@@ -45,6 +51,8 @@ SETTINGS_FILE = "bedside.yaml"
 IDLE_MINUTES = (1, 24 * 60)
 RETENTION_DAYS = (1, 3650)
 _MAX_NAME = 200
+SYMBOLOGIES = ("gs1_datamatrix", "gs1_qr")  # labels.symbology (workflow/records/labels.py)
+BAUD_RATES = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
 
 
 @dataclass(frozen=True)
@@ -54,6 +62,9 @@ class Settings:
     security: SecurityPolicy = field(default_factory=SecurityPolicy)
     web_idle_timeout: timedelta = timedelta(minutes=15)
     web_session_retention: timedelta = timedelta(days=30)
+    label_symbology: str = "gs1_datamatrix"
+    balance_port: str | None = None  # bench.balance_port: None means typed weights only
+    balance_baud: int = 9600
     source: str = "defaults"
 
     @property
@@ -149,7 +160,7 @@ def parse_settings(text: str, name: str) -> Settings:
     if issues:
         raise ConfigError(issues)
     r = _Reader(name, issues)
-    top = r.section(root, 1, "(top level)", ("site", "security", "web"))
+    top = r.section(root, 1, "(top level)", ("site", "security", "web", "labels", "bench"))
     site = r.sub(top, "site", ("name", "time_zone"))
     security = r.sub(
         top,
@@ -164,6 +175,23 @@ def parse_settings(text: str, name: str) -> Settings:
         ),
     )
     web = r.sub(top, "web", ("idle_timeout_minutes", "session_retention_days"))
+    labels = r.sub(top, "labels", ("symbology",))
+    bench = r.sub(top, "bench", ("balance_port", "balance_baud"))
+    symbology = r.text(labels, "labels", "symbology") or Settings.label_symbology
+    if symbology not in SYMBOLOGIES:
+        r.add(
+            labels["symbology"][1],
+            "labels.symbology",
+            f"'{symbology}' is not a symbology (allowed: {', '.join(SYMBOLOGIES)})",
+        )
+    port = r.text(bench, "bench", "balance_port")
+    baud = r.whole(bench, "bench", "balance_baud", (BAUD_RATES[0], BAUD_RATES[-1]))
+    if baud is not None and baud not in BAUD_RATES:
+        r.add(
+            bench["balance_baud"][1],
+            "bench.balance_baud",
+            f"{baud} is not a serial rate (allowed: {', '.join(map(str, BAUD_RATES))})",
+        )
 
     site_name = r.text(site, "site", "name") or Settings.site_name
     zone = r.text(site, "site", "time_zone") or Settings.time_zone
@@ -189,6 +217,9 @@ def parse_settings(text: str, name: str) -> Settings:
         web_session_retention=(
             timedelta(days=retention) if retention is not None else timedelta(days=30)
         ),
+        label_symbology=symbology,
+        balance_port=port,
+        balance_baud=baud if baud is not None else Settings.balance_baud,
         source=name,
     )
 

@@ -27,7 +27,7 @@ class _ScanItems:
     def _names(self) -> list[str]:
         from workflow.core.gs1 import SCAN_STEPS
 
-        return sorted(SCAN_STEPS)
+        return [*sorted(SCAN_STEPS), "bag"]
 
     def __contains__(self, value: object) -> bool:
         return value in self._names()
@@ -53,8 +53,10 @@ def register(sub: Any) -> None:
         choices=_ScanItems(),
         default="vial",
         metavar="ITEM",
-        help="what was scanned: %(choices)s (default vial)",
+        help="what was scanned: %(choices)s (default vial); bag: the bag label, checked "
+        "against the dose --case names",
     )
+    s.add_argument("--case", dest="case_id", metavar="CASE_ID", help="the dose (--item bag)")
     s.add_argument("--json", action="store_true")
     s.set_defaults(handler=scan)
 
@@ -129,12 +131,19 @@ def export_fhir(args: argparse.Namespace) -> int:
 
 
 def scan(args: argparse.Namespace) -> int:
-    # The formulary comes from the overlay: use the installation's protocol when there is one.
-    protocol = open_app(args).protocol if args.home or args.db else protocol_from(args)
-    from workflow.core.clock import SystemClock
-    from workflow.core.gs1 import scan_to_values
+    values: dict[str, Any]
+    if args.item == "bag":
+        # Closed loop: the bag's code against the dose it is about to be hung for.
+        if not args.case_id:
+            raise InputError("--case", "a bag scan is checked against a dose: give --case ID")
+        values = open_app(args).check_bag_scan(args.case_id, args.text)
+    else:
+        # The formulary comes from the overlay: the installation's protocol when there is one.
+        protocol = open_app(args).protocol if args.home or args.db else protocol_from(args)
+        from workflow.core.clock import SystemClock
+        from workflow.core.gs1 import scan_to_values
 
-    values = scan_to_values(protocol, args.item, args.text, SystemClock().now())
+        values = scan_to_values(protocol, args.item, args.text, SystemClock().now())
     if args.json:
         print_json(values)
     else:

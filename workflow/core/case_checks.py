@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from datetime import date, datetime
 from typing import Any
 
+from workflow.core.bag_check import check_bag_entry
 from workflow.core.case_state import CaseState, Entry
 from workflow.core.errors import StepRefused, raise_all
 from workflow.core.events import Signer
@@ -132,6 +133,7 @@ class CaseChecks(CaseState):
         problems += self._unexpected(step, typed, compare_only)
         raise_all(problems, f"'{step.title}' was not signed")
         check_scanned_entries(self.protocol, step, typed, at)
+        check_bag_entry(self, step, typed, at)
         return typed
 
     def _missing(

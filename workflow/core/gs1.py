@@ -14,6 +14,7 @@ the person types the values with a reason code, which is recorded and reported
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -107,6 +108,101 @@ def parse_scan(text: str) -> Scan:
     if GROUP_SEPARATOR in lot_el.value or not lot_el.value.isprintable():
         raise _unreadable("the lot runs into another field (a group separator is missing)")
     return Scan(gtin_el.value, lot_el.value, exp_el.date)
+
+
+# The bag's own code (issue 16.4): GS1 company-internal AIs, which the GS1 General
+# Specifications leave to the issuing organisation, and 7003 (expiration date and time).
+AI_BEYOND_USE = "7003"  # YYMMDDhhmm; Bedside writes and reads it in UTC
+AI_CASE = "91"  # the case id: one dose of one course
+AI_DOSE = "92"  # "C{cycle}D{dose}", e.g. C1D3
+# No patient identifier: the case id names the patient, and the step that scans the bag is
+# unprimed (the MRN would show on the record to a nurse who must read it off the wristband).
+# The GS1 AI encodable character set 82 (for the X..90 company-internal AIs), less the
+# parentheses, which would end a value early in the human-readable form.
+_GS1_TEXT = re.compile(r"^[!\"%&'*+,\-./0-9:;<=>?A-Z_a-z]{1,90}$")
+_DOSE = re.compile(r"^C([0-9]{1,3})D([0-9]{1,3})$")
+
+
+@dataclass(frozen=True)
+class BagCode:
+    """What a bag label's code says: the dose it was made for and its beyond-use time."""
+
+    case_id: str
+    cycle: int
+    dose_in_cycle: int
+    use_before: datetime  # UTC, to the minute (7003 has no seconds)
+
+
+def gs1_text_problem(what: str, value: str) -> str | None:
+    """Why ``value`` cannot go into a company-internal AI, or None when it can."""
+    if _GS1_TEXT.match(value):
+        return None
+    return (
+        f"{what} '{value}' cannot be put in a GS1 code: 1 to 90 letters, digits and "
+        "!\"%&'*+,-./:;<=>?_ only"
+    )
+
+
+def bag_element_string(code: BagCode) -> str:
+    """The code in GS1 human-readable form, ``(7003)...(91)...(92)...``: what the symbol
+    encodes (the writer sets FNC1 first and between the variable-length fields)."""
+    problem = gs1_text_problem("case id", code.case_id)
+    if problem:
+        raise InputError("label", problem)
+    bud = code.use_before.astimezone(UTC)
+    return (
+        f"({AI_BEYOND_USE}){bud:%y%m%d%H%M}({AI_CASE}){code.case_id}"
+        f"({AI_DOSE})C{code.cycle}D{code.dose_in_cycle}"
+    )
+
+
+def parse_bag_code(text: str) -> BagCode:
+    """The bag label's code as a scanner typed it (FNC1 as GS or a stand-in, or the
+    human-readable form); StepRefused("unreadable", field ``bag_scan``) if it is not one."""
+    raw = _normalised(text)
+    if raw.startswith("]d2") or raw.startswith("]Q3") or raw.startswith("]C1"):
+        raw = raw[3:]  # the symbology identifier some scanners send first
+    if not raw:
+        raise _not_a_bag("the scan is empty")
+    try:
+        message = GS1Message.parse_hri(raw) if raw.startswith("(") else GS1Message.parse(raw)
+    except Exception as exc:  # biip's ParseError family
+        raise _not_a_bag(f"not a GS1 element string ({exc})") from None
+    found = {e.ai.ai: e for e in message.element_strings}
+    if "01" in found and AI_CASE not in found:
+        raise _not_a_bag(
+            f"this is a product's code (GTIN {found['01'].value}), not a Bedside bag label"
+        )
+    missing = [
+        name
+        for ai, name in (
+            (AI_CASE, "case id (91)"),
+            (AI_DOSE, "dose (92)"),
+            (AI_BEYOND_USE, "beyond-use time (7003)"),
+        )
+        if ai not in found
+    ]
+    if missing:
+        raise _not_a_bag(f"the code has no {', '.join(missing)}")
+    dose = _DOSE.match(found[AI_DOSE].value)
+    if dose is None:
+        raise _not_a_bag(f"dose '{found[AI_DOSE].value}' is not C<cycle>D<dose>")
+    bud = found[AI_BEYOND_USE].datetime
+    if bud is None:
+        raise _not_a_bag(f"beyond-use time '{found[AI_BEYOND_USE].value}' is not a time")
+    case_id = found[AI_CASE].value
+    if GROUP_SEPARATOR in case_id or not case_id.isprintable():
+        raise _not_a_bag("the case id runs into another field (a group separator is missing)")
+    return BagCode(
+        case_id=case_id,
+        cycle=int(dose.group(1)),
+        dose_in_cycle=int(dose.group(2)),
+        use_before=bud.replace(tzinfo=UTC),
+    )
+
+
+def _not_a_bag(why: str) -> StepRefused:
+    return StepRefused("unreadable", f"bag label unreadable: {why}", field="bag_scan")
 
 
 def scan_to_values(

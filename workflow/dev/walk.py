@@ -11,9 +11,10 @@ from datetime import date, datetime, timedelta
 from functools import cache
 from typing import Any
 
+from workflow.core.bag_check import bag_code_of
 from workflow.core.dosing import fmt
 from workflow.core.events import format_time
-from workflow.core.gs1 import scan_to_values, typed_values
+from workflow.core.gs1 import bag_element_string, scan_to_values, typed_values
 from workflow.core.machine import Case
 from workflow.core.protocol.model import Protocol
 
@@ -81,6 +82,9 @@ def values_for(case: Case, step_id: str, now: datetime) -> dict[str, Any]:
             out[item.id] = True
         elif item.type == "choice" and item.required and len(item.options) == 1:
             out[item.id] = item.options[0].id  # the only answer: route, container, inspection
+    if step.checks_bag and case.beyond_use_at is not None:
+        # The label's code, as the scanner reads it off the bag (the human-readable form).
+        out.update(bag_entry="scanned", bag_scan=bag_element_string(bag_code_of(case)))
     if step_id == "eligibility":
         # Tests done well inside the protocol's window (a sixth of it: 15 days of 90), so an
         # overlay that shortens the window still gets a current result.

@@ -414,7 +414,7 @@ def label(request: Request, case_id: str) -> Response:
     viewer = _viewer(request, PHARMACY)
     view = web.bedside.load(case_id)
     refuse_while_blinded(actions.blinding_of(web, view, viewer), "The bag label")
-    pdf = bag_label_pdf(view.case, web.bedside.tz)
+    pdf = bag_label_pdf(view.case, web.bedside.tz, web.bedside.settings.label_symbology)
     return Response(pdf, media_type="application/pdf")
 
 

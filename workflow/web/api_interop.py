@@ -19,7 +19,7 @@ from . import actions
 from .api import BODY_ERRORS, ERRORS, In, need, no_nul_in_url
 from .context import web_of
 from .security import Viewer
-from .settings import AUDIT, CLINICAL, PHARMACY, RECORD_READERS
+from .settings import AUDIT, CLINICAL, PHARMACY, RECORD_READERS, WARD
 
 # The same error shape, statuses and URL checks as the rest of the API.
 router = APIRouter(prefix="/api", responses=ERRORS, dependencies=[Depends(no_nul_in_url)])
@@ -28,6 +28,7 @@ SVG: dict[int | str, dict[str, Any]] = {
 }
 
 PHARMACY_USER = need(PHARMACY, post=True)  # a POST: the CSRF header too
+WARD_USER = need(WARD, post=True)
 
 
 class ScanIn(In):
@@ -54,6 +55,20 @@ def scan(request: Request, body: ScanIn, viewer: Viewer = PHARMACY_USER) -> dict
     web = web_of(request)
     bedside = web.bedside
     return scan_to_values(bedside.protocol, body.item, body.text, bedside.clock.now())
+
+
+class BagScanIn(In):
+    text: str = Field(max_length=512, description="the bag label's code as the scanner typed it")
+
+
+@router.post("/cases/{case_id}/bag-scan", responses=BODY_ERRORS)
+def bag_scan(
+    request: Request, case_id: str, body: BagScanIn, viewer: Viewer = WARD_USER
+) -> dict[str, Any]:
+    """The bag label's code checked against this dose (closed loop): the entry values for
+    the bedside step, or 422 with reason unreadable|wrong_bag|label_mismatch|bag_expired,
+    naming both the bag and this dose. The same core check guards signing the step."""
+    return web_of(request).bedside.check_bag_scan(case_id, body.text)
 
 
 @router.get("/reports/scan-failures")

@@ -206,7 +206,7 @@ def label(request: Request, case_id: str) -> Response:
     # Someone who may sign an independent check now reads the label on the bag; a reprint
     # would show what the label should say.
     refuse_while_blinded(actions.blinding_of(web, view, viewer), "The bag label")
-    pdf = bag_label_pdf(view.case, web.bedside.tz)
+    pdf = bag_label_pdf(view.case, web.bedside.tz, web.bedside.settings.label_symbology)
     return Response(
         pdf,
         media_type="application/pdf",

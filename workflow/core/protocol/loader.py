@@ -21,6 +21,7 @@ from . import _course, _display
 from ._fields import Issues, MapReader, to_decimal
 from ._yaml import YList, is_float_text, load_located
 from .model import (
+    BAG_ITEMS,
     EXPECT_NAMESPACES,
     FINAL_STATES,
     ITEM_TYPES,
@@ -676,6 +677,7 @@ class _Validator:
                 "stops_infusion",
                 "wastable",
                 "unprimed",
+                "checks_bag",
             )
         }
         sets_bud = r.ident("sets_beyond_use", required=False)
@@ -712,6 +714,14 @@ class _Validator:
                         r.line_of("compare"),
                         f"{r.where}.compare names item '{cid}', which this step lacks",
                     )
+            if flags["checks_bag"]:
+                for needed in BAG_ITEMS:
+                    if needed not in ids:
+                        self.issues.add(
+                            r.line_of("checks_bag"),
+                            f"{r.where}.checks_bag needs the item '{needed}' on this step "
+                            f"(the bag's code and how it was identified)",
+                        )
             if sets_bud is not None:
                 it = next((x for x in items if x.id == sets_bud), None)
                 if it is None or it.type != "datetime":

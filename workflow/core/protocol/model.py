@@ -126,6 +126,10 @@ class ScanSpec:
     amount: str
 
 
+# The items a step that ``checks_bag`` must have: how the bag was identified, and its code.
+BAG_ITEMS = ("bag_entry", "bag_scan")
+
+
 @dataclass(frozen=True)
 class Step:
     id: str
@@ -151,6 +155,8 @@ class Step:
     unprimed: bool = False
     # Products identified on this step by barcode or typed in (``{kind}_lot``, ``_expiry``...).
     scans: tuple[ScanSpec, ...] = ()
+    # The bag is identified here by its label's code (``bag_entry``, ``bag_scan``): closed loop.
+    checks_bag: bool = False
 
     def item(self, item_id: str) -> Item | None:
         for it in self.items:

@@ -1,0 +1,156 @@
+"""Labels that close the loop (issue 16.4): the bag label's GS1 code, rendered to a PDF, rasterised
+with pdftoppm and decoded with zxing-cpp, is read back at the bedside. The right bag passes; a
+bag of another dose or past its beyond-use time is refused, naming both the bag and the dose,
+by the core (signing the step), the CLI (`bedside scan --item bag`) and the JSON API alike."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import zxingcpp
+from PIL import Image
+
+from workflow.cli import main
+from workflow.core.errors import StepRefused
+from workflow.dev.walk import values_for
+from workflow.records.labels import bag_label_pdf
+from workflow.service import CaseView
+
+from .conftest import Site, cred
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("pdftoppm") is None,
+    reason="pdftoppm (poppler-utils) is needed to rasterise the label",
+)
+
+
+def decoded(pdf: bytes) -> list[zxingcpp.Barcode]:
+    """Every barcode on the label's first page, as a scanner would see the printed label."""
+    with tempfile.TemporaryDirectory() as folder:
+        source = Path(folder) / "label.pdf"
+        source.write_bytes(pdf)
+        subprocess.run(
+            ["pdftoppm", "-png", "-r", "200", "-singlefile", str(source), f"{folder}/label"],
+            check=True,
+        )
+        with Image.open(f"{folder}/label.png") as image:
+            return list(zxingcpp.read_barcodes(image))
+
+
+def label_code(site: Site, view: CaseView, symbology: str = "gs1_datamatrix") -> str:
+    found = decoded(bag_label_pdf(view.case, site.bedside.tz, symbology))
+    assert len(found) == 1, found
+    assert found[0].content_type == zxingcpp.ContentType.GS1
+    return found[0].text
+
+
+def at_bedside(site: Site) -> CaseView:
+    """A dose prepared, released and double-checked: the bag is about to be hung."""
+    return site.walk_to("pre_infusion")
+
+
+def cli(home: Path, db: str, capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
+    code = main(["--home", str(home), "--db", db, *argv])
+    out, err = capsys.readouterr()
+    return code, out + err
+
+
+def test_the_label_scans_as_this_dose_and_signing_with_it_passes(sqlite_site: Site) -> None:
+    site = sqlite_site
+    view = at_bedside(site)
+    cid = view.case.case_id
+    code = label_code(site, view)
+    assert code.startswith("(7003)") and code.endswith(f"(91){cid}(92)C1D1")
+    checked = site.bedside.check_bag_scan(cid, code)
+    assert checked["case_id"] == cid and checked["dose_in_cycle"] == 1
+    # The QR Code a site may choose instead decodes to the same element string.
+    assert label_code(site, view, "gs1_qr") == code
+    site.clock.advance(minutes=5)
+    values = values_for(view.case, "pre_infusion", site.clock.now())
+    values.update(bag_entry="scanned", bag_scan=code)
+    after = site.bedside.sign_step(cid, view.version, "pre_infusion", values, cred("n.alvarez"))
+    assert after.case.state == "infusion_start"
+    assert after.case.current["pre_infusion"].values["bag_scan"] == code
+
+
+def test_another_doses_bag_is_refused_naming_both(sqlite_site: Site) -> None:
+    site = sqlite_site
+    mine = at_bedside(site)
+    site.course_id = site.new_course("MRN-7002", "Okoye", "Ben", "1980-01-02")
+    theirs = at_bedside(site)
+    wrong = label_code(site, theirs)
+    cid = mine.case.case_id
+    with pytest.raises(StepRefused) as refused:
+        site.bedside.check_bag_scan(cid, wrong)
+    err = refused.value
+    assert err.reason == "wrong_bag" and err.field == "bag_scan"
+    assert f"bag: case {theirs.case.case_id}, dose 1 of cycle 1 (another dose" in err.message
+    assert f"this dose: case {cid}, dose 1 of cycle 1 for RIVERA, " in err.message
+    # Signing the step with that scan is refused by the same check, and nothing is stored.
+    values = values_for(mine.case, "pre_infusion", site.clock.now())
+    values.update(bag_entry="scanned", bag_scan=wrong)
+    with pytest.raises(StepRefused) as signing:
+        site.bedside.sign_step(cid, mine.version, "pre_infusion", values, cred("n.alvarez"))
+    assert signing.value.reason == "wrong_bag"
+    assert site.bedside.load(cid).case.state == "pre_infusion"
+    # The JSON API: 422 with the same words; a pharmacy technician may not ask at all.
+    nurse = site.client("n.alvarez")
+    r = nurse.post(f"/api/cases/{cid}/bag-scan", json={"text": wrong})
+    assert r.status_code == 422, r.text
+    assert r.json()["code"] == "wrong_bag" and "this dose: case" in r.json()["message"]
+    r = nurse.post(f"/api/cases/{cid}/bag-scan", json={"text": label_code(site, mine)})
+    assert r.status_code == 200 and r.json()["bag_entry"] == "scanned"
+    assert site.client("t.mensah").post(
+        f"/api/cases/{cid}/bag-scan", json={"text": wrong}
+    ).status_code in (401, 403)
+    # A vial's product code is not a bag label.
+    r = nurse.post(
+        f"/api/cases/{cid}/bag-scan", json={"text": "(01)09506000134352(17)291231(10)L1"}
+    )
+    assert r.status_code == 422 and "product's code" in r.json()["message"]
+
+
+def test_expired_bag_is_refused_by_core_and_api(sqlite_site: Site) -> None:
+    site = sqlite_site
+    view = at_bedside(site)
+    cid = view.case.case_id
+    code = label_code(site, view)
+    bud = view.case.beyond_use_at
+    assert bud is not None
+    site.clock.set(bud + timedelta(minutes=1))
+    with pytest.raises(StepRefused) as refused:
+        site.bedside.check_bag_scan(cid, code)
+    assert refused.value.reason == "bag_expired"
+    assert (
+        "past its beyond-use time" in refused.value.message and "it is now" in refused.value.message
+    )
+    r = site.client("n.alvarez").post(f"/api/cases/{cid}/bag-scan", json={"text": code})
+    assert r.status_code == 422 and r.json()["code"] == "bag_expired"
+
+
+def test_cli_checks_the_bag_against_the_dose(
+    tmp_path: Path, sqlite_site: Site, home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The CLI runs on the system clock: one dose is prepared now (its bag is good), one a
+    month ago (its bag long expired)."""
+    site = sqlite_site
+    db = f"sqlite:///{tmp_path / 'web.sqlite3'}"
+    old = at_bedside(site)  # at the fixture's start, weeks before today
+    site.clock.set(datetime.now(UTC) - timedelta(hours=2))
+    site.course_id = site.new_course("MRN-7003", "Haddad", "Lina", "1975-06-07")
+    fresh = at_bedside(site)
+    good = label_code(site, fresh)
+    code, out = cli(home, db, capsys, "scan", "--item", "bag", "--case", fresh.case.case_id, good)
+    assert code == 0 and "scanned" in out, out
+    code, out = cli(home, db, capsys, "scan", "--item", "bag", "--case", old.case.case_id, good)
+    assert code == 2 and "This is not the bag for this dose" in out and "this dose:" in out
+    expired = label_code(site, old)
+    code, out = cli(home, db, capsys, "scan", "--item", "bag", "--case", old.case.case_id, expired)
+    assert code == 2 and "past its beyond-use time" in out, out
+    code, out = cli(home, db, capsys, "scan", "--item", "bag", good)
+    assert code == 2 and "--case" in out
