@@ -12,6 +12,7 @@ from workflow.core.bag_check import check_bag_entry
 from workflow.core.case_state import CaseState, Entry
 from workflow.core.errors import StepRefused, raise_all
 from workflow.core.events import Signer
+from workflow.core.gravimetric import check_weighings
 from workflow.core.gs1 import check_scanned_entries, complete_from_scans
 from workflow.core.items import (
     Value,
@@ -134,6 +135,7 @@ class CaseChecks(CaseState):
         raise_all(problems, f"'{step.title}' was not signed")
         check_scanned_entries(self.protocol, step, typed, at)
         check_bag_entry(self, step, typed, at)
+        check_weighings(self.protocol, step, typed, self._expected)
         return typed
 
     def _missing(

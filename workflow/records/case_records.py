@@ -15,6 +15,7 @@ from typing import Literal
 
 from workflow.core.dosing import fmt
 from workflow.core.events import format_time
+from workflow.core.gravimetric import recorded_weighings
 from workflow.core.items import display
 from workflow.core.machine import Case, Entry
 from workflow.core.names import with_id
@@ -406,6 +407,44 @@ def _section(case: Case, spec: RecordSection) -> Section:
     return Section(spec.key, spec.title, tuple(_end_rows(case)))  # outcome
 
 
+def _gravimetric_section(case: Case) -> Section | None:
+    """Each weighed addition: the weights, how they were taken, the computed volume against
+    the plan, and the constants used, saying which no source confirms (issue 16.3)."""
+    rows: list[Row] = []
+    for w in recorded_weighings(case):
+        how = "read from the balance" if w.weighed_by == "balance" else "typed in"
+        if w.typed_reason:
+            item = case.protocol.step(w.addition.step).item(f"{w.addition.id}_typed_reason")
+            how += f": {display(item, w.typed_reason) if item else w.typed_reason}"
+        sg, tol = w.specific_gravity, w.tolerance
+        rows += [
+            Row(f"{w.addition.title}: before", f"{fmt(w.before_g, 3)} g", note=how),
+            Row(f"{w.addition.title}: after", f"{fmt(w.after_g, 3)} g", note=how),
+            Row(
+                f"{w.addition.title}: volume",
+                f"{fmt(w.volume_ml, 2)} mL = ({fmt(w.after_g, 3)} g - {fmt(w.before_g, 3)} g)"
+                f" / {fmt(sg.value, 4)} g/mL",
+                note=f"planned {fmt(w.planned_ml, 2)} mL, {fmt(w.difference_pct, 1)} %",
+                flag=None if w.within else "deviation",
+            ),
+            Row(
+                "Specific gravity used",
+                f"{fmt(sg.value, 4)} g/mL",
+                note=f"source: {sg.source}",
+                flag=None if sg.confirmed else "UNCONFIRMED",
+            ),
+            Row(
+                "Tolerance used",
+                f"{fmt(tol.value, 2)} %",
+                note=f"source: {tol.source}",
+                flag=None if tol.confirmed else "UNCONFIRMED",
+            ),
+        ]
+    if not rows:
+        return None
+    return Section("gravimetric", "Gravimetric verification", tuple(rows))
+
+
 def _record(case: Case, spec: RecordSpec, chain_hash: str) -> RecordDocument:
     sections = [_section(case, s) for s in spec.sections]
     if spec.kind == "administration" and case.assessments:
@@ -423,6 +462,10 @@ def _record(case: Case, spec: RecordSpec, chain_hash: str) -> RecordDocument:
                 ),
             )
         )
+    if spec.kind == "compounding":
+        weighed = _gravimetric_section(case)
+        if weighed is not None:
+            sections.append(weighed)
     for extra in (_course_section(case), _flags(case), _history(case, spec.steps)):
         if extra is not None:
             sections.append(extra)

@@ -17,7 +17,7 @@ from typing import Any, cast
 from workflow.core.errors import ProtocolError
 from workflow.core.events import MEANINGS
 
-from . import _course, _display
+from . import _course, _display, _gravimetric
 from ._fields import Issues, MapReader, to_decimal
 from ._yaml import YList, is_float_text, load_located
 from .model import (
@@ -151,6 +151,8 @@ class _Validator:
         self._check_scan_kinds(steps)
         records_node = top.sub("records", required=False)
         records = _display.records(self, records_node, steps) if records_node else None
+        grav_node = top.sub("gravimetric", required=False)
+        grav = _gravimetric.gravimetric(self, grav_node, steps) if grav_node else None
         top.done()
 
         self._check_sources()
@@ -201,6 +203,7 @@ class _Validator:
             course_start=start,
             words=words if words is not None else legacy_words(dosing, steps),
             records=records if records is not None else _display.legacy_records(steps, initial),
+            gravimetric=grav,
         )
 
     def _check_scan_kinds(self, steps: tuple[Step, ...]) -> None:

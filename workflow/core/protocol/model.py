@@ -7,6 +7,7 @@ can reach an end).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Literal
@@ -370,6 +371,40 @@ class OverlayRef:
 
 
 @dataclass(frozen=True)
+class WeighedAddition:
+    """One addition weighed at a preparation step (issue 16.3): the container's weight before
+    and after it (items ``{id}_before_g``, ``{id}_after_g``, how each was taken
+    ``{id}_weighed_by``, and ``{id}_typed_reason`` when typed), whose difference divided by
+    the liquid's specific gravity is compared with the planned volume ``planned``."""
+
+    id: str
+    step: str
+    title: str
+    planned: str  # an expect reference, e.g. plan.reconstituted_volume_ml
+    liquid: str  # a key of Gravimetric.specific_gravity
+
+
+# The items a weighed addition reads on its step, by suffix.
+WEIGHED_ITEMS = ("before_g", "after_g", "weighed_by", "typed_reason")
+
+
+@dataclass(frozen=True)
+class Gravimetric:
+    """Gravimetric verification: off unless a site turns it on (overlay ``gravimetric``).
+    The specific gravities and the tolerance are in no retrieved source: the protocol's are
+    marked unconfirmed until a site's overlay sets its own, and records say which were used."""
+
+    enabled: bool
+    tolerance: Quantity  # percent of the planned volume, either way
+    specific_gravity: Mapping[str, Quantity]  # liquid -> g/mL
+    additions: tuple[WeighedAddition, ...]
+
+    def at(self, step_id: str) -> tuple[WeighedAddition, ...]:
+        """The additions weighed at ``step_id`` when the check is on; none when it is off."""
+        return tuple(a for a in self.additions if a.step == step_id) if self.enabled else ()
+
+
+@dataclass(frozen=True)
 class Protocol:
     id: str
     name: str
@@ -401,6 +436,7 @@ class Protocol:
     # numbers are the protocol's own quantities (``say``), and the records' shape.
     words: dict[str, str] = field(default_factory=dict)
     records: tuple[RecordSpec, ...] = ()
+    gravimetric: Gravimetric | None = None
 
     def say(self, key: str) -> str:
         """A display word with its numbers filled from this protocol's (possibly tightened)

@@ -27,6 +27,7 @@ from typing import Any, Literal
 
 from workflow.core.errors import ProtocolError, ProtocolIssue
 
+from . import _gravimetric
 from ._fields import Issues, MapReader
 from ._yaml import YList, YMap, load_located
 from .loader import _Validator
@@ -35,6 +36,7 @@ from .model import (
     Condition,
     CourseRule,
     CourseStart,
+    Gravimetric,
     Item,
     OverlayRef,
     Product,
@@ -160,6 +162,7 @@ class _OverlayReader:
         course_rules = self._course_rules(top.seq("course_rules", required=False))
         formulary = self._formulary(top.seq("formulary", required=False))
         acks, start = self._hard_stops(top.seq("hard_stops", required=False))
+        gravimetric = self._gravimetric(top.sub("gravimetric", required=False), steps)
         top.done()
         self.v._check_sources()
         if ref is None or self.issues.items:
@@ -185,6 +188,7 @@ class _OverlayReader:
             formulary=formulary,
             acknowledgements=acks,
             course_start=start,
+            gravimetric=gravimetric,
             overlay=ref,
             base_hash=self.base.content_hash,
             content_hash=hashlib.sha256(combo).hexdigest(),
@@ -301,6 +305,43 @@ class _OverlayReader:
             out[key] = new
         r.done()
         return out
+
+    def _gravimetric(self, r: MapReader | None, steps: tuple[Step, ...]) -> Gravimetric | None:
+        """A site turns gravimetric verification on (or keeps it off) and sets its own
+        tolerance and specific gravities, each cited: the protocol's are unconfirmed
+        placeholders, not limits to tighten. Once on, every weighed step needs its items."""
+        base = self.base.gravimetric
+        if r is None:
+            return base
+        if base is None:
+            r.done(allowed_extra=tuple(r.node))
+            self.issues.add(r.line, "gravimetric: the protocol has no gravimetric section")
+            return None
+        enabled = r.flag("enabled", default=base.enabled)
+        tolerance, gravities = _gravimetric.quantities(self.v, r, "gravimetric")
+        r.done()
+        unknown = [k for k in gravities if k not in base.specific_gravity]
+        for liquid in unknown:
+            self.issues.add(
+                r.line,
+                f"gravimetric.specific_gravity.{liquid}: the protocol weighs no such liquid "
+                f"(liquids: {', '.join(base.specific_gravity)})",
+            )
+        combined = replace(
+            base,
+            enabled=enabled,
+            tolerance=tolerance or base.tolerance,
+            specific_gravity={**base.specific_gravity, **gravities},
+        )
+        by_id = {s.id: s for s in steps}
+        for addition in combined.additions if enabled else ():
+            step = by_id.get(addition.step)
+            for message in _gravimetric.missing_items(addition, step) if step else []:
+                self.issues.add(
+                    r.line,
+                    f"gravimetric: {message} (add it with add_items) to weigh '{addition.title}'",
+                )
+        return combined
 
     def _hard_stops(
         self, seq: YList | None
