@@ -31,10 +31,15 @@ GRAVITY_UNIT = "g/mL"
 
 
 def quantities(
-    v: _Validator, r: MapReader, path: str
+    v: _Validator, r: MapReader, path: str, required: bool = True
 ) -> tuple[Quantity | None, dict[str, Quantity]]:
-    """The tolerance and the specific gravities of ``r`` (a protocol's or an overlay's)."""
-    tolerance = v._quantity(r, "tolerance", TOLERANCE_UNIT, f"{path}.tolerance")
+    """The tolerance and the specific gravities of ``r`` (a protocol's, or an overlay's,
+    which may leave out either and keep the protocol's)."""
+    tolerance = (
+        v._quantity(r, "tolerance", TOLERANCE_UNIT, f"{path}.tolerance")
+        if required or r.has("tolerance")
+        else None
+    )
     if tolerance is not None and tolerance.value >= 100:
         v.issues.add(
             r.line_of("tolerance"),

@@ -318,7 +318,7 @@ class _OverlayReader:
             self.issues.add(r.line, "gravimetric: the protocol has no gravimetric section")
             return None
         enabled = r.flag("enabled", default=base.enabled)
-        tolerance, gravities = _gravimetric.quantities(self.v, r, "gravimetric")
+        tolerance, gravities = _gravimetric.quantities(self.v, r, "gravimetric", required=False)
         r.done()
         unknown = [k for k in gravities if k not in base.specific_gravity]
         for liquid in unknown:
