@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from workflow.core.clock import Clock, SystemClock
 from workflow.core.course import carried_holds, course_status
@@ -49,6 +49,9 @@ from workflow.store import (
     Store,
     pinning,
 )
+
+if TYPE_CHECKING:  # pyserial loads only when a balance is read
+    from workflow.interop.balance import Weight
 
 Proof = Credentials | SessionPassword
 log = logging.getLogger("bedside")
@@ -155,6 +158,20 @@ class Bedside:
             "dose_in_cycle": code.dose_in_cycle,
             "use_before": code.use_before.isoformat(),
         }
+
+    def read_balance(self) -> Weight:
+        """One stable weight from the bench's balance (settings ``bench.balance_port``), in
+        MT-SICS; StepRefused("no_balance") when none is configured (weights are then typed
+        in with a reason), StepRefused("balance_error") when the balance cannot give one."""
+        if self.settings.balance_port is None:
+            raise StepRefused(
+                "no_balance",
+                "No balance is configured here (bench.balance_port in bedside.yaml): type the "
+                "weight in and say why",
+            )
+        from workflow.interop.balance import read_stable
+
+        return read_stable(self.settings.balance_port, baud=self.settings.balance_baud)
 
     def course_cases(self, course_id: str) -> list[Case]:
         records = sorted(

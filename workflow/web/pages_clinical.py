@@ -16,6 +16,7 @@ from workflow.identity import AuthRefused
 from workflow.records.labels import bag_label_pdf
 
 from . import actions
+from .balance import balance_context
 from .context import Web, web_of
 from .formdata import FORM
 from .forms import form_echo, values_from_form, widgets
@@ -123,6 +124,7 @@ def case_context(
     context["records"] = (
         web.bedside.store.search_archive(case_id=case_id) if view.case.closed else []
     )
+    context["balance"] = balance_context(web, view.case.protocol, step_id)  # _balance.html
     context["pharmacy_screen"] = step_id is not None and view.case.protocol.step(step_id).phase in (
         "compounding",
     )

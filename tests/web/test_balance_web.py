@@ -1,0 +1,121 @@
+"""The bench's balance on the dilution form (issue 16.3), against a fake MT-SICS balance on a
+pseudo-terminal: the "Read balance" buttons appear only when the server has a balance
+(``bench.balance_port``); a reading fills the field and keeps what was typed; an overload is
+refused with the form shown again; a weighed volume outside the tolerance is refused by the
+same core check as everywhere else."""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Iterator
+from dataclasses import replace
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from workflow.core.protocol import Protocol, load_protocol
+from workflow.core.protocol.overlay import load_overlay
+from workflow.dev.walk import values_for
+from workflow.resources import default_protocol_path
+
+from .conftest import PASSWORD, Site, csrf_of, form_of, version_of
+
+sys.path.insert(0, str(Path(__file__).parents[1]))
+from core.test_gravimetric import HEAD, ITEMS
+from interop.test_balance import FakeBalance
+
+
+@pytest.fixture
+def protocol(tmp_path: Path) -> Protocol:
+    """The shipped protocol with a site overlay that weighs the dose into the bag (a file: the
+    store pins the overlay's text with the cases)."""
+    path = tmp_path / "site.overlay.yaml"
+    path.write_text(HEAD + ITEMS + "gravimetric:\n  enabled: true\n")
+    return load_overlay(path, load_protocol(default_protocol_path()))
+
+
+@pytest.fixture
+def balances() -> Iterator[list[FakeBalance]]:
+    made: list[FakeBalance] = []
+    yield made
+    for b in made:
+        b.close()
+
+
+def with_balance(site: Site, made: list[FakeBalance], *replies: str) -> None:
+    b = FakeBalance(list(replies))
+    made.append(b)
+    site.bedside.settings = replace(site.bedside.settings, balance_port=b.port)
+
+
+def field_value(html: str, item_id: str) -> str | None:
+    m = re.search(rf'name="v_{item_id}"[^>]*value="([^"]*)"', html, re.S)
+    return m.group(1) if m else None
+
+
+def test_read_balance_fills_the_field_and_keeps_the_form(
+    sqlite_site: Site, balances: list[FakeBalance]
+) -> None:
+    site = sqlite_site
+    view = site.walk_to("dilution")
+    cid = view.case.case_id
+    tech = site.client("t.mensah")
+    page = tech.get(f"/cases/{cid}")
+    assert "No balance is connected here" in page.text and "Read balance" not in page.text
+
+    with_balance(site, balances, "S D      61.200 g", "S S      61.250 g")
+    page = tech.get(f"/cases/{cid}")
+    assert f'formaction="/cases/{cid}/steps/dilution/balance"' in page.text
+    assert "Read balance: Bag weight before the dose" in page.text
+    values = values_for(site.bedside.load(cid).case, "dilution", site.clock.now())
+    form = form_of(values) | {
+        "csrf_token": csrf_of(page.text),
+        "expected_version": version_of(page.text),
+        "weigh": "dose_added_before_g",
+    }
+    r = tech.post(f"/cases/{cid}/steps/dilution/balance", data=form)
+    assert r.status_code == 200, r.text
+    assert field_value(r.text, "dose_added_before_g") == "61.250"
+    assert field_value(r.text, "d5w_lot") == values["d5w_lot"]  # what was typed stays
+    assert re.search(r'value="balance"\s*(checked|selected)', r.text)
+    assert "read from the balance (S S      61.250 g)" in r.text
+
+    # An overload: refused, the form shown again as it was.
+    with_balance(site, balances, "S +")
+    r = tech.post(f"/cases/{cid}/steps/dilution/balance", data=form)
+    assert r.status_code in (409, 422) and "overload" in r.text
+    assert field_value(r.text, "d5w_lot") == values["d5w_lot"]
+
+
+def test_the_weighed_volume_is_judged_when_the_form_is_signed(sqlite_site: Site) -> None:
+    site = sqlite_site
+    view = site.walk_to("dilution")
+    cid = view.case.case_id
+    plan = view.case.plan
+    assert plan is not None
+    tech = site.client("t.mensah")
+    page = tech.get(f"/cases/{cid}")
+    values = values_for(view.case, "dilution", site.clock.now())
+    base = form_of(values) | {
+        "csrf_token": csrf_of(page.text),
+        "expected_version": version_of(page.text),
+        "password": PASSWORD,
+        "v_dose_added_before_g": "60.000",
+        "v_dose_added_weighed_by": "typed",
+        "v_dose_added_typed_reason": "no_balance",
+    }
+    too_much = str(Decimal("60.000") + plan.reconstituted_volume_ml * 2)
+    r = tech.post(f"/cases/{cid}/steps/dilution", data=base | {"v_dose_added_after_g": too_much})
+    assert r.status_code == 422, r.text
+    assert "is outside the tolerance" in r.text and "planned" in r.text
+    assert site.bedside.load(cid).case.state == "dilution"
+    right = str(Decimal("60.000") + plan.reconstituted_volume_ml)
+    r = tech.post(
+        f"/cases/{cid}/steps/dilution",
+        data=base | {"v_dose_added_after_g": right},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303, r.text
+    assert site.bedside.load(cid).case.state == "pharmacy_verification"
