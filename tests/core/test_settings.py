@@ -70,3 +70,27 @@ def test_the_installation_uses_them(tmp_path: Path) -> None:
     app = open_bedside(tmp_path, archive=False)
     assert app.identity.policy.max_failed_attempts == 2
     assert str(app.tz) == "America/Chicago"
+
+
+def test_label_symbology_and_bench_balance(tmp_path: Path) -> None:
+    """Issue 16: the bag label's symbology and the bench's balance port are site settings."""
+    assert load_settings(tmp_path).label_symbology == "gs1_datamatrix"
+    assert load_settings(tmp_path).balance_port is None
+    (tmp_path / "bedside.yaml").write_text(
+        "labels: {symbology: gs1_qr}\nbench: {balance_port: /dev/ttyUSB0, balance_baud: 19200}\n"
+    )
+    s = load_settings(tmp_path)
+    assert (s.label_symbology, s.balance_port, s.balance_baud) == (
+        "gs1_qr",
+        "/dev/ttyUSB0",
+        19200,
+    )
+    (tmp_path / "bedside.yaml").write_text(
+        "labels:\n  symbology: code39\nbench:\n  balance_baud: 9601\n  scale: 1\n"
+    )
+    with pytest.raises(ConfigError) as err:
+        load_settings(tmp_path)
+    text = str(err.value)
+    assert "bedside.yaml:2: labels.symbology: 'code39' is not a symbology" in text
+    assert "bedside.yaml:4: bench.balance_baud: 9601 is not a serial rate" in text
+    assert "bedside.yaml:5: bench.scale: unknown key" in text

@@ -7,13 +7,14 @@ same core check as everywhere else."""
 from __future__ import annotations
 
 import re
-import sys
 from collections.abc import Iterator
 from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from core.test_gravimetric import HEAD, ITEMS
+from interop.test_balance import FakeBalance
 
 from workflow.core.protocol import Protocol, load_protocol
 from workflow.core.protocol.overlay import load_overlay
@@ -21,10 +22,6 @@ from workflow.dev.walk import values_for
 from workflow.resources import default_protocol_path
 
 from .conftest import PASSWORD, Site, csrf_of, form_of, version_of
-
-sys.path.insert(0, str(Path(__file__).parents[1]))
-from core.test_gravimetric import HEAD, ITEMS
-from interop.test_balance import FakeBalance
 
 
 @pytest.fixture
