@@ -18,10 +18,11 @@ from PIL import Image
 from workflow.cli import main
 from workflow.core.errors import StepRefused
 from workflow.dev.walk import values_for
-from workflow.records.labels import bag_label_pdf
+from workflow.records.labels import SYMBOLOGIES, bag_label_pdf
 from workflow.service import CaseView
+from workflow.settings import SYMBOLOGIES as SETTING_SYMBOLOGIES
 
-from .conftest import Site, cred
+from .conftest import PASSWORD, Site, cred, csrf_of, form_of, version_of
 
 pytestmark = pytest.mark.skipif(
     shutil.which("pdftoppm") is None,
@@ -68,8 +69,10 @@ def test_the_label_scans_as_this_dose_and_signing_with_it_passes(sqlite_site: Si
     assert code.startswith("(7003)") and code.endswith(f"(91){cid}(92)C1D1")
     checked = site.bedside.check_bag_scan(cid, code)
     assert checked["case_id"] == cid and checked["dose_in_cycle"] == 1
-    # The QR Code a site may choose instead decodes to the same element string.
+    # The QR Code a site may choose instead decodes to the same element string; the settings
+    # offer exactly the symbologies the label can draw.
     assert label_code(site, view, "gs1_qr") == code
+    assert set(SYMBOLOGIES) == set(SETTING_SYMBOLOGIES)
     site.clock.advance(minutes=5)
     values = values_for(view.case, "pre_infusion", site.clock.now())
     values.update(bag_entry="scanned", bag_scan=code)
@@ -98,8 +101,23 @@ def test_another_doses_bag_is_refused_naming_both(sqlite_site: Site) -> None:
         site.bedside.sign_step(cid, mine.version, "pre_infusion", values, cred("n.alvarez"))
     assert signing.value.reason == "wrong_bag"
     assert site.bedside.load(cid).case.state == "pre_infusion"
-    # The JSON API: 422 with the same words; a pharmacy technician may not ask at all.
+    # The page's form: the same refusal, shown on the form again.
     nurse = site.client("n.alvarez")
+    page = nurse.get(f"/cases/{cid}")
+    assert 'name="v_bag_scan"' in page.text
+    r = nurse.post(
+        f"/cases/{cid}/steps/pre_infusion",
+        data={
+            "csrf_token": csrf_of(page.text),
+            "expected_version": version_of(page.text),
+            "password": PASSWORD,
+            **form_of(values),
+        },
+    )
+    assert r.status_code == 422 and "This is not the bag for this dose" in r.text
+    assert f"bag: case {theirs.case.case_id}" in r.text and "this dose: case" in r.text
+    assert site.bedside.load(cid).case.state == "pre_infusion"
+    # The JSON API: 422 with the same words; a pharmacy technician may not ask at all.
     r = nurse.post(f"/api/cases/{cid}/bag-scan", json={"text": wrong})
     assert r.status_code == 422, r.text
     assert r.json()["code"] == "wrong_bag" and "this dose: case" in r.json()["message"]
