@@ -126,6 +126,8 @@ ROUTE_ROLES: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/api/users/{username}/reset-password"): ADMIN,
     ("GET", "/api/cases/{case_id}/fhir"): READERS,
     ("POST", "/api/scan"): PHARMACY,
+    ("POST", "/api/cases/{case_id}/bag-scan"): WARD,
+    ("POST", "/cases/{case_id}/steps/{step_id}/balance"): PHARMACY,
     ("GET", "/api/reports/scan-failures"): AUDIT,
     ("GET", "/api/protocol/diagram.svg"): CLINICAL,
     ("GET", "/api/courses/{course_id}/timeline.svg"): CLINICAL,
@@ -398,6 +400,20 @@ POSTS: dict[tuple[str, str], Callable[[Ctx], Built]] = {
         "p.lindqvist",
         "/api/scan",
         {"item": "vial", "text": "hello"},
+        (422,),
+    ),
+    # The bag's code checked against a dose: 422 "unreadable" likewise.
+    ("POST", "/api/cases/{case_id}/bag-scan"): lambda c: (
+        "n.alvarez",
+        f"/api/cases/{c.case_id}/bag-scan",
+        {"text": "hello"},
+        (422,),
+    ),
+    # The shipped protocol weighs nothing: 422 naming the weight asked for, past every check.
+    ("POST", "/cases/{case_id}/steps/{step_id}/balance"): lambda c: (
+        "t.mensah",
+        f"/cases/{c.case_id}/steps/hold_checks/balance",
+        {"weigh": "nothing"},
         (422,),
     ),
 }
