@@ -1,7 +1,8 @@
 """Operations the pages and the API share, so both follow the same rules.
 
-Each takes the signed-in viewer and plain values, asks the service, and records the 11.200
-signing-session continuity when a signature succeeded. Nothing clinical is decided here.
+Each takes the signed-in viewer and plain values and asks the service; a signature goes as a
+TabletProof of the viewer's session, which the service records (11.200 continuity) with the
+signed event in one transaction. Nothing clinical is decided here.
 """
 
 from __future__ import annotations
