@@ -6,6 +6,13 @@ into a Case, check who is signing (Part 11: id + password, or the password alone
 continuous session), let the Case judge and build the event, then append it with optimistic
 concurrency (a stale version is a ConflictError and nothing is written). When a case ends, its
 records are built, signed and archived.
+
+This is the one door: the web and the command line call :class:`Bedside` (its commands and
+queries, some kept in ``service_people.py`` and ``service_queries.py``) and use the data types
+re-exported below as the service's vocabulary; they never import ``workflow.store`` or
+``workflow.identity`` (import-linter contract "The edges see only the service", ``make lint``).
+A signature typed at a web tablet (``tablet_signing.TabletProof``) is checked, appended and
+recorded in its web session in one database transaction.
 """
 
 from __future__ import annotations
@@ -39,6 +46,8 @@ from workflow.core.schedule import NextDose, next_dose
 from workflow.identity import AuthRefused, Credentials, Identity, SessionPassword
 from workflow.identity.errors import WRONG_ROLE
 from workflow.resources import default_protocol_path
+from workflow.service_people import People
+from workflow.service_queries import Queries
 from workflow.settings import Settings
 from workflow.store import (
     COURSE_ACTIVE,
@@ -49,8 +58,12 @@ from workflow.store import (
     Store,
     pinning,
 )
+from workflow.store.web_sessions import SignatureMark
+from workflow.tablet_signing import TabletProof
 
-Proof = Credentials | SessionPassword
+# A signer's proof: both components, the password inside a continuous session, or either of
+# those typed at a web tablet (recorded in its session with the signed event).
+Proof = Credentials | SessionPassword | TabletProof
 log = logging.getLogger("bedside")
 
 # The record every ended case gets, archived after any other (see unarchived_cases).
@@ -87,7 +100,7 @@ def patient_ref(patient: Patient) -> PatientRef:
     return PatientRef(patient.id, patient.mrn, patient.display_name, patient.date_of_birth)
 
 
-class Bedside:
+class Bedside(People, Queries):
     """One installation: a store, its people, the protocols it knows, a clock."""
 
     def __init__(
@@ -168,6 +181,8 @@ class Bedside:
         """Authenticate the signer in the first allowed role they hold. A refused attempt is
         written to the case's own trail as well as the security log (never the password)."""
         now = self.clock.now()
+        if isinstance(proof, TabletProof):
+            proof = proof.proof
         username = proof.username if isinstance(proof, Credentials) else proof.session.username
         try:
             user = self.identity.get_user(username)
@@ -243,6 +258,7 @@ class Bedside:
             protocol_version=p.version,
             protocol_hash=p.content_hash,
             start_record=record,
+            session=self._mark(proof),
         )
 
     def active_course(self, patient_id: str) -> Course:
@@ -296,6 +312,7 @@ class Bedside:
             state=case.state,
             protocol_version=self.protocol.version,
             protocol_hash=self.protocol.content_hash,
+            session=self._mark(proof),
         )
         return CaseView(record, case)
 
@@ -320,6 +337,7 @@ class Bedside:
         case = view.case
         event = build(case, signer, self.clock.now())
         proto = case.protocol
+        # The event and, for a tablet's signature, its session's 11.200 state: one transaction.
         record = self.store.append(
             case_id,
             expected_version,
@@ -327,6 +345,7 @@ class Bedside:
             protocol_version=proto.version,
             protocol_hash=proto.content_hash,
             state=case.state,
+            session=self._mark(proof),
         )
         if case.state == "discontinued":
             course = self.store.get_course(record.course_id)
@@ -469,6 +488,11 @@ class Bedside:
         return CatchUp(done, refused)
 
     # -- helpers ---------------------------------------------------------------------------------
+    def _mark(self, proof: Proof) -> SignatureMark | None:
+        """What a checked signature changes in the web session it was typed in (none for a
+        signature at the command line)."""
+        return proof.mark(self.clock.now()) if isinstance(proof, TabletProof) else None
+
     def _step(self, case_id: str, step_id: str) -> Any:
         record = self.store.get_case(case_id)
         protocol = self.protocol_for(record.protocol_hash)
