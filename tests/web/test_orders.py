@@ -347,3 +347,16 @@ def test_after_a_contraindicating_toxicity_a_course_needs_the_signed_override(si
     override = (new.start_record or {})["retreatment_override"]
     assert override["reason"] == "Tumour response; cardiology cleared"
     assert "Retreatment override signed" in dr.get(f"/patients/{patient_id}").text
+
+
+def test_a_look_alike_name_is_registered_only_once_confirmed(site: Site) -> None:
+    dr, token = page_client(site, "dr.okafor")
+    mixed = "Ivаnov"  # the second "a" is Cyrillic
+    r = register(dr, token, family_name=mixed)
+    assert r.status_code == 422, r.text
+    assert 'name="confirm_mixed_script"' in r.text
+    assert site.bedside.find_patient("MRN-4401") is None
+    r = register(dr, token, family_name=mixed, confirm_mixed_script="on")
+    assert r.status_code == 303, r.text
+    patient = site.bedside.find_patient("MRN-4401")
+    assert patient is not None and patient.family_name == mixed
