@@ -11,7 +11,9 @@ import http.cookiejar
 import json
 import os
 import re
+import select
 import shlex
+import signal
 import socket
 import subprocess
 import sys
@@ -163,3 +165,47 @@ def test_init_time_zone_is_checked_before_anything_is_written(tmp_path: Path) ->
     assert init().returncode == 0
     other = init("--time-zone", "UTC")
     assert other.returncode == 2 and "already sets site.time_zone: America/Chicago" in other.stderr
+
+
+def test_init_asks_for_the_time_zone_on_a_terminal(tmp_path: Path) -> None:
+    import pty
+
+    home = tmp_path / "home"
+    argv = [str(BEDSIDE), "--home", str(home), "init", "--admin", "root", "--name", "Root"]
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: bedside on a terminal of its own
+        try:
+            os.execv(argv[0], argv)
+        finally:
+            os._exit(127)
+    answers = {
+        b"Site time zone": b"Asia/Tokyo\n",
+        b"Admin password:": PASSWORD.encode() + b"\n",
+        b"Again:": PASSWORD.encode() + b"\n",
+    }
+    seen = b""
+    deadline = time.monotonic() + 120  # a guard against a hang, not a timing assertion
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([fd], [], [], 1.0)
+            if not ready:
+                continue
+            try:
+                chunk = os.read(fd, 1024)
+            except OSError:  # the child ended and closed its terminal
+                break
+            if not chunk:
+                break
+            seen += chunk
+            for prompt in list(answers):
+                if prompt in seen:
+                    os.write(fd, answers.pop(prompt))
+                    seen = seen.replace(prompt, b"")
+    finally:
+        if time.monotonic() >= deadline:
+            os.kill(pid, signal.SIGKILL)
+        _, status = os.waitpid(pid, 0)
+        os.close(fd)
+    assert not answers, seen
+    assert os.waitstatus_to_exitcode(status) == 0, seen
+    assert "time_zone: Asia/Tokyo" in (home / "bedside.yaml").read_text(encoding="utf-8")
