@@ -334,7 +334,11 @@ class Bedside:
             # The dose in progress: the next one's time shows once this one was given.
             current = self.load(status.active_case).case
             due = at if current.given else None
-            return NextDue(due, None, f"dose {current.dose_in_course} is still open", False)
+            why = (
+                f"course dose {current.dose_in_course} (cycle {current.cycle} dose "
+                f"{current.dose_in_cycle}) is still open; the next opens once it has ended"
+            )
+            return NextDue(due, None, why, False)
         try:
             dose = next_dose(self.protocol, status, at, self.tz)
         except StepRefused as exc:
