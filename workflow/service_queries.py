@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Collection
-from datetime import date, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from workflow.core.errors import InputError
 from workflow.core.events import Event
 from workflow.store import ArchivedRecord, CaseRecord, ChainReport, Course, Patient, Store
 
@@ -28,34 +29,50 @@ class Queries:
     store: Store
 
     # -- patients and courses --------------------------------------------------------------
-    def add_patient(
+    def register_patient(
         self,
         *,
         mrn: str,
         family_name: str,
         given_name: str,
-        date_of_birth: date | str,
-        created_by: str,
+        date_of_birth: str,
+        by: str,
         confirm_mixed_script: bool = False,
     ) -> Patient:
-        """Register a patient. Raises InputError naming the field (``mrn`` taken or malformed,
-        names, ``date_of_birth``) and MixedScriptName (unless ``confirm_mixed_script``)."""
+        """Register a patient with two identifiers (MRN; name and date of birth). Refusals name
+        the field (InputError: ``mrn`` taken or malformed, ``family_name``, ``given_name``,
+        ``date_of_birth``; MixedScriptName for a name mixing look-alike scripts until
+        confirmed); nothing is written then. ``by`` is who registered it (a username, "cli")."""
         return self.store.add_patient(
             mrn=mrn,
             family_name=family_name,
             given_name=given_name,
             date_of_birth=date_of_birth,
-            created_by=created_by,
+            created_by=by,
             confirm_mixed_script=confirm_mixed_script,
         )
 
-    def find_patient_by_mrn(self, mrn: str) -> Patient | None:
+    def patient(self, patient_id: str) -> Patient:
+        """A patient by id (NotFound)."""
+        return self.store.get_patient(patient_id)
+
+    def find_patient(self, mrn: str) -> Patient | None:
         return self.store.find_patient_by_mrn(mrn)
 
-    def list_patients(self, *, limit: int = 100, offset: int = 0) -> list[Patient]:
-        return self.store.list_patients(limit=limit, offset=offset)
+    def patient_by_mrn(self, mrn: str) -> Patient:
+        """The patient with this MRN, or InputError naming ``mrn``."""
+        patient = self.store.find_patient_by_mrn(mrn)
+        if patient is None:
+            raise InputError("mrn", f"no patient with MRN {mrn!r}")
+        return patient
 
-    def list_courses(self, patient_id: str) -> list[Course]:
+    def search_patients(self, text: str = "", *, limit: int = 50) -> list[Patient]:
+        """Patients whose MRN or name contains ``text``; every patient (by name) when empty."""
+        if not text.strip():
+            return self.store.list_patients(limit=limit)
+        return self.store.search_patients(text, limit=limit)
+
+    def patient_courses(self, patient_id: str) -> list[Course]:
         """The patient's courses, oldest first."""
         return self.store.list_courses(patient_id)
 
@@ -68,13 +85,6 @@ class Queries:
         states: Collection[str] | None = None,
     ) -> list[CaseRecord]:
         return self.store.list_cases(course_id=course_id, patient_id=patient_id, states=states)
-
-    def worklist(
-        self, states: Collection[str], *, limit: int = 50, offset: int = 0
-    ) -> list[CaseRecord]:
-        """Cases in any of ``states``, soonest scheduled first (InputError for ``limit`` or
-        ``offset`` out of range)."""
-        return self.store.worklist(states, limit=limit, offset=offset)
 
     def load_events(self, case_id: str) -> list[Event]:
         """The case's events in order, its hash chain checked (IntegrityError if broken)."""

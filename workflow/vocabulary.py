@@ -19,11 +19,20 @@ from workflow.identity.users import User, clean_printed_name
 
 if TYPE_CHECKING:
     from workflow.service_people import SignIn
-    from workflow.store.models import ArchivedRecord, CaseRecord, Course, Patient
+    from workflow.store.models import (
+        COURSE_ACTIVE,
+        COURSE_DISCONTINUED,
+        ArchivedRecord,
+        CaseRecord,
+        Course,
+        Patient,
+    )
     from workflow.store.web_sessions import Continuity, SessionEnded, Swept, WebSession
     from workflow.tablet_signing import TabletProof, tablet_proof
 
 _WHERE = {
+    "COURSE_ACTIVE": "workflow.store.models",
+    "COURSE_DISCONTINUED": "workflow.store.models",
     "ArchivedRecord": "workflow.store.models",
     "CaseRecord": "workflow.store.models",
     "Continuity": "workflow.store.web_sessions",
@@ -48,6 +57,8 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "COURSE_ACTIVE",
+    "COURSE_DISCONTINUED",
     "ROLES",
     "WRONG_ROLE",
     "ArchivedRecord",

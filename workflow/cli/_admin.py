@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,12 @@ def register(sub: Any) -> None:
         "--organisation",
         default="Bedside site",
         help="name on the local CA and signing certificate",
+    )
+    p.add_argument(
+        "--time-zone",
+        metavar="ZONE",
+        help="the site's IANA time zone (e.g. Europe/Oslo), written to <home>/bedside.yaml as "
+        "site.time_zone; asked for on a terminal when left out (default UTC)",
     )
     p.add_argument(
         "--import-p12",
@@ -117,8 +125,9 @@ def _exists(app: Any, username: str) -> bool:
 
 def init(args: argparse.Namespace) -> int:
     from workflow.archive import PKI_DIR
-    from workflow.private_files import make_private_dir, tighten_dir
+    from workflow.private_files import create_private_file, make_private_dir, tighten_dir
     from workflow.records.pki import create_site_pki, import_pkcs12, pki_state, set_aside_incomplete
+    from workflow.settings import SETTINGS_FILE, settings_text
 
     home = home_of(args)
     if args.reissue_signing_cert:
@@ -126,6 +135,7 @@ def init(args: argparse.Namespace) -> int:
     for field, value in (("admin", args.admin), ("name", args.name)):
         if not value or not value.strip():
             raise InputError(field, "is required to make a home", f"--{field} TEXT")
+    zone = _time_zone(args, home)  # judged before anything is written
     make_private_dir(home)
     tighten_dir(home)  # the home holds the database and the keys: the service account's only
     pki = home / PKI_DIR
@@ -166,8 +176,35 @@ def init(args: argparse.Namespace) -> int:
             confirm_mixed_script=args.confirm_mixed_script,
         )
         print(f"created admin {args.admin}")
+    if zone is not None:
+        fd = create_private_file(home / SETTINGS_FILE)  # new, 0600; never over an existing one
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(settings_text(args.organisation, zone))
+        print(f"wrote {home / SETTINGS_FILE} (site.time_zone: {zone})")
     print(f"home: {home}")
     return 0
+
+
+def _time_zone(args: argparse.Namespace, home: Path) -> str | None:
+    """The zone to write into a new bedside.yaml, or None when the home already has one (kept
+    as it is: it may hold other settings; a different --time-zone is refused, not ignored)."""
+    from workflow.settings import SETTINGS_FILE, check_time_zone, load_settings
+
+    if (home / SETTINGS_FILE).exists():
+        current = load_settings(home).time_zone
+        if args.time_zone and check_time_zone(args.time_zone) != current:
+            raise InputError(
+                "time-zone",
+                f"{home / SETTINGS_FILE} already sets site.time_zone: {current}; edit that file "
+                "to change it (existing doses keep their times)",
+            )
+        return None
+    if args.time_zone:
+        return check_time_zone(args.time_zone)
+    if sys.stdin.isatty() and not args.password_stdin:
+        typed = input("Site time zone (IANA, e.g. Europe/Oslo) [UTC]: ").strip()
+        return check_time_zone(typed or "UTC")
+    return "UTC"
 
 
 def _reissue(args: argparse.Namespace, home: Path) -> int:

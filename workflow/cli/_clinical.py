@@ -93,12 +93,12 @@ def patient_add(args: argparse.Namespace) -> int:
 
     app = open_app(args)
     try:
-        p = app.add_patient(
+        p = app.register_patient(
             mrn=args.mrn,
             family_name=args.family,
             given_name=args.given,
             date_of_birth=args.dob,
-            created_by="cli",
+            by="cli",
             confirm_mixed_script=args.confirm_mixed_script,
         )
     except MixedScriptName as warning:
@@ -109,7 +109,7 @@ def patient_add(args: argparse.Namespace) -> int:
 
 def patient_list(args: argparse.Namespace) -> int:
     app = open_app(args)
-    patients = app.list_patients(limit=500)
+    patients = app.search_patients(limit=500)
     if args.json:
         print_json(
             [
@@ -129,10 +129,7 @@ def patient_list(args: argparse.Namespace) -> int:
 
 
 def _patient(app: Bedside, mrn: str) -> Any:
-    patient = app.find_patient_by_mrn(mrn)
-    if patient is None:
-        raise InputError("mrn", f"no patient with MRN {mrn!r}")
-    return patient
+    return app.patient_by_mrn(mrn)
 
 
 def _active_course(app: Bedside, mrn: str) -> Any:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import stat
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +19,7 @@ from ._app import home_of, open_app
 # everything through the database and are tested that way (tests/scale/test_two_servers.py).
 def register(sub: Any) -> None:
     p = sub.add_parser("serve", help="start the web UI and JSON API (default 127.0.0.1:8000)")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    add_address(p)
     p.add_argument(
         "--idle-minutes",
         type=int,
@@ -32,6 +32,11 @@ def register(sub: Any) -> None:
         "--proxy", action="store_true", help="trust X-Forwarded-Proto/For from a local proxy"
     )
     p.set_defaults(handler=run)
+
+
+def add_address(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
 
 
 def exposure_warnings(home: Path) -> list[str]:
@@ -51,7 +56,9 @@ def exposure_warnings(home: Path) -> list[str]:
     return out
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, banner: Sequence[str] = ()) -> int:
+    """Serve the home; ``banner`` lines are printed once the address is known (the demo's
+    people and passwords)."""
     import uvicorn
 
     from workflow.core.errors import InputError
@@ -101,6 +108,8 @@ def run(args: argparse.Namespace) -> int:
         on_shutdown=(pool.close,),
     )
     print(f"bedside: serving on http://{args.host}:{args.port}/ (Ctrl-C stops)", flush=True)
+    for line in banner:
+        print(line, flush=True)
     uvicorn.run(
         app,
         host=args.host,

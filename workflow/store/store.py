@@ -202,6 +202,13 @@ class Store:
         with read_tx(self.engine) as conn:
             return cases.worklist(conn, states, limit=limit, offset=offset)
 
+    def board(
+        self, final_states: Collection[str], ended_since: datetime, *, limit: int = 200
+    ) -> list[CaseRecord]:
+        """Every case not ended, and those ended since ``ended_since``, soonest first."""
+        with read_tx(self.engine) as conn:
+            return cases.board(conn, final_states, ended_since, limit=limit)
+
     # --- patients and courses --------------------------------------------------------------
 
     def add_patient(
@@ -241,6 +248,11 @@ class Store:
     def list_patients(self, *, limit: int = 100, offset: int = 0) -> list[Patient]:
         with read_tx(self.engine) as conn:
             return patients.list_patients(conn, limit=limit, offset=offset)
+
+    def search_patients(self, text: str, *, limit: int = 50) -> list[Patient]:
+        """Patients whose MRN or name contains ``text`` (any case)."""
+        with read_tx(self.engine) as conn:
+            return patients.search_patients(conn, text, limit=limit)
 
     def start_course(
         self,

@@ -13,12 +13,12 @@ from typing import Any
 
 from workflow.core.blinding import Blinding, blinding_for, refuse_while_blinded
 from workflow.core.errors import InputError, NotFound
-from workflow.service import CaseView
-from workflow.vocabulary import ArchivedRecord, CaseRecord, TabletProof, User
+from workflow.service import BoardRow, CaseView
+from workflow.vocabulary import ArchivedRecord, TabletProof, User
 
 from .context import Web
+from .present import board_row
 from .security import Viewer, signing_proof
-from .settings import PHARMACY
 
 
 def blinding_of(
@@ -132,30 +132,12 @@ def correct(
     )
 
 
-def ward_states(web: Web) -> list[str]:
-    """States a ward's worklist shows: steps a nurse or prescriber signs, holds, mismatches."""
-    protocol = web.bedside.protocol
-    states = [
-        s.id
-        for s in protocol.steps
-        if set(s.roles) & {"nurse", "prescriber"} and s.phase != "compounding"
-    ]
-    states += [s.id + "_mismatch" for s in protocol.steps if s.blinded_against]
-    return [*states, "held"]
-
-
-def pharmacy_states(web: Web) -> list[str]:
-    protocol = web.bedside.protocol
-    return [
-        s.id
-        for s in protocol.steps
-        if set(s.roles) & set(PHARMACY) and s.phase in ("order", "eligibility", "compounding")
-    ]
-
-
-def worklist(web: Web, states: list[str]) -> list[CaseView]:
-    records: list[CaseRecord] = web.bedside.worklist(states, limit=web.settings.worklist_limit)
-    return [web.bedside.load(r.id) for r in records]
+def board_rows(web: Web, viewer: Viewer, rows: list[BoardRow]) -> list[dict[str, Any]]:
+    """The ward board's or pharmacy queue's rows as this viewer may see them (the same for the
+    page and the JSON API)."""
+    now = web.bedside.clock.now()
+    blinded = worklist_blinding(web, [r.view for r in rows], viewer)
+    return [board_row(r, web.bedside.tz, now, b) for r, b in zip(rows, blinded, strict=True)]
 
 
 def pick_step(view: CaseView, viewer: Viewer, wanted: str | None) -> str | None:

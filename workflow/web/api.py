@@ -22,7 +22,7 @@ from . import actions
 from .context import web_of
 from .pages_audit import parse_day
 from .pages_auth import set_session_cookie, sign_in
-from .present import case_json, worklist_row
+from .present import case_json
 from .security import CSRF_HEADER, Viewer, check_csrf, csrf_token_for
 from .settings import ADMIN, AUDIT, CLINICAL, PHARMACY, RECORD_READERS, WARD
 
@@ -150,6 +150,17 @@ class WorklistRow(BaseModel):
     phase: str
     plan: dict[str, Any] | None
     blinded: bool
+    stage: str = Field(
+        description="ordered, pharmacy, ready, bedside, infusing, after, held, ended"
+    )
+    stage_title: str
+    due_local: str = Field(description="The due time in the site's zone, with the zone")
+    due_time: str = Field(description="HH:MM in the site's zone")
+    waiting_since: str = Field(description="The dose's last signed step (UTC)")
+    waiting_minutes: int
+    waiting: str
+    minutes_left: int | None = Field(description="Infusing: planned minutes still to run")
+    holds: list[str] = Field(description="The rules holding the dose, in words")
 
 
 class CaseOut(BaseModel):
@@ -312,28 +323,20 @@ def logout(request: Request) -> Response:
 
 @router.get("/ward", response_model=list[WorklistRow])
 def ward(request: Request) -> list[WorklistRow]:
+    """The ward board's rows (the /ward page's, from the same service query)."""
     web = web_of(request)
     viewer = _viewer(request, WARD)
-    now = web.bedside.clock.now()
-    views = actions.worklist(web, actions.ward_states(web))
-    blinded = actions.worklist_blinding(web, views, viewer)
-    return [
-        WorklistRow(**worklist_row(v, web.bedside.tz, now, b))
-        for v, b in zip(views, blinded, strict=True)
-    ]
+    rows = web.bedside.ward_board(limit=web.settings.worklist_limit)
+    return [WorklistRow(**r) for r in actions.board_rows(web, viewer, rows)]
 
 
 @router.get("/pharmacy", response_model=list[WorklistRow])
 def pharmacy(request: Request) -> list[WorklistRow]:
+    """The pharmacy queue's rows (the /pharmacy page's, from the same service query)."""
     web = web_of(request)
     viewer = _viewer(request, PHARMACY)
-    now = web.bedside.clock.now()
-    views = actions.worklist(web, actions.pharmacy_states(web))
-    blinded = actions.worklist_blinding(web, views, viewer)
-    return [
-        WorklistRow(**worklist_row(v, web.bedside.tz, now, b))
-        for v, b in zip(views, blinded, strict=True)
-    ]
+    queue = web.bedside.pharmacy_queue(limit=web.settings.worklist_limit)
+    return [WorklistRow(**r) for r in actions.board_rows(web, viewer, queue.rows)]
 
 
 @router.get("/cases/{case_id}", response_model=CaseOut)

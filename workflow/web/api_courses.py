@@ -74,10 +74,7 @@ def _course_out(course: Course, mrn: str) -> CourseOut:
 
 
 def _patient_id(request: Request, mrn: str) -> str:
-    patient = web_of(request).bedside.find_patient_by_mrn(mrn)
-    if patient is None:
-        raise InputError("mrn", f"no patient with MRN {mrn!r}")
-    return patient.id
+    return web_of(request).bedside.patient_by_mrn(mrn).id
 
 
 @router.post(
