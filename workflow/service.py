@@ -6,6 +6,13 @@ into a Case, check who is signing (Part 11: id + password, or the password alone
 continuous session), let the Case judge and build the event, then append it with optimistic
 concurrency (a stale version is a ConflictError and nothing is written). When a case ends, its
 records are built, signed and archived.
+
+This is the one door: the web and the command line call :class:`Bedside` (its commands and
+queries, some kept in ``service_people.py`` and ``service_queries.py``) and use the data types
+re-exported below as the service's vocabulary; they never import ``workflow.store`` or
+``workflow.identity`` (import-linter contract "The edges see only the service", ``make lint``).
+A signature typed at a web tablet (``tablet_signing.TabletProof``) is checked, appended and
+recorded in its web session in one database transaction.
 """
 
 from __future__ import annotations
@@ -20,9 +27,15 @@ from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from workflow.board import PHARMACY_PHASES, Standing, counts, standing, start_of_day
 from workflow.core.clock import Clock, SystemClock
 from workflow.core.course import carried_holds, course_status
-from workflow.core.course_start import DEFAULT_ROLES, retreatment_block, start_record
+from workflow.core.course_start import (
+    DEFAULT_ROLES,
+    RetreatmentBlock,
+    retreatment_block,
+    start_record,
+)
 from workflow.core.errors import (
     AuthError,
     BedsideError,
@@ -35,10 +48,12 @@ from workflow.core.events import Event, Signer, parse_time
 from workflow.core.machine import Case, PatientRef
 from workflow.core.protocol import Protocol, load_protocol
 from workflow.core.protocol.overlay import load_overlay
-from workflow.core.schedule import NextDose, next_dose
+from workflow.core.schedule import NextDose, earliest_time, next_dose
 from workflow.identity import AuthRefused, Credentials, Identity, SessionPassword
 from workflow.identity.errors import WRONG_ROLE
 from workflow.resources import default_protocol_path
+from workflow.service_people import People
+from workflow.service_queries import Queries
 from workflow.settings import Settings
 from workflow.store import (
     COURSE_ACTIVE,
@@ -49,11 +64,15 @@ from workflow.store import (
     Store,
     pinning,
 )
+from workflow.store.web_sessions import SignatureMark
+from workflow.tablet_signing import TabletProof
 
 if TYPE_CHECKING:  # pyserial loads only when a balance is read
     from workflow.interop.balance import Weight
 
-Proof = Credentials | SessionPassword
+# A signer's proof: both components, the password inside a continuous session, or either of
+# those typed at a web tablet (recorded in its session with the signed event).
+Proof = Credentials | SessionPassword | TabletProof
 log = logging.getLogger("bedside")
 
 # The record every ended case gets, archived after any other (see unarchived_cases).
@@ -86,11 +105,39 @@ class CatchUp:
     refused: dict[str, str]
 
 
+@dataclass(frozen=True)
+class BoardRow:
+    """One dose on the ward board or the pharmacy queue: the replayed case and where it stands."""
+
+    view: CaseView
+    standing: Standing
+
+
+@dataclass(frozen=True)
+class PharmacyQueue:
+    """The doses pharmacy works on, soonest due first, and how many wait at each step."""
+
+    rows: list[BoardRow]
+    per_step: list[tuple[str, int]]
+
+
+@dataclass(frozen=True)
+class NextDue:
+    """A course's next dose: when it is due (``due_at``), or why none can be opened now
+    (``why_not``). ``opens_now`` is False while the previous dose is still open: its due time
+    shows once that dose was given, and it opens once that dose has ended."""
+
+    due_at: datetime | None
+    dose: NextDose | None
+    why_not: str | None
+    opens_now: bool
+
+
 def patient_ref(patient: Patient) -> PatientRef:
     return PatientRef(patient.id, patient.mrn, patient.display_name, patient.date_of_birth)
 
 
-class Bedside:
+class Bedside(People, Queries):
     """One installation: a store, its people, the protocols it knows, a clock."""
 
     def __init__(
@@ -203,6 +250,8 @@ class Bedside:
         """Authenticate the signer in the first allowed role they hold. A refused attempt is
         written to the case's own trail as well as the security log (never the password)."""
         now = self.clock.now()
+        if isinstance(proof, TabletProof):
+            proof = proof.proof
         username = proof.username if isinstance(proof, Credentials) else proof.session.username
         try:
             user = self.identity.get_user(username)
@@ -245,6 +294,100 @@ class Bedside:
                 state=view.case.state,
             )
 
+    # -- patients --------------------------------------------------------------------------------
+    def order_roles(self) -> tuple[str, ...]:
+        """Who writes orders: whoever the protocol lets start a course or sign its first step
+        (the order). The web lets these register patients, start courses and open doses."""
+        spec = self.protocol.course_start
+        first = self.protocol.step(self.protocol.initial)
+        roles = [*(spec.roles if spec else DEFAULT_ROLES), *first.roles]
+        return tuple(dict.fromkeys(roles))
+
+    def course_doses(self, course_id: str) -> list[CaseView]:
+        """The course's doses, in the order they were opened."""
+        views = [self.load(r.id) for r in self.store.list_cases(course_id=course_id)]
+        views.sort(key=lambda v: v.case.events[0].at)
+        return views
+
+    def retreatment_block_for(self, patient_id: str) -> RetreatmentBlock | None:
+        """The toxicity that contraindicates a new course for this patient, if any (a course
+        start is then refused unless a prescriber overrides it with a signed reason)."""
+        return retreatment_block(self.protocol, self._earlier_cases(patient_id))
+
+    def _earlier_cases(self, patient_id: str) -> list[Case]:
+        return [
+            case
+            for course in self.store.list_courses(patient_id)
+            for case in self.course_cases(course.id)
+        ]
+
+    def next_due(self, course_id: str) -> NextDue:
+        """When the course's next dose is due (now, or the q8h time after the last one given,
+        or the end of the rest), through the same schedule rules as :meth:`open_case`."""
+        course = self.store.get_course(course_id)
+        try:
+            self._course_active(course)
+        except StepRefused as exc:
+            return NextDue(None, None, exc.message, False)
+        status = course_status(self.course_cases(course_id), self.protocol.course_rules)
+        now = self.clock.now()
+        earliest = earliest_time(self.protocol, status, self.tz)
+        at = max(now, earliest) if earliest is not None else now
+        if status.active_case is not None:
+            # The dose in progress: the next one's time shows once this one was given.
+            current = self.load(status.active_case).case
+            due = at if current.given else None
+            why = (
+                f"course dose {current.dose_in_course} (cycle {current.cycle} dose "
+                f"{current.dose_in_cycle}) is still open; the next opens once it has ended"
+            )
+            return NextDue(due, None, why, False)
+        try:
+            dose = next_dose(self.protocol, status, at, self.tz)
+        except StepRefused as exc:
+            return NextDue(None, None, exc.message, False)
+        return NextDue(max(at, dose.earliest_at), dose, None, True)
+
+    # -- the ward board and the pharmacy queue ---------------------------------------------------
+    def ward_board(self, *, limit: int = 200) -> list[BoardRow]:
+        """Every dose of the ward in every state: not yet ended, or ended today (the site's
+        day), soonest due first, each with where it stands now."""
+        now = self.clock.now()
+        since = start_of_day(now, self.tz)
+        records = self.store.board(self.protocol.final_states, since, limit=limit)
+        rows = []
+        for record in records:
+            view = self.load(record.id)
+            rows.append(BoardRow(view, standing(view.case, record.scheduled_at, now)))
+        return rows
+
+    def pharmacy_queue(self, *, limit: int = 200) -> PharmacyQueue:
+        """The doses waiting for a pharmacy step (order verification, eligibility, compounding,
+        verification), soonest due first (overdue ones are the soonest), with how many wait at
+        each step. The protocol's order carries no urgency (STAT) item, so due time decides."""
+        now = self.clock.now()
+        states = self.pharmacy_states()
+        records = self.store.worklist(states, limit=limit)
+        rows = []
+        for record in records:
+            view = self.load(record.id)
+            rows.append(BoardRow(view, standing(view.case, record.scheduled_at, now)))
+        rows.sort(key=lambda r: (r.standing.due_at, r.view.case.case_id))
+        steps = [
+            self.protocol.step(r.view.case.state).title for r in rows if not r.view.case.on_hold
+        ]
+        return PharmacyQueue(rows, counts(steps))
+
+    def pharmacy_states(self) -> list[str]:
+        """States where the next signature is pharmacy's: the order's verification, eligibility
+        and every compounding step."""
+        pharmacy = {"pharmacy_technician", "pharmacist"}
+        return [
+            s.id
+            for s in self.protocol.steps
+            if set(s.roles) & pharmacy and s.phase in ("order", "eligibility", *PHARMACY_PHASES)
+        ]
+
     # -- courses ---------------------------------------------------------------------------------
     def start_course(
         self,
@@ -262,12 +405,7 @@ class Bedside:
         spec = self.protocol.course_start
         signer = self.signer(proof, spec.roles if spec else DEFAULT_ROLES)
         self._remember_protocol()
-        earlier = [
-            case
-            for course in self.store.list_courses(patient.id)
-            for case in self.course_cases(course.id)
-        ]
-        block = retreatment_block(self.protocol, earlier)
+        block = retreatment_block(self.protocol, self._earlier_cases(patient.id))
         record = start_record(
             self.protocol, attestations, signer, self.clock.now(), block, override_reason
         )
@@ -278,6 +416,7 @@ class Bedside:
             protocol_version=p.version,
             protocol_hash=p.content_hash,
             start_record=record,
+            session=self._mark(proof),
         )
 
     def active_course(self, patient_id: str) -> Course:
@@ -300,9 +439,54 @@ class Bedside:
     def open_case(
         self, course_id: str, scheduled_at: datetime, proof: Proof, ward: str = "unassigned"
     ) -> CaseView:
+        self._course_active(self.store.get_course(course_id))  # before any password is checked
+        signer = self.signer(proof, OPENING_ROLES)
+        case, opened, dose = self._opening(course_id, scheduled_at, signer, ward)
+        record = self._create(case, opened, dose, scheduled_at, session=self._mark(proof))
+        return CaseView(record, case)
+
+    def open_dose(
+        self,
+        course_id: str,
+        scheduled_at: datetime,
+        order: Mapping[str, Any],
+        proof: Proof,
+        ward: str = "unassigned",
+    ) -> CaseView:
+        """Open the course's next dose by signing its order (the protocol's first step): one
+        signature by someone who may sign the order and open a dose. The opening and the order
+        are both judged before either is written, so a refused order (a bad weight, a missing
+        item) leaves no dose behind."""
+        first = self.protocol.step(self.protocol.initial)
+        roles = tuple(r for r in first.roles if r in OPENING_ROLES)
+        if not roles:
+            raise StepRefused(
+                "role_not_allowed",
+                f"'{first.title}' is signed by {', '.join(first.roles)}, who may not open a dose",
+            )
+        self._course_active(self.store.get_course(course_id))
+        signer = self.signer(proof, roles)
+        case, opened, dose = self._opening(course_id, scheduled_at, signer, ward)
+        opened_state = case.state
+        order_event = case.sign(first.id, dict(order), signer, self.clock.now())
+        record = self._create(case, opened, dose, scheduled_at, state=opened_state)
+        proto = case.protocol
+        record = self.store.append(
+            case.case_id,
+            record.version,
+            [order_event],
+            protocol_version=proto.version,
+            protocol_hash=proto.content_hash,
+            state=case.state,
+            session=self._mark(proof),  # the signature's 11.200 state with the order it signs
+        )
+        return CaseView(record, case)
+
+    def _opening(
+        self, course_id: str, scheduled_at: datetime, signer: Signer, ward: str
+    ) -> tuple[Case, Event, NextDose]:
         course = self.store.get_course(course_id)
         self._course_active(course)
-        signer = self.signer(proof, OPENING_ROLES)
         self._remember_protocol()
         patient = self.store.get_patient(course.patient_id)
         cases = self.course_cases(course_id)
@@ -321,18 +505,29 @@ class Bedside:
             ward=ward,
             course_start=course.start_record,
         )
-        record = self.store.create_case(
+        return case, opened, dose
+
+    def _create(
+        self,
+        case: Case,
+        opened: Event,
+        dose: NextDose,
+        scheduled_at: datetime,
+        state: str | None = None,
+        session: SignatureMark | None = None,
+    ) -> CaseRecord:
+        return self.store.create_case(
             opened,
-            course_id=course_id,
+            course_id=case.course_id,
             cycle=dose.cycle,
             dose_in_cycle=dose.dose_in_cycle,
             dose_in_course=dose.dose_in_course,
             scheduled_at=scheduled_at,
-            state=case.state,
+            state=state or case.state,
             protocol_version=self.protocol.version,
             protocol_hash=self.protocol.content_hash,
+            session=session,
         )
-        return CaseView(record, case)
 
     def _act(
         self,
@@ -355,6 +550,7 @@ class Bedside:
         case = view.case
         event = build(case, signer, self.clock.now())
         proto = case.protocol
+        # The event and, for a tablet's signature, its session's 11.200 state: one transaction.
         record = self.store.append(
             case_id,
             expected_version,
@@ -362,6 +558,7 @@ class Bedside:
             protocol_version=proto.version,
             protocol_hash=proto.content_hash,
             state=case.state,
+            session=self._mark(proof),
         )
         if case.state == "discontinued":
             course = self.store.get_course(record.course_id)
@@ -504,6 +701,11 @@ class Bedside:
         return CatchUp(done, refused)
 
     # -- helpers ---------------------------------------------------------------------------------
+    def _mark(self, proof: Proof) -> SignatureMark | None:
+        """What a checked signature changes in the web session it was typed in (none for a
+        signature at the command line)."""
+        return proof.mark(self.clock.now()) if isinstance(proof, TabletProof) else None
+
     def _step(self, case_id: str, step_id: str) -> Any:
         record = self.store.get_case(case_id)
         protocol = self.protocol_for(record.protocol_hash)

@@ -34,6 +34,7 @@ Example (every key, with its default and range)::
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta, tzinfo
@@ -44,7 +45,15 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from workflow.core.errors import ConfigError, ConfigIssue, InputError
 from workflow.identity.policy import SecurityPolicy
 
-__all__ = ["ConfigError", "ConfigIssue", "Settings", "load_settings", "parse_settings"]
+__all__ = [
+    "ConfigError",
+    "ConfigIssue",
+    "Settings",
+    "check_time_zone",
+    "load_settings",
+    "parse_settings",
+    "settings_text",
+]
 
 SETTINGS_FILE = "bedside.yaml"
 # One range per number, used by the file and by any flag that overrides the same setting.
@@ -249,3 +258,38 @@ def _policy(r: _Reader, found: dict[str, Any]) -> SecurityPolicy:
         line = min((line for _, line in found.values()), default=1)
         r.add(line, f"security.{exc.field}", exc.message)
         return SecurityPolicy()
+
+
+def check_time_zone(zone: str, field: str = "time-zone") -> str:
+    """An IANA zone name as given, or InputError naming ``field``."""
+    text = zone.strip()
+    try:
+        if not text:
+            raise ValueError(text)
+        ZoneInfo(text)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise InputError(
+            field, f"'{zone}' is not a known time zone", "an IANA zone, e.g. UTC, Europe/Oslo"
+        ) from None
+    return text
+
+
+def settings_text(site_name: str, time_zone: str) -> str:
+    """A new ``bedside.yaml`` (``bedside init``): the site's name and zone, and every other
+    setting at its default, commented out, with its range (parse_settings reads it back)."""
+    name = json.dumps(site_name.strip()[:_MAX_NAME] or Settings.site_name)  # YAML-safe quoting
+    return f"""# Bedside site settings (README, "Site settings"): local, never clinical numbers.
+site:
+  name: {name}              # text, up to {_MAX_NAME} characters
+  time_zone: {time_zone}      # IANA zone: the schedule's days, times on pages and labels
+# security:
+#   max_failed_attempts: 5          # 1 to 100; then the account locks
+#   lockout_minutes: 15             # 1 to 1440
+#   password_max_age_days: 180      # 1 to 3650, or null to turn password aging off
+#   session_idle_minutes: 15        # 1 to 1440; 21 CFR 11.200 continuous signing session
+#   session_max_hours: 12           # 1 to 24
+#   min_password_length: 12         # 1 to 256
+# web:
+#   idle_timeout_minutes: 15        # 1 to 1440; `bedside serve --idle-minutes` overrides it
+#   session_retention_days: 30      # 1 to 3650; ended web sessions are deleted after this
+"""

@@ -174,7 +174,7 @@ def test_whole_dose_in_chromium(
     tab.page.goto(server + "/login")
     tab.shot("login")
     tab.login("n.alvarez")
-    assert "Doses due" in page.content()
+    assert "Ward board" in page.content()
     tab.shot("worklist")
     page.click(f"a[href='/cases/{cid}']")
     assert "Pre-dose hold checks" in page.content()

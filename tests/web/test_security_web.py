@@ -72,6 +72,7 @@ PHARMACY = frozenset({"pharmacy_technician", "pharmacist"})
 AUDIT = frozenset({"auditor"})
 READERS = CLINICAL | AUDIT
 ADMIN = frozenset({"admin"})
+ORDERS = frozenset({"prescriber"})  # the protocol's course_start and order roles
 ANYONE = CLINICAL | AUDIT | ADMIN
 
 # Left out of the route walk, and why.
@@ -131,6 +132,11 @@ ROUTE_ROLES: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/reports/scan-failures"): AUDIT,
     ("GET", "/api/protocol/diagram.svg"): CLINICAL,
     ("GET", "/api/courses/{course_id}/timeline.svg"): CLINICAL,
+    ("GET", "/patients"): CLINICAL,
+    ("POST", "/patients"): ORDERS,
+    ("GET", "/patients/{patient_id}"): CLINICAL,
+    ("POST", "/patients/{patient_id}/courses"): ORDERS,
+    ("POST", "/patients/{patient_id}/doses"): ORDERS,
     ("POST", "/api/patients/{mrn}/courses"): CLINICAL,
     ("GET", "/api/patients/{mrn}/course"): CLINICAL,
     ("POST", "/api/courses/{course_id}/doses"): CLINICAL,
@@ -169,6 +175,8 @@ class Ctx:
     course_id: str
     sha: str  # an archived record (a cancelled dose's)
     mrn: str = ""  # a patient with no course yet
+    patient_id: str = ""  # another with no course yet (the page's course start)
+    dose_patient: str = ""  # a patient whose course has no dose open (the page's order)
     cases: dict[str, str] = field(default_factory=dict)  # purpose -> case id
     n: int = 0
 
@@ -180,6 +188,7 @@ class Ctx:
             "username": "n.target",
             "course_id": self.course_id,
             "mrn": self.mrn,
+            "patient_id": self.patient_id,
         }
 
         def one(m: re.Match[str]) -> str:
@@ -243,7 +252,26 @@ def prepare(site: Site, purposes: tuple[str, ...] = ()) -> Ctx:
     idle = b.store.start_course(
         other.id, protocol_id=p.id, protocol_version=p.version, protocol_hash=p.content_hash
     )
-    ctx = Ctx(site, main.case.case_id, idle.id, records[0].sha256, fresh.mrn)
+    page_start = b.store.add_patient(
+        mrn="MRN-7992",
+        family_name="Page",
+        given_name="Pat",
+        date_of_birth="1973-03-03",
+        created_by="t",
+    )
+    page_dose = b.store.add_patient(
+        mrn="MRN-7993",
+        family_name="Order",
+        given_name="Pat",
+        date_of_birth="1974-04-04",
+        created_by="t",
+    )
+    b.store.start_course(
+        page_dose.id, protocol_id=p.id, protocol_version=p.version, protocol_hash=p.content_hash
+    )
+    ctx = Ctx(
+        site, main.case.case_id, idle.id, records[0].sha256, fresh.mrn, page_start.id, page_dose.id
+    )
     for i, purpose in enumerate(purposes):
         view = new_case(site, f"MRN-79{10 + i}")
         if purpose == "correction":  # a signed hold_checks to correct
@@ -430,6 +458,34 @@ POSTS[("POST", "/api/courses/{course_id}/doses")] = lambda c: (
     {"password": PASSWORD},
     (201,),
 )
+POSTS[("POST", "/patients")] = lambda c: (
+    "dr.okafor",
+    "/patients",
+    {"mrn": "MRN-7999", "family_name": "New", "given_name": "Pat", "date_of_birth": "1975-05-05"},
+    (303,),
+)
+POSTS[("POST", "/patients/{patient_id}/courses")] = lambda c: (
+    "dr.okafor",
+    f"/patients/{c.patient_id}/courses",
+    {"password": PASSWORD, **{f"a_{a}": "on" for a in ATTESTED}},
+    (303,),
+)
+POSTS[("POST", "/patients/{patient_id}/doses")] = lambda c: (
+    "dr.okafor",
+    f"/patients/{c.dose_patient}/doses",
+    {"password": PASSWORD, **_order_form(c)},
+    (303,),
+)
+
+
+def _order_form(c: Ctx) -> dict[str, str]:
+    """The order as the patient page posts it (datetime-local is the site's wall time)."""
+    weighed = c.site.clock.now().astimezone(c.site.bedside.tz) - timedelta(hours=1)
+    values = order_values("68", weighed)
+    values["weight_measured_at"] = weighed.strftime("%Y-%m-%dT%H:%M")
+    return {f"v_{k}": str(v) for k, v in values.items()}
+
+
 PURPOSES = ("page_step", "page_exit", "api_step", "api_exit", "correction")
 
 

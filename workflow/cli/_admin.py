@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
 from workflow.core.errors import InputError, NotFound
-from workflow.identity.roles import ROLES
+from workflow.vocabulary import ROLES
 
 from ._app import add_password_stdin, hold_home, home_of, open_app, read_password
 from ._common import print_json
@@ -28,6 +30,12 @@ def register(sub: Any) -> None:
         "--organisation",
         default="Bedside site",
         help="name on the local CA and signing certificate",
+    )
+    p.add_argument(
+        "--time-zone",
+        metavar="ZONE",
+        help="the site's IANA time zone (e.g. Europe/Oslo), written to <home>/bedside.yaml as "
+        "site.time_zone; asked for on a terminal when left out (default UTC)",
     )
     p.add_argument(
         "--import-p12",
@@ -96,7 +104,7 @@ def _confirm_flag(parser: Any) -> None:
 
 def _check_name_first(args: argparse.Namespace) -> None:
     from workflow.core.names import MixedScriptName, check_script_mix
-    from workflow.identity.users import clean_printed_name
+    from workflow.vocabulary import clean_printed_name
 
     # The same check add_user makes, before anyone types a password for nothing.
     try:
@@ -109,7 +117,7 @@ def _check_name_first(args: argparse.Namespace) -> None:
 
 def _exists(app: Any, username: str) -> bool:
     try:
-        app.identity.get_user(username)
+        app.get_user(username)
     except NotFound:  # only "no such user": a fault reading the store is not an absence
         return False
     return True
@@ -117,8 +125,9 @@ def _exists(app: Any, username: str) -> bool:
 
 def init(args: argparse.Namespace) -> int:
     from workflow.archive import PKI_DIR
-    from workflow.private_files import make_private_dir, tighten_dir
+    from workflow.private_files import create_private_file, make_private_dir, tighten_dir
     from workflow.records.pki import create_site_pki, import_pkcs12, pki_state, set_aside_incomplete
+    from workflow.settings import SETTINGS_FILE, settings_text
 
     home = home_of(args)
     if args.reissue_signing_cert:
@@ -126,6 +135,7 @@ def init(args: argparse.Namespace) -> int:
     for field, value in (("admin", args.admin), ("name", args.name)):
         if not value or not value.strip():
             raise InputError(field, "is required to make a home", f"--{field} TEXT")
+    zone = _time_zone(args, home)  # judged before anything is written
     make_private_dir(home)
     tighten_dir(home)  # the home holds the database and the keys: the service account's only
     pki = home / PKI_DIR
@@ -154,10 +164,10 @@ def init(args: argparse.Namespace) -> int:
 
     load_checkpoint_key(pki)
     try:
-        app.identity.get_user(args.admin)
+        app.get_user(args.admin)
         print(f"user {args.admin} already exists; left as it is")
     except NotFound:
-        app.identity.add_user(
+        app.add_user(
             args.admin,
             args.name,
             ["admin"],
@@ -166,8 +176,35 @@ def init(args: argparse.Namespace) -> int:
             confirm_mixed_script=args.confirm_mixed_script,
         )
         print(f"created admin {args.admin}")
+    if zone is not None:
+        fd = create_private_file(home / SETTINGS_FILE)  # new, 0600; never over an existing one
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(settings_text(args.organisation, zone))
+        print(f"wrote {home / SETTINGS_FILE} (site.time_zone: {zone})")
     print(f"home: {home}")
     return 0
+
+
+def _time_zone(args: argparse.Namespace, home: Path) -> str | None:
+    """The zone to write into a new bedside.yaml, or None when the home already has one (kept
+    as it is: it may hold other settings; a different --time-zone is refused, not ignored)."""
+    from workflow.settings import SETTINGS_FILE, check_time_zone, load_settings
+
+    if (home / SETTINGS_FILE).exists():
+        current = load_settings(home).time_zone
+        if args.time_zone and check_time_zone(args.time_zone) != current:
+            raise InputError(
+                "time-zone",
+                f"{home / SETTINGS_FILE} already sets site.time_zone: {current}; edit that file "
+                "to change it (existing doses keep their times)",
+            )
+        return None
+    if args.time_zone:
+        return check_time_zone(args.time_zone)
+    if sys.stdin.isatty() and not args.password_stdin:
+        typed = input("Site time zone (IANA, e.g. Europe/Oslo) [UTC]: ").strip()
+        return check_time_zone(typed or "UTC")
+    return "UTC"
 
 
 def _reissue(args: argparse.Namespace, home: Path) -> int:
@@ -190,7 +227,7 @@ def user_add(args: argparse.Namespace) -> int:
     app = open_app(args)
     _check_name_first(args)
     password = read_password(args, f"Password for {args.username}: ", confirm=True)
-    user = app.identity.add_user(
+    user = app.add_user(
         args.username,
         args.name,
         args.role,
@@ -204,7 +241,7 @@ def user_add(args: argparse.Namespace) -> int:
 
 def user_list(args: argparse.Namespace) -> int:
     app = open_app(args)
-    users = app.identity.list_users()
+    users = app.list_users()
     if args.json:
         print_json(
             [
@@ -228,7 +265,7 @@ def user_list(args: argparse.Namespace) -> int:
 
 def user_deactivate(args: argparse.Namespace) -> int:
     app = open_app(args)
-    user = app.identity.deactivate(args.username, by="cli")
+    user = app.deactivate_user(args.username, by="cli")
     print(f"deactivated {user.username}")
     return 0
 
@@ -238,13 +275,13 @@ def user_passwd(args: argparse.Namespace) -> int:
     app = open_app(args)
     if args.reset:
         password = read_password(args, f"Temporary password for {args.username}: ", confirm=True)
-        app.identity.reset_password(args.username, password, by="cli")
+        app.reset_password(args.username, password, by="cli")
         print(f"temporary password set for {args.username}; it must be changed at first use")
         return 0
     current = read_password(args, "Current password: ")
     new = read_password(args, "New password: ", confirm=True)
     if not new:
         raise InputError("password", "is empty")
-    app.identity.change_password(args.username, current, new)
+    app.change_password(args.username, current, new)
     print(f"password changed for {args.username}")
     return 0

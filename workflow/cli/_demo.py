@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from workflow.core.errors import InputError
 
 from ._app import hold_home, open_app
 from ._progress import Progress
+from ._serve import add_address
 
 
 def register(sub: Any) -> None:
@@ -18,7 +21,14 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--doses", default="1", help="how many doses (default 1, at most a course's doses)"
     )
-    p.set_defaults(handler=run)
+    p.add_argument(
+        "--serve",
+        action="store_true",
+        help="after walking the doses, serve the demo site (the web pages of the same home) "
+        "and print its address and the demo people's user ids and password (demo only)",
+    )
+    add_address(p)
+    p.set_defaults(handler=run, idle_minutes=None, proxy=False)
 
 
 def _course_doses(args: argparse.Namespace) -> int:
@@ -61,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     # seconds; it starts after anything already in this home.
     clock = FixedClock(datetime.now(UTC).replace(second=0, microsecond=0))
     app = open_app(args, clock=clock)
-    latest = app.store.list_cases()
+    latest = app.list_cases()
     if latest:
         last = max(r.updated_at for r in latest)
         clock.set(max(clock.now(), last + timedelta(minutes=1)))
@@ -84,4 +94,33 @@ def run(args: argparse.Namespace) -> int:
         )
         for path in d.records:
             print(f"  record {home / path}")
+    if args.serve:
+        from . import _serve
+
+        return _serve.run(args, banner=browser_hint(args, home, serving=True))
+    for line in browser_hint(args, home, serving=False):
+        print(line)
     return 0
+
+
+def browser_hint(args: argparse.Namespace, home: Path, *, serving: bool) -> list[str]:
+    """How to see the same doses in a browser: who to sign in as (demo passwords, demo only)."""
+    from workflow.dev.demo import DEMO_PASSWORD, DEMO_PEOPLE
+
+    url = f"http://{args.host}:{args.port}/"
+    people = ", ".join(f"{p.username} ({p.role})" for p in DEMO_PEOPLE)
+    sign_in = f"sign in as one of {people}; password '{DEMO_PASSWORD}' (demo only)"
+    if serving:
+        return [
+            f"demo site: open {url} and {sign_in}",
+            "  a prescriber (dr.okafor) sees Patients; nurses the Ward board; "
+            "pharmacy the Compounding queue",
+        ]
+    # The command as it was typed (`make demo` runs .venv/bin/bedside, not on the PATH).
+    me = sys.argv[0] if Path(sys.argv[0]).name == "bedside" else "bedside"
+    return [
+        "see these doses in a browser:",
+        f"  {me} --home {home} serve",
+        f"  then open {url} and {sign_in}",
+        f"  (or `{me} --home {home} demo --serve` walks one more dose and serves in one go)",
+    ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import stat
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +19,7 @@ from ._app import home_of, open_app
 # everything through the database and are tested that way (tests/scale/test_two_servers.py).
 def register(sub: Any) -> None:
     p = sub.add_parser("serve", help="start the web UI and JSON API (default 127.0.0.1:8000)")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    add_address(p)
     p.add_argument(
         "--idle-minutes",
         type=int,
@@ -32,6 +32,11 @@ def register(sub: Any) -> None:
         "--proxy", action="store_true", help="trust X-Forwarded-Proto/For from a local proxy"
     )
     p.set_defaults(handler=run)
+
+
+def add_address(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
 
 
 def exposure_warnings(home: Path) -> list[str]:
@@ -51,12 +56,12 @@ def exposure_warnings(home: Path) -> list[str]:
     return out
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, banner: Sequence[str] = ()) -> int:
+    """Serve the home; ``banner`` lines are printed once the address is known (the demo's
+    people and passwords)."""
     import uvicorn
 
-    from workflow.archive import Archive
     from workflow.core.errors import InputError
-    from workflow.identity.session_proof import load_session_key
     from workflow.records.pki import check_private_keys
     from workflow.records.signing_pool import SigningPool
     from workflow.settings import IDLE_MINUTES
@@ -74,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     bedside = open_app(args)
     home = home_of(args)
     pool = SigningPool(home / "pki")
-    archive = Archive(home, bedside.store, signing=pool)
+    archive = bedside.open_archive(home, signing=pool)
     if not archive.ready:
         # A server that completes doses and signs nothing is worse than no server (issue 13.6).
         raise InputError("home", f"no signing material in {home / 'pki'}; run `bedside init` first")
@@ -83,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"bedside: warning: {warning}", file=sys.stderr, flush=True)
     # Signatures inside a continuous session re-check the password by a keyed verifier instead
     # of a second argon2id run (workflow/identity/session_proof.py); the key stays in the home.
-    bedside.identity.use_session_key(load_session_key(home / "pki"))
+    bedside.use_site_key(home)
     # Records render and sign in a worker process, so a sign-off does not stall every other
     # tablet's request behind the GIL (workflow/records/signing_pool.py).
     pool.start()
@@ -103,6 +108,8 @@ def run(args: argparse.Namespace) -> int:
         on_shutdown=(pool.close,),
     )
     print(f"bedside: serving on http://{args.host}:{args.port}/ (Ctrl-C stops)", flush=True)
+    for line in banner:
+        print(line, flush=True)
     uvicorn.run(
         app,
         host=args.host,

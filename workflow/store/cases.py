@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Collection
+from datetime import datetime
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, or_, select
 
 from workflow.core.errors import InputError, NotFound
 
@@ -55,5 +56,22 @@ def worklist(
         .order_by(s.cases.c.scheduled_at, s.cases.c.id)
         .limit(limit)
         .offset(offset)
+    )
+    return [case_from_row(r) for r in rows]
+
+
+def board(
+    conn: Connection, final_states: Collection[str], ended_since: datetime, *, limit: int
+) -> list[CaseRecord]:
+    """A ward's board: every case not yet ended, and those ended since ``ended_since`` (the
+    start of the site's day), soonest scheduled first; at most ``limit``."""
+    if not 1 <= limit <= MAX_PAGE:
+        raise InputError("limit", f"must be between 1 and {MAX_PAGE}")
+    c = s.cases.c
+    rows = conn.execute(
+        select(s.cases)
+        .where(or_(c.state.not_in(list(final_states)), c.updated_at >= ended_since))
+        .order_by(c.scheduled_at, c.id)
+        .limit(limit)
     )
     return [case_from_row(r) for r in rows]

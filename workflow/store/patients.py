@@ -15,7 +15,7 @@ from dataclasses import asdict
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, insert, select, update
+from sqlalchemy import Connection, Row, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
 
 from workflow.core.errors import ConflictError, InputError, NotFound
@@ -129,6 +129,29 @@ def list_patients(conn: Connection, *, limit: int = 100, offset: int = 0) -> lis
         .order_by(s.patients.c.family_name, s.patients.c.given_name, s.patients.c.id)
         .limit(limit)
         .offset(offset)
+    )
+    return [Patient(**r._mapping) for r in rows]
+
+
+def search_patients(conn: Connection, text: str, *, limit: int = 50) -> list[Patient]:
+    """Patients whose MRN, family or given name contains ``text`` (any case), by name."""
+    like = (
+        "%"
+        + text.strip().lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        + "%"
+    )
+    c = s.patients.c
+    rows = conn.execute(
+        select(s.patients)
+        .where(
+            or_(
+                func.lower(c.mrn).like(like, escape="\\"),
+                func.lower(c.family_name).like(like, escape="\\"),
+                func.lower(c.given_name).like(like, escape="\\"),
+            )
+        )
+        .order_by(c.family_name, c.given_name, c.id)
+        .limit(limit)
     )
     return [Patient(**r._mapping) for r in rows]
 

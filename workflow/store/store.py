@@ -17,7 +17,7 @@ from sqlalchemy import Engine
 from workflow.core.clock import Clock, SystemClock
 from workflow.core.events import Event
 
-from . import archive_index, bulk, cases, log, patients, protocols, verify
+from . import archive_index, bulk, cases, log, patients, protocols, verify, web_sessions
 from ._tx import read_tx, write_tx
 from .models import (
     ArchivedRecord,
@@ -28,6 +28,7 @@ from .models import (
     Patient,
     StoredSignature,
 )
+from .web_sessions import SignatureMark
 
 
 class Store:
@@ -69,12 +70,15 @@ class Store:
         protocol_version: str,
         protocol_hash: str,
         cosignatures: Sequence[Cosignature] = (),
+        session: SignatureMark | None = None,
     ) -> CaseRecord:
         """Insert the case row and its first event (``opening``, seq 1; its ``case_id`` is the
         new case's id) in one transaction. Raises NotFound (course), InputError (bad event,
-        course not active, numbers < 1), ConflictError (case id already used)."""
+        course not active, numbers < 1), ConflictError (case id already used). With ``session``
+        the opening signature is recorded in its web session in the same transaction
+        (:meth:`append`)."""
         with write_tx(self.engine) as conn:
-            return log.create_case(
+            record = log.create_case(
                 conn,
                 opening,
                 course_id=course_id,
@@ -87,6 +91,9 @@ class Store:
                 protocol_hash=protocol_hash,
                 cosignatures=cosignatures,
             )
+            if session is not None:
+                web_sessions.mark_signature(conn, session)
+            return record
 
     def append(
         self,
@@ -99,6 +106,7 @@ class Store:
         state: str | None = None,
         scheduled_at: datetime | None = None,
         cosignatures: Sequence[Cosignature] = (),
+        session: SignatureMark | None = None,
     ) -> CaseRecord:
         """Append ``events`` (seq ``expected_version + 1``, ...) atomically; optionally set the
         case's projected ``state`` and ``scheduled_at``. Events with an actor and a meaning
@@ -106,9 +114,13 @@ class Store:
 
         Raises ConflictError("this case changed, reload") when the case is no longer at
         ``expected_version`` (nothing is written), NotFound, InputError (malformed batch),
-        IntegrityError (the case's last event is missing from the log)."""
+        IntegrityError (the case's last event is missing from the log).
+
+        ``session``: the signature was made at a web tablet; its web session is checked (still
+        live, else SessionEnded) and updated (21 CFR 11.200 continuity) in this same
+        transaction, so the event and the session change commit together or not at all."""
         with write_tx(self.engine) as conn:
-            return log.append(
+            record = log.append(
                 conn,
                 case_id,
                 expected_version,
@@ -119,6 +131,9 @@ class Store:
                 scheduled_at=scheduled_at,
                 cosignatures=cosignatures,
             )
+            if session is not None:
+                web_sessions.mark_signature(conn, session)
+            return record
 
     def bulk_load(
         self,
@@ -187,6 +202,13 @@ class Store:
         with read_tx(self.engine) as conn:
             return cases.worklist(conn, states, limit=limit, offset=offset)
 
+    def board(
+        self, final_states: Collection[str], ended_since: datetime, *, limit: int = 200
+    ) -> list[CaseRecord]:
+        """Every case not ended, and those ended since ``ended_since``, soonest first."""
+        with read_tx(self.engine) as conn:
+            return cases.board(conn, final_states, ended_since, limit=limit)
+
     # --- patients and courses --------------------------------------------------------------
 
     def add_patient(
@@ -227,6 +249,11 @@ class Store:
         with read_tx(self.engine) as conn:
             return patients.list_patients(conn, limit=limit, offset=offset)
 
+    def search_patients(self, text: str, *, limit: int = 50) -> list[Patient]:
+        """Patients whose MRN or name contains ``text`` (any case)."""
+        with read_tx(self.engine) as conn:
+            return patients.search_patients(conn, text, limit=limit)
+
     def start_course(
         self,
         patient_id: str,
@@ -236,12 +263,14 @@ class Store:
         protocol_hash: str,
         started_at: datetime | None = None,
         start_record: dict[str, Any] | None = None,
+        session: SignatureMark | None = None,
     ) -> Course:
         """Open a course. Raises NotFound (patient), ConflictError (an active course exists),
         InputError (protocol_hash not a SHA-256 digest). Clinical code starts courses through
-        ``Bedside.start_course``, which signs ``start_record``."""
+        ``Bedside.start_course``, which signs ``start_record`` (``session``: as in
+        :meth:`append`)."""
         with write_tx(self.engine) as conn:
-            return patients.start_course(
+            course = patients.start_course(
                 conn,
                 patient_id=patient_id,
                 protocol_id=protocol_id,
@@ -250,6 +279,9 @@ class Store:
                 started_at=started_at or self.clock.now(),
                 start_record=start_record,
             )
+            if session is not None:
+                web_sessions.mark_signature(conn, session)
+            return course
 
     def get_course(self, course_id: str) -> Course:
         with read_tx(self.engine) as conn:

@@ -1,7 +1,8 @@
 """Operations the pages and the API share, so both follow the same rules.
 
-Each takes the signed-in viewer and plain values, asks the service, and records the 11.200
-signing-session continuity when a signature succeeded. Nothing clinical is decided here.
+Each takes the signed-in viewer and plain values and asks the service; a signature goes as a
+TabletProof of the viewer's session, which the service records (11.200 continuity) with the
+signed event in one transaction. Nothing clinical is decided here.
 """
 
 from __future__ import annotations
@@ -12,13 +13,12 @@ from typing import Any
 
 from workflow.core.blinding import Blinding, blinding_for, refuse_while_blinded
 from workflow.core.errors import InputError, NotFound
-from workflow.identity import Credentials, SessionPassword, User
-from workflow.service import CaseView
-from workflow.store import ArchivedRecord, CaseRecord
+from workflow.service import BoardRow, CaseView
+from workflow.vocabulary import ArchivedRecord, TabletProof, User
 
 from .context import Web
-from .security import Viewer, after_signature, signing_proof
-from .settings import PHARMACY
+from .present import board_row
+from .security import Viewer, signing_proof
 
 
 def blinding_of(
@@ -37,7 +37,7 @@ def open_doses_of(web: Web, view: CaseView) -> list[CaseView]:
     final = view.case.protocol.final_states
     return [
         web.bedside.load(r.id)
-        for r in web.bedside.store.list_cases(patient_id=view.record.patient_id)
+        for r in web.bedside.list_cases(patient_id=view.record.patient_id)
         if r.id != view.case.case_id and r.state not in final
     ]
 
@@ -58,12 +58,11 @@ def _signed(
     step_id: str | None,
     password: str,
     username: str | None,
-    act: Callable[[Credentials | SessionPassword], CaseView],
+    act: Callable[[TabletProof], CaseView],
 ) -> CaseView:
-    proof = signing_proof(viewer, password, username)
-    view = act(proof.proof)
-    after_signature(web.bedside, viewer, proof)
-    return view
+    # The service checks the proof, appends the event and records the signature in this
+    # session in one transaction.
+    return act(signing_proof(viewer, password, username))
 
 
 def sign_step(
@@ -133,32 +132,12 @@ def correct(
     )
 
 
-def ward_states(web: Web) -> list[str]:
-    """States a ward's worklist shows: steps a nurse or prescriber signs, holds, mismatches."""
-    protocol = web.bedside.protocol
-    states = [
-        s.id
-        for s in protocol.steps
-        if set(s.roles) & {"nurse", "prescriber"} and s.phase != "compounding"
-    ]
-    states += [s.id + "_mismatch" for s in protocol.steps if s.blinded_against]
-    return [*states, "held"]
-
-
-def pharmacy_states(web: Web) -> list[str]:
-    protocol = web.bedside.protocol
-    return [
-        s.id
-        for s in protocol.steps
-        if set(s.roles) & set(PHARMACY) and s.phase in ("order", "eligibility", "compounding")
-    ]
-
-
-def worklist(web: Web, states: list[str]) -> list[CaseView]:
-    records: list[CaseRecord] = web.bedside.store.worklist(
-        states, limit=web.settings.worklist_limit
-    )
-    return [web.bedside.load(r.id) for r in records]
+def board_rows(web: Web, viewer: Viewer, rows: list[BoardRow]) -> list[dict[str, Any]]:
+    """The ward board's or pharmacy queue's rows as this viewer may see them (the same for the
+    page and the JSON API)."""
+    now = web.bedside.clock.now()
+    blinded = worklist_blinding(web, [r.view for r in rows], viewer)
+    return [board_row(r, web.bedside.tz, now, b) for r, b in zip(rows, blinded, strict=True)]
 
 
 def pick_step(view: CaseView, viewer: Viewer, wanted: str | None) -> str | None:
@@ -199,7 +178,7 @@ def search_archive(
     state: str | None,
     limit: int = 100,
 ) -> list[ArchivedRecord]:
-    rows = web.bedside.store.search_archive(
+    rows = web.bedside.search_archive(
         text=text or None,
         mrn=mrn or None,
         signed_from=date_from,

@@ -24,6 +24,7 @@ from . import (
     pages_audit,
     pages_auth,
     pages_clinical,
+    pages_orders,
 )
 from .context import Web
 from .settings import WebSettings, default_templates_dir
@@ -68,7 +69,13 @@ def create_app(
     )
     app.state.web = Web(bedside, settings, templates, archive)
     app.mount("/static", StaticFiles(directory=str(folder / "static")), name="static")
-    routers = (pages_auth.router, pages_clinical.router, pages_audit.router, api.router)
+    routers = (
+        pages_auth.router,
+        pages_clinical.router,
+        pages_orders.router,
+        pages_audit.router,
+        api.router,
+    )
     for router in (*routers, api_courses.router, api_interop.router, balance.router):
         app.include_router(router)
     errors.install(app, templates)

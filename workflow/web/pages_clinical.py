@@ -9,18 +9,19 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.datastructures import FormData
 
+from workflow.board import STAGES
 from workflow.core.blinding import blinded_pair, is_unprimed, refuse_while_blinded
 from workflow.core.errors import InputError
 from workflow.core.events import format_time
-from workflow.identity import AuthRefused
 from workflow.records.labels import bag_label_pdf
+from workflow.vocabulary import AuthRefused
 
 from . import actions
 from .balance import balance_context
 from .context import Web, web_of
 from .formdata import FORM
 from .forms import form_echo, values_from_form, widgets
-from .present import case_json, worklist_row
+from .present import case_json, zone_name
 from .security import Viewer, check_csrf
 from .settings import CLINICAL, PHARMACY, RECORD_READERS, WARD
 
@@ -36,27 +37,46 @@ def _version(form: Any) -> int:
 
 @router.get("/ward")
 def ward(request: Request) -> Response:
+    """The ward board: every dose in every state, grouped by stage, in the site's time zone."""
     web = web_of(request)
     viewer = web.viewer(request, WARD)
-    now = web.bedside.clock.now()
-    views = actions.worklist(web, actions.ward_states(web))
-    blinded = actions.worklist_blinding(web, views, viewer)
-    rows = [worklist_row(v, web.bedside.tz, now, b) for v, b in zip(views, blinded, strict=True)]
+    rows = actions.board_rows(
+        web, viewer, web.bedside.ward_board(limit=web.settings.worklist_limit)
+    )
+    groups = [
+        {"stage": stage, "title": title, "rows": [r for r in rows if r["stage"] == stage]}
+        for stage, title in STAGES.items()
+    ]
     return web.templates.TemplateResponse(
-        request, "worklist.html", {"viewer": viewer, "rows": rows, "title": "Doses due"}
+        request,
+        "worklist.html",
+        {
+            "viewer": viewer,
+            "rows": rows,
+            "groups": [g for g in groups if g["rows"]],
+            "title": "Ward board",
+            "zone": zone_name(web.bedside.tz, web.bedside.clock.now()),
+        },
     )
 
 
 @router.get("/pharmacy")
 def pharmacy(request: Request) -> Response:
+    """The pharmacy queue: soonest due first, how long each dose has waited, counts per step."""
     web = web_of(request)
     viewer = web.viewer(request, PHARMACY)
-    now = web.bedside.clock.now()
-    views = actions.worklist(web, actions.pharmacy_states(web))
-    blinded = actions.worklist_blinding(web, views, viewer)
-    rows = [worklist_row(v, web.bedside.tz, now, b) for v, b in zip(views, blinded, strict=True)]
+    queue = web.bedside.pharmacy_queue(limit=web.settings.worklist_limit)
+    rows = actions.board_rows(web, viewer, queue.rows)
     return web.templates.TemplateResponse(
-        request, "pharmacy.html", {"viewer": viewer, "rows": rows, "title": "Compounding queue"}
+        request,
+        "pharmacy.html",
+        {
+            "viewer": viewer,
+            "rows": rows,
+            "per_step": queue.per_step,
+            "title": "Compounding queue",
+            "zone": zone_name(web.bedside.tz, web.bedside.clock.now()),
+        },
     )
 
 
@@ -121,9 +141,7 @@ def case_context(
         and not view.case.closed
         and not blinding
     )
-    context["records"] = (
-        web.bedside.store.search_archive(case_id=case_id) if view.case.closed else []
-    )
+    context["records"] = web.bedside.search_archive(case_id=case_id) if view.case.closed else []
     context["balance"] = balance_context(web, view.case.protocol, step_id)  # _balance.html
     context["pharmacy_screen"] = step_id is not None and view.case.protocol.step(step_id).phase in (
         "compounding",

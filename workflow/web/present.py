@@ -10,13 +10,14 @@ from __future__ import annotations
 from datetime import datetime, tzinfo
 from typing import Any
 
+from workflow.board import is_overdue as past_schedule
 from workflow.core.blinding import Blinding, difference_labels
 from workflow.core.events import format_time
 from workflow.core.items import display
 from workflow.core.machine import Case, Entry, Flag
 from workflow.core.protocol.model import Step
-from workflow.service import CaseView
-from workflow.store import CaseRecord
+from workflow.service import BoardRow, CaseView
+from workflow.vocabulary import CaseRecord
 
 
 def local(dt: datetime | None, tz: tzinfo) -> str:
@@ -68,10 +69,9 @@ def step_json(case: Case, step: Step) -> dict[str, Any]:
     }
 
 
-def is_overdue(record: CaseRecord, case: Case | None, now: datetime) -> bool:
-    closed = case.closed if case is not None else False
-    given = case.given if case is not None else False
-    return not closed and not given and record.scheduled_at < now
+def is_overdue(record: CaseRecord, case: Case, now: datetime) -> bool:
+    """Past its scheduled minute and not given (workflow.board decides, for every screen)."""
+    return past_schedule(case, record.scheduled_at, now)
 
 
 def flag_json(case: Case, flag: Flag, blinding: Blinding) -> dict[str, Any]:
@@ -192,3 +192,34 @@ def worklist_row(view: CaseView, tz: tzinfo, now: datetime, blinding: Blinding) 
         "plan": plan.to_json() if plan else None,
         "blinded": bool(b),
     }
+
+
+def zone_name(tz: tzinfo, now: datetime) -> str:
+    """The site's zone as pages name it beside times (``Europe/Oslo``, ``UTC``)."""
+    return str(getattr(tz, "key", None) or now.astimezone(tz).tzname() or "UTC")
+
+
+def board_row(row: BoardRow, tz: tzinfo, now: datetime, blinding: Blinding) -> dict[str, Any]:
+    """A worklist line plus where the dose stands: its stage, due time, overdue, how long it
+    has waited at this step, the infusion's minutes left, the holds by rule."""
+    out = worklist_row(row.view, tz, now, blinding)
+    st = row.standing
+    waited = max(0, int((now - st.waiting_since).total_seconds() // 60))
+    out.update(
+        stage=st.stage,
+        stage_title=st.stage_title,
+        due_local=local(st.due_at, tz),
+        due_time=st.due_at.astimezone(tz).strftime("%H:%M"),
+        overdue=st.overdue,
+        waiting_since=format_time(st.waiting_since),
+        waiting_minutes=waited,
+        waiting=_duration(waited),
+        minutes_left=st.minutes_left,
+        holds=list(st.holds),
+    )
+    return out
+
+
+def _duration(minutes: int) -> str:
+    hours, mins = divmod(minutes, 60)
+    return f"{hours} h {mins:02d} min" if hours else f"{mins} min"
