@@ -138,6 +138,42 @@ class Bedside:
         case = Case.replay(self.protocol_for(record.protocol_hash), case_id, events)
         return CaseView(record, case)
 
+    def check_wristband(self, view: CaseView, scanned: str, *, show_dose_mrn: bool) -> str:
+        """The MRN a wristband scan carries, once it is this dose's patient's.
+
+        A scanner acting as a keyboard types the barcode (the MRN) and Enter. A scan that is
+        another patient's, or no patient's, is refused (StepRefused ``wrong_patient``, field
+        ``scan_wristband``) with both identities in words. ``show_dose_mrn`` is False while the
+        person is at an independent check (workflow.core.blinding): the dose's MRN is then
+        left out of the words, its name stays (the nurse needs it to find the patient).
+        """
+        mrn = scanned.strip("\r\n\t ")
+        if not mrn or len(mrn) > 64 or not mrn.isprintable():
+            raise InputError("scan_wristband", "the wristband scan is empty or not an MRN")
+        dose = self.store.get_patient(view.record.patient_id)
+        if mrn == dose.mrn:
+            return mrn
+        worn = self.store.find_patient_by_mrn(mrn)
+        band = f"{worn.display_name} MRN {worn.mrn}" if worn else f"MRN {mrn} (no patient has it)"
+        ours = dose.display_name + (
+            f" MRN {dose.mrn}" if show_dose_mrn else " (MRN not shown at an independent check)"
+        )
+        raise StepRefused(
+            "wrong_patient",
+            f"Wrong patient: wristband: {band} — this dose: {ours}. Do not give this dose; "
+            "find the patient this dose is for",
+            field="scan_wristband",
+        )
+
+    def wristband_pdf(self, mrn: str) -> bytes:
+        """A test wristband for the patient with this MRN (NotFound when none has it)."""
+        from workflow.records.wristband import wristband_pdf
+
+        patient = self.store.find_patient_by_mrn(mrn.strip())
+        if patient is None:
+            raise NotFound(f"no patient has MRN {mrn.strip()!r}")
+        return wristband_pdf(patient.display_name, patient.mrn, patient.date_of_birth)
+
     def course_cases(self, course_id: str) -> list[Case]:
         records = sorted(
             self.store.list_cases(course_id=course_id),

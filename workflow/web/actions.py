@@ -7,11 +7,14 @@ signing-session continuity when a signature succeeded. Nothing clinical is decid
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, tzinfo
+from decimal import Decimal
 from typing import Any
 
-from workflow.core.blinding import Blinding, blinding_for, refuse_while_blinded
+from workflow.core.blinding import Blinding, blinding_for, is_unprimed, refuse_while_blinded
 from workflow.core.errors import InputError, NotFound
+from workflow.core.events import format_decimal
+from workflow.core.items import rounded
 from workflow.identity import Credentials, SessionPassword, User
 from workflow.service import CaseView
 from workflow.store import ArchivedRecord, CaseRecord
@@ -184,6 +187,31 @@ def prefill(view: CaseView, step_id: str, blinding: Blinding) -> dict[str, Any]:
         item = step.item(k)
         if item is not None and not blinding.hides_value(step, item):
             out[k] = str(v)
+    return out
+
+
+def proposals(
+    view: CaseView, step_id: str, blinding: Blinding, now: datetime, tz: tzinfo
+) -> dict[str, Any]:
+    """What the system already knows, put in the form for the signer to confirm (issue 12.4):
+    the plan's numbers to the preparer, the only
+    option of a one-option choice, "now" for the time a preparation starts its beyond-use
+    clock. Never at an independent check (``is_unprimed``), nor a value the viewer's blinding
+    hides: there the signer reads each value at its source."""
+    protocol = view.case.protocol
+    step = protocol.step(step_id)
+    if is_unprimed(protocol, step):
+        return {}
+    out: dict[str, Any] = {}
+    for item in step.items:
+        if item.expect and item.expect.startswith("plan.") and not blinding.hides(item.expect):
+            value = view.case.expected(item.expect)
+            if isinstance(value, Decimal):
+                out[item.id] = format_decimal(rounded(item, value))
+        elif item.type == "choice" and item.required and len(item.options) == 1:
+            out[item.id] = item.options[0].id
+        elif item.id == step.sets_beyond_use and item.type == "datetime":
+            out[item.id] = now.astimezone(tz).strftime("%Y-%m-%dT%H:%M")
     return out
 
 

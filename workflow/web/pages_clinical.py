@@ -12,13 +12,14 @@ from starlette.datastructures import FormData
 from workflow.core.blinding import blinded_pair, is_unprimed, refuse_while_blinded
 from workflow.core.errors import InputError
 from workflow.core.events import format_time
+from workflow.core.protocol.model import Step
 from workflow.identity import AuthRefused
 from workflow.records.labels import bag_label_pdf
 
 from . import actions
 from .context import Web, web_of
 from .formdata import FORM
-from .forms import form_echo, values_from_form, widgets
+from .forms import form_echo, grouped, values_from_form
 from .present import case_json, worklist_row
 from .security import Viewer, check_csrf
 from .settings import CLINICAL, PHARMACY, RECORD_READERS, WARD
@@ -83,7 +84,8 @@ def case_context(
     if step_id is not None:
         step = view.case.protocol.step(step_id)
         n, m = view.case.step_number(step_id)
-        fill = actions.prefill(view, step_id, blinding)
+        fill = actions.proposals(view, step_id, blinding, now, web.bedside.tz)
+        fill.update(actions.prefill(view, step_id, blinding))
         if echo:
             fill.update({k: v for k, v in echo.items() if v is not None})
         context["step"] = {
@@ -100,7 +102,9 @@ def case_context(
             "starts_infusion": step.starts_infusion,
             "stops_infusion": step.stops_infusion,
         }
-        context["widgets"] = widgets(step, fill)
+        context["groups"], context["widgets"] = grouped(step, fill)
+        # A wristband scan identifies the patient where the step asks for the MRN.
+        context["wristband"] = any(it.expect == "patient.mrn" for it in step.items)
         # The blinded second checker signs with their own id on this tablet.
         context["ask_username"] = viewer.signing_lapsed or bool(step.blinded_against)
     # During a mismatch either checker may re-enter: one link each, by the step's title.
@@ -153,6 +157,9 @@ def sign_step(request: Request, case_id: str, step_id: str, form: FormData = FOR
         case_context(web, viewer, case_id, step_id, form_echo(step, fields), view=view),
     )
     values = values_from_form(step, fields, web.bedside.tz)
+    scanned = fields.get("scan_wristband", "")
+    if scanned.strip():
+        _from_wristband(web, viewer, view, step, scanned, values)
     try:
         actions.sign_step(
             web,
@@ -171,6 +178,27 @@ def sign_step(request: Request, case_id: str, step_id: str, form: FormData = FOR
         request.state.retry = ("case.html", case_context(web, viewer, case_id, step_id, echo))
         raise
     return RedirectResponse(f"/cases/{case_id}", status_code=303)
+
+
+def _from_wristband(
+    web: Web, viewer: Viewer, view: Any, step: Step, scanned: str, values: dict[str, Any]
+) -> None:
+    """A wristband scan, checked against this dose's patient (a wrong patient is refused in
+    words), stands for the MRN the step asks for; an MRN also typed must say the same."""
+    hidden = actions.blinding_of(web, view, viewer).hides("patient.mrn")
+    mrn = web.bedside.check_wristband(view, scanned, show_dose_mrn=not hidden)
+    for item in step.items:
+        if item.expect != "patient.mrn":
+            continue
+        typed = values.get(item.id)
+        if typed is None:
+            values[item.id] = mrn
+        elif " ".join(str(typed).split()).casefold() != mrn.casefold():
+            raise InputError(
+                item.id,
+                f"typed '{typed}', but the wristband scan says {mrn}: clear one of them",
+                label=item.label,
+            )
 
 
 @router.post("/cases/{case_id}/exit")
