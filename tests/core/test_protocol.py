@@ -145,6 +145,20 @@ def _refused(path: Path) -> list[str]:
             "id: order_verification",
             "missing required key 'title'",
         ),
+        # an "all normal" group whose normal value is a finding a rule holds for
+        (
+            "normal: {mental_status: normal, lethargy: none",
+            "normal: {mental_status: severe_confusion_or_agitation, lethargy: none",
+            "    normal_groups:",
+            "normal group 'neuro' fires rule 'mental_status_changes'",
+        ),
+        # an "all normal" value that is not one of the item's options
+        (
+            "normal: {mental_status: normal, lethargy: none",
+            "normal: {mental_status: normal, lethargy: sleepy",
+            "lethargy: sleepy",
+            "'sleepy' is not a value of choice item 'lethargy'",
+        ),
         # dangling step reference
         (
             "    verifies: [order]",
