@@ -15,7 +15,7 @@ import logging
 import os
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ from workflow.core.errors import (
 from workflow.core.events import Event, Signer, parse_time
 from workflow.core.machine import Case, PatientRef
 from workflow.core.protocol import Protocol, load_protocol
+from workflow.core.protocol.model import Product
 from workflow.core.protocol.overlay import load_overlay
 from workflow.core.schedule import NextDose, next_dose
 from workflow.identity import AuthRefused, Credentials, Identity, SessionPassword
@@ -49,12 +50,27 @@ from workflow.store import (
     Store,
     pinning,
 )
+from workflow.store import formulary as formulary_rows
+from workflow.store.formulary import FormularyEvent, FormularyProduct
 
 Proof = Credentials | SessionPassword
 log = logging.getLogger("bedside")
 
 # The record every ended case gets, archived after any other (see unarchived_cases).
 ADMINISTRATION_RECORD = "administration"
+
+# The site formulary: kept by pharmacists, each addition an approval signature.
+FORMULARY_ROLE = "pharmacist"
+FORMULARY_MEANING = "approved"
+FORMULARY_SOURCE = "site_formulary"  # a listed product's source: the signed formulary entry
+
+
+def gs1_check_digit_ok(gtin14: str) -> bool:
+    """The GS1 mod-10 check digit of a 14-digit GTIN (weights 3, 1, ... from the left)."""
+    body, check = gtin14[:-1], int(gtin14[-1])
+    total = sum(int(d) * (3 if i % 2 == 0 else 1) for i, d in enumerate(body))
+    return (10 - total % 10) % 10 == check
+
 
 # Who may open a dose case (the order is then signed by a prescriber as the first step).
 OPENING_ROLES = ("prescriber", "pharmacist")
@@ -135,8 +151,67 @@ class Bedside:
     # -- reading ---------------------------------------------------------------------------------
     def load(self, case_id: str) -> CaseView:
         record, events = self.store.load_case(case_id)
-        case = Case.replay(self.protocol_for(record.protocol_hash), case_id, events)
+        protocol = self.with_site_formulary(self.protocol_for(record.protocol_hash))
+        case = Case.replay(protocol, case_id, events)
         return CaseView(record, case)
+
+    # -- the site formulary (issue 12.3) ---------------------------------------------------------
+    def formulary(self) -> list[FormularyProduct]:
+        """The products pharmacists listed here, by kind and description."""
+        return formulary_rows.list_products(self.store.engine)
+
+    def formulary_events(self) -> list[FormularyEvent]:
+        """Every change to the site formulary, oldest first (who, when, what, meaning)."""
+        return formulary_rows.list_events(self.store.engine)
+
+    def with_site_formulary(self, protocol: Protocol) -> Protocol:
+        """``protocol`` with the site's listed products added to its own (an overlay's), so a
+        scan of a product a pharmacist listed is known to the case machine. Rows are never
+        removed, so a case replays on a list that still holds every product it scanned."""
+        site = self.formulary()
+        if not site:
+            return protocol
+        known = {p.gtin for p in protocol.formulary}
+        added = tuple(
+            Product(f.gtin, f.kind, f"{f.description} {f.strength}", FORMULARY_SOURCE, True)
+            for f in site
+            if f.gtin not in known and f.kind in protocol.scan_steps()
+        )
+        return replace(protocol, formulary=protocol.formulary + added)
+
+    def add_to_formulary(
+        self, gtin: str, kind: str, description: str, strength: str, proof: Proof
+    ) -> FormularyProduct:
+        """List a product (GTIN -> kind, description, strength), signed by a pharmacist with
+        their password like any signature (meaning ``approved``); the change and the signature
+        are audit events. Bad input names the field and what is allowed."""
+        digits = gtin.strip()
+        if not digits.isdigit() or len(digits) not in (8, 12, 13, 14):
+            raise InputError("gtin", f"'{gtin}' is not a GTIN", "8, 12, 13 or 14 digits")
+        digits = digits.zfill(14)
+        if not gs1_check_digit_ok(digits):
+            raise InputError("gtin", f"{digits}: the check digit is wrong; read the code again")
+        kinds = self.protocol.scan_steps()
+        if kind not in kinds:
+            raise InputError("kind", f"'{kind}' is not a scanned item", ", ".join(kinds))
+        texts = {"description": (description, 200), "strength": (strength, 100)}
+        for name, (value, most) in texts.items():
+            if not value.strip() or len(value) > most or not value.isprintable():
+                raise InputError(name, "must be printable text", f"1 to {most} characters")
+        if any(p.gtin == digits for p in self.protocol.formulary):
+            raise InputError("gtin", f"GTIN {digits} is in the protocol's formulary already")
+        now = self.clock.now()
+        signer = self.identity.sign_as(proof, FORMULARY_ROLE, now)
+        return formulary_rows.add_product(
+            self.store.engine,
+            gtin=digits,
+            kind=kind,
+            description=" ".join(description.split()),
+            strength=" ".join(strength.split()),
+            signer=signer,
+            meaning=FORMULARY_MEANING,
+            now=now,
+        )
 
     def check_wristband(self, view: CaseView, scanned: str, *, show_dose_mrn: bool) -> str:
         """The MRN a wristband scan carries, once it is this dose's patient's.

@@ -10,9 +10,10 @@ from fastapi.responses import RedirectResponse, Response
 from starlette.datastructures import FormData
 
 from workflow.core.blinding import blinded_pair, is_unprimed, refuse_while_blinded
-from workflow.core.errors import InputError
+from workflow.core.errors import InputError, StepRefused
 from workflow.core.events import format_time
-from workflow.core.protocol.model import Step
+from workflow.core.gs1 import parse_scan
+from workflow.core.protocol.model import Protocol, Step
 from workflow.identity import AuthRefused
 from workflow.records.labels import bag_label_pdf
 
@@ -20,6 +21,7 @@ from . import actions
 from .context import Web, web_of
 from .formdata import FORM
 from .forms import form_echo, grouped, values_from_form
+from .pages_formulary import kind_names
 from .present import case_json, worklist_row
 from .security import Viewer, check_csrf
 from .settings import CLINICAL, PHARMACY, RECORD_READERS, WARD
@@ -157,6 +159,9 @@ def sign_step(request: Request, case_id: str, step_id: str, form: FormData = FOR
         case_context(web, viewer, case_id, step_id, form_echo(step, fields), view=view),
     )
     values = values_from_form(step, fields, web.bedside.tz)
+    # A scan of a product the formulary does not list will be refused: say so with the way
+    # to list it (a pharmacist's signed entry), next to the refusal.
+    request.state.retry[1]["formulary_offers"] = formulary_offers(view.case.protocol, step, values)
     scanned = fields.get("scan_wristband", "")
     if scanned.strip():
         _from_wristband(web, viewer, view, step, scanned, values)
@@ -178,6 +183,26 @@ def sign_step(request: Request, case_id: str, step_id: str, form: FormData = FOR
         request.state.retry = ("case.html", case_context(web, viewer, case_id, step_id, echo))
         raise
     return RedirectResponse(f"/cases/{case_id}", status_code=303)
+
+
+def formulary_offers(
+    protocol: Protocol, step: Step, values: dict[str, Any]
+) -> list[dict[str, str]]:
+    """The scanned products on this form whose GTIN the formulary does not list."""
+    listed = {p.gtin for p in protocol.formulary}
+    names = kind_names(protocol)
+    offers = []
+    for spec in step.scans:
+        code = values.get(f"{spec.kind}_scan")
+        if values.get(f"{spec.kind}_entry") != "scanned" or not isinstance(code, str):
+            continue
+        try:
+            gtin = parse_scan(code).gtin
+        except StepRefused:
+            continue  # unreadable: the refusal says so
+        if gtin not in listed:
+            offers.append({"gtin": gtin, "kind": spec.kind, "name": names[spec.kind]})
+    return offers
 
 
 def _from_wristband(
