@@ -64,6 +64,7 @@ class Counts:
         self.taps: Counter[str] = Counter()
         self.typed: Counter[str] = Counter()
         self.scans: Counter[str] = Counter()
+        self.by_step: Counter[tuple[str, str]] = Counter()  # (step or "login", "tap"/"typed")
         self.load_ms: dict[str, list[float]] = defaultdict(list)
 
 
@@ -77,17 +78,21 @@ class Walker:
         self.base = base
         self.c = counts
         self.user = ""
+        self.step = ""
 
     def tap(self, locator: Any, role: str | None = None) -> None:
         self.c.taps[role or ROLE[self.user]] += 1
+        self.c.by_step[self.step, "tap"] += 1
         locator.click()
 
     def type(self, locator: Any, text: str, role: str | None = None) -> None:
         self.c.typed[role or ROLE[self.user]] += 1
+        self.c.by_step[self.step, "typed"] += 1
         locator.fill(text)
 
     def login(self, username: str) -> None:
         self.user = username
+        self.step = "login"
         self.context.clear_cookies()
         page = self.page
         page.goto(self.base + "/login")
@@ -102,28 +107,45 @@ class Walker:
         page = self.page
         if not page.locator(f"form.stepform[action$='/steps/{step_id}']").count():
             self.c.taps[ROLE[self.user]] += 1  # the worklist row
+            self.c.by_step[step_id, "tap"] += 1
         # Loaded afresh either way, so every step kind's load time is a plain GET of its page
         # (the redirect after a signature would also time the signing).
         page.goto(f"{self.base}/cases/{case_id}")
         if "/login" in page.url:  # signed out while idle: sign in again, back to the case
             self.login(self.user)
             page.goto(f"{self.base}/cases/{case_id}")
+        self.step = step_id
         self.c.load_ms[step_id].append(page.evaluate(NAV_MS))
         assert page.locator(f"form.stepform[action$='/steps/{step_id}']").count(), page.url
 
-    def fill(self, step_id: str, values: dict[str, Any], signer: str) -> None:
+    def fill(
+        self, step_id: str, values: dict[str, Any], signer: str, protocol: Any, now: datetime
+    ) -> None:
         page = self.page
         form = page.locator("form.stepform")
         role = ROLE[signer]
         wanted = dict(values)
+        # Products the formulary lists are scanned (GS1: GTIN, expiry, lot), not typed.
+        for spec in protocol.step(step_id).scans:
+            product = next((p for p in protocol.formulary if p.kind == spec.kind), None)
+            field = form.locator(f"input[name=v_{spec.kind}_scan]")
+            if product is None or not field.count() or f"{spec.kind}_lot" not in wanted:
+                continue
+            lot = wanted[f"{spec.kind}_lot"]
+            expiry = datetime.fromisoformat(str(wanted[f"{spec.kind}_expiry"]))
+            for part in ("lot", "expiry", "gtin", "typed_reason", "entry", "scan"):
+                wanted.pop(f"{spec.kind}_{part}", None)
+            self.c.scans[role] += 1
+            field.fill(f"01{product.gtin}17{expiry:%y%m%d}10{lot}")
+            field.press("Enter")
+            if form.locator(f"input[name=v_{spec.kind}_entry][value=scanned]").count():
+                wanted[f"{spec.kind}_entry"] = "scanned"  # tapped unless the form infers it
         for group in form.locator("[data-normal]").all():
             normal = json.loads(group.get_attribute("data-normal") or "{}")
             if all(_same(wanted.get(k, v), v) for k, v in normal.items()):
                 self.tap(group.locator(".all-normal"), role)
                 for k in normal:
                     wanted.pop(k, None)
-            else:  # an abnormal finding: open the group's fields to enter them one by one
-                self.tap(group.locator("summary"), role)
         scan = form.locator("input[data-wristband]")
         mrn_keys = [k for k in wanted if k in ("patient_mrn", "patient_identifier_mrn")]
         if scan.count() and mrn_keys:
@@ -148,6 +170,7 @@ class Walker:
             elif first.evaluate("e => e.tagName") == "SELECT":
                 if first.input_value() != str(value):
                     self.c.taps[role] += 1
+                    self.c.by_step[self.step, "tap"] += 1
                     first.select_option(str(value))
             else:
                 text = str(value)
@@ -175,6 +198,24 @@ def _same(wanted: Any, normal: Any) -> bool:
     return posted == str(normal)
 
 
+def _gtin(body13: str) -> str:
+    total = sum(int(d) * (3 if i % 2 == 0 else 1) for i, d in enumerate(body13))
+    return body13 + str((10 - total % 10) % 10)
+
+
+# Made-up GTINs (test data: no retrieved source gives a real product's).
+PRODUCTS = {"vial": "0061414100001", "diluent": "0061414100002", "d5w": "0061414100003"}
+
+
+def _list_products(bedside: Bedside) -> None:
+    """The site's formulary, listed once by a pharmacist (where this version has one)."""
+    add = getattr(bedside, "add_to_formulary", None)
+    if add is None:
+        return
+    for kind, body in PRODUCTS.items():
+        add(_gtin(body), kind, f"Bench {kind}", "1 unit", Credentials("p.lindqvist", DEMO_PASSWORD))
+
+
 def _port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -196,6 +237,7 @@ def walk(doses: int) -> Counts:
     bedside.archiver = archive.archive_case
     for p in DEMO_PEOPLE:
         identity.add_user(p.username, p.name, [p.role], DEMO_PASSWORD, by="bench")
+    _list_products(bedside)
     app = create_app(bedside, WebSettings(), archive=archive)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=_port(), log_level="error"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -207,8 +249,9 @@ def walk(doses: int) -> Counts:
     try:
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+            devices: dict[str, Walker] = {}
             for i in range(doses):
-                _one_dose(bedside, clock, browser, base, counts, i)
+                _one_dose(bedside, clock, browser, base, counts, i, devices)
             browser.close()
     finally:
         server.should_exit = True
@@ -218,7 +261,13 @@ def walk(doses: int) -> Counts:
 
 
 def _one_dose(
-    bedside: Bedside, clock: FixedClock, browser: Any, base: str, counts: Counts, i: int
+    bedside: Bedside,
+    clock: FixedClock,
+    browser: Any,
+    base: str,
+    counts: Counts,
+    i: int,
+    devices: dict[str, Walker],
 ) -> None:
     p = bedside.protocol
     patient = bedside.store.add_patient(
@@ -235,7 +284,7 @@ def _one_dose(
         course.id, clock.now() + timedelta(hours=2), Credentials("dr.okafor", DEMO_PASSWORD)
     )
     cid = view.case.case_id
-    tablet = Walker(browser, base, counts)
+    tablet: Walker | None = None
     while True:
         view = bedside.load(cid)
         step = view.case.next_step()
@@ -247,22 +296,27 @@ def _one_dose(
             values = order_values("68", clock.now() - timedelta(hours=3))
         else:
             values = values_for(view.case, step.id, clock.now())
-        # The second checker signs at the first nurse's tablet with her own user id.
-        if tablet.user != signer and not step.blinded_against:
-            tablet.login(signer)
+        # Each person works on their own device, signed in until the idle timeout; the second
+        # checker signs at the first nurse's tablet with her own user id.
+        if not step.blinded_against or tablet is None:
+            tablet = devices.get(signer)
+            if tablet is None:
+                tablet = devices[signer] = Walker(browser, base, counts)
+                tablet.login(signer)
         tablet.open_step(cid, step.id)
-        tablet.fill(step.id, values, signer)
+        tablet.fill(step.id, values, signer, view.case.protocol, clock.now())
         tablet.sign(signer)
         after = bedside.load(cid)
         assert after.version > view.version, f"{step.id} not signed: {tablet.page.url}"
     assert bedside.load(cid).case.state == "completed"
-    tablet.context.close()
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--doses", type=int, default=3)
-    doses = parser.parse_args().doses
+    parser.add_argument("--detail", action="store_true", help="taps and typed fields per step")
+    args = parser.parse_args()
+    doses = args.doses
     c = walk(doses)
     roles = sorted(set(c.taps) | set(c.typed) | set(c.scans))
     print(f"one dose through the pages (mean of {doses}), by role: taps / typed fields / scans")
@@ -273,6 +327,11 @@ def main() -> int:
         )
     total = [sum(x.values()) / doses for x in (c.taps, c.typed, c.scans)]
     print(f"  {'all roles':22s} {total[0]:6.1f} {total[1]:6.1f} {total[2]:6.1f}")
+    if args.detail:
+        print("per step (mean): taps / typed fields")
+        for step in dict.fromkeys(k for k, _ in c.by_step):
+            tap, typed = (c.by_step[step, k] / doses for k in ("tap", "typed"))
+            print(f"  {step:22s} {tap:6.1f} {typed:6.1f}")
     print("page load (Navigation Timing, loadEventEnd) per step kind: median / p95 ms, n")
     for kind, ms in sorted(c.load_ms.items()):
         ms = sorted(m for m in ms if m is not None)

@@ -104,6 +104,7 @@ def values_from_form(step: Step, form: Mapping[str, str], tz: tzinfo) -> dict[st
     are left out, so a missing required item is the machine's refusal with its own words."""
     values: dict[str, str | bool] = {}
     form = _with_normal_groups(step, form)
+    form = _scanned_when_scan_given(step, form)
     for item in step.items:
         raw = form.get(f"v_{item.id}")
         if item.type == "boolean":
@@ -142,6 +143,19 @@ def _with_normal_groups(step: Step, form: Mapping[str, str]) -> Mapping[str, str
                     label=label,
                 )
             out[f"v_{item_id}"] = want
+    return out
+
+
+def _scanned_when_scan_given(step: Step, form: Mapping[str, str]) -> Mapping[str, str]:
+    """A code in a product's scan field with "how identified" left blank was scanned: say so,
+    rather than ask for a second tap. A typed entry still says "typed" with its reason."""
+    out = dict(form)
+    for spec in step.scans:
+        entry, scan = f"v_{spec.kind}_entry", f"v_{spec.kind}_scan"
+        if step.item(f"{spec.kind}_entry") is None:
+            continue
+        if (form.get(scan) or "").strip() and not (form.get(entry) or "").strip():
+            out[entry] = "scanned"
     return out
 
 

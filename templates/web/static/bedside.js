@@ -29,6 +29,15 @@
       });
     });
   });
+  // A code in a product's scan field means it was scanned: tick "Scanned" (the server
+  // infers the same when "how identified" is left blank).
+  document.addEventListener("change", function (ev) {
+    var t = ev.target;
+    var m = t && t.name && /^v_(.+)_scan$/.exec(t.name);
+    if (!m || !t.value.trim()) return;
+    var radio = t.form.querySelector("input[name='v_" + m[1] + "_entry'][value='scanned']");
+    if (radio) radio.checked = true;
+  });
   // The tablet's camera reads the wristband where the browser has a BarcodeDetector; typing
   // (or a scanner acting as a keyboard) always works without it.
   var camera = document.querySelector("button.camera");
