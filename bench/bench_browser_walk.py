@@ -222,7 +222,7 @@ def _port() -> int:
         return int(s.getsockname()[1])
 
 
-def walk(doses: int) -> Counts:
+def walk(doses: int, same_course: bool) -> Counts:
     from playwright.sync_api import sync_playwright
 
     from workflow.core.protocol.loader import load_protocol
@@ -250,8 +250,12 @@ def walk(doses: int) -> Counts:
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
             devices: dict[str, Walker] = {}
+            course: str | None = None
+            memo: dict[str, Any] = {}
             for i in range(doses):
-                _one_dose(bedside, clock, browser, base, counts, i, devices)
+                course = _one_dose(bedside, clock, browser, base, counts, i, devices, course, memo)
+                if not same_course:
+                    course, memo = None, {}
             browser.close()
     finally:
         server.should_exit = True
@@ -268,20 +272,25 @@ def _one_dose(
     counts: Counts,
     i: int,
     devices: dict[str, Walker],
-) -> None:
+    course_id: str | None,
+    memo: dict[str, Any],
+) -> str:
     p = bedside.protocol
-    patient = bedside.store.add_patient(
-        mrn=f"MRN-{7000 + i}",
-        family_name="Rivera",
-        given_name="Jordan",
-        date_of_birth="1971-03-14",
-        created_by="bench",
-    )
-    course = bedside.store.start_course(
-        patient.id, protocol_id=p.id, protocol_version=p.version, protocol_hash=p.content_hash
-    )
+    if course_id is None:
+        patient = bedside.store.add_patient(
+            mrn=f"MRN-{7000 + i}",
+            family_name="Rivera",
+            given_name="Jordan",
+            date_of_birth="1971-03-14",
+            created_by="bench",
+        )
+        course_id = bedside.store.start_course(
+            patient.id, protocol_id=p.id, protocol_version=p.version, protocol_hash=p.content_hash
+        ).id
+    else:
+        clock.advance(hours=8)  # the next dose of the course, q8h
     view = bedside.open_case(
-        course.id, clock.now() + timedelta(hours=2), Credentials("dr.okafor", DEMO_PASSWORD)
+        course_id, clock.now() + timedelta(hours=2), Credentials("dr.okafor", DEMO_PASSWORD)
     )
     cid = view.case.case_id
     tablet: Walker | None = None
@@ -293,7 +302,14 @@ def _one_dose(
         clock.advance(minutes=PACE.get(step.id, 3))
         signer = _SIGNERS[step.id]
         if step.id == "order":
-            values = order_values("68", clock.now() - timedelta(hours=3))
+            # Weighed once a day (the morning round), as a ward does.
+            day = clock.now().replace(hour=5, minute=0, second=0, microsecond=0)
+            if day > clock.now():
+                day -= timedelta(days=1)
+            values = order_values("68", day)
+        elif step.id == p.eligibility.step:
+            # The baseline tests are the course's, done once before it.
+            values = memo.setdefault(step.id, values_for(view.case, step.id, clock.now()))
         else:
             values = values_for(view.case, step.id, clock.now())
         # Each person works on their own device, signed in until the idle timeout; the second
@@ -309,17 +325,24 @@ def _one_dose(
         after = bedside.load(cid)
         assert after.version > view.version, f"{step.id} not signed: {tablet.page.url}"
     assert bedside.load(cid).case.state == "completed"
+    return course_id
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--doses", type=int, default=3)
     parser.add_argument("--detail", action="store_true", help="taps and typed fields per step")
+    parser.add_argument(
+        "--same-course",
+        action="store_true",
+        help="the doses one after another on one patient's course (else each a first dose)",
+    )
     args = parser.parse_args()
     doses = args.doses
-    c = walk(doses)
+    c = walk(doses, args.same_course)
     roles = sorted(set(c.taps) | set(c.typed) | set(c.scans))
-    print(f"one dose through the pages (mean of {doses}), by role: taps / typed fields / scans")
+    kind = "doses of one course" if args.same_course else "first doses of new courses"
+    print(f"one dose through the pages (mean of {doses} {kind}), by role: taps / typed / scans")
     for role in roles:
         print(
             f"  {role:22s} {c.taps[role] / doses:6.1f} {c.typed[role] / doses:6.1f}"

@@ -155,6 +155,22 @@ class Bedside:
         case = Case.replay(protocol, case_id, events)
         return CaseView(record, case)
 
+    def earlier_entry(self, view: CaseView, step_id: str) -> dict[str, Any]:
+        """The values of ``step_id``'s entry on the latest earlier dose of the same course
+        (empty when there is none): what a form may propose for a fact of the course rather
+        than of the dose, so it is asked once (issue 12.4). Typed values, as signed."""
+        record = view.record
+        earlier = [
+            r
+            for r in self.store.list_cases(course_id=record.course_id)
+            if r.id != record.id and r.dose_in_course < record.dose_in_course
+        ]
+        for r in sorted(earlier, key=lambda r: r.dose_in_course, reverse=True):
+            entry = self.load(r.id).case.current.get(step_id)
+            if entry is not None:
+                return dict(entry.values)
+        return {}
+
     # -- the site formulary (issue 12.3) ---------------------------------------------------------
     def formulary(self) -> list[FormularyProduct]:
         """The products pharmacists listed here, by kind and description."""

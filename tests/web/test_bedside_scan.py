@@ -6,15 +6,17 @@ from __future__ import annotations
 
 import html
 import subprocess
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from fastapi.testclient import TestClient
 
 from workflow.core.protocol.model import Step
-from workflow.dev.walk import values_for
+from workflow.dev.demo import _SIGNERS
+from workflow.dev.walk import order_values, values_for
 
-from .conftest import PASSWORD, Site, csrf_of, form_of, version_of
+from .conftest import PASSWORD, Site, cred, csrf_of, form_of, version_of
 from .test_pages import page_login
 
 
@@ -188,3 +190,48 @@ def test_plan_numbers_prefilled_for_preparer_never_for_a_checker(sqlite_site: Si
     assert f'value="{final}"' not in page
     assert 'name="v_final_volume_ml" type="text"\n          value=""' in page
     assert 'name="v_route" value="intravenous" checked' not in page
+
+
+def test_course_facts_are_proposed_from_the_earlier_dose(sqlite_site: Site) -> None:
+    site = sqlite_site
+    b = site.bedside
+    view = site.open_case()  # order signed: 68 kg
+    while not view.case.closed:
+        step = view.case.next_step()
+        assert step is not None
+        site.clock.advance(minutes=20 if step.id == "hold_checks" else 5)
+        values = values_for(view.case, step.id, site.clock.now())
+        view = b.sign_step(
+            view.case.case_id, view.version, step.id, values, cred(_SIGNERS[step.id])
+        )
+    assert view.case.state == "completed"
+    first = view.case.current
+    site.clock.advance(hours=8)
+    nxt = b.open_case(site.course_id, site.clock.now() + timedelta(hours=1), cred("dr.okafor"))
+    prescriber = page_login(site, "dr.okafor")
+    page = prescriber.get(f"/cases/{nxt.case.case_id}").text
+    # The order's weight, its source and time are proposed; the prescriber confirms.
+    assert 'name="v_dosing_weight_kg" type="text"\n          value="68"' in page
+    assert 'value="standing_scale" checked' in page
+    # Never an acknowledgement's reason: each signature gives its own.
+    assert 'name="v_dose_deviation_reason" type="text"\n          value=""' in page
+    site.clock.advance(minutes=5)
+    view = b.sign_step(
+        nxt.case.case_id,
+        nxt.version,
+        "order",
+        order_values("68", site.clock.now() - timedelta(hours=2)),
+        cred("dr.okafor"),
+    )
+    site.clock.advance(minutes=5)
+    view = b.sign_step(
+        view.case.case_id,
+        view.version,
+        "order_verification",
+        values_for(view.case, "order_verification", site.clock.now()),
+        cred("p.lindqvist"),
+    )
+    pharmacist = page_login(site, "p.lindqvist")
+    page = pharmacist.get(f"/cases/{view.case.case_id}").text
+    tested = first["eligibility"].values["stress_test_date"].isoformat()
+    assert f'value="{tested}"' in page and 'value="normal" checked' in page

@@ -7,7 +7,7 @@ signing-session continuity when a signature succeeded. Nothing clinical is decid
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, tzinfo
+from datetime import date, datetime, tzinfo
 from decimal import Decimal
 from typing import Any
 
@@ -213,6 +213,40 @@ def proposals(
         elif item.id == step.sets_beyond_use and item.type == "datetime":
             out[item.id] = now.astimezone(tz).strftime("%Y-%m-%dT%H:%M")
     return out
+
+
+def course_facts(
+    web: Web, view: CaseView, step_id: str, blinding: Blinding, tz: tzinfo
+) -> dict[str, Any]:
+    """Facts of the course rather than the dose, proposed from the latest earlier dose so
+    they are asked once (issue 12.4): the order (dosing weight, its source and time) and the
+    eligibility results. Never an acknowledgement's reason or an attestation (each signature
+    gives its own), never to a viewer with anything hidden; the signer confirms or changes."""
+    protocol = view.case.protocol
+    if blinding or step_id not in (protocol.initial, protocol.eligibility.step):
+        return {}
+    step = protocol.step(step_id)
+    acknowledged = {a.item for a in protocol.acknowledgements}
+    out: dict[str, Any] = {}
+    for key, value in web.bedside.earlier_entry(view, step_id).items():
+        item = step.item(key)
+        if item is None or key in acknowledged or item.must_be is not None:
+            continue
+        out[key] = form_text(value, tz)
+    return out
+
+
+def form_text(value: Any, tz: tzinfo) -> str:
+    """A signed value as its form field shows it (a time in the site's zone, to the minute)."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, Decimal):
+        return format_decimal(value)
+    if isinstance(value, datetime):
+        return value.astimezone(tz).strftime("%Y-%m-%dT%H:%M")
+    if isinstance(value, date):
+        return value.isoformat()
+    return str(value)
 
 
 def search_archive(

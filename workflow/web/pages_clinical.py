@@ -86,7 +86,8 @@ def case_context(
     if step_id is not None:
         step = view.case.protocol.step(step_id)
         n, m = view.case.step_number(step_id)
-        fill = actions.proposals(view, step_id, blinding, now, web.bedside.tz)
+        fill = actions.course_facts(web, view, step_id, blinding, web.bedside.tz)
+        fill.update(actions.proposals(view, step_id, blinding, now, web.bedside.tz))
         fill.update(actions.prefill(view, step_id, blinding))
         if echo:
             fill.update({k: v for k, v in echo.items() if v is not None})
