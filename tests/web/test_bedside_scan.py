@@ -235,3 +235,21 @@ def test_course_facts_are_proposed_from_the_earlier_dose(sqlite_site: Site) -> N
     page = pharmacist.get(f"/cases/{view.case.case_id}").text
     tested = first["eligibility"].values["stress_test_date"].isoformat()
     assert f'value="{tested}"' in page and 'value="normal" checked' in page
+
+
+def test_wristband_scan_through_the_json_api(sqlite_site: Site) -> None:
+    site = sqlite_site
+    site.new_course("MRN-7002", "Doe", "Jane", "1980-05-01")
+    view = site.walk_to("pre_infusion")
+    cid = view.case.case_id
+    client = site.client("n.alvarez")
+    values = values_for(view.case, "pre_infusion", site.clock.now())
+    del values["patient_identifier_mrn"]
+    body = {"expected_version": view.version, "password": PASSWORD, "values": values}
+    r = client.post(f"/api/cases/{cid}/steps/pre_infusion", json={**body, "wristband": "MRN-7002"})
+    assert r.status_code == 422
+    assert "wristband: DOE, Jane MRN MRN-7002 — this dose: RIVERA," in r.json()["message"]
+    r = client.post(f"/api/cases/{cid}/steps/pre_infusion", json={**body, "wristband": "MRN-7001"})
+    assert r.status_code == 200, r.text
+    after = site.bedside.load(cid)
+    assert after.case.current["pre_infusion"].values["patient_identifier_mrn"] == "MRN-7001"

@@ -15,6 +15,7 @@ from workflow.core.blinding import Blinding, blinding_for, is_unprimed, refuse_w
 from workflow.core.errors import InputError, NotFound
 from workflow.core.events import format_decimal
 from workflow.core.items import rounded
+from workflow.core.protocol.model import Step
 from workflow.identity import Credentials, SessionPassword, User
 from workflow.service import CaseView
 from workflow.store import ArchivedRecord, CaseRecord
@@ -134,6 +135,27 @@ def correct(
             case_id, expected_version, target_seq, values, reason, proof
         ),
     )
+
+
+def from_wristband(
+    web: Web, viewer: Viewer, view: CaseView, step: Step, scanned: str, values: dict[str, Any]
+) -> None:
+    """A wristband scan, checked against this dose's patient (a wrong patient is refused in
+    words), stands for the MRN the step asks for; an MRN also typed must say the same."""
+    hidden = blinding_of(web, view, viewer).hides("patient.mrn")
+    mrn = web.bedside.check_wristband(view, scanned, show_dose_mrn=not hidden)
+    for item in step.items:
+        if item.expect != "patient.mrn":
+            continue
+        typed = values.get(item.id)
+        if typed is None:
+            values[item.id] = mrn
+        elif " ".join(str(typed).split()).casefold() != mrn.casefold():
+            raise InputError(
+                item.id,
+                f"typed '{typed}', but the wristband scan says {mrn}: clear one of them",
+                label=item.label,
+            )
 
 
 def ward_states(web: Web) -> list[str]:

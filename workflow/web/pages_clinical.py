@@ -165,7 +165,7 @@ def sign_step(request: Request, case_id: str, step_id: str, form: FormData = FOR
     request.state.retry[1]["formulary_offers"] = formulary_offers(view.case.protocol, step, values)
     scanned = fields.get("scan_wristband", "")
     if scanned.strip():
-        _from_wristband(web, viewer, view, step, scanned, values)
+        actions.from_wristband(web, viewer, view, step, scanned, values)
     try:
         actions.sign_step(
             web,
@@ -204,27 +204,6 @@ def formulary_offers(
         if gtin not in listed:
             offers.append({"gtin": gtin, "kind": spec.kind, "name": names[spec.kind]})
     return offers
-
-
-def _from_wristband(
-    web: Web, viewer: Viewer, view: Any, step: Step, scanned: str, values: dict[str, Any]
-) -> None:
-    """A wristband scan, checked against this dose's patient (a wrong patient is refused in
-    words), stands for the MRN the step asks for; an MRN also typed must say the same."""
-    hidden = actions.blinding_of(web, view, viewer).hides("patient.mrn")
-    mrn = web.bedside.check_wristband(view, scanned, show_dose_mrn=not hidden)
-    for item in step.items:
-        if item.expect != "patient.mrn":
-            continue
-        typed = values.get(item.id)
-        if typed is None:
-            values[item.id] = mrn
-        elif " ".join(str(typed).split()).casefold() != mrn.casefold():
-            raise InputError(
-                item.id,
-                f"typed '{typed}', but the wristband scan says {mrn}: clear one of them",
-                label=item.label,
-            )
 
 
 @router.post("/cases/{case_id}/exit")
