@@ -11,6 +11,9 @@ runs on any version of the pages:
 - a field already showing the value wanted is left alone (a pre-filled value only confirmed);
 - a group with an "all normal" control is tapped once when every wanted value in it is normal;
 - a wristband scan field is scanned (typed by the scanner, then Enter: counted as a scan);
+- a vial, sterile water or D5W bag is scanned when the site formulary lists it (this walk lists
+  one of each, made-up GTINs, where the version has a site formulary), else typed with a reason;
+- each person works on their own device, signed in until the idle timeout;
 - everything else is typed (text, numbers, dates, user ids, passwords) or tapped (ticks,
   radio buttons, choices, buttons, the worklist row that opens the case).
 
@@ -18,7 +21,7 @@ Prints, per role, the taps, typed fields and scans of one dose (the mean over th
 walked), their totals, and per step kind the page-load time from the Navigation Timing API
 (``loadEventEnd - startTime`` of the step page's navigation entry), median and 95th percentile.
 
-    .venv/bin/python bench/bench_browser_walk.py [--doses N]
+    .venv/bin/python bench/bench_browser_walk.py [--doses N] [--same-course] [--detail]
 """
 
 from __future__ import annotations
