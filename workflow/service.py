@@ -22,7 +22,7 @@ import logging
 import os
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Any
@@ -47,6 +47,7 @@ from workflow.core.errors import (
 from workflow.core.events import Event, Signer, parse_time
 from workflow.core.machine import Case, PatientRef
 from workflow.core.protocol import Protocol, load_protocol
+from workflow.core.protocol.model import Product
 from workflow.core.protocol.overlay import load_overlay
 from workflow.core.schedule import NextDose, earliest_time, next_dose
 from workflow.identity import AuthRefused, Credentials, Identity, SessionPassword
@@ -64,6 +65,8 @@ from workflow.store import (
     Store,
     pinning,
 )
+from workflow.store import formulary as formulary_rows
+from workflow.store.formulary import FormularyEvent, FormularyProduct
 from workflow.store.web_sessions import SignatureMark
 from workflow.tablet_signing import TabletProof
 
@@ -74,6 +77,19 @@ log = logging.getLogger("bedside")
 
 # The record every ended case gets, archived after any other (see unarchived_cases).
 ADMINISTRATION_RECORD = "administration"
+
+# The site formulary: kept by pharmacists, each addition an approval signature.
+FORMULARY_ROLE = "pharmacist"
+FORMULARY_MEANING = "approved"
+FORMULARY_SOURCE = "site_formulary"  # a listed product's source: the signed formulary entry
+
+
+def gs1_check_digit_ok(gtin14: str) -> bool:
+    """The GS1 mod-10 check digit of a 14-digit GTIN (weights 3, 1, ... from the left)."""
+    body, check = gtin14[:-1], int(gtin14[-1])
+    total = sum(int(d) * (3 if i % 2 == 0 else 1) for i, d in enumerate(body))
+    return (10 - total % 10) % 10 == check
+
 
 # Who may open a dose case (the order is then signed by a prescriber as the first step).
 OPENING_ROLES = ("prescriber", "pharmacist")
@@ -182,8 +198,120 @@ class Bedside(People, Queries):
     # -- reading ---------------------------------------------------------------------------------
     def load(self, case_id: str) -> CaseView:
         record, events = self.store.load_case(case_id)
-        case = Case.replay(self.protocol_for(record.protocol_hash), case_id, events)
+        protocol = self.with_site_formulary(self.protocol_for(record.protocol_hash))
+        case = Case.replay(protocol, case_id, events)
         return CaseView(record, case)
+
+    def earlier_entry(self, view: CaseView, step_id: str) -> dict[str, Any]:
+        """The values of ``step_id``'s entry on the latest earlier dose of the same course
+        (empty when there is none): what a form may propose for a fact of the course rather
+        than of the dose, so it is asked once (issue 12.4). Typed values, as signed."""
+        record = view.record
+        earlier = [
+            r
+            for r in self.store.list_cases(course_id=record.course_id)
+            if r.id != record.id and r.dose_in_course < record.dose_in_course
+        ]
+        for r in sorted(earlier, key=lambda r: r.dose_in_course, reverse=True):
+            entry = self.load(r.id).case.current.get(step_id)
+            if entry is not None:
+                return dict(entry.values)
+        return {}
+
+    # -- the site formulary (issue 12.3) ---------------------------------------------------------
+    def formulary(self) -> list[FormularyProduct]:
+        """The products pharmacists listed here, by kind and description."""
+        return formulary_rows.list_products(self.store.engine)
+
+    def formulary_events(self) -> list[FormularyEvent]:
+        """Every change to the site formulary, oldest first (who, when, what, meaning)."""
+        return formulary_rows.list_events(self.store.engine)
+
+    def with_site_formulary(self, protocol: Protocol) -> Protocol:
+        """``protocol`` with the site's listed products added to its own (an overlay's), so a
+        scan of a product a pharmacist listed is known to the case machine. Rows are never
+        removed, so a case replays on a list that still holds every product it scanned."""
+        site = self.formulary()
+        if not site:
+            return protocol
+        known = {p.gtin for p in protocol.formulary}
+        added = tuple(
+            Product(f.gtin, f.kind, f"{f.description} {f.strength}", FORMULARY_SOURCE, True)
+            for f in site
+            if f.gtin not in known and f.kind in protocol.scan_steps()
+        )
+        return replace(protocol, formulary=protocol.formulary + added)
+
+    def add_to_formulary(
+        self, gtin: str, kind: str, description: str, strength: str, proof: Proof
+    ) -> FormularyProduct:
+        """List a product (GTIN -> kind, description, strength), signed by a pharmacist with
+        their password like any signature (meaning ``approved``); the change and the signature
+        are audit events. Bad input names the field and what is allowed."""
+        digits = gtin.strip()
+        if not digits.isdigit() or len(digits) not in (8, 12, 13, 14):
+            raise InputError("gtin", f"'{gtin}' is not a GTIN", "8, 12, 13 or 14 digits")
+        digits = digits.zfill(14)
+        if not gs1_check_digit_ok(digits):
+            raise InputError("gtin", f"{digits}: the check digit is wrong; read the code again")
+        kinds = self.protocol.scan_steps()
+        if kind not in kinds:
+            raise InputError("kind", f"'{kind}' is not a scanned item", ", ".join(kinds))
+        texts = {"description": (description, 200), "strength": (strength, 100)}
+        for name, (value, most) in texts.items():
+            if not value.strip() or len(value) > most or not value.isprintable():
+                raise InputError(name, "must be printable text", f"1 to {most} characters")
+        if any(p.gtin == digits for p in self.protocol.formulary):
+            raise InputError("gtin", f"GTIN {digits} is in the protocol's formulary already")
+        now = self.clock.now()
+        signer = self.signer(proof, (FORMULARY_ROLE,))
+        return formulary_rows.add_product(
+            self.store.engine,
+            gtin=digits,
+            kind=kind,
+            description=" ".join(description.split()),
+            strength=" ".join(strength.split()),
+            signer=signer,
+            meaning=FORMULARY_MEANING,
+            now=now,
+            session=self._mark(proof),
+        )
+
+    def check_wristband(self, view: CaseView, scanned: str, *, show_dose_mrn: bool) -> str:
+        """The MRN a wristband scan carries, once it is this dose's patient's.
+
+        A scanner acting as a keyboard types the barcode (the MRN) and Enter. A scan that is
+        another patient's, or no patient's, is refused (StepRefused ``wrong_patient``, field
+        ``scan_wristband``) with both identities in words. ``show_dose_mrn`` is False while the
+        person is at an independent check (workflow.core.blinding): the dose's MRN is then
+        left out of the words, its name stays (the nurse needs it to find the patient).
+        """
+        mrn = scanned.strip("\r\n\t ")
+        if not mrn or len(mrn) > 64 or not mrn.isprintable():
+            raise InputError("scan_wristband", "the wristband scan is empty or not an MRN")
+        dose = self.store.get_patient(view.record.patient_id)
+        if mrn == dose.mrn:
+            return mrn
+        worn = self.store.find_patient_by_mrn(mrn)
+        band = f"{worn.display_name} MRN {worn.mrn}" if worn else f"MRN {mrn} (no patient has it)"
+        ours = dose.display_name + (
+            f" MRN {dose.mrn}" if show_dose_mrn else " (MRN not shown at an independent check)"
+        )
+        raise StepRefused(
+            "wrong_patient",
+            f"Wrong patient: wristband: {band} — this dose: {ours}. Do not give this dose; "
+            "find the patient this dose is for",
+            field="scan_wristband",
+        )
+
+    def wristband_pdf(self, mrn: str) -> bytes:
+        """A test wristband for the patient with this MRN (NotFound when none has it)."""
+        from workflow.records.wristband import wristband_pdf
+
+        patient = self.store.find_patient_by_mrn(mrn.strip())
+        if patient is None:
+            raise NotFound(f"no patient has MRN {mrn.strip()!r}")
+        return wristband_pdf(patient.display_name, patient.mrn, patient.date_of_birth)
 
     def course_cases(self, course_id: str) -> list[Case]:
         records = sorted(

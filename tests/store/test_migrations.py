@@ -134,7 +134,7 @@ def test_0008_adds_the_course_start_record_to_courses_made_without_it(
                 ),
                 {"p": patient.id, "t": "2026-01-01 00:00:00.000000", "h": "a" * 64},
             )
-        assert migrate(engine, clock=clock) == ["0008_course_start"]
+        assert migrate(engine, clock=clock) == ["0008_course_start", "0009_formulary"]
         (old,) = store.list_courses(patient.id)
         assert old.start_record is None
         new = store.start_course(

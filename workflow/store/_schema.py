@@ -258,3 +258,34 @@ protocols = Table(
     Column("text", Text(), nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
 )
+
+# --- 0009_formulary ------------------------------------------------------------------------
+# The site's formulary (issue 12.3): products a vial, diluent or bag scan may be, by GTIN, kept
+# by pharmacists, each addition signed. Rows are never updated or deleted, so a case signed
+# with a scan of a listed product replays on the same list; ``formulary_events`` is the audit
+# trail of every change (who, when, what, the signature's meaning).
+
+formulary_products = Table(
+    "formulary_products",
+    metadata,
+    Column("gtin", String(14), primary_key=True),
+    Column("kind", String(32), nullable=False),
+    Column("description", String(200), nullable=False),
+    Column("strength", String(100), nullable=False),
+    Column("added_at", UTCDateTime(), nullable=False),
+    Column("added_by_user_id", _ID, nullable=False),
+)
+
+formulary_events = Table(
+    "formulary_events",
+    metadata,
+    Column("id", _BIGID, primary_key=True, autoincrement=True),
+    Column("at", UTCDateTime(), nullable=False, index=True),
+    Column("action", String(32), nullable=False),  # "added"
+    Column("gtin", String(14), nullable=False, index=True),
+    Column("detail", Text(), nullable=False),  # JSON: kind, description, strength
+    Column("user_id", _ID, nullable=False),
+    Column("printed_name", String(200), nullable=False),
+    Column("role", String(32), nullable=False),
+    Column("meaning", String(32), nullable=False),
+)

@@ -23,6 +23,7 @@ from . import (
     pages_audit,
     pages_auth,
     pages_clinical,
+    pages_formulary,
     pages_orders,
 )
 from .context import Web
@@ -72,6 +73,7 @@ def create_app(
         pages_auth.router,
         pages_clinical.router,
         pages_orders.router,
+        pages_formulary.router,
         pages_audit.router,
         api.router,
     )

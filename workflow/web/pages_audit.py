@@ -107,6 +107,21 @@ def users(request: Request) -> Response:
     return web.templates.TemplateResponse(request, "users.html", users_context(request, viewer))
 
 
+@router.get("/admin/wristband.pdf")
+def wristband(request: Request, mrn: str = "") -> Response:
+    """A test wristband for a patient (Code 128 of the MRN), to try the bedside scan."""
+    web = web_of(request)
+    web.viewer(request, ADMIN)
+    if not mrn.strip():
+        raise InputError("mrn", "type the patient's MRN")
+    pdf = web.bedside.wristband_pdf(mrn)
+    return Response(
+        pdf,
+        media_type="application/pdf",
+        headers={"Content-Disposition": 'inline; filename="wristband-test.pdf"'},
+    )
+
+
 def users_context(
     request: Request, viewer: Viewer, notice: str = "", typed: dict[str, object] | None = None
 ) -> dict[str, object]:

@@ -11,15 +11,18 @@ from starlette.datastructures import FormData
 
 from workflow.board import STAGES
 from workflow.core.blinding import blinded_pair, is_unprimed, refuse_while_blinded
-from workflow.core.errors import InputError
+from workflow.core.errors import InputError, StepRefused
 from workflow.core.events import format_time
+from workflow.core.gs1 import parse_scan
+from workflow.core.protocol.model import Protocol, Step
 from workflow.records.labels import bag_label_pdf
 from workflow.vocabulary import AuthRefused
 
 from . import actions
 from .context import Web, web_of
 from .formdata import FORM
-from .forms import form_echo, values_from_form, widgets
+from .forms import form_echo, grouped, values_from_form
+from .pages_formulary import kind_names
 from .present import case_json, zone_name
 from .security import Viewer, check_csrf
 from .settings import CLINICAL, PHARMACY, RECORD_READERS, WARD
@@ -103,7 +106,9 @@ def case_context(
     if step_id is not None:
         step = view.case.protocol.step(step_id)
         n, m = view.case.step_number(step_id)
-        fill = actions.prefill(view, step_id, blinding)
+        fill = actions.course_facts(web, view, step_id, blinding, web.bedside.tz)
+        fill.update(actions.proposals(view, step_id, blinding, now, web.bedside.tz))
+        fill.update(actions.prefill(view, step_id, blinding))
         if echo:
             fill.update({k: v for k, v in echo.items() if v is not None})
         context["step"] = {
@@ -120,7 +125,9 @@ def case_context(
             "starts_infusion": step.starts_infusion,
             "stops_infusion": step.stops_infusion,
         }
-        context["widgets"] = widgets(step, fill)
+        context["groups"], context["widgets"] = grouped(step, fill)
+        # A wristband scan identifies the patient where the step asks for the MRN.
+        context["wristband"] = any(it.expect == "patient.mrn" for it in step.items)
         # The blinded second checker signs with their own id on this tablet.
         context["ask_username"] = viewer.signing_lapsed or bool(step.blinded_against)
     # During a mismatch either checker may re-enter: one link each, by the step's title.
@@ -171,6 +178,12 @@ def sign_step(request: Request, case_id: str, step_id: str, form: FormData = FOR
         case_context(web, viewer, case_id, step_id, form_echo(step, fields), view=view),
     )
     values = values_from_form(step, fields, web.bedside.tz)
+    # A scan of a product the formulary does not list will be refused: say so with the way
+    # to list it (a pharmacist's signed entry), next to the refusal.
+    request.state.retry[1]["formulary_offers"] = formulary_offers(view.case.protocol, step, values)
+    scanned = fields.get("scan_wristband", "")
+    if scanned.strip():
+        actions.from_wristband(web, viewer, view, step, scanned, values)
     try:
         actions.sign_step(
             web,
@@ -189,6 +202,26 @@ def sign_step(request: Request, case_id: str, step_id: str, form: FormData = FOR
         request.state.retry = ("case.html", case_context(web, viewer, case_id, step_id, echo))
         raise
     return RedirectResponse(f"/cases/{case_id}", status_code=303)
+
+
+def formulary_offers(
+    protocol: Protocol, step: Step, values: dict[str, Any]
+) -> list[dict[str, str]]:
+    """The scanned products on this form whose GTIN the formulary does not list."""
+    listed = {p.gtin for p in protocol.formulary}
+    names = kind_names(protocol)
+    offers = []
+    for spec in step.scans:
+        code = values.get(f"{spec.kind}_scan")
+        if values.get(f"{spec.kind}_entry") != "scanned" or not isinstance(code, str):
+            continue
+        try:
+            gtin = parse_scan(code).gtin
+        except StepRefused:
+            continue  # unreadable: the refusal says so
+        if gtin not in listed:
+            offers.append({"gtin": gtin, "kind": spec.kind, "name": names[spec.kind]})
+    return offers
 
 
 @router.post("/cases/{case_id}/exit")

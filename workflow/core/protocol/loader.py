@@ -17,7 +17,7 @@ from typing import Any, cast
 from workflow.core.errors import ProtocolError
 from workflow.core.events import MEANINGS
 
-from . import _course, _display
+from . import _course, _display, _groups
 from ._fields import Issues, MapReader, to_decimal
 from ._yaml import YList, is_float_text, load_located
 from .model import (
@@ -148,6 +148,9 @@ class _Validator:
         if not self.scans_declared:
             steps = tuple(replace(s, scans=_display.legacy_scans(s)) for s in steps)
         self._check_scan_kinds(steps)
+        _groups.check_against_rules(
+            self.issues, steps, rules, lambda sid: self.step_nodes[sid].line_of("normal_groups")
+        )
         records_node = top.sub("records", required=False)
         records = _display.records(self, records_node, steps) if records_node else None
         top.done()
@@ -681,6 +684,12 @@ class _Validator:
         sets_bud = r.ident("sets_beyond_use", required=False)
         items_list = r.seq("items")
         items = self._items(items_list, r.where) if items_list is not None else None
+        groups_list = r.seq("normal_groups", required=False)
+        groups = (
+            _groups.normal_groups(self.issues, groups_list, r.where, items)
+            if groups_list is not None and items is not None
+            else ()
+        )
         scans_list = r.seq("scans", required=False)
         scans: tuple[ScanSpec, ...] = ()
         if scans_list is not None:
@@ -741,6 +750,7 @@ class _Validator:
             compare=compare,
             sets_beyond_use=sets_bud,
             scans=scans,
+            normal_groups=groups,
             **flags,
         )
 
