@@ -9,8 +9,7 @@ are checked completely: every step, item and placeholder they name must exist.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from ._context import Context
 from ._fields import MapReader
 from ._yaml import YList
 from .model import (
@@ -25,15 +24,12 @@ from .model import (
 )
 from .words import WORD_KEYS, unknown_placeholders
 
-if TYPE_CHECKING:
-    from .loader import _Validator
-
 # The items a scanned product must have on its step: what the archive indexes and the scan
 # check compares.
 _SCAN_ITEMS = ("lot", "expiry")
 
 
-def words(v: _Validator, r: MapReader) -> dict[str, str]:
+def words(v: Context, r: MapReader) -> dict[str, str]:
     out: dict[str, str] = {}
     for key in list(r.node):
         if key not in WORD_KEYS:
@@ -61,7 +57,7 @@ def words(v: _Validator, r: MapReader) -> dict[str, str]:
     return out
 
 
-def scans(v: _Validator, seq: YList, where: str, items: tuple[Item, ...]) -> tuple[ScanSpec, ...]:
+def scans(v: Context, seq: YList, where: str, items: tuple[Item, ...]) -> tuple[ScanSpec, ...]:
     ids = {it.id for it in items}
     out: list[ScanSpec] = []
     seen: set[str] = set()
@@ -119,9 +115,7 @@ def legacy_scans(step: Step) -> tuple[ScanSpec, ...]:
     return tuple(out)
 
 
-def _section(
-    v: _Validator, r: MapReader, by_id: dict[str, Step], kind: str
-) -> RecordSection | None:
+def _section(v: Context, r: MapReader, by_id: dict[str, Step], kind: str) -> RecordSection | None:
     key = r.ident("key")
     title = r.text("title")
     step_id = r.ident("step", required=False)
@@ -189,7 +183,7 @@ def _section(
     return RecordSection(key, title, step_id, content, only, skip, signed_by, signer, lead, add)
 
 
-def records(v: _Validator, r: MapReader, steps: tuple[Step, ...]) -> tuple[RecordSpec, ...]:
+def records(v: Context, r: MapReader, steps: tuple[Step, ...]) -> tuple[RecordSpec, ...]:
     by_id = {s.id: s for s in steps}
     out: list[RecordSpec] = []
     if not r.has("administration"):
