@@ -31,18 +31,19 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import text
 
+from workflow.archive.index_row import index_row
 from workflow.core.clock import FixedClock
-from workflow.core.course import carried_holds, course_status
+from workflow.core.course import course_status
 from workflow.core.errors import BedsideError, NotFound
 from workflow.core.events import Event, Signer
 from workflow.core.machine import Case, PatientRef
 from workflow.core.names import with_id
-from workflow.core.protocol.model import Protocol
-from workflow.core.schedule import earliest_time, next_dose
-from workflow.dev.walk import order_values, values_for
+from workflow.core.protocol.model import Protocol, Step
+from workflow.dev.walk import open_next_dose, walk_dose
 from workflow.identity import Identity
 from workflow.records.case_records import _COMPOUNDING_STEPS as _COMPOUNDING
 from workflow.store import (
@@ -71,21 +72,6 @@ _SCENARIOS = (
     ("discontinue", 0.004),
 )
 IN_PROGRESS_SHARE = 0.2  # of patients, their last dose is left open at a random step
-_PACE = {
-    "order_verification": 10,
-    "eligibility": 5,
-    "hold_checks": 20,
-    "reconstitution": 15,
-    "dilution": 10,
-    "pharmacy_verification": 10,
-    "double_check_first": 40,
-    "double_check_second": 3,
-    "pre_infusion": 5,
-    "infusion_start": 2,
-    "infusion_stop": 15,
-    "observation": 30,
-    "record_sign_off": 5,
-}
 # Which member of the ward's team signs each step (the verifier never prepared; two nurses).
 _SLOT = {
     "order": "prescriber",
@@ -306,14 +292,14 @@ def _flush(
         patients=batch.patients, courses=batch.courses, cases=[b for b, _ in batch.cases]
     )
     records: list[ArchivedRecord] = []
-    for bulk_case, case in batch.cases:
+    for _, case in batch.cases:
         if not case.closed:
             totals["open"] += 1
             continue
         if len(sample) < signed_sample:
             sample.append(case.case_id)  # real, signed records after the bulk load
             continue
-        records.extend(_placeholder_rows(case, bulk_case))
+        records.extend(_placeholder_rows(case))
     if records:
         store.bulk_load(records=records)
     totals["courses"] += len(batch.courses)
@@ -323,13 +309,11 @@ def _flush(
     totals["placeholders"] += len(records)
 
 
-def _placeholder_rows(case: Case, bulk_case: BulkCase) -> Iterator[ArchivedRecord]:
+def _placeholder_rows(case: Case) -> Iterator[ArchivedRecord]:
     """The index rows ``Archive.archive_case`` would write, keyed as placeholders. The kinds and
     signers follow ``case_records`` (a compounding record once anything was reconstituted; its
     signers are the order's and compounding's, the administration record's everyone else's)
     without building the documents, which would cost more than walking the case."""
-    assert case.patient is not None
-    lots = ", ".join(_lots(case))
     signed = [e for e in case.events if e.actor is not None and e.meaning is not None]
     # As the records print them (records.document.SignatureManifestation.signer).
     who = [(e.step, with_id(e.actor.name, e.actor.user_id)) for e in signed if e.actor]
@@ -341,34 +325,14 @@ def _placeholder_rows(case: Case, bulk_case: BulkCase) -> Iterator[ArchivedRecor
         kinds.append(("compounding", compounding | order))
     kinds.append(("administration", administration))
     for kind, names in kinds:
-        yield ArchivedRecord(
-            sha256=placeholder_sha256(case.case_id, kind),
-            case_id=case.case_id,
+        yield index_row(
+            case,
             kind=kind,
-            patient_name=case.patient.name,
-            mrn=case.patient.mrn,
-            dose_label=f"cycle {case.cycle} dose {case.dose_in_cycle} "
-            f"(course dose {case.dose_in_course})",
-            cycle=bulk_case.cycle,
-            signed_at=case.events[-1].at,
-            lots=lots,
-            signers="; ".join(sorted(names)),
-            state=case.state,
+            sha256=placeholder_sha256(case.case_id, kind),
+            signers=sorted(names),
             path=PLACEHOLDER_PATH,
             created_at=case.events[-1].at,
         )
-
-
-def _lots(case: Case) -> list[str]:
-    out: list[str] = []
-    for step_id, keys in (
-        ("reconstitution", ("vial_lot", "diluent_lot")),
-        ("dilution", ("d5w_lot",)),
-    ):
-        entry = case.current.get(step_id)
-        if entry is not None:
-            out.extend(str(entry.values[k]) for k in keys if entry.values.get(k))
-    return out
 
 
 def _patient_cases(
@@ -408,8 +372,15 @@ def _patient_cases(
             last = made == want - 1
             stop = _stop_state(rng, protocol) if last and leave_open else None
             try:
-                case, scheduled = _open(
-                    protocol, cases, clock, course.id, ref, ward, team, rng, weight
+                case, _events, scheduled = open_next_dose(
+                    protocol,
+                    cases,
+                    clock,
+                    course_id=course.id,
+                    patient=ref,
+                    prescriber=lambda: rng.choice(team.prescriber),
+                    weight_kg=weight,
+                    ward=ward,
                 )
             except BedsideError:
                 break  # the schedule refuses another dose in this course: start the next
@@ -431,83 +402,41 @@ def _patient_cases(
     return made
 
 
-def _open(
-    protocol: Protocol,
-    cases: list[Case],
-    clock: FixedClock,
-    course_id: str,
-    patient: PatientRef,
-    ward: str,
-    team: _Team,
-    rng: random.Random,
-    weight: str,
-) -> tuple[Case, datetime]:
-    """Open the course's next dose two hours before it is due and sign the order."""
-    status = course_status(cases)
-    earliest = earliest_time(protocol, status)
-    if earliest is not None:
-        clock.set(max(clock.now(), earliest - timedelta(hours=2)))
-    due = earliest or clock.now() + timedelta(hours=2)
-    dose = next_dose(protocol, status, due)
-    prescriber = rng.choice(team.prescriber)
-    case, _opened = Case.open(
-        protocol,
-        str(uuid.uuid4()),
-        patient=patient,
-        course_id=course_id,
-        dose=dose,
-        scheduled_at=due,
-        actor=prescriber,
-        at=clock.now(),
-        awaiting_resume=carried_holds(cases),
-        ward=ward,
-    )
-    clock.advance(minutes=5)
-    now = clock.now()
-    case.sign("order", order_values(weight, now - timedelta(hours=3)), prescriber, now)
-    return case, due
-
-
 def _walk(
     case: Case, clock: FixedClock, team: dict[str, Signer], scenario: str, stop: str | None
 ) -> None:
+    """Walk the dose as ``scenario`` has it go (see _SCENARIOS), stopping at state ``stop``."""
     held_once = False
-    for _ in range(100):
-        if case.closed or (stop is not None and case.state == stop):
-            return
-        now = clock.now()
+
+    def intervene(case: Case, step: Step | None) -> bool:
         if case.on_hold:
             clock.advance(minutes=45)
             if scenario == "hold_cancel":
                 case.cancel(team["prescriber"], clock.now(), "dose_skipped_after_hold")
             else:
                 case.resume(team["prescriber"], clock.now(), "criteria_met")
-            continue
-        step = case.next_step()
-        if step is None:
-            raise RuntimeError(f"seed walk stuck in state {case.state}")
-        if scenario == "cancel" and step.id == "hold_checks":
-            case.cancel(team["nurse"], now, "patient_unavailable")
-            continue
-        if scenario == "discontinue" and step.id == "infusion_stop":
+            return True
+        if step is not None and scenario == "cancel" and step.id == "hold_checks":
+            case.cancel(team["nurse"], clock.now(), "patient_unavailable")
+            return True
+        if step is not None and scenario == "discontinue" and step.id == "infusion_stop":
             clock.advance(minutes=6)
             case.assess({"vt_sustained_beats": "7"}, team["nurse"], clock.now())
-            continue
-        clock.advance(minutes=_PACE.get(step.id, 5))
-        now = clock.now()
-        values = values_for(case, step.id, now)
-        if (
-            scenario in ("hold_resume", "hold_cancel")
-            and step.id == "hold_checks"
-            and not held_once
-        ):
+            return True
+        return False
+
+    def sign(step: Step, now: datetime, values: dict[str, Any]) -> None:
+        nonlocal held_once
+        holds = scenario in ("hold_resume", "hold_cancel")
+        if holds and step.id == "hold_checks" and not held_once:
             values["spo2_pct"] = "88"
             held_once = True
         case.sign(step.id, values, team[_SLOT.get(step.id, "nurse")], now)
         if scenario == "waste" and step.id == "dilution":
             clock.advance(minutes=20)
             case.waste(team["technician"], clock.now(), "damaged_or_dropped")
-    raise RuntimeError(f"seed walk did not end (state {case.state})")
+
+    walk_dose(case, clock, sign, stop=stop, intervene=intervene, turns=100)
 
 
 def _scenario(rng: random.Random) -> str:

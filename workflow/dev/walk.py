@@ -1,21 +1,51 @@
-"""Entries a careful team would make for each step, read off the case's own plan.
+"""The one dose walker, and the entries a careful team would make for each step.
 
-Used by the demo and by tests that walk whole doses: every value comes from the plan, the
-patient and the clock, exactly as the bag label and the wristband would show them, so a walk
-exercises the same checks a real one does.
+Used by the demo, the seeder and the tests that walk whole doses: every value comes from the
+plan, the patient and the clock, exactly as the bag label and the wristband would show them, so
+a walk exercises the same checks a real one does. ``open_next_dose`` opens a course's next dose
+and signs its order; ``walk_dose`` signs the steps that remain, the clock moving at ward pace.
 """
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Callable, Mapping
 from datetime import date, datetime, timedelta
 from functools import cache
 from typing import Any
 
+from workflow.core.clock import FixedClock
+from workflow.core.course import carried_holds, course_status
 from workflow.core.dosing import fmt
-from workflow.core.events import format_time
+from workflow.core.events import Event, Signer, format_time
 from workflow.core.gs1 import scan_to_values, typed_values
-from workflow.core.machine import Case
-from workflow.core.protocol.model import Protocol
+from workflow.core.machine import Case, PatientRef
+from workflow.core.protocol.model import Protocol, Step
+from workflow.core.schedule import earliest_time, next_dose
+
+# Minutes the clock moves before each step is signed, as on a ward: preparation, an hour out of
+# the refrigerator before the double check, a 15-minute infusion, half an hour's observation.
+PACE: Mapping[str, int] = {
+    "order_verification": 10,
+    "eligibility": 5,
+    "hold_checks": 20,
+    "reconstitution": 15,
+    "dilution": 10,
+    "pharmacy_verification": 10,
+    "double_check_first": 40,
+    "double_check_second": 3,
+    "pre_infusion": 5,
+    "infusion_start": 2,
+    "infusion_stop": 15,
+    "observation": 30,
+    "record_sign_off": 5,
+}
+
+# Signs one step: (step, the time, the entries) -> anything (an event, a service view).
+SignFn = Callable[[Step, datetime, dict[str, Any]], object]
+# Takes a turn instead of the next signature (a hold, a cancel, an assessment); True if it did.
+# Its step is None while the case is on hold.
+InterveneFn = Callable[[Case, Step | None], bool]
 
 
 @cache
@@ -147,3 +177,82 @@ def course_attestations(protocol: Protocol) -> dict[str, bool]:
     tests: a real prescriber ticks each one having checked it)."""
     spec = protocol.course_start
     return {item.id: True for item in spec.items} if spec else {}
+
+
+def open_next_dose(
+    protocol: Protocol,
+    cases: list[Case],
+    clock: FixedClock,
+    *,
+    course_id: str,
+    patient: PatientRef,
+    prescriber: Signer | Callable[[], Signer],
+    weight_kg: str,
+    dose_per_kg: str | None = None,
+    ward: str = "unassigned",
+) -> tuple[Case, list[Event], datetime]:
+    """Open the course's next dose two hours before the schedule allows it (pharmacy needs the
+    time to prepare) and sign its order; returns the case, its two events and the due time.
+    ``prescriber`` may be a choice made only once the schedule allows the dose (the seeder
+    draws one at random, and a refused dose must draw nothing)."""
+    status = course_status(cases)
+    earliest = earliest_time(protocol, status)
+    if earliest is not None:
+        clock.set(max(clock.now(), earliest - timedelta(hours=2)))
+    due = earliest or clock.now() + timedelta(hours=2)
+    dose = next_dose(protocol, status, due)
+    if not isinstance(prescriber, Signer):
+        prescriber = prescriber()
+    case, opened = Case.open(
+        protocol,
+        str(uuid.uuid4()),
+        patient=patient,
+        course_id=course_id,
+        dose=dose,
+        scheduled_at=due,
+        actor=prescriber,
+        at=clock.now(),
+        awaiting_resume=carried_holds(cases),
+        ward=ward,
+    )
+    clock.advance(minutes=5)
+    now = clock.now()
+    values = order_values(weight_kg, now - timedelta(hours=3), dose_per_kg)
+    return case, [opened, case.sign("order", values, prescriber, now)], due
+
+
+def walk_dose(
+    current: Case | Callable[[], Case],
+    clock: FixedClock,
+    sign: SignFn,
+    *,
+    minutes: int = 5,
+    pace: Mapping[str, int] = PACE,
+    stop: str | None = None,
+    values: Callable[[Case, str, datetime], dict[str, Any]] = values_for,
+    intervene: InterveneFn | None = None,
+    turns: int = 1000,
+) -> None:
+    """Sign the case's remaining steps in order until it ends (or reaches state ``stop``).
+
+    ``current`` is the case, or gives it as it stands (a service hands back a new view after
+    each signature); the clock moves ``pace`` minutes (``minutes`` for a step not listed) before
+    each step; ``values`` gives its entries and ``sign`` signs them. ``intervene`` may take a
+    turn instead (the seeder's holds, cancels and wastes)."""
+
+    def now_case() -> Case:
+        return current if isinstance(current, Case) else current()
+
+    for _ in range(turns):
+        case = now_case()
+        if case.closed or (stop is not None and case.state == stop):
+            return
+        step = None if case.on_hold else case.next_step()
+        if intervene is not None and intervene(case, step):
+            continue
+        if step is None:
+            raise RuntimeError(f"dose walk stuck in state {case.state}")
+        clock.advance(minutes=pace.get(step.id, minutes))
+        now = clock.now()
+        sign(step, now, values(case, step.id, now))
+    raise RuntimeError(f"dose walk did not end (state {now_case().state})")
