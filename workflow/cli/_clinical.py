@@ -19,6 +19,12 @@ if TYPE_CHECKING:  # the service, store and identity load only when a command ru
 
 
 def register(sub: Any) -> None:
+    _register_patient(sub)
+    _register_course(sub)
+    _register_case(sub)
+
+
+def _register_patient(sub: Any) -> None:
     p = sub.add_parser("patient", help="patients (two identifiers: MRN, name + date of birth)")
     ps = p.add_subparsers(dest="patient_command", metavar="ACTION", required=True)
     a = ps.add_parser("add", help="register a patient")
@@ -37,6 +43,8 @@ def register(sub: Any) -> None:
     ls.add_argument("--json", action="store_true")
     ls.set_defaults(handler=patient_list)
 
+
+def _register_course(sub: Any) -> None:
     c = sub.add_parser("course", help="treatment courses")
     cs = c.add_subparsers(dest="course_command", metavar="ACTION", required=True)
     st = cs.add_parser(
@@ -65,6 +73,8 @@ def register(sub: Any) -> None:
     add_password_stdin(st)
     st.set_defaults(handler=course_start)
 
+
+def _register_case(sub: Any) -> None:
     k = sub.add_parser("case", help="dose cases")
     ks = k.add_subparsers(dest="case_command", metavar="ACTION", required=True)
     n = ks.add_parser("new", help="open the next dose of a patient's course")
