@@ -212,13 +212,9 @@ def seed(
     rng = random.Random(rng_seed)  # noqa: S311 - reproducible made-up data, not secrets
     end = end or store.clock.now()
     start = end - timedelta(days=365)
-    identity = identity or Identity(store)
-    wards = max(1, -(-patients // PATIENTS_PER_WARD))
-    teams = [_team(identity, ward + 1) for ward in range(wards)]
+    teams = _wards(store, protocol, identity or Identity(store), patients)
+    wards = len(teams)
     run = uuid.uuid4().hex[:6].upper()
-    store.save_protocol_text(
-        _protocol_text(protocol), protocol_id=protocol.id, version=protocol.version
-    )
 
     quota = [doses // patients + (1 if i < doses % patients else 0) for i in range(patients)]
     batch = _Batch()
@@ -246,16 +242,16 @@ def seed(
             if progress is not None:
                 progress(totals["cases"], doses)
     _analyze(store)
-    signed = 0
+    t0, signed = time.perf_counter(), 0
     if archive_case is not None:
-        t0 = time.perf_counter()
-        for case_id in sample:
-            record, events = store.load_case(case_id)
-            case = Case.replay(protocol, case_id, events)
-            assert record.version == case.version
-            archive_case(case, store.case_chain_hash(case_id))
-            signed += 1
+        signed = _sign_sample(store, protocol, sample, archive_case)
         writing += time.perf_counter() - t0
+    return _report(patients, totals, signed, building, writing)
+
+
+def _report(
+    patients: int, totals: dict[str, int], signed: int, building: float, writing: float
+) -> SeedReport:
     return SeedReport(
         patients=patients,
         courses=totals["courses"],
@@ -268,6 +264,29 @@ def seed(
         seconds_building=building,
         seconds_writing=writing,
     )
+
+
+def _sign_sample(
+    store: Store, protocol: Protocol, sample: list[str], archive_case: Callable[[Case, str], object]
+) -> int:
+    """Real, signed records for the sampled cases, replayed from the store as written."""
+    for case_id in sample:
+        record, events = store.load_case(case_id)
+        case = Case.replay(protocol, case_id, events)
+        assert record.version == case.version
+        archive_case(case, store.case_chain_hash(case_id))
+    return len(sample)
+
+
+def _wards(store: Store, protocol: Protocol, identity: Identity, patients: int) -> list[_Team]:
+    """One team of real accounts per ward of PATIENTS_PER_WARD patients; the protocol text
+    saved so the seeded cases' version resolves."""
+    wards = max(1, -(-patients // PATIENTS_PER_WARD))
+    teams = [_team(identity, ward + 1) for ward in range(wards)]
+    store.save_protocol_text(
+        _protocol_text(protocol), protocol_id=protocol.id, version=protocol.version
+    )
+    return teams
 
 
 def _analyze(store: Store) -> None:
@@ -353,15 +372,7 @@ def _patient_cases(
     leave_open = rng.random() < IN_PROGRESS_SHARE
     max_given = int(protocol.schedule.max_doses_per_course.value)
     while made < want:
-        course = Course(
-            id=uuid.uuid4().hex,
-            patient_id=patient.id,
-            started_at=clock.now(),
-            status=COURSE_ACTIVE,
-            protocol_id=protocol.id,
-            protocol_version=protocol.version,
-            protocol_hash=protocol.content_hash,
-        )
+        course = _new_course(protocol, patient, clock.now())
         cases: list[Case] = []
         ended = False
         while made < want and not ended:
@@ -390,11 +401,7 @@ def _patient_cases(
             batch.cases.append((_bulk(case, course, scheduled, protocol), case))
             if case.state == COURSE_DISCONTINUED:
                 ended = True
-        status_word = COURSE_ACTIVE
-        if any(c.state == COURSE_DISCONTINUED for c in cases):
-            status_word = COURSE_DISCONTINUED
-        elif len(course_status(cases).given) >= max_given:
-            status_word = COURSE_COMPLETED
+        status_word = _course_status_word(cases, max_given)
         batch.courses.append(replace(course, status=status_word))
         if not cases or status_word == COURSE_DISCONTINUED:
             break  # no more doses for this patient; the rest go to the next patient
@@ -437,6 +444,27 @@ def _walk(
             case.waste(team["technician"], clock.now(), "damaged_or_dropped")
 
     walk_dose(case, clock, sign, stop=stop, intervene=intervene, turns=100)
+
+
+def _new_course(protocol: Protocol, patient: Patient, at: datetime) -> Course:
+    return Course(
+        id=uuid.uuid4().hex,
+        patient_id=patient.id,
+        started_at=at,
+        status=COURSE_ACTIVE,
+        protocol_id=protocol.id,
+        protocol_version=protocol.version,
+        protocol_hash=protocol.content_hash,
+    )
+
+
+def _course_status_word(cases: list[Case], max_given: int) -> str:
+    """Discontinued, completed (every dose given) or still active."""
+    if any(c.state == COURSE_DISCONTINUED for c in cases):
+        return COURSE_DISCONTINUED
+    if len(course_status(cases).given) >= max_given:
+        return COURSE_COMPLETED
+    return COURSE_ACTIVE
 
 
 def _scenario(rng: random.Random) -> str:

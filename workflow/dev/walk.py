@@ -16,7 +16,7 @@ from typing import Any
 
 from workflow.core.clock import FixedClock
 from workflow.core.course import carried_holds, course_status
-from workflow.core.dosing import fmt
+from workflow.core.dosing import DosePlan, fmt
 from workflow.core.events import Event, Signer, format_time
 from workflow.core.gs1 import scan_to_values, typed_values
 from workflow.core.machine import Case, PatientRef
@@ -103,8 +103,6 @@ def _identified(
 def values_for(case: Case, step_id: str, now: datetime) -> dict[str, Any]:
     """Correct entries for ``step_id`` given what the case knows now."""
     step = case.protocol.step(step_id)
-    plan = case.plan
-    patient = case.patient
     out: dict[str, Any] = {}
     for item in step.items:
         if item.must_be is True:  # attestations, an overlay's among them: a careful team ticks
@@ -112,64 +110,81 @@ def values_for(case: Case, step_id: str, now: datetime) -> dict[str, Any]:
         elif item.type == "choice" and item.required and len(item.options) == 1:
             out[item.id] = item.options[0].id  # the only answer: route, container, inspection
     if step_id == "eligibility":
-        # Tests done well inside the protocol's window (a sixth of it: 15 days of 90), so an
-        # overlay that shortens the window still gets a current result.
-        window = int(case.protocol.eligibility.max_age.value)
-        tested = (now - timedelta(days=max(1, window // 6))).date().isoformat()
-        out.update(
-            stress_test_result="normal",
-            stress_test_date=tested,
-            pft_result="normal",
-            pft_date=tested,
-        )
+        out.update(_eligibility_values(case, now))
     elif step_id == "hold_checks":
         out.update(normal_checks())
-    elif step_id == "reconstitution" and plan is not None:
-        expiry = (now + timedelta(days=200)).date()
-        out.update(_identified(case.protocol, "vial", "PLK2291", expiry, now))
+    elif step_id == "reconstitution" and case.plan is not None:
+        out.update(_reconstitution_values(case, case.plan, now))
+    elif step_id == "dilution" and case.plan is not None:
+        out.update(_dilution_values(case.plan, now))
+    elif step_id in ("double_check_first", "double_check_second") and case.plan and case.patient:
+        out.update(_double_check_values(case, case.plan, case.patient))
+    elif step_id == "pre_infusion" and case.plan and case.patient:
         out.update(
-            vial_count=str(plan.vials),
-            diluent=case.protocol.dosing.reconstitution_diluent,
-            diluent_lot="SW40812",
-            diluent_expiry=expiry.isoformat(),
-            diluent_volume_ml_per_vial=fmt(plan.reconstitution_volume_ml_per_vial),
-            prepared_at=format_time(now),
-        )
-    elif step_id == "dilution" and plan is not None:
-        bag_expiry = (now + timedelta(days=300)).date().isoformat()
-        out.update(
-            withdrawn_volume_ml=fmt(plan.reconstituted_volume_ml, 2),
-            d5w_bag_volume_ml=fmt(plan.diluent_volume_ml, 0),
-            d5w_lot="D5W7731",
-            d5w_expiry=bag_expiry,
-            final_volume_ml=fmt(plan.final_volume_ml, 1),
-        )
-    elif step_id in ("double_check_first", "double_check_second") and plan and patient:
-        bud = case.beyond_use_at
-        out.update(
-            drug_name=case.protocol.drug,
-            dose_iu=fmt(plan.dose_iu, 0).replace(",", ""),
-            dosing_weight_kg=fmt(plan.weight_kg),
-            final_volume_ml=fmt(plan.final_volume_ml, 1),
-            infusion_minutes=fmt(plan.infusion_minutes),
-            pump_rate_ml_per_h=fmt(plan.pump_rate_ml_per_h, 0).replace(",", ""),
-            beyond_use_at=format_time(bud) if bud else "",
-            patient_mrn=patient.mrn,
-            patient_dob=patient.date_of_birth.isoformat(),
-            cycle=str(case.cycle),
-            dose_in_cycle=str(case.dose_in_cycle),
-        )
-    elif step_id == "pre_infusion" and plan and patient:
-        out.update(
-            patient_identifier_mrn=patient.mrn,
-            patient_identifier_dob=patient.date_of_birth.isoformat(),
-            pump_rate_set_ml_per_h=fmt(plan.pump_rate_ml_per_h, 0).replace(",", ""),
+            patient_identifier_mrn=case.patient.mrn,
+            patient_identifier_dob=case.patient.date_of_birth.isoformat(),
+            pump_rate_set_ml_per_h=fmt(case.plan.pump_rate_ml_per_h, 0).replace(",", ""),
         )
     elif step_id == "infusion_stop":
         out["outcome"] = "completed"
     elif step_id == "observation":
         out.update(sbp_mmhg="108", spo2_pct="96", vt_sustained_beats="0")
     return out
+
+
+def _eligibility_values(case: Case, now: datetime) -> dict[str, Any]:
+    # Tests done well inside the protocol's window (a sixth of it: 15 days of 90), so an
+    # overlay that shortens the window still gets a current result.
+    window = int(case.protocol.eligibility.max_age.value)
+    tested = (now - timedelta(days=max(1, window // 6))).date().isoformat()
+    return {
+        "stress_test_result": "normal",
+        "stress_test_date": tested,
+        "pft_result": "normal",
+        "pft_date": tested,
+    }
+
+
+def _reconstitution_values(case: Case, plan: DosePlan, now: datetime) -> dict[str, Any]:
+    expiry = (now + timedelta(days=200)).date()
+    out = _identified(case.protocol, "vial", "PLK2291", expiry, now)
+    out.update(
+        vial_count=str(plan.vials),
+        diluent=case.protocol.dosing.reconstitution_diluent,
+        diluent_lot="SW40812",
+        diluent_expiry=expiry.isoformat(),
+        diluent_volume_ml_per_vial=fmt(plan.reconstitution_volume_ml_per_vial),
+        prepared_at=format_time(now),
+    )
+    return out
+
+
+def _dilution_values(plan: DosePlan, now: datetime) -> dict[str, Any]:
+    return {
+        "withdrawn_volume_ml": fmt(plan.reconstituted_volume_ml, 2),
+        "d5w_bag_volume_ml": fmt(plan.diluent_volume_ml, 0),
+        "d5w_lot": "D5W7731",
+        "d5w_expiry": (now + timedelta(days=300)).date().isoformat(),
+        "final_volume_ml": fmt(plan.final_volume_ml, 1),
+    }
+
+
+def _double_check_values(case: Case, plan: DosePlan, patient: PatientRef) -> dict[str, Any]:
+    """What each nurse reads off the bag label and the wristband."""
+    bud = case.beyond_use_at
+    return {
+        "drug_name": case.protocol.drug,
+        "dose_iu": fmt(plan.dose_iu, 0).replace(",", ""),
+        "dosing_weight_kg": fmt(plan.weight_kg),
+        "final_volume_ml": fmt(plan.final_volume_ml, 1),
+        "infusion_minutes": fmt(plan.infusion_minutes),
+        "pump_rate_ml_per_h": fmt(plan.pump_rate_ml_per_h, 0).replace(",", ""),
+        "beyond_use_at": format_time(bud) if bud else "",
+        "patient_mrn": patient.mrn,
+        "patient_dob": patient.date_of_birth.isoformat(),
+        "cycle": str(case.cycle),
+        "dose_in_cycle": str(case.dose_in_cycle),
+    }
 
 
 def course_attestations(protocol: Protocol) -> dict[str, bool]:
