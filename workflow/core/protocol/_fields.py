@@ -7,6 +7,7 @@ one validation pass can list everything wrong with a file.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -124,6 +125,13 @@ class MapReader:
             return None
         reader = MapReader(self.issues, value, f"{self.where}.{key}", self.line_of(key))
         return reader if reader.ok else None
+
+    def entries(self, seq: YList | None, where: str) -> Iterator[MapReader]:
+        """A reader for each mapping listed in ``seq`` (got from ``self.seq``), named
+        ``where[i]`` in messages."""
+        for i, node in enumerate(seq or []):
+            line = seq.line_of(i) if seq else self.line
+            yield MapReader(self.issues, node, f"{where}[{i}]", line)
 
     def seq(self, key: str, required: bool = True) -> YList | None:
         value = self._get(key, required)

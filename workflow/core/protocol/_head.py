@@ -9,7 +9,8 @@ from workflow.core.events import MEANINGS
 
 from ._context import Context
 from ._fields import MapReader
-from .model import SIDE_EXITS, Option, Role, SideExit, Source
+from ._items import read_options
+from .model import SIDE_EXITS, Role, SideExit, Source
 
 _LABELS = ("current", "old", "none")
 
@@ -65,19 +66,8 @@ def side_exits(ctx: Context, r: MapReader) -> dict[str, SideExit] | None:
             continue
         roles = sub.ident_list("roles", required=True)
         meaning = sub.ident("meaning")
-        reasons: list[Option] = []
         seq = sub.seq("reasons")
-        for i, node in enumerate(seq or []):
-            o = MapReader(
-                ctx.issues,
-                node,
-                f"side_exits.{name}.reasons[{i}]",
-                seq.line_of(i) if seq else sub.line,
-            )
-            oid, label = o.ident("id"), o.text("label")
-            o.done()
-            if oid and label:
-                reasons.append(Option(oid, label))
+        reasons = read_options(sub, seq, f"side_exits.{name}.reasons")
         sub.done()
         for role in roles:
             if role not in ctx.roles:

@@ -59,7 +59,7 @@ def _item(ctx: Context, r: MapReader) -> Item | None:
     required = r.flag("required", required=True)
     unit = r.text("unit", required=False)
     mn, mx = _bound(ctx, r, "min"), _bound(ctx, r, "max")
-    options = _options(ctx, r)
+    options = read_options(r, r.seq("options", required=False), f"{r.where}.options")
     forbidden = _forbidden(ctx, r)
     must_be = _must_be(ctx, r)
     expect = r.text("expect", required=False)
@@ -108,16 +108,10 @@ def _item(ctx: Context, r: MapReader) -> Item | None:
     )
 
 
-def _options(ctx: Context, r: MapReader) -> tuple[Option, ...]:
+def read_options(r: MapReader, seq: YList | None, where: str) -> tuple[Option, ...]:
+    """``{id, label}`` entries: a choice item's options, a side exit's reasons."""
     options: list[Option] = []
-    opt_list = r.seq("options", required=False)
-    for i, node in enumerate(opt_list or []):
-        o = MapReader(
-            ctx.issues,
-            node,
-            f"{r.where}.options[{i}]",
-            opt_list.line_of(i) if opt_list else r.line,
-        )
+    for o in r.entries(seq, where):
         oid, olabel = o.ident("id"), o.text("label")
         o.done()
         if oid and olabel:
@@ -127,14 +121,7 @@ def _options(ctx: Context, r: MapReader) -> tuple[Option, ...]:
 
 def _forbidden(ctx: Context, r: MapReader) -> tuple[Forbidden, ...]:
     forbidden: list[Forbidden] = []
-    forb_list = r.seq("forbidden", required=False)
-    for i, node in enumerate(forb_list or []):
-        f = MapReader(
-            ctx.issues,
-            node,
-            f"{r.where}.forbidden[{i}]",
-            forb_list.line_of(i) if forb_list else r.line,
-        )
+    for f in r.entries(r.seq("forbidden", required=False), f"{r.where}.forbidden"):
         value, reason, source = f.ident("value"), f.text("reason"), f.text("source")
         f.done()
         ctx.cite(f.line_of("source"), source, f.where)

@@ -18,7 +18,7 @@ from workflow.core.errors import ProtocolError
 from . import _course, _display, _dosing, _eligibility, _head, _rules, _steps
 from ._context import Context
 from ._fields import Issues, MapReader
-from ._yaml import YList, load_located
+from ._yaml import YList, load_document, read_file
 from .model import (
     FINAL_STATES,
     Acknowledgement,
@@ -37,31 +37,12 @@ from .words import legacy_words
 
 def load_protocol(path: str | Path) -> Protocol:
     """Read, validate and freeze a protocol file; raise ProtocolError listing every problem."""
-    p = Path(path)
-    try:
-        data = p.read_bytes()
-    except OSError as exc:
-        from workflow.core.errors import ProtocolIssue
-
-        raise ProtocolError(
-            [ProtocolIssue(str(p), 0, f"cannot read the file: {exc.strerror or exc}")]
-        ) from exc
-    return parse_protocol(data, str(p))
+    return parse_protocol(read_file(path), str(Path(path)))
 
 
 def parse_protocol(data: bytes, filename: str) -> Protocol:
+    root = load_document(data, filename)
     issues = Issues(filename)
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        from workflow.core.errors import ProtocolIssue
-
-        line = data[: exc.start].count(b"\n") + 1
-        raise ProtocolError([ProtocolIssue(filename, line, "the file is not UTF-8 text")]) from exc
-    root, yaml_issues = load_located(text, filename)
-    issues.items.extend(yaml_issues)
-    if root is None or issues.items:
-        raise ProtocolError(issues.items or [])
     protocol = _validate(Context(issues), root, hashlib.sha256(data).hexdigest(), filename)
     if issues.items or protocol is None:
         raise ProtocolError(sorted(issues.items, key=lambda i: i.line))

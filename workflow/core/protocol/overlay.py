@@ -31,7 +31,7 @@ from . import _head, _rules
 from ._context import Context
 from ._fields import Issues, MapReader
 from ._items import read_items
-from ._yaml import YList, YMap, load_located
+from ._yaml import YList, YMap, load_document, read_file
 from .model import (
     Acknowledgement,
     Condition,
@@ -93,14 +93,7 @@ def parse_combination(text: bytes) -> tuple[str, str]:
 
 def load_overlay(path: str | Path, protocol: Protocol) -> Protocol:
     """Read an overlay file and combine it with ``protocol``; ProtocolError lists every problem."""
-    p = Path(path)
-    try:
-        data = p.read_bytes()
-    except OSError as exc:
-        raise ProtocolError(
-            [ProtocolIssue(str(p), 0, f"cannot read the file: {exc.strerror or exc}")]
-        ) from exc
-    return parse_overlay(data, str(p), protocol)
+    return parse_overlay(read_file(path), str(Path(path)), protocol)
 
 
 def parse_overlay(data: bytes, filename: str, protocol: Protocol) -> Protocol:
@@ -108,16 +101,8 @@ def parse_overlay(data: bytes, filename: str, protocol: Protocol) -> Protocol:
         raise ProtocolError(
             [ProtocolIssue(filename, 0, "the protocol already carries an overlay; apply one only")]
         )
+    root = load_document(data, filename)
     issues = Issues(filename)
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise ProtocolError([ProtocolIssue(filename, line, "the file is not UTF-8 text")]) from exc
-    root, yaml_issues = load_located(text, filename)
-    issues.items.extend(yaml_issues)
-    if root is None or issues.items:
-        raise ProtocolError(issues.items)
     overlay_hash = hashlib.sha256(data).hexdigest()
     combined = _OverlayReader(issues, root, protocol, overlay_hash, filename).run()
     if issues.items or combined is None:
