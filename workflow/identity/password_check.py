@@ -33,28 +33,26 @@ class PasswordCheck:
         passwords: Passwords,
         verifier: SessionVerifier | None,
         site_key: bytes | None,
+        *,
+        allow_stale: bool = False,
+        session: SigningSession | None = None,
     ) -> None:
+        """``allow_stale``: a reset or expired password still passes (to change it). With
+        ``session``, its verifier may stand in for argon2id (a match only: a mismatch gets the
+        full check), and it leaves with a verifier for the hash now stored."""
         self.engine = engine
         self.policy = policy
         self.passwords = passwords
         self.verifier = verifier
         self._site_key = site_key
+        self.allow_stale = allow_stale
+        self.session = session
 
-    def run(
-        self,
-        username: str,
-        user_id: str | None,
-        password: str,
-        now: datetime,
-        action: str,
-        *,
-        allow_stale: bool = False,
-        session: SigningSession | None = None,
-    ) -> User:
-        """Check one password. With ``session``, its verifier may stand in for argon2id (a
-        match only: a mismatch gets the full check), and it leaves with a verifier for the
-        hash now stored."""
-        typed = (username or "").strip().lower()
+    def run(self, name: str, user_id: str | None, password: str, at: datetime, action: str) -> User:
+        """Check one password for the account ``user_id`` or, without it, the one ``name``
+        (as typed), at time ``at``; AuthRefused says why not, after the audit trail has it."""
+        session, allow_stale, now = self.session, self.allow_stale, at
+        typed = (name or "").strip().lower()
         with read_tx(self.engine) as conn:
             row = row_by_id(conn, user_id) if user_id else row_by_username(conn, typed)
         if row is None:

@@ -391,12 +391,14 @@ class Identity:
         allow_stale: bool = False,
         session: SigningSession | None = None,
     ) -> User:
-        """Check one password. With ``session``, its verifier may stand in for argon2id (a
-        match only: a mismatch gets the full check), and it leaves with a verifier for the
-        hash now stored."""
+        """The user whose password this is, or AuthRefused (password_check.py says why)."""
         check = PasswordCheck(
-            self.store.engine, self.policy, self.passwords, self.verifier, self._site_key
+            self.store.engine,
+            self.policy,
+            self.passwords,
+            self.verifier,
+            self._site_key,
+            allow_stale=allow_stale,
+            session=session,
         )
-        return check.run(
-            username, user_id, password, now, action, allow_stale=allow_stale, session=session
-        )
+        return check.run(username, user_id, password, now, action)
