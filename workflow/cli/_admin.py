@@ -14,8 +14,8 @@ from ._common import print_json
 
 
 def register(sub: Any) -> None:
-    _register_init(sub)
-    _register_user(sub)
+    for add in (_register_init, _register_user):
+        add(sub)
 
 
 def _register_init(sub: Any) -> None:

@@ -24,10 +24,8 @@ if TYPE_CHECKING:  # pyHanko, SQLAlchemy and the archive load when a command run
 
 
 def register(sub: Any) -> None:
-    _register_audit(sub)
-    _register_verify(sub)
-    _register_archive(sub)
-    _register_backup(sub)
+    for add in (_register_audit, _register_verify, _register_archive, _register_backup):
+        add(sub)
 
 
 def _register_audit(sub: Any) -> None:

@@ -19,9 +19,8 @@ if TYPE_CHECKING:  # the service, store and identity load only when a command ru
 
 
 def register(sub: Any) -> None:
-    _register_patient(sub)
-    _register_course(sub)
-    _register_case(sub)
+    for add in (_register_patient, _register_course, _register_case):
+        add(sub)
 
 
 def _register_patient(sub: Any) -> None:

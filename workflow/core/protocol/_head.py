@@ -28,10 +28,7 @@ def meta(r: MapReader) -> tuple[str, str, str, str, str] | None:
 
 
 def sources(ctx: Context, r: MapReader) -> None:
-    for key in list(r.node):
-        sub = r.sub(key)
-        if sub is None:
-            continue
+    for key, sub in r.subs():
         title = sub.text("title")
         citation = sub.text("citation")
         label = sub.text("label")
@@ -48,10 +45,7 @@ def sources(ctx: Context, r: MapReader) -> None:
 
 
 def roles(ctx: Context, r: MapReader) -> None:
-    for key in list(r.node):
-        sub = r.sub(key)
-        if sub is None:
-            continue
+    for key, sub in r.subs():
         title = sub.text("title")
         sub.done()
         if title:

@@ -71,11 +71,7 @@ def _item(ctx: Context, r: MapReader) -> Item | None:
     item_source = r.text("source", required=False)
     r.done()
     ctx.cite(r.line_of("source"), item_source, r.where)
-    if itype is not None and itype not in ITEM_TYPES:
-        ctx.issues.add(
-            r.line_of("type"),
-            f"{r.where}.type '{itype}' is not allowed (allowed: {', '.join(ITEM_TYPES)})",
-        )
+    if not r.allowed("type", itype, ITEM_TYPES):
         return None
     if iid is None or label is None or itype is None:
         return None

@@ -51,11 +51,7 @@ def _rule(ctx: Context, r: MapReader, rid: str | None, rule_items: dict[str, Ite
     note = r.text("note", required=False, default="") or ""
     r.done()
     ctx.cite(r.line_of("source"), source, r.where)
-    if action is not None and action not in ("hold", "discontinue"):
-        ctx.issues.add(
-            r.line_of("action"),
-            f"{r.where}.action '{action}' is not allowed (allowed: hold, discontinue)",
-        )
+    if not r.allowed("action", action, ("hold", "discontinue")):
         return None
     when = (
         condition(ctx, when_node, r.line_of("when"), f"{r.where}.when", rule_items)
@@ -108,10 +104,7 @@ def condition(
     op = r.text("op")
     raw = r.raw("value", required=True)
     r.done()
-    if op is not None and op not in OPS:
-        ctx.issues.add(
-            r.line_of("op"), f"{where}.op '{op}' is not allowed (allowed: {', '.join(OPS)})"
-        )
+    if not r.allowed("op", op, OPS):
         return None
     if item_id is None or op is None or raw is None:
         return None
