@@ -13,10 +13,7 @@ from workflow.core.protocol import Protocol
 from workflow.core.protocol.model import Step
 from workflow.core.schedule import NextDose
 from workflow.dev.demo import signer_for
-from workflow.dev.walk import order_values, values_for, walk_dose
-
-# Minutes before each step in these tests' walks (5 unless listed).
-_TEST_PACE = {"infusion_stop": 15}
+from workflow.dev.walk import TEST_PACE, order_values, values_for, walk_dose
 
 PATIENT = PatientRef("p-1", "MRN-5521", "Ada Quist", date(1968, 5, 2))
 PRESCRIBER = Signer("dr.okafor", "Dr. Amara Okafor", "prescriber")
@@ -79,7 +76,7 @@ def walk_until(case: Case, stop_before: str, clock: FixedClock) -> None:
             step.id, {k: v for k, v in values.items() if v is not None}, signer_for(step.id), now
         )
 
-    walk_dose(case, clock, sign_step, pace=_TEST_PACE, stop=stop_before)
+    walk_dose(case, clock, sign_step, pace=TEST_PACE, stop=stop_before)
     assert case.state == stop_before, case.state
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 from datetime import timedelta
 from pathlib import Path
+from typing import cast
 
 import pytest
 
@@ -13,7 +14,7 @@ from workflow.archive import Archive
 from workflow.core.clock import FixedClock
 from workflow.core.errors import AuthError, ConflictError, InputError, StepRefused
 from workflow.dev.demo import _SIGNERS, DEMO_PASSWORD, DEMO_WEIGHT_KG
-from workflow.dev.walk import order_values, values_for
+from workflow.dev.walk import TEST_PACE, ServiceWalk, order_values, values_for, walk_dose
 from workflow.identity import Credentials
 from workflow.service import Bedside, CaseView
 from workflow.store import open_store
@@ -68,10 +69,11 @@ def step(
 
 
 def walk(app: Bedside, view: CaseView, until: str = "completed") -> CaseView:
-    while view.case.state != until:
-        minutes = 15 if view.case.state == "infusion_stop" else 5
-        view = step(app, view, minutes=minutes)
-    return view
+    """Sign every step until state ``until`` (5 minutes a step, 15 for the infusion)."""
+    service = ServiceWalk(app, view, who, _SIGNERS)
+    walk_dose(service.case, clock_of(app), service.sign, pace=TEST_PACE, stop=until)
+    assert service.view.case.state == until, service.view.case.state
+    return cast(CaseView, service.view)
 
 
 def test_routine_dose_is_durable_signed_and_archived(app: Bedside, home: Path) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
 from workflow.core.clock import FixedClock
 from workflow.core.course import course_status
@@ -20,6 +20,7 @@ from workflow.core.machine import Case, PatientRef
 from workflow.core.protocol.model import Protocol, Step
 from workflow.core.schedule import earliest_time
 from workflow.dev.walk import (
+    ServiceWalk,
     SignFn,
     course_attestations,
     open_next_dose,
@@ -179,23 +180,6 @@ def ensure_demo_course(bedside: Any) -> str:
     return str(course.id)
 
 
-class _ServiceWalk:
-    """One dose walked through the service: each signature hands back the case's new view."""
-
-    def __init__(self, bedside: Any, view: Any, proof: Callable[[str], Any]) -> None:
-        self.bedside = bedside
-        self.view = view
-        self.proof = proof
-
-    def case(self) -> Case:
-        return cast(Case, self.view.case)
-
-    def sign(self, step: Step, _now: datetime, values: dict[str, Any]) -> None:
-        proof = self.proof(_SIGNERS[step.id])
-        case_id = self.view.case.case_id
-        self.view = self.bedside.sign_step(case_id, self.view.version, step.id, values, proof)
-
-
 def run_persistent(
     bedside: Any,
     clock: FixedClock,
@@ -235,7 +219,7 @@ def run_persistent(
                 clock.set(max(clock.now(), earliest - timedelta(hours=2)))
             due = earliest or clock.now() + timedelta(hours=2)
             view = bedside.open_case(course_id, due, proof("dr.okafor"))
-        walk = _ServiceWalk(bedside, view, proof)
+        walk = ServiceWalk(bedside, view, proof, _SIGNERS)
         walk_dose(walk.case, clock, walk.sign, values=values)
         case_id, c = walk.view.case.case_id, walk.view.case
         records = tuple(r.path for r in bedside.store.search_archive(case_id=case_id))

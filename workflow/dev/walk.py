@@ -41,6 +41,9 @@ PACE: Mapping[str, int] = {
     "record_sign_off": 5,
 }
 
+# The tests' pace: 5 minutes a step (walk_dose's default), 15 for the infusion.
+TEST_PACE: Mapping[str, int] = {"infusion_stop": 15}
+
 # Signs one step: (step, the time, the entries) -> anything (an event, a service view).
 SignFn = Callable[[Step, datetime, dict[str, Any]], object]
 # Takes a turn instead of the next signature (a hold, a cancel, an assessment); True if it did.
@@ -234,6 +237,33 @@ def open_next_dose(
     now = clock.now()
     values = order_values(weight_kg, now - timedelta(hours=3), dose_per_kg)
     return case, [opened, case.sign("order", values, prescriber, now)], due
+
+
+class ServiceWalk:
+    """One dose walked through the service (``Bedside``, passed untyped: this module stays
+    free of the store): each signature hands back the case's new view. ``signers`` names
+    who signs each step and ``proof`` gives that person's credentials."""
+
+    def __init__(
+        self,
+        bedside: Any,
+        view: Any,
+        proof: Callable[[str], Any],
+        signers: Mapping[str, str],
+    ) -> None:
+        self.bedside = bedside
+        self.view = view
+        self.proof = proof
+        self.signers = signers
+
+    def case(self) -> Case:
+        case: Case = self.view.case
+        return case
+
+    def sign(self, step: Step, _now: datetime, values: dict[str, Any]) -> None:
+        proof = self.proof(self.signers[step.id])
+        case_id = self.view.case.case_id
+        self.view = self.bedside.sign_step(case_id, self.view.version, step.id, values, proof)
 
 
 def walk_dose(
