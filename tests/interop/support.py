@@ -70,12 +70,15 @@ def new_course(app: Bedside, mrn: str = "MRN-1") -> str:
 
 
 def open_and_order(
-    app: Bedside, course_id: str, weight: str = DEMO_WEIGHT_KG, ward: str = "unassigned"
+    app: Bedside,
+    course_id: str,
+    weight: str = DEMO_WEIGHT_KG,
+    ward: str = "unassigned",
+    due_in: timedelta = timedelta(minutes=10),
 ) -> CaseView:
+    """Open a dose due ``due_in`` from now and sign its order, as the prescriber."""
     clock = clock_of(app)
-    view = app.open_case(
-        course_id, clock.now() + timedelta(minutes=10), who("dr.okafor"), ward=ward
-    )
+    view = app.open_case(course_id, clock.now() + due_in, who("dr.okafor"), ward=ward)
     clock.advance(minutes=5)
     return app.sign_step(
         view.case.case_id,
