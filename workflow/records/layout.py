@@ -7,7 +7,7 @@ bad layout raises one :class:`LayoutError` listing every problem as ``FILE:LINE:
 from __future__ import annotations
 
 import string
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -276,18 +276,27 @@ class _Reader:
             package = ""
         return FontSpec(standard or "Helvetica", tuple(str(f) for f in files), package)
 
+    def mappings(
+        self, seq: YList, path: str, keys: frozenset[str], shape: str
+    ) -> Iterator[tuple[str, YMap]]:
+        """(``path[i]``, entry) for each entry of ``seq`` that is a mapping with only ``keys``;
+        an entry that is not a mapping is reported as not being ``shape``."""
+        for i, item in enumerate(seq):
+            where = f"{path}[{i}]"
+            if not isinstance(item, YMap):
+                self.issue(seq, where, f"must be {shape}")
+                continue
+            self.known(item, where, keys)
+            yield where, item
+
     def fallbacks(self, parent: YMap, key: str, path: str) -> tuple[FontFile, ...]:
         value = parent.get(key, YList())
         if not isinstance(value, YList):
             self.issue(parent, path, "must be a list of {ttf, package, subfont}")
             return ()
         out: list[FontFile] = []
-        for i, item in enumerate(value):
-            where = f"{path}[{i}]"
-            if not isinstance(item, YMap):
-                self.issue(value, where, "must be a mapping with ttf and package")
-                continue
-            self.known(item, where, frozenset({"ttf", "package", "subfont"}))
+        keys = frozenset({"ttf", "package", "subfont"})
+        for where, item in self.mappings(value, path, keys, "a mapping with ttf and package"):
             ttf = self.text(item, "ttf", f"{where}.ttf")
             package = self.text(item, "package", f"{where}.package")
             subfont = item.get("subfont", 0)
@@ -375,12 +384,8 @@ def _sections(r: _Reader, tree: YMap) -> tuple[SectionSpec, ...]:
     if not isinstance(raw_sections, YList):
         r.issue(tree, "sections", "missing or not a list")
         return ()
-    for i, item in enumerate(raw_sections):
-        path = f"sections[{i}]"
-        if not isinstance(item, YMap):
-            r.issue(raw_sections, path, "must be a mapping with key and title")
-            continue
-        r.known(item, path, frozenset({"key", "title", "required"}))
+    keys = frozenset({"key", "title", "required"})
+    for path, item in r.mappings(raw_sections, "sections", keys, "a mapping with key and title"):
         key = r.text(item, "key", f"{path}.key")
         title = r.text(item, "title", f"{path}.title")
         required = item.get("required", False)
@@ -474,24 +479,7 @@ def _signing(r: _Reader, n: dict[str, YMap]) -> dict[str, Any]:
     }
 
 
-_TOP_KEYS = frozenset(
-    {
-        "kind",
-        "kind_title",
-        "page",
-        "fonts",
-        "sizes",
-        "colors",
-        "header",
-        "footer",
-        "subject",
-        "rows",
-        "sections",
-        "tables",
-        "signatures",
-        "integrity",
-    }
-)
+_TOP_KEYS = frozenset({"kind", "kind_title", "page", "sections", *_PARTS})
 
 
 def load_layout_file(path: Path) -> Layout:
