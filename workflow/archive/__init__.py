@@ -22,6 +22,7 @@ from workflow.archive.checkpoints import (
     CheckpointWriter,
     load_checkpoint_key,
 )
+from workflow.archive.index_row import index_row
 from workflow.archive.verify import LEFTOVER_AGE_S, ArchiveReport, verify_archive
 from workflow.core.errors import ConflictError, InputError, IntegrityError, NotFound
 from workflow.core.events import canonical_json
@@ -172,22 +173,11 @@ class Archive:
             # register, whatever the database later says.
             self.register.note(case.case_id, sha, document.kind)
             self.blobs.put(pdf)
-        lots = _lots(case)
-        signers = sorted({s.signer for s in document.signatures})
-        assert case.patient is not None
-        record = ArchivedRecord(
-            sha256=sha,
-            case_id=case.case_id,
+        record = index_row(
+            case,
             kind=document.kind,
-            patient_name=case.patient.name,
-            mrn=case.patient.mrn,
-            dose_label=f"cycle {case.cycle} dose {case.dose_in_cycle} "
-            f"(course dose {case.dose_in_course})",
-            cycle=case.cycle,
-            signed_at=case.events[-1].at,
-            lots=", ".join(lots),
-            signers="; ".join(signers),
-            state=case.state,
+            sha256=sha,
+            signers=sorted({s.signer for s in document.signatures}),
             path=str(self.blobs.path(sha).relative_to(self.home)),
             created_at=self.store.clock.now(),
             events_sha256=events_sha,
@@ -381,20 +371,3 @@ class Archive:
         (folder / "SHA256SUMS").write_text("\n".join(lines) + ("\n" if lines else ""))
         shutil.copyfile(PkiPaths(self.pki_dir).ca_cert, folder / "bedside-ca.pem")
         return folder
-
-
-def _lots(case: Case) -> list[str]:
-    lots = []
-    for step_id, keys in (
-        (step.id, tuple(f"{scan.kind}_lot" for scan in step.scans))
-        for step in case.protocol.steps
-        if step.scans
-    ):
-        entry = case.current.get(step_id)
-        if entry is None:
-            continue
-        for key in keys:
-            value = entry.values.get(key)
-            if value:
-                lots.append(str(value))
-    return lots
