@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -479,3 +479,20 @@ def _kind_of(text: str) -> str:
         return hl7v2.message_kind(hl7v2.parse_message(text))
     except (BedsideError, IndexError, KeyError):
         return "unreadable"
+
+
+def receive_fhir(bedside: Bedside, body: Any, raw: str) -> OrderResult:
+    """A FHIR R4 MedicationRequest (Bundle, or with contained resources) as the API received
+    it: read, then applied through :func:`receive_order`. Unreadable: AR naming the FHIR path."""
+    from workflow.interop import fhir_order
+
+    try:
+        message = fhir_order.parse_medication_request(body, bedside.tz)
+    except InputError as exc:
+        control_id = None
+        if isinstance(body, dict):
+            ident = body.get("identifier")
+            value = ident.get("value") if isinstance(ident, dict) else None
+            control_id = str(value or body.get("id") or "")[:200] or None
+        return reject_unreadable(bedside, "fhir", raw, control_id, "MedicationRequest", exc)
+    return receive_order(bedside, replace(message, raw=raw))

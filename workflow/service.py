@@ -508,6 +508,14 @@ class Bedside:
 
         return order_intake.receive_hl7(self, text)
 
+    def receive_fhir(self, body: Any, raw: str) -> OrderResult:
+        """A FHIR R4 MedicationRequest (a Bundle with its Patient, or with contained
+        resources), read and applied through :meth:`receive_order`; ``raw`` is kept in the
+        interface log."""
+        from workflow import order_intake
+
+        return order_intake.receive_fhir(self, body, raw)
+
     def reject_message(
         self, channel: str, raw: str, control_id: str | None, kind: str, error: BedsideError
     ) -> OrderResult:
