@@ -185,12 +185,12 @@ def _new(
 ) -> tuple[list[dict[str, str]], str]:
     dose = _dose(message)
     _check_drug(bedside, dose)
+    patient = _match_patient(bedside, message)
     if bedside.store.order_cases(placer_order=message.placer_order):
         raise StepRefused(
             "order_exists",
             f"ORC-2: order {message.placer_order} was already received; a change is sent as XO",
         )
-    patient = _match_patient(bedside, message)
     course = bedside.active_course(patient.id)
     view = bedside.open_case_as(course, dose.scheduled_at, signer)
     values = _order_values(message, dose)
