@@ -183,9 +183,11 @@ def test_fhir_errors_are_operation_outcomes_with_4xx(site: Site) -> None:
     assert site.bedside.store.list_cases() == []
     assert [e.status for e in site.bedside.interface_log()] == ["refused"] * 4
 
+    # Session, role and CSRF come first, in the API's one error shape (as on every route).
     nurse = site.client("n.alvarez")
     r = nurse.post("/api/fhir/MedicationRequest", json=bundle(ident="bad-4"))
-    assert r.status_code == 403 and r.json()["resourceType"] == "OperationOutcome"
+    assert r.status_code == 403 and r.json()["code"] == "forbidden"
     stranger = site.client()
     r = stranger.post("/api/fhir/MedicationRequest", json=bundle(ident="bad-5"))
-    assert r.status_code == 401 and r.json()["issue"][0]["code"] == "security"
+    assert r.status_code == 401 and r.json()["code"] == "not_signed_in"
+    assert len(site.bedside.interface_log()) == 4

@@ -4,8 +4,9 @@ order, and what orders did to the pharmacy queue.
 ``POST /api/fhir/MedicationRequest`` answers in FHIR: 201 with an informational
 OperationOutcome when applied (200 for a duplicate), 400 (unreadable: the path at fault is
 named) or 422 (refused: unknown drug or order, identifier mismatch, a rule) with an error
-OperationOutcome, 401/403 with a security one. The order goes through the same service command
-as the HL7 v2 feed (``Bedside.receive_fhir`` -> ``receive_order``)."""
+OperationOutcome. No session, a wrong role or a missing CSRF header is refused before the body
+is read, 401/403 in the API's one error shape (as on every route). The order goes through the
+same service command as the HL7 v2 feed (``Bedside.receive_fhir`` -> ``receive_order``)."""
 
 from __future__ import annotations
 
@@ -21,9 +22,8 @@ from starlette.concurrency import run_in_threadpool
 from workflow.core.errors import BedsideError
 from workflow.interop.fhir_order import operation_outcome
 
-from .api import BODY_ERRORS, ERRORS, _viewer, need, no_nul_in_url
+from .api import BODY_ERRORS, ERRORS, need, no_nul_in_url
 from .context import web_of
-from .errors import status_of
 from .security import Viewer
 from .settings import PHARMACY
 
@@ -33,10 +33,11 @@ router = APIRouter(prefix="/api", responses=ERRORS, dependencies=[Depends(no_nul
 # still the ordering provider the resource names; the pharmacist verifies it as usual).
 ORDER_POSTERS = ("prescriber", "pharmacist")
 PHARMACY_USER = need(PHARMACY)
+ORDER_POSTER = need(ORDER_POSTERS, post=True)
 FHIR_JSON = "application/fhir+json"
 OUTCOME: dict[int | str, dict[str, Any]] = {
     s: {"content": {FHIR_JSON: {}}, "description": "An OperationOutcome"}
-    for s in (200, 201, 400, 401, 403, 422)
+    for s in (200, 201, 400, 422)
 }
 
 
@@ -59,15 +60,13 @@ class InterfaceEventOut(BaseModel):
 @router.post(
     "/fhir/MedicationRequest", response_class=JSONResponse, responses={**OUTCOME, **BODY_ERRORS}
 )
-async def fhir_medication_request(request: Request) -> JSONResponse:
+async def fhir_medication_request(request: Request, viewer: Viewer = ORDER_POSTER) -> JSONResponse:
     """Apply a FHIR R4 MedicationRequest (in a Bundle with its Patient, weight Observation and
     Practitioner, or with them contained) as an order: new (status active), change (a PUT
-    entry), discontinue (stopped) or cancel (cancelled, entered-in-error)."""
+    entry), discontinue (stopped) or cancel (cancelled, entered-in-error). Session, role and
+    CSRF header are checked first, with the API's own error shape like every route."""
+    del viewer
     web = web_of(request)
-    try:
-        _viewer(request, ORDER_POSTERS, post=True)
-    except BedsideError as exc:  # not signed in, wrong role, missing CSRF header
-        return _outcome(status_of(exc), "error", "security", exc.message)
     raw = (await request.body()).decode("utf-8", errors="replace")
     try:
         body = json.loads(raw)
