@@ -34,7 +34,10 @@ def listener(app: Bedside) -> Iterator[int]:
         ready.set()
         loop.run_forever()
         server.close()
-        loop.run_until_complete(server.wait_closed())
+        pending = asyncio.all_tasks(loop)  # connections still open: end them
+        for task in pending:
+            task.cancel()
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
         loop.close()
 
     thread = threading.Thread(target=run, daemon=True)

@@ -202,3 +202,32 @@ def test_an_order_for_a_patient_without_an_active_course_is_refused(
     assert "MRN-9" in text
     assert app.store.find_patient_by_mrn("MRN-9") is None
     assert cases(app) == []
+
+
+def test_a_refusal_after_the_dose_was_opened_leaves_nothing_half_applied(
+    app: Bedside, sender: Sender
+) -> None:
+    """The dose is opened before the order entry is judged; a dose other than the label dose
+    with no prescriber's reason is refused there, and the opened dose goes with it."""
+    new_course(app)
+    code, _, text = msa(sender.send(order("MSG0080", dose="500000")))
+    assert code == "AE", text
+    assert cases(app) == []
+    assert [e.status for e in app.interface_log()] == ["refused"]
+    # With the prescriber's reason (RXE-7) the same order is applied.
+    rx = order("MSG0081", dose="500000").replace(
+        "|INJ^Injection|", "|INJ^Injection|^Reduced per tumour board\\T\\renal function|"
+    )
+    code, _, text = msa(sender.send(rx))
+    assert code == "AA", text
+    [case_id] = cases(app)
+    entry = app.load(case_id).case.current["order"]
+    assert entry.values["dose_deviation_reason"] == "Reduced per tumour board&renal function"
+
+
+def test_a_second_new_order_with_the_same_number_is_refused(app: Bedside, sender: Sender) -> None:
+    new_course(app)
+    assert msa(sender.send(order("MSG0090")))[0] == "AA"
+    code, _, text = msa(sender.send(order("MSG0091")))
+    assert code == "AE" and "already received" in text
+    assert len(cases(app)) == 1
