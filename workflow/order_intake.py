@@ -35,7 +35,6 @@ from workflow.core.errors import (
     BedsideError,
     ConflictError,
     InputError,
-    NotFound,
     StepRefused,
 )
 from workflow.core.events import Event, Signer
@@ -148,7 +147,7 @@ def orderer_signer(bedside: Bedside, message: OrderMessage) -> Signer:
     name = who.display
     try:
         user = bedside.identity.get_user(who.id)
-    except (NotFound, BedsideError):
+    except BedsideError:  # not a Bedside user (or not a username at all)
         user = None
     if user is not None and "prescriber" in user.roles and user.active:
         name = f"{user.printed_name} ({user.username})"
@@ -274,10 +273,14 @@ def _discontinue(
     if message.reason:
         note += f": {message.reason}"
     effects: list[dict[str, str]] = []
+    given = 0
     for view in views:
         case = view.case
-        if case.closed or case.given:
-            continue  # ended, or the drug is already running: nothing to take back
+        if case.closed:
+            continue
+        if case.given:
+            given += 1  # the drug is already running or given: nothing to take back
+            continue
         if case.bag_prepared:
             effects.append(_effect(view, FLAGGED_FOR_WASTE))
             continue
@@ -290,9 +293,10 @@ def _discontinue(
         effects.append(_effect(view, REMOVED))
     removed = sum(1 for e in effects if e["effect"] == REMOVED)
     flagged = sum(1 for e in effects if e["effect"] == FLAGGED_FOR_WASTE)
+    running = f", {given} dose(s) already given or running" if given else ""
     return effects, (
         f"order {message.placer_order} {word}: {removed} dose(s) removed from the queue, "
-        f"{flagged} prepared dose(s) flagged for waste"
+        f"{flagged} prepared dose(s) flagged for waste{running}"
     )
 
 

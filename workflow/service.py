@@ -153,7 +153,9 @@ class Bedside:
         if self._saved_protocol:
             return
         pinning.remember(self.store, self.protocol)
-        self._saved_protocol = True
+        # Inside a caller's transaction (an order from the hospital) the text may yet be rolled
+        # back with it: saving is idempotent, so it is saved again until once outside one.
+        self._saved_protocol = not self.store.in_atomic()
 
     # -- reading ---------------------------------------------------------------------------------
     def load(self, case_id: str) -> CaseView:

@@ -16,6 +16,7 @@ from interop.hl7_support import Sender, listener, msa, order
 from interop.support import clock_of, installation, new_course, step, who
 from workflow.core.protocol import Protocol
 from workflow.service import Bedside
+from workflow.store import pinning
 
 
 @pytest.fixture
@@ -231,3 +232,17 @@ def test_a_second_new_order_with_the_same_number_is_refused(app: Bedside, sender
     code, _, text = msa(sender.send(order("MSG0091")))
     assert code == "AE" and "already received" in text
     assert len(cases(app)) == 1
+
+
+def test_the_protocol_text_is_kept_even_when_the_first_order_was_refused(
+    app: Bedside, sender: Sender
+) -> None:
+    """The first order of a fresh installation saves the protocol's text inside its
+    transaction; refused, that save is rolled back, and the next order saves it again."""
+    new_course(app)
+    assert msa(sender.send(order("MSG0100", dose="500000")))[0] == "AE"
+    assert msa(sender.send(order("MSG0101")))[0] == "AA"
+    [case_id] = cases(app)
+    # What a restarted server (or an upgraded one) replays the case on.
+    restored = pinning.restore(app.store, app.load(case_id).record.protocol_hash)
+    assert restored.content_hash == app.protocol.content_hash

@@ -35,7 +35,13 @@ async def start_listener(
                     log.warning("%s: not an MLLP block (%s): connection closed", peer, exc)
                     break
                 text = block.decode(ENCODING, errors="replace")
-                answer = await asyncio.to_thread(handle, text)
+                try:
+                    answer = await asyncio.to_thread(handle, text)
+                except Exception:
+                    # No answer at all (the database is down, a fault of ours): the sender
+                    # keeps the message and resends it, which an AE would tell it not to.
+                    log.exception("%s: a message could not be handled: connection closed", peer)
+                    break
                 writer.writeblock(answer.encode(ENCODING))  # type: ignore[attr-defined]
                 await writer.drain()
         finally:

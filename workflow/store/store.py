@@ -57,6 +57,10 @@ class Store:
             finally:
                 self._bound.reset(token)
 
+    def in_atomic(self) -> bool:
+        """True inside an :meth:`atomic` block of this thread (its writes may yet roll back)."""
+        return self._bound.get() is not None
+
     def _write(self) -> AbstractContextManager[Connection]:
         conn = self._bound.get()
         return nullcontext(conn) if conn is not None else write_tx(self.engine)
