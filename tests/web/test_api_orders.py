@@ -191,3 +191,11 @@ def test_fhir_errors_are_operation_outcomes_with_4xx(site: Site) -> None:
     r = stranger.post("/api/fhir/MedicationRequest", json=bundle(ident="bad-5"))
     assert r.status_code == 401 and r.json()["code"] == "not_signed_in"
     assert len(site.bedside.interface_log()) == 4
+    # A body past the server's limit is refused as it arrives, before it is read as FHIR.
+    huge = prescriber.post(
+        "/api/fhir/MedicationRequest",
+        content=b"{" + b" " * (2 * 1024 * 1024) + b"}",
+        headers={"content-type": "application/fhir+json"},
+    )
+    assert huge.status_code == 413
+    assert len(site.bedside.interface_log()) == 4
