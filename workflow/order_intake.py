@@ -33,7 +33,6 @@ from typing import TYPE_CHECKING, Any
 
 from workflow.core.errors import (
     BedsideError,
-    ConflictError,
     InputError,
     StepRefused,
 )
@@ -92,13 +91,13 @@ def receive_order(bedside: Bedside, message: OrderMessage) -> OrderResult:
             )
     except _Duplicate as dup:
         return _duplicate(bedside, message, received, dup.entry)
-    except ConflictError as exc:
-        # Sent twice at once: the other copy's log entry won the unique key first.
+    except BedsideError as exc:
+        # Sent twice at once (an engine failing over to a second connection): the other copy
+        # was applied while this one ran, and this one met its dose or its log entry's unique
+        # key. It is a duplicate, not a refusal.
         prior = bedside.store.applied_message(message.channel, message.control_id)
         if prior is not None:
             return _duplicate(bedside, message, received, prior)
-        return refuse(bedside, message, received, exc)
-    except BedsideError as exc:
         return refuse(bedside, message, received, exc)
     _archive_ended(bedside, effects)
     log.info("%s %s %s: %s", message.kind, message.control_id, message.placer_order, detail)

@@ -6,6 +6,7 @@ nothing but their interface log entry. On SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -246,3 +247,30 @@ def test_the_protocol_text_is_kept_even_when_the_first_order_was_refused(
     # What a restarted server (or an upgraded one) replays the case on.
     restored = pinning.restore(app.store, app.load(case_id).record.protocol_hash)
     assert restored.content_hash == app.protocol.content_hash
+
+
+def test_the_same_message_on_two_connections_at_once_is_applied_once(app: Bedside) -> None:
+    """An interface engine that fails over resends on a second connection while the first is
+    still being answered: the interface log's unique key lets one apply it, the other is told
+    it is a duplicate."""
+    new_course(app)
+    message = order("MSG0110")
+    answers: list[tuple[str, str, str]] = []
+    with listener(app) as port:
+        senders = [Sender(port), Sender(port)]
+        start = threading.Barrier(2)
+
+        def send(sender: Sender) -> None:
+            start.wait()
+            answers.append(msa(sender.send(message)))
+
+        threads = [threading.Thread(target=send, args=(s,)) for s in senders]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        for s in senders:
+            s.close()
+    assert [a[0] for a in answers] == ["AA", "AA"], answers
+    assert len(cases(app)) == 1
+    assert sorted(e.status for e in app.interface_log()) == ["applied", "duplicate"]
