@@ -224,6 +224,8 @@ def _change(
         raise StepRefused(
             "order_ended", f"order {message.placer_order} has no open dose left to change"
         )
+    if any(link_priority != message.priority for link_priority in _priorities(bedside, views)):
+        bedside.store.set_order_priority(message.placer_order, message.priority)
     effects: list[dict[str, str]] = []
     for view in open_views:
         case = view.case
@@ -253,7 +255,10 @@ def _change(
         )
         effects.append(_effect(view, REQUEUED))
     if not effects:
-        return [], f"order {message.placer_order}: the change alters nothing Bedside holds"
+        return [], (
+            f"order {message.placer_order}: the change alters no entry of its dose (priority "
+            f"{message.priority})"
+        )
     return effects, (
         f"order {message.placer_order} changed; {len(effects)} dose(s) back for the "
         "pharmacist's verification"
@@ -297,6 +302,11 @@ def _discontinue(
         f"order {message.placer_order} {word}: {removed} dose(s) removed from the queue, "
         f"{flagged} prepared dose(s) flagged for waste{running}"
     )
+
+
+def _priorities(bedside: Bedside, views: Sequence[CaseView]) -> list[str]:
+    links = bedside.store.order_cases(case_ids=[v.record.id for v in views])
+    return [link.priority for link in links]
 
 
 def _correction(

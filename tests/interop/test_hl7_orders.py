@@ -103,6 +103,12 @@ def test_a_change_sends_the_verified_order_back_to_the_pharmacist(
     assert view.case.state == "order_verification"
     assert view.case.current["order"].values["dosing_weight_kg"] == Decimal("70.1")
     assert app.interface_log()[0].effects[0]["effect"] == "requeued"
+    assert app.order_priorities([case_id]) == {case_id: "routine"}
+    # The hospital makes it STAT: the queue's priority follows; no entry changes.
+    code, _, text = msa(sender.send(order("MSG0012", "XO", weight="70.1", priority="S")))
+    assert code == "AA" and "alters no entry" in text, text
+    assert app.order_priorities([case_id]) == {case_id: "stat"}
+    assert app.load(case_id).case.state == "order_verification"
 
 
 def test_a_discontinue_takes_the_unprepared_dose_off_the_queue(

@@ -6,7 +6,7 @@ import json
 from collections.abc import Collection
 from typing import Any
 
-from sqlalchemy import Connection, Row, insert, select
+from sqlalchemy import Connection, Row, insert, select, update
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
 
 from workflow.core.errors import ConflictError
@@ -83,6 +83,14 @@ def add_order_case(conn: Connection, link: OrderCase) -> None:
             orderer=link.orderer[:200],
             created_at=link.created_at,
         )
+    )
+
+
+def set_order_priority(conn: Connection, placer_order: str, priority: str) -> None:
+    conn.execute(
+        update(s.order_cases)
+        .where(s.order_cases.c.placer_order == placer_order)
+        .values(priority=priority)
     )
 
 

@@ -412,6 +412,11 @@ class Store:
         with self._write() as conn:
             interface.add_order_case(conn, link)
 
+    def set_order_priority(self, placer_order: str, priority: str) -> None:
+        """A changed order's priority (``stat`` or ``routine``) for all of its doses."""
+        with self._write() as conn:
+            interface.set_order_priority(conn, placer_order, priority)
+
     def order_cases(
         self, *, placer_order: str | None = None, case_ids: Collection[str] | None = None
     ) -> list[OrderCase]:
