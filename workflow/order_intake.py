@@ -46,7 +46,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("bedside.interface")
 
-ORDER_STEP = "order"
 # The side exit a discontinued or cancelled order takes on a dose not yet prepared, and its
 # reason (the note says which message, which order, who and why).
 EXIT = "cancel"
@@ -192,8 +191,9 @@ def _new(
     course = bedside.active_course(patient.id)
     view = bedside.open_case_as(course, dose.scheduled_at, signer)
     values = _order_values(message, dose)
+    order_step = bedside.protocol.initial  # the prescriber's order, as the protocol names it
     view = bedside.act_as(
-        view, signer, lambda c, s, now: c.sign(ORDER_STEP, values, s, now), archive=False
+        view, signer, lambda c, s, now: c.sign(order_step, values, s, now), archive=False
     )
     bedside.store.link_order_case(
         OrderCase(
@@ -210,7 +210,7 @@ def _new(
     return [effect], (
         f"order {message.placer_order} opened cycle {view.case.cycle} dose "
         f"{view.case.dose_in_cycle} for {patient.display_name} ({patient.mrn}), "
-        f"{message.priority}; it waits for the pharmacist's verification"
+        f"{message.priority}; next: {_next_title(view)}"
     )
 
 
@@ -236,7 +236,7 @@ def _change(
                 f"{case.dose_in_cycle}) is already prepared: it cannot be changed; send DC "
                 "and a new order",
             )
-        entry = case.current.get(ORDER_STEP)
+        entry = case.current.get(case.protocol.initial)
         if entry is None:
             raise StepRefused("not_ready", f"order {message.placer_order} has no signed order")
         wanted = _order_values(message, dose)
@@ -260,8 +260,7 @@ def _change(
             f"{message.priority})"
         )
     return effects, (
-        f"order {message.placer_order} changed; {len(effects)} dose(s) back for the "
-        "pharmacist's verification"
+        f"order {message.placer_order} changed; {len(effects)} dose(s) back to {_next_title(view)}"
     )
 
 
@@ -302,6 +301,12 @@ def _discontinue(
         f"order {message.placer_order} {word}: {removed} dose(s) removed from the queue, "
         f"{flagged} prepared dose(s) flagged for waste{running}"
     )
+
+
+def _next_title(view: CaseView) -> str:
+    """The step the dose waits for now, in the protocol's words."""
+    step = view.case.next_step()
+    return step.title if step is not None else view.case.state
 
 
 def _priorities(bedside: Bedside, views: Sequence[CaseView]) -> list[str]:

@@ -45,6 +45,7 @@ def test_new_order_queues_the_dose_for_the_pharmacist(app: Bedside, sender: Send
     ack = sender.send(order("MSG0001", priority="S"))
     code, control_id, text = msa(ack)
     assert (code, control_id) == ("AA", "MSG0001"), text
+    assert text.endswith("stat; next: Pharmacist verifies the order"), text
     assert ack.startswith("MSH|^~\\&|BEDSIDE|")
     [case_id] = cases(app)
     view = app.load(case_id)
