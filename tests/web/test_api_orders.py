@@ -9,6 +9,7 @@ import copy
 from typing import Any
 
 from fhir.resources.R4B.bundle import Bundle
+from fhir.resources.R4B.medicationrequest import MedicationRequest
 from fhir.resources.R4B.operationoutcome import OperationOutcome
 
 from .conftest import Site
@@ -199,3 +200,35 @@ def test_fhir_errors_are_operation_outcomes_with_4xx(site: Site) -> None:
     )
     assert huge.status_code == 413
     assert len(site.bedside.interface_log()) == 4
+
+
+def test_a_lone_medication_request_with_contained_resources(site: Site) -> None:
+    """The other shape a FHIR server sends: one MedicationRequest, its Patient, weight and
+    requester contained (``#id`` references), the request id as the duplicate key."""
+    site.new_course(MRN, FAMILY, "Thabo", BORN)
+    entries = {e["resource"]["resourceType"]: e["resource"] for e in bundle()["entry"]}
+    request = dict(entries["MedicationRequest"])
+    patient = {**entries["Patient"], "id": "pat"}
+    weight = {**entries["Observation"], "subject": {"reference": "#pat"}}
+    request.update(
+        id="mr-55",
+        meta={"versionId": "1"},
+        contained=[patient, weight, entries["Practitioner"]],
+        subject={"reference": "#pat"},
+        requester={"reference": "#pr1"},
+        supportingInformation=[{"reference": "#w1"}],
+        priority="routine",
+    )
+    MedicationRequest.model_validate(request)
+    pharmacist = site.client("p.lindqvist")
+    r = pharmacist.post("/api/fhir/MedicationRequest", json=request)
+    assert r.status_code == 201, r.text
+    [case] = site.bedside.store.list_cases()
+    assert site.bedside.order_priorities([case.id]) == {case.id: "routine"}
+    [entry] = site.bedside.interface_log()
+    assert (entry.channel, entry.control_id, entry.kind) == (
+        "fhir",
+        "mr-55/1",
+        "MedicationRequest active",
+    )
+    assert '"mr-55"' in entry.message  # the request as received is kept
