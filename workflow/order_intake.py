@@ -207,9 +207,10 @@ def _new(
         )
     )
     effect = _effect(view, QUEUED)
+    # The MRN and not the name: this line is the ACK's text and the listener's log line.
     return [effect], (
         f"order {message.placer_order} opened cycle {view.case.cycle} dose "
-        f"{view.case.dose_in_cycle} for {patient.display_name} ({patient.mrn}), "
+        f"{view.case.dose_in_cycle} for MRN {patient.mrn}, "
         f"{message.priority}; next: {_next_title(view)}"
     )
 
