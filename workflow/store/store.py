@@ -1,8 +1,10 @@
 """The Store: one object the rest of Bedside talks to for everything durable.
 
-Each method is one transaction. Writes on SQLite take the database write lock at the start
-(``BEGIN IMMEDIATE``), so they queue instead of failing; reads see one consistent snapshot.
-Times that the store itself stamps (registration, course start) come from the injected clock.
+Each method is one transaction, unless called inside :meth:`Store.atomic`, which makes every
+call in its block (in that thread) one transaction together. Writes on SQLite take the database
+write lock at the start (``BEGIN IMMEDIATE``), so they queue instead of failing; reads see one
+consistent snapshot. Times that the store itself stamps (registration, course start) come from
+the injected clock.
 """
 
 from __future__ import annotations
