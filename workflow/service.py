@@ -6,6 +6,13 @@ into a Case, check who is signing (Part 11: id + password, or the password alone
 continuous session), let the Case judge and build the event, then append it with optimistic
 concurrency (a stale version is a ConflictError and nothing is written). When a case ends, its
 records are built, signed and archived.
+
+This is the one door: the web and the command line call :class:`Bedside` (its commands and
+queries, some kept in ``service_people.py`` and ``service_queries.py``) and use the data types
+re-exported below as the service's vocabulary; they never import ``workflow.store`` or
+``workflow.identity`` (import-linter contract "The edges see only the service", ``make lint``).
+A signature typed at a web tablet (``tablet_signing.TabletProof``) is checked, appended and
+recorded in its web session in one database transaction.
 """
 
 from __future__ import annotations
@@ -40,6 +47,8 @@ from workflow.core.schedule import NextDose, next_dose
 from workflow.identity import AuthRefused, Credentials, Identity, SessionPassword
 from workflow.identity.errors import WRONG_ROLE
 from workflow.resources import default_protocol_path
+from workflow.service_people import People
+from workflow.service_queries import Queries
 from workflow.settings import Settings
 from workflow.store import (
     COURSE_ACTIVE,
@@ -51,11 +60,15 @@ from workflow.store import (
     Store,
     pinning,
 )
+from workflow.store.web_sessions import SignatureMark
+from workflow.tablet_signing import TabletProof
 
 if TYPE_CHECKING:
     from workflow.order_intake import HL7Reply, OrderResult
 
-Proof = Credentials | SessionPassword
+# A signer's proof: both components, the password inside a continuous session, or either of
+# those typed at a web tablet (recorded in its session with the signed event).
+Proof = Credentials | SessionPassword | TabletProof
 log = logging.getLogger("bedside")
 
 # The record every ended case gets, archived after any other (see unarchived_cases).
@@ -110,7 +123,7 @@ def patient_ref(patient: Patient) -> PatientRef:
     return PatientRef(patient.id, patient.mrn, patient.display_name, patient.date_of_birth)
 
 
-class Bedside:
+class Bedside(People, Queries):
     """One installation: a store, its people, the protocols it knows, a clock."""
 
     def __init__(
@@ -193,6 +206,8 @@ class Bedside:
         """Authenticate the signer in the first allowed role they hold. A refused attempt is
         written to the case's own trail as well as the security log (never the password)."""
         now = self.clock.now()
+        if isinstance(proof, TabletProof):
+            proof = proof.proof
         username = proof.username if isinstance(proof, Credentials) else proof.session.username
         try:
             user = self.identity.get_user(username)
@@ -268,6 +283,7 @@ class Bedside:
             protocol_version=p.version,
             protocol_hash=p.content_hash,
             start_record=record,
+            session=self._mark(proof),
         )
 
     def active_course(self, patient_id: str) -> Course:
@@ -293,14 +309,21 @@ class Bedside:
         course = self.store.get_course(course_id)
         self._course_active(course)
         signer = self.signer(proof, OPENING_ROLES)
-        return self.open_case_as(course, scheduled_at, signer, ward)
+        return self.open_case_as(course, scheduled_at, signer, ward, session=self._mark(proof))
 
     def open_case_as(
-        self, course: Course, scheduled_at: datetime, signer: Signer, ward: str = "unassigned"
+        self,
+        course: Course,
+        scheduled_at: datetime,
+        signer: Signer,
+        ward: str = "unassigned",
+        *,
+        session: SignatureMark | None = None,
     ) -> CaseView:
         """Open the course's next dose for a signer already established: a person who signed
-        in (:meth:`open_case`) or the ordering provider an order from the hospital names
-        (workflow.order_intake). The schedule rules judge it the same either way."""
+        in (:meth:`open_case`; ``session``: the web session a tablet's signature is recorded
+        in) or the ordering provider an order from the hospital names (workflow.order_intake).
+        The schedule rules judge it the same either way."""
         self._course_active(course)
         if signer.role not in OPENING_ROLES:
             raise StepRefused(
@@ -337,6 +360,7 @@ class Bedside:
             state=case.state,
             protocol_version=self.protocol.version,
             protocol_hash=self.protocol.content_hash,
+            session=session,
         )
         return CaseView(record, case)
 
@@ -358,7 +382,7 @@ class Bedside:
         signer = self.signer(
             proof, roles, case_id=case_id, expected_version=expected_version, step=step
         )
-        return self.act_as(view, signer, build)
+        return self.act_as(view, signer, build, session=self._mark(proof))
 
     def act_as(
         self,
@@ -367,6 +391,7 @@ class Bedside:
         build: Callable[[Case, Signer, datetime], Event],
         *,
         archive: bool = True,
+        session: SignatureMark | None = None,
     ) -> CaseView:
         """Judge and append one event for a signer already established (after
         :meth:`signer`, or the ordering provider of an order from the hospital). With
@@ -378,6 +403,7 @@ class Bedside:
         case = view.case
         event = build(case, signer, self.clock.now())
         proto = case.protocol
+        # The event and, for a tablet's signature, its session's 11.200 state: one transaction.
         record = self.store.append(
             case_id,
             expected_version,
@@ -385,6 +411,7 @@ class Bedside:
             protocol_version=proto.version,
             protocol_hash=proto.content_hash,
             state=case.state,
+            session=session,
         )
         if case.state == "discontinued":
             course = self.store.get_course(record.course_id)
@@ -600,6 +627,11 @@ class Bedside:
         return CatchUp(done, refused)
 
     # -- helpers ---------------------------------------------------------------------------------
+    def _mark(self, proof: Proof) -> SignatureMark | None:
+        """What a checked signature changes in the web session it was typed in (none for a
+        signature at the command line)."""
+        return proof.mark(self.clock.now()) if isinstance(proof, TabletProof) else None
+
     def _step(self, case_id: str, step_id: str) -> Any:
         record = self.store.get_case(case_id)
         protocol = self.protocol_for(record.protocol_hash)

@@ -8,19 +8,11 @@ schedule unless asked otherwise).
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
-
-from workflow.store.engine import normalise_url
-
-PG_URL = os.environ.get("BEDSIDE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
-REQUIRE_PG = os.environ.get("BEDSIDE_REQUIRE_POSTGRES") == "1"
+from databases import new_pg_database
 
 SOAK = os.environ.get("BEDSIDE_SOAK") == "1"
 SEED = int(os.environ.get("BEDSIDE_SEED", "20261122"))
@@ -66,27 +58,9 @@ def report(line: str) -> None:
 @pytest.fixture
 def rel_database() -> Iterator[str]:
     """A PostgreSQL database of its own (``bedside_rel_<random>``), dropped afterwards by a
-    fresh connection: the campaign may have restarted the server under the old ones."""
+    fresh connection once the cluster is up again: the campaign may have restarted the server
+    under the old ones."""
     from .harness import pg_cluster_running
 
-    admin_url = normalise_url(PG_URL)
-    try:
-        engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-        with engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-    except OperationalError as exc:
-        if REQUIRE_PG:
-            pytest.fail(f"PostgreSQL unreachable at {PG_URL}: {exc.orig}")
-        pytest.skip(f"PostgreSQL unreachable at {PG_URL}: {exc.orig}")
-    name = f"bedside_rel_{uuid.uuid4().hex[:12]}"
-    with engine.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    engine.dispose()
-    try:
-        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        pg_cluster_running()
-        engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-        with engine.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        engine.dispose()
+    with new_pg_database("bedside_rel", before_drop=pg_cluster_running) as url:
+        yield url

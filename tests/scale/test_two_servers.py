@@ -11,7 +11,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -19,9 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 from argon2 import PasswordHasher
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
+from databases import new_pg_database
 
 from workflow.dev.demo import _SIGNERS, DEMO_PASSWORD, DEMO_PEOPLE
 from workflow.dev.walk import order_values, values_for
@@ -29,35 +26,17 @@ from workflow.identity import Credentials, Identity
 from workflow.records.pki import create_site_pki
 from workflow.service import open_bedside
 from workflow.store import open_store
-from workflow.store.engine import normalise_url
 
 pytestmark = pytest.mark.postgres
 
-PG_URL = os.environ.get("BEDSIDE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 BEDSIDE = [sys.executable, "-m", "workflow.cli"]
 
 
 @pytest.fixture
 def database() -> Iterator[str]:
     """A PostgreSQL database of its own, created and dropped here."""
-    admin = create_engine(normalise_url(PG_URL), isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text("SELECT 1"))
-    except OperationalError as exc:
-        admin.dispose()
-        if os.environ.get("BEDSIDE_REQUIRE_POSTGRES") == "1":
-            pytest.fail(f"PostgreSQL unreachable: {exc.orig}")
-        pytest.skip(f"PostgreSQL unreachable: {exc.orig}")
-    name = f"bedside_two_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(normalise_url(PG_URL)).set(database=name).render_as_string(False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with new_pg_database("bedside_two") as url:
+        yield url
 
 
 def _free_port() -> int:

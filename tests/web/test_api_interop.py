@@ -27,3 +27,16 @@ def test_fhir_scan_report_and_pictures(sqlite_site: Site) -> None:
     assert r.status_code == 200 and r.headers["content-type"].startswith("image/svg+xml")
     r = nurse.get(f"/api/courses/{view.case.course_id}/timeline.svg")
     assert r.status_code == 200 and b"<svg" in r.content
+
+
+def test_a_scan_kind_the_protocol_does_not_declare_names_the_field_and_the_kinds(
+    sqlite_site: Site,
+) -> None:
+    pharmacist = sqlite_site.client("p.lindqvist")
+    r = pharmacist.post("/api/scan", json={"item": "syringe", "text": "(01)09506000134352"})
+    assert r.status_code == 422, r.text
+    body = r.json()
+    assert body["code"] == "invalid_input" and body["field"] == "item"
+    # The kinds come from the protocol's steps (`scans`), not from a list in the web layer.
+    kinds = sqlite_site.bedside.protocol.scan_steps()
+    assert all(kind in body["message"] + str(body.get("details", "")) for kind in kinds), body

@@ -3,11 +3,11 @@ tells a scripted client its request was wrong, and never a traceback."""
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
+from databases import new_pg_database, pg_admin
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from workflow.core.protocol import Protocol
@@ -16,15 +16,15 @@ from .conftest import login, make_site
 
 
 @pytest.mark.postgres
-def test_lost_database_is_503_with_retry_after(
-    pg_database: str, home: Path, protocol: Protocol
-) -> None:
+def test_lost_database_is_503_with_retry_after(home: Path, protocol: Protocol) -> None:
     # A database of its own: refusing connections to it must not touch any other test's.
-    name = f"bedside_down_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(pg_database, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(pg_database).set(database=name).render_as_string(False)
+    with new_pg_database("bedside_down") as url:
+        _refused_then_back(url, home, protocol)
+
+
+def _refused_then_back(url: str, home: Path, protocol: Protocol) -> None:
+    name = make_url(url).database
+    admin = pg_admin()
     site, store = make_site(url, home, protocol)
     try:
         client = site.client("n.alvarez")
@@ -54,5 +54,4 @@ def test_lost_database_is_503_with_retry_after(
         store.close()
         with admin.connect() as conn:
             conn.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'))
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()

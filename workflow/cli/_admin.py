@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from workflow.core.errors import InputError, NotFound
-from workflow.identity.roles import ROLES
+from workflow.vocabulary import ROLES
 
 from ._app import add_password_stdin, hold_home, home_of, open_app, read_password
 from ._common import print_json
@@ -96,7 +96,7 @@ def _confirm_flag(parser: Any) -> None:
 
 def _check_name_first(args: argparse.Namespace) -> None:
     from workflow.core.names import MixedScriptName, check_script_mix
-    from workflow.identity.users import clean_printed_name
+    from workflow.vocabulary import clean_printed_name
 
     # The same check add_user makes, before anyone types a password for nothing.
     try:
@@ -109,7 +109,7 @@ def _check_name_first(args: argparse.Namespace) -> None:
 
 def _exists(app: Any, username: str) -> bool:
     try:
-        app.identity.get_user(username)
+        app.get_user(username)
     except NotFound:  # only "no such user": a fault reading the store is not an absence
         return False
     return True
@@ -154,10 +154,10 @@ def init(args: argparse.Namespace) -> int:
 
     load_checkpoint_key(pki)
     try:
-        app.identity.get_user(args.admin)
+        app.get_user(args.admin)
         print(f"user {args.admin} already exists; left as it is")
     except NotFound:
-        app.identity.add_user(
+        app.add_user(
             args.admin,
             args.name,
             ["admin"],
@@ -190,7 +190,7 @@ def user_add(args: argparse.Namespace) -> int:
     app = open_app(args)
     _check_name_first(args)
     password = read_password(args, f"Password for {args.username}: ", confirm=True)
-    user = app.identity.add_user(
+    user = app.add_user(
         args.username,
         args.name,
         args.role,
@@ -204,7 +204,7 @@ def user_add(args: argparse.Namespace) -> int:
 
 def user_list(args: argparse.Namespace) -> int:
     app = open_app(args)
-    users = app.identity.list_users()
+    users = app.list_users()
     if args.json:
         print_json(
             [
@@ -228,7 +228,7 @@ def user_list(args: argparse.Namespace) -> int:
 
 def user_deactivate(args: argparse.Namespace) -> int:
     app = open_app(args)
-    user = app.identity.deactivate(args.username, by="cli")
+    user = app.deactivate_user(args.username, by="cli")
     print(f"deactivated {user.username}")
     return 0
 
@@ -238,13 +238,13 @@ def user_passwd(args: argparse.Namespace) -> int:
     app = open_app(args)
     if args.reset:
         password = read_password(args, f"Temporary password for {args.username}: ", confirm=True)
-        app.identity.reset_password(args.username, password, by="cli")
+        app.reset_password(args.username, password, by="cli")
         print(f"temporary password set for {args.username}; it must be changed at first use")
         return 0
     current = read_password(args, "Current password: ")
     new = read_password(args, "New password: ", confirm=True)
     if not new:
         raise InputError("password", "is empty")
-    app.identity.change_password(args.username, current, new)
+    app.change_password(args.username, current, new)
     print(f"password changed for {args.username}")
     return 0

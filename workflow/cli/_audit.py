@@ -118,7 +118,7 @@ def audit_verify(args: argparse.Namespace) -> int:
     home = home_of(args)
     found = _read_checkpoints(home, [Path(d) for d in args.checkpoints])
     checkpoints = [cp for s in found for cp in s.checkpoints]
-    report = app.store.verify_chains({cp.length for cp in checkpoints})
+    report = app.verify_chains({cp.length for cp in checkpoints})
     problems = [p for s in found for p in s.problems] + check_against(checkpoints, report)
     if report.ok and not problems:
         print(
@@ -188,7 +188,7 @@ def audit_log(args: argparse.Namespace) -> int:
     from workflow.core.names import with_id
 
     app = open_app(args)
-    events = app.store.load_events(args.case_id)
+    events = app.load_events(args.case_id)
     if args.json:
         print_json([e.to_json() for e in events])
         return 0
@@ -203,11 +203,9 @@ def audit_log(args: argparse.Namespace) -> int:
     return 0
 
 
-def _archive(args: argparse.Namespace) -> Archive:
-    from workflow.archive import Archive
-
+def _archive(args: argparse.Namespace) -> tuple[Bedside, Archive]:
     app = open_app(args)
-    return Archive(home_of(args), app.store)
+    return app, app.open_archive(home_of(args))
 
 
 def verify_files(args: argparse.Namespace) -> int:
@@ -218,6 +216,7 @@ def verify_files(args: argparse.Namespace) -> int:
 
     roots: list[Any]
     archive: Archive | None = None
+    app: Bedside | None = None
     if args.trust:
         roots = []
         for path in args.trust:
@@ -232,7 +231,7 @@ def verify_files(args: argparse.Namespace) -> int:
 
         roots = [asn1_x509.Certificate.load(c.public_bytes(Encoding.DER)) for c in roots]
     else:
-        archive = _archive(args)
+        app, archive = _archive(args)
         roots = list(load_trust_roots(archive.pki_dir))
     verifier = Verifier(roots)
     all_ok = True
@@ -253,12 +252,12 @@ def verify_files(args: argparse.Namespace) -> int:
             )
             continue
         expected = None
-        if archive is not None:
+        if app is not None:
             import hashlib
 
             sha = hashlib.sha256(data).hexdigest()
             try:
-                archive.store.get_archived_record(sha)
+                app.get_archived_record(sha)
                 expected = sha
             except NotFound:  # only an absent record; a database fault is not "no match"
                 expected = None
@@ -322,14 +321,12 @@ def _print_records(records: list[Any], as_json: bool) -> None:
 
 
 def archive_list(args: argparse.Namespace) -> int:
-    arch = _archive(args)
-    _print_records(arch.store.search_archive(limit=args.limit), args.json)
+    _print_records(open_app(args).search_archive(limit=args.limit), args.json)
     return 0
 
 
 def archive_search(args: argparse.Namespace) -> int:
-    arch = _archive(args)
-    records = arch.store.search_archive(
+    records = open_app(args).search_archive(
         text=args.text,
         mrn=args.mrn,
         case_id=args.case,
@@ -342,7 +339,7 @@ def archive_search(args: argparse.Namespace) -> int:
 
 
 def archive_show(args: argparse.Namespace) -> int:
-    arch = _archive(args)
+    _app, arch = _archive(args)
     record, pdf = arch.get(args.sha256)
     for key, value in vars(record).items():
         print(f"{key:<12} {value}")
@@ -353,11 +350,9 @@ def archive_show(args: argparse.Namespace) -> int:
 
 
 def archive_export(args: argparse.Namespace) -> int:
-    arch = _archive(args)
+    app, arch = _archive(args)
     records = (
-        list(arch.iter_records())
-        if not args.mrn
-        else arch.store.search_archive(mrn=args.mrn, limit=500)
+        list(arch.iter_records()) if not args.mrn else app.search_archive(mrn=args.mrn, limit=500)
     )
     with Progress("archive export", len(records), unit="record") as bar:
         folder = arch.export(
@@ -370,7 +365,7 @@ def archive_export(args: argparse.Namespace) -> int:
 def archive_verify(args: argparse.Namespace) -> int:
     from workflow.archive.verify import LEFTOVER_AGE_S
 
-    arch = _archive(args)
+    _app, arch = _archive(args)
     bars: list[Progress] = []
 
     def progress(done: int, total: int) -> None:
@@ -418,9 +413,7 @@ def archive_catch_up(args: argparse.Namespace) -> int:
     app = open_app(args)
     if app.archiver is None:
         raise InputError("home", "no signing material here; run `bedside init` first")
-    from workflow.archive import Archive
-
-    archive = Archive(home_of(args), app.store)
+    archive = app.open_archive(home_of(args))
     done, refused = catch_up(app, archive)
     print(f"archived the records of {len(done)} ended case(s)")
     for case_id in done:
@@ -455,24 +448,17 @@ def catch_up(app: Bedside, archive: Archive) -> tuple[list[str], list[str]]:
 
 
 def do_backup(args: argparse.Namespace) -> int:
-    from workflow.store import backup
-
     app = open_app(args)
-    path = backup(app.store, Path(args.file))
+    path = app.backup(Path(args.file))
     print(f"backed up to {path}")
     return 0
 
 
 def do_restore(args: argparse.Namespace) -> int:
     from workflow.archive.restore import restore
-    from workflow.store.backup import PG_RESTORE_HELP
-    from workflow.store.engine import normalise_url
+    from workflow.home import check_restorable
 
-    url = args.db or os.environ.get("BEDSIDE_DATABASE_URL")
-    if url and not normalise_url(url).startswith("sqlite"):
-        raise InputError(
-            "database", "restore puts a SQLite backup into the home; " + PG_RESTORE_HELP
-        )
+    check_restorable(args.db or os.environ.get("BEDSIDE_DATABASE_URL"))
     done = restore(Path(args.file), home_of(args), replace=args.replace)
     print(
         f"restored into {done.database}: schema as the migrations make it, {done.events} "

@@ -82,7 +82,7 @@ def show(args: argparse.Namespace) -> int:
         f"  weight accepted     {fmt(d.weight_accepted_min.value)}-"
         f"{fmt(d.weight_accepted_max.value)} kg, adult {fmt(d.weight_adult_min.value)}-"
         f"{fmt(d.weight_adult_max.value)} kg  [{d.weight_adult_min.source}] [UNCONFIRMED]",
-        "  D5W volume by dose:",
+        f"  {p.say('final_diluent_short')} volume by dose:",
     ]
     for b in d.volume_bands:
         limit = f"<= {fmt(b.max_dose_iu, 0)} IU" if b.max_dose_iu is not None else "above"

@@ -14,8 +14,8 @@ from ._app import add_password_stdin, open_app, parse_time, read_password
 from ._common import print_json
 
 if TYPE_CHECKING:  # the service, store and identity load only when a command runs (start-up)
-    from workflow.identity import Credentials
     from workflow.service import Bedside, CaseView
+    from workflow.vocabulary import Credentials
 
 
 def register(sub: Any) -> None:
@@ -93,7 +93,7 @@ def patient_add(args: argparse.Namespace) -> int:
 
     app = open_app(args)
     try:
-        p = app.store.add_patient(
+        p = app.add_patient(
             mrn=args.mrn,
             family_name=args.family,
             given_name=args.given,
@@ -109,7 +109,7 @@ def patient_add(args: argparse.Namespace) -> int:
 
 def patient_list(args: argparse.Namespace) -> int:
     app = open_app(args)
-    patients = app.store.list_patients(limit=500)
+    patients = app.list_patients(limit=500)
     if args.json:
         print_json(
             [
@@ -129,7 +129,7 @@ def patient_list(args: argparse.Namespace) -> int:
 
 
 def _patient(app: Bedside, mrn: str) -> Any:
-    patient = app.store.find_patient_by_mrn(mrn)
+    patient = app.find_patient_by_mrn(mrn)
     if patient is None:
         raise InputError("mrn", f"no patient with MRN {mrn!r}")
     return patient
@@ -164,7 +164,7 @@ def signing_app(args: argparse.Namespace) -> Bedside:
 
 
 def course_start(args: argparse.Namespace) -> int:
-    from workflow.identity import Credentials
+    from workflow.vocabulary import Credentials
 
     app = signing_app(args)
     patient = _patient(app, args.mrn)
@@ -185,7 +185,7 @@ def course_start(args: argparse.Namespace) -> int:
 
 
 def case_new(args: argparse.Namespace) -> int:
-    from workflow.identity import Credentials
+    from workflow.vocabulary import Credentials
 
     app = signing_app(args)
     course = _active_course(app, args.mrn)
@@ -266,7 +266,7 @@ def case_show(args: argparse.Namespace) -> int:
 def case_list(args: argparse.Namespace) -> int:
     app = open_app(args)
     patient_id = _patient(app, args.mrn).id if args.mrn else None
-    records = app.store.list_cases(patient_id=patient_id, states=args.state)
+    records = app.list_cases(patient_id=patient_id, states=args.state)
     records.sort(key=lambda r: r.scheduled_at)
     if args.json:
         print_json(
@@ -327,7 +327,7 @@ def run_script(args: argparse.Namespace) -> int:
     """
     import yaml
 
-    from workflow.identity import Credentials
+    from workflow.vocabulary import Credentials
 
     path = Path(args.script)
     try:

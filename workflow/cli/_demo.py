@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     # seconds; it starts after anything already in this home.
     clock = FixedClock(datetime.now(UTC).replace(second=0, microsecond=0))
     app = open_app(args, clock=clock)
-    latest = app.store.list_cases()
+    latest = app.list_cases()
     if latest:
         last = max(r.updated_at for r in latest)
         clock.set(max(clock.now(), last + timedelta(minutes=1)))

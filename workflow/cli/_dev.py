@@ -46,17 +46,15 @@ def run(args: argparse.Namespace) -> int:
     patients = _count("patients", args.patients, 1)
     doses = _count("doses", args.doses, 1)
     sample = _count("signed-sample", args.signed_sample, 0)
-    from workflow.dev.seed import SEED_PASSWORD, seed
+    from workflow.dev.seed import SEED_PASSWORD, seed_installation
 
     app = open_app(args)
     with Progress("dev seed", doses, unit="case") as progress:
-        report = seed(
-            app.store,
-            app.protocol,
+        report = seed_installation(
+            app,
             patients=patients,
             doses=doses,
             rng_seed=_count("rng-seed", args.rng_seed, 0),
-            archive_case=app.archiver,
             signed_sample=sample,
             progress=lambda done, _total: progress.update_to(done),
         )

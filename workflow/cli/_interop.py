@@ -156,10 +156,10 @@ def report_scan_failures(args: argparse.Namespace) -> int:
 
 
 def _course_of(app: Bedside, mrn: str) -> tuple[str, list[Any]]:
-    patient = app.store.find_patient_by_mrn(mrn)
+    patient = app.find_patient_by_mrn(mrn)
     if patient is None:
         raise NotFound(f"no patient with MRN {mrn}")
-    courses = app.store.list_courses(patient.id)
+    courses = app.list_courses(patient.id)
     if not courses:
         raise StepRefused("no_course", f"{patient.display_name} has no course")
     course = courses[-1]

@@ -54,9 +54,7 @@ def exposure_warnings(home: Path) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from workflow.archive import Archive
     from workflow.core.errors import InputError
-    from workflow.identity.session_proof import load_session_key
     from workflow.records.pki import check_private_keys
     from workflow.records.signing_pool import SigningPool
     from workflow.settings import IDLE_MINUTES
@@ -74,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     bedside = open_app(args)
     home = home_of(args)
     pool = SigningPool(home / "pki")
-    archive = Archive(home, bedside.store, signing=pool)
+    archive = bedside.open_archive(home, signing=pool)
     if not archive.ready:
         # A server that completes doses and signs nothing is worse than no server (issue 13.6).
         raise InputError("home", f"no signing material in {home / 'pki'}; run `bedside init` first")
@@ -83,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"bedside: warning: {warning}", file=sys.stderr, flush=True)
     # Signatures inside a continuous session re-check the password by a keyed verifier instead
     # of a second argon2id run (workflow/identity/session_proof.py); the key stays in the home.
-    bedside.identity.use_session_key(load_session_key(home / "pki"))
+    bedside.use_site_key(home)
     # Records render and sign in a worker process, so a sign-off does not stall every other
     # tablet's request behind the GIL (workflow/records/signing_pool.py).
     pool.start()

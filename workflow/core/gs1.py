@@ -246,7 +246,8 @@ def typed_values(
 def _step(protocol: Protocol, prefix: str) -> Step:
     steps = protocol.scan_steps()
     if prefix not in steps:
-        raise InputError("prefix", f"'{prefix}' is not a scanned item", ", ".join(steps))
+        # "item" is what the CLI (--item) and the API body call the scanned kind.
+        raise InputError("item", f"'{prefix}' is not a scanned item", ", ".join(steps))
     return protocol.step(steps[prefix])
 
 

@@ -16,8 +16,6 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from transitions import MachineError
-
 from workflow.core import events as ev
 from workflow.core.case_machine import MISMATCH_SUFFIX, NEW_STATE, machine_for
 from workflow.core.case_replay import CaseReplay
@@ -198,10 +196,6 @@ class Case(CaseReplay):
                 step=step,
             )
         )
-
-
-def refuse_machine_error(exc: MachineError) -> StepRefused:
-    return StepRefused("out_of_order", str(exc.value))
 
 
 __all__ = ["MISMATCH_SUFFIX", "NEW_STATE", "Case", "Entry", "Flag", "PatientRef", "machine_for"]

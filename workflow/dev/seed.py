@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import text
 
@@ -56,6 +57,9 @@ from workflow.store import (
 )
 from workflow.store.bulk import BulkCase
 from workflow.store.placeholders import PLACEHOLDER_PATH, placeholder_sha256
+
+if TYPE_CHECKING:
+    from workflow.service import Bedside
 
 SEED_PASSWORD = "seed-staff-2026!"  # noqa: S105 - dev seed accounts; printed by the command
 SEED_CREATOR = "dev-seed"
@@ -199,6 +203,29 @@ class _Batch:
     patients: list[Patient] = field(default_factory=list)
     courses: list[Course] = field(default_factory=list)
     cases: list[tuple[BulkCase, Case]] = field(default_factory=list)
+
+
+def seed_installation(
+    bedside: Bedside,
+    *,
+    patients: int,
+    doses: int,
+    rng_seed: int = 8,
+    signed_sample: int = 20,
+    progress: Callable[[int, int], None] | None = None,
+) -> SeedReport:
+    """:func:`seed` an opened installation (``bedside dev seed``): its store, protocol and
+    archiver, so the command line hands over the service and nothing below it."""
+    return seed(
+        bedside.store,
+        bedside.protocol,
+        patients=patients,
+        doses=doses,
+        rng_seed=rng_seed,
+        archive_case=bedside.archiver,
+        signed_sample=signed_sample,
+        progress=progress,
+    )
 
 
 def seed(

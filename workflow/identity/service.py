@@ -1,7 +1,9 @@
 """Identity: accounts, password checks, signing sessions and ``sign_as``.
 
-Every decision is recorded in ``auth_events``. Password checks (argon2, deliberately slow) run
-outside any database transaction, so a login never holds the SQLite write lock while hashing.
+Every decision is recorded in ``auth_events``; the SQL is the store's
+(``workflow.store.accounts``), the decisions are made here. Password checks (argon2,
+deliberately slow) run outside any database transaction, so a login never holds the SQLite
+write lock while hashing.
 Times come from the ``now`` argument or, when it is omitted, the store's injected clock.
 """
 
@@ -12,16 +14,13 @@ from datetime import UTC, datetime
 from typing import Any, NoReturn
 
 from argon2 import PasswordHasher
-from sqlalchemy import Row, insert, select, update
-from sqlalchemy.exc import IntegrityError as DBIntegrityError
 
 from workflow.core.clock import utc
 from workflow.core.errors import InputError, NotFound
 from workflow.core.events import Signer
 from workflow.core.names import check_script_mix
 from workflow.store import Store, new_id
-from workflow.store import _schema as s
-from workflow.store._tx import read_tx, write_tx
+from workflow.store.accounts import Account, Accounts, AuthEvent
 
 from . import audit
 from . import errors as e
@@ -31,17 +30,7 @@ from .roles import check_role, check_roles, encode_roles
 from .session_proof import SessionVerifier
 from .sessions import Credentials, SessionPassword, SigningSession
 from .trail_names import unknown_name
-from .users import (
-    User,
-    clean_printed_name,
-    clean_username,
-    printed_name_taken,
-    require_row,
-    row_by_id,
-    row_by_username,
-    same_printed_name,
-    user_from_row,
-)
+from .users import User, clean_printed_name, clean_username, user_from_row
 
 
 class Identity:
@@ -53,6 +42,7 @@ class Identity:
         session_key: bytes | None = None,
     ) -> None:
         self.store = store
+        self.accounts = Accounts(store.engine)
         self.policy = policy or SecurityPolicy()
         self.passwords = Passwords(hasher)
         # Without a site key every signature runs the full argon2id check (session_proof.py),
@@ -101,48 +91,27 @@ class Identity:
             "locked_until": None,
             "created_at": now,
         }
-        taken = InputError("username", f"{name!r} is already taken (usernames are never reused)")
-        with write_tx(self.store.engine) as conn:
-            if row_by_username(conn, name) is not None:
-                raise taken
-            holder = same_printed_name(conn, printed)
-            if holder is not None:
-                raise printed_name_taken(printed, holder)
-            try:
-                conn.execute(insert(s.users).values(**values))
-            except DBIntegrityError:
-                raise taken from None
-            audit.record(
-                conn,
-                at=now,
-                username=name,
-                user_id=str(values["id"]),
-                action=audit.USER_ADDED,
-                outcome=audit.OK,
-                reason=audit.OK,
-                by_user_id=by,
-            )
-            return user_from_row(require_row(conn, name))
+        entry = AuthEvent(
+            now, name, str(values["id"]), audit.USER_ADDED, audit.OK, audit.OK, by_user_id=by
+        )
+        return user_from_row(self.accounts.add(values, entry))
 
     def get_user(self, username: str) -> User:
         """Raises NotFound."""
-        with read_tx(self.store.engine) as conn:
-            return user_from_row(require_row(conn, username))
+        account = self.accounts.by_username(username)
+        if account is None:
+            raise NotFound(f"no user {username!r}")
+        return user_from_row(account)
 
     def get_user_by_id(self, user_id: str) -> User:
         """Raises NotFound."""
-        with read_tx(self.store.engine) as conn:
-            row = row_by_id(conn, user_id)
-            if row is None:
-                raise NotFound(f"no user with id {user_id}")
-            return user_from_row(row)
+        account = self.accounts.by_id(user_id)
+        if account is None:
+            raise NotFound(f"no user with id {user_id}")
+        return user_from_row(account)
 
     def list_users(self, *, include_inactive: bool = True) -> list[User]:
-        query = select(s.users).order_by(s.users.c.username)
-        if not include_inactive:
-            query = query.where(s.users.c.active.is_(True))
-        with read_tx(self.store.engine) as conn:
-            return [user_from_row(r) for r in conn.execute(query)]
+        return [user_from_row(a) for a in self.accounts.all(include_inactive=include_inactive)]
 
     def deactivate(self, username: str, *, by: str | None, now: datetime | None = None) -> User:
         """Withdraw an account (lost credentials, leaver: 11.300(c)). It can never sign again
@@ -192,28 +161,15 @@ class Identity:
         if new_password == old_password:
             raise InputError("password", "the new password must differ from the old one")
         new_hash = self._new_hash(user.username, new_password)
-        with write_tx(self.store.engine) as conn:
-            conn.execute(
-                update(s.users)
-                .where(s.users.c.id == user.id)
-                .values(
-                    password_hash=new_hash,
-                    password_changed_at=now,
-                    must_change_password=False,
-                    failed_attempts=0,
-                    locked_until=None,
-                )
-            )
-            audit.record(
-                conn,
-                at=now,
-                username=user.username,
-                user_id=user.id,
-                action=audit.PASSWORD_CHANGE,
-                outcome=audit.OK,
-                reason=audit.OK,
-            )
-            return user_from_row(require_row(conn, user.username))
+        changes = {
+            "password_hash": new_hash,
+            "password_changed_at": now,
+            "must_change_password": False,
+            "failed_attempts": 0,
+            "locked_until": None,
+        }
+        entry = AuthEvent(now, user.username, user.id, audit.PASSWORD_CHANGE, audit.OK, audit.OK)
+        return user_from_row(self.accounts.succeeded(user.id, changes, entry))
 
     # --- authentication and signing -------------------------------------------------------
 
@@ -238,14 +194,10 @@ class Identity:
         now = self._now(now)
         if session.ended_at is None:
             session.ended_at = now
-            audit.record_now(
-                self.store.engine,
-                at=now,
-                username=session.username,
-                user_id=session.user_id,
-                action=audit.SESSION_END,
-                outcome=audit.OK,
-                reason=audit.OK,
+            self.accounts.record(
+                AuthEvent(
+                    now, session.username, session.user_id, audit.SESSION_END, audit.OK, audit.OK
+                )
             )
 
     def sign_as(
@@ -278,14 +230,8 @@ class Identity:
             )
             session.last_used_at = now
         if role not in user.roles:
-            audit.record_now(
-                self.store.engine,
-                at=now,
-                username=user.username,
-                user_id=user.id,
-                action=audit.SIGN,
-                outcome=audit.REFUSED,
-                reason=e.WRONG_ROLE,
+            self.accounts.record(
+                AuthEvent(now, user.username, user.id, audit.SIGN, audit.REFUSED, e.WRONG_ROLE)
             )
             raise e.AuthRefused(
                 e.WRONG_ROLE,
@@ -307,12 +253,9 @@ class Identity:
         (trail_names.py), which this looks up for it."""
         if username is not None:
             typed = username.strip().lower()
-            with read_tx(self.store.engine) as conn:
-                known = row_by_username(conn, typed) is not None
+            known = self.accounts.by_username(typed) is not None
             username = typed if known else unknown_name(typed, self._site_key)
-        return audit.list_events(
-            self.store.engine, username=username, outcome=outcome, since=since, limit=limit
-        )
+        return self.accounts.events(username=username, outcome=outcome, since=since, limit=limit)
 
     # --- internals -----------------------------------------------------------------------
 
@@ -332,24 +275,7 @@ class Identity:
         now: datetime | None,
     ) -> User:
         now = self._now(now)
-        with write_tx(self.store.engine) as conn:
-            row = require_row(conn, username)
-            if changes.get("active") is True and not row.active:
-                holder = same_printed_name(conn, row.printed_name, other_than=row.id)
-                if holder is not None:
-                    raise printed_name_taken(row.printed_name, holder)
-            conn.execute(update(s.users).where(s.users.c.id == row.id).values(**changes))
-            audit.record(
-                conn,
-                at=now,
-                username=row.username,
-                user_id=row.id,
-                action=action,
-                outcome=audit.OK,
-                reason=audit.OK,
-                by_user_id=by,
-            )
-            return user_from_row(require_row(conn, row.username))
+        return user_from_row(self.accounts.change(username, changes, action=action, by=by, at=now))
 
     def _lapse(self, session: SigningSession, now: datetime) -> str | None:
         """Why ``session`` is no longer 11.200's continuous period, or None while it is."""
@@ -366,14 +292,10 @@ class Identity:
         if why is None:
             return
         session.ended_at = session.ended_at or now
-        audit.record_now(
-            self.store.engine,
-            at=now,
-            username=session.username,
-            user_id=session.user_id,
-            action=audit.SIGN,
-            outcome=audit.REFUSED,
-            reason=e.SESSION_ENDED,
+        self.accounts.record(
+            AuthEvent(
+                now, session.username, session.user_id, audit.SIGN, audit.REFUSED, e.SESSION_ENDED
+            )
         )
         raise e.AuthRefused(
             e.SESSION_ENDED, f"Signing session ended ({why}); sign with your username and password."
@@ -393,26 +315,21 @@ class Identity:
         """Check one password. With ``session``, its verifier may stand in for argon2id (a
         match only: a mismatch gets the full check), and it leaves with a verifier for the
         hash now stored."""
-        engine = self.store.engine
+        accounts = self.accounts
         typed = (username or "").strip().lower()
-        with read_tx(engine) as conn:
-            row = row_by_id(conn, user_id) if user_id else row_by_username(conn, typed)
+        row = accounts.by_id(user_id) if user_id else accounts.by_username(typed)
 
         def refuse(
             reason: str,
             shown: str,
             message: str,
-            row: Row[Any] | None = row,
+            row: Account | None = row,
             trail_name: str | None = None,
         ) -> NoReturn:
-            audit.record_now(
-                engine,
-                at=now,
-                username=trail_name or typed,
-                user_id=row.id if row else None,
-                action=action,
-                outcome=audit.REFUSED,
-                reason=reason,
+            accounts.record(
+                AuthEvent(
+                    now, trail_name or typed, row.id if row else None, action, audit.REFUSED, reason
+                )
             )
             raise e.AuthRefused(shown, message)
 
@@ -421,11 +338,14 @@ class Identity:
             # words, or the lockout message would tell which usernames exist. The trail keeps a
             # digest of the name, never the text: it may be a password typed in the wrong field.
             ghost = unknown_name(typed, self._site_key)
-            until = audit.unknown_locked_until(engine, ghost, self.policy.lockout, now)
+            until = accounts.unknown_locked_until(ghost, self.policy.lockout, now)
             if until is not None:
                 refuse(e.ACCOUNT_LOCKED, e.ACCOUNT_LOCKED, _locked_message(until), trail_name=ghost)
             self.passwords.burn(password)
-            audit.count_unknown(engine, ghost, action, now, self.policy.max_failed_attempts)
+            accounts.count_unknown(
+                AuthEvent(now, ghost, None, action, audit.REFUSED, e.UNKNOWN_USER),
+                self.policy.max_failed_attempts,
+            )
             raise e.AuthRefused(e.BAD_CREDENTIALS, e.BAD_CREDENTIALS_MESSAGE)
         if row.locked_until is not None and row.locked_until > now:
             # No password check while locked: otherwise guessing could go on at full speed.
@@ -467,54 +387,20 @@ class Identity:
         if session is not None and self.verifier is not None and not fast:
             stored = changes.get("password_hash", row.password_hash)
             session.verifier = self.verifier.make(row.id, stored, password)
-        with write_tx(engine) as conn:
-            if changes:
-                conn.execute(update(s.users).where(s.users.c.id == row.id).values(**changes))
-            if action != audit.PASSWORD_CHANGE:  # the change itself records its success
-                audit.record(
-                    conn,
-                    at=now,
-                    username=row.username,
-                    user_id=row.id,
-                    action=action,
-                    outcome=audit.OK,
-                    reason=audit.OK,
-                )
-            return user_from_row(require_row(conn, row.username))
+        entry = (
+            AuthEvent(now, row.username, row.id, action, audit.OK, audit.OK)
+            if action != audit.PASSWORD_CHANGE  # the change itself records its success
+            else None
+        )
+        return user_from_row(accounts.succeeded(row.id, changes, entry))
 
-    def _count_failure(self, row: Row[Any], typed: str, action: str, now: datetime) -> None:
-        with write_tx(self.store.engine) as conn:
-            # Increment in SQL: two wrong passwords at once must both count.
-            conn.execute(
-                update(s.users)
-                .where(s.users.c.id == row.id)
-                .values(failed_attempts=s.users.c.failed_attempts + 1)
-            )
-            audit.record(
-                conn,
-                at=now,
-                username=typed or row.username,
-                user_id=row.id,
-                action=action,
-                outcome=audit.REFUSED,
-                reason=e.WRONG_PASSWORD,
-            )
-            failed = require_row(conn, row.username).failed_attempts
-            if failed >= self.policy.max_failed_attempts:
-                conn.execute(
-                    update(s.users)
-                    .where(s.users.c.id == row.id)
-                    .values(failed_attempts=0, locked_until=now + self.policy.lockout)
-                )
-                audit.record(
-                    conn,
-                    at=now,
-                    username=row.username,
-                    user_id=row.id,
-                    action=audit.LOCKED,
-                    outcome=audit.OK,
-                    reason=f"{failed}_failed_attempts",
-                )
+    def _count_failure(self, row: Account, typed: str, action: str, now: datetime) -> None:
+        self.accounts.count_failure(
+            row,
+            AuthEvent(now, typed or row.username, row.id, action, audit.REFUSED, e.WRONG_PASSWORD),
+            self.policy.max_failed_attempts,
+            self.policy.lockout,
+        )
 
 
 def _locked_message(until: datetime) -> str:

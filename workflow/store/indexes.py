@@ -20,6 +20,7 @@ Text search ("part of a name or MRN") is a substring match, which no B-tree can 
 from __future__ import annotations
 
 from sqlalchemy import Connection, text
+from sqlalchemy.exc import DBAPIError
 
 from ._tx import is_sqlite
 
@@ -87,7 +88,7 @@ def create_text_index(conn: Connection) -> bool:
         savepoint = conn.begin_nested()
         try:
             conn.execute(text(ddl))
-        except Exception:
+        except DBAPIError:  # no right to create it, or not installed: try the next form
             savepoint.rollback()
             continue
         savepoint.commit()

@@ -21,7 +21,17 @@ from sqlalchemy import Connection, Engine
 from workflow.core.clock import Clock, SystemClock
 from workflow.core.events import Event
 
-from . import archive_index, bulk, cases, interface, log, patients, protocols, verify
+from . import (
+    archive_index,
+    bulk,
+    cases,
+    interface,
+    log,
+    patients,
+    protocols,
+    verify,
+    web_sessions,
+)
 from ._tx import read_tx, write_tx
 from .models import (
     ArchivedRecord,
@@ -34,6 +44,7 @@ from .models import (
     Patient,
     StoredSignature,
 )
+from .web_sessions import SignatureMark
 
 
 class Store:
@@ -105,12 +116,15 @@ class Store:
         protocol_version: str,
         protocol_hash: str,
         cosignatures: Sequence[Cosignature] = (),
+        session: SignatureMark | None = None,
     ) -> CaseRecord:
         """Insert the case row and its first event (``opening``, seq 1; its ``case_id`` is the
         new case's id) in one transaction. Raises NotFound (course), InputError (bad event,
-        course not active, numbers < 1), ConflictError (case id already used)."""
+        course not active, numbers < 1), ConflictError (case id already used). With ``session``
+        the opening signature is recorded in its web session in the same transaction
+        (:meth:`append`)."""
         with self._write() as conn:
-            return log.create_case(
+            record = log.create_case(
                 conn,
                 opening,
                 course_id=course_id,
@@ -123,6 +137,9 @@ class Store:
                 protocol_hash=protocol_hash,
                 cosignatures=cosignatures,
             )
+            if session is not None:
+                web_sessions.mark_signature(conn, session)
+            return record
 
     def append(
         self,
@@ -135,6 +152,7 @@ class Store:
         state: str | None = None,
         scheduled_at: datetime | None = None,
         cosignatures: Sequence[Cosignature] = (),
+        session: SignatureMark | None = None,
     ) -> CaseRecord:
         """Append ``events`` (seq ``expected_version + 1``, ...) atomically; optionally set the
         case's projected ``state`` and ``scheduled_at``. Events with an actor and a meaning
@@ -142,9 +160,13 @@ class Store:
 
         Raises ConflictError("this case changed, reload") when the case is no longer at
         ``expected_version`` (nothing is written), NotFound, InputError (malformed batch),
-        IntegrityError (the case's last event is missing from the log)."""
+        IntegrityError (the case's last event is missing from the log).
+
+        ``session``: the signature was made at a web tablet; its web session is checked (still
+        live, else SessionEnded) and updated (21 CFR 11.200 continuity) in this same
+        transaction, so the event and the session change commit together or not at all."""
         with self._write() as conn:
-            return log.append(
+            record = log.append(
                 conn,
                 case_id,
                 expected_version,
@@ -155,6 +177,9 @@ class Store:
                 scheduled_at=scheduled_at,
                 cosignatures=cosignatures,
             )
+            if session is not None:
+                web_sessions.mark_signature(conn, session)
+            return record
 
     def bulk_load(
         self,
@@ -272,12 +297,14 @@ class Store:
         protocol_hash: str,
         started_at: datetime | None = None,
         start_record: dict[str, Any] | None = None,
+        session: SignatureMark | None = None,
     ) -> Course:
         """Open a course. Raises NotFound (patient), ConflictError (an active course exists),
         InputError (protocol_hash not a SHA-256 digest). Clinical code starts courses through
-        ``Bedside.start_course``, which signs ``start_record``."""
+        ``Bedside.start_course``, which signs ``start_record`` (``session``: as in
+        :meth:`append`)."""
         with self._write() as conn:
-            return patients.start_course(
+            course = patients.start_course(
                 conn,
                 patient_id=patient_id,
                 protocol_id=protocol_id,
@@ -286,6 +313,9 @@ class Store:
                 started_at=started_at or self.clock.now(),
                 start_record=start_record,
             )
+            if session is not None:
+                web_sessions.mark_signature(conn, session)
+            return course
 
     def get_course(self, course_id: str) -> Course:
         with self._read() as conn:

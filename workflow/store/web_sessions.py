@@ -1,7 +1,9 @@
 """Server-side web sessions (table ``web_sessions``), shared by every ``bedside serve`` process.
 
 The browser holds only a random token; the row is keyed by the token's SHA-256, so a copy of the
-database does not hand out live cookies. Each function is one short transaction.
+database does not hand out live cookies. Each function is one short transaction, except
+:func:`mark_signature`, which runs inside the transaction that appends a signed event (a web
+signature's event and its session's 11.200 state commit together or not at all).
 """
 
 from __future__ import annotations
@@ -9,12 +11,13 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy import Connection, Engine, delete, insert, select, update
+
+from workflow.core.errors import AuthError
 
 from . import _schema as s
 from ._tx import read_tx, write_tx
@@ -34,9 +37,37 @@ class WebSession:
     data: dict[str, Any]
 
 
+class SessionEnded(AuthError):
+    """The tablet's session ended (signed out, swept as idle, ended by a sign-in) between the
+    page and the signature: the signature is refused and nothing of it is written."""
+
+    code = "not_signed_in"
+
+    def __init__(self) -> None:
+        super().__init__("Your session has ended; please sign in again.")
+
+
+@dataclass(frozen=True)
+class SignatureMark:
+    """What one signature made at a tablet changes in that tablet's web session.
+
+    ``times`` (period start, last use) and ``verifier`` are set when the session's own user
+    signed: their 11.200 continuous period goes on (or starts anew after a full check), with a
+    new password verifier when the check made one. ``cosigner`` is set when another person
+    signed there (the blinded second checker): their own continuity, kept under ``COSIGNERS``.
+    """
+
+    session_id: str
+    times: tuple[datetime, datetime] | None = None
+    verifier: str | None = None
+    cosigner: tuple[str, dict[str, Any]] | None = None
+
+
 # Key in ``data`` of the signing session's password verifier.
 VERIFIER = "password_verifier"
-# Key in ``data`` of the second signers' continuity at this tablet (remember_cosigner).
+# Key in ``data`` of the second signers' continuity at this tablet (SignatureMark.cosigner):
+# their user id, period start, last signature and verifier; the most recent MAX_COSIGNERS kept,
+# all wiped when the session ends.
 COSIGNERS = "cosigners"
 MAX_COSIGNERS = 8  # people who co-sign at one tablet in one session, most recent kept
 
@@ -86,53 +117,34 @@ def touch(engine: Engine, session_id: str, now: datetime) -> None:
     _set(engine, session_id, last_seen_at=now)
 
 
-def signed(
-    engine: Engine,
-    session_id: str,
-    last_used: datetime,
-    started: datetime,
-    verifier: str | None = None,
-) -> None:
-    """Record the 11.200 continuous signing session's new times after a signature, and its
-    new password verifier when the signature made one (after a password change)."""
-    values: dict[str, Any] = {"signing_started_at": started, "signing_last_used_at": last_used}
-    if verifier:
-        _change_data(engine, session_id, lambda data: data.update({VERIFIER: verifier}), **values)
-    else:
-        _set(engine, session_id, **values)
-
-
-def remember_cosigner(
-    engine: Engine, session_id: str, username: str, state: dict[str, Any]
-) -> None:
-    """Keep a second signer's continuity at this tablet (identity.sessions.Credentials):
-    their user id, period start, last signature and password verifier, under ``COSIGNERS``.
-    The most recent ``MAX_COSIGNERS`` are kept; ending the session wipes them all."""
-
-    def keep(data: dict[str, Any]) -> None:
-        cosigners = dict(data.get(COSIGNERS) or {})
-        cosigners.pop(username, None)
-        cosigners[username] = state
-        data[COSIGNERS] = dict(list(cosigners.items())[-MAX_COSIGNERS:])
-
-    _change_data(engine, session_id, keep)
-
-
-def _change_data(
-    engine: Engine, session_id: str, change: Callable[[dict[str, Any]], None], **values: Any
-) -> None:
-    """Change a live session's ``data`` (and set ``values``) in one transaction: the session's
-    verifier and its co-signers' live side by side there, so it is read, changed and written
-    back, never replaced whole. An ended session is left as its end wiped it."""
+def mark_signature(conn: Connection, mark: SignatureMark) -> None:
+    """Record a signature in its web session, inside the caller's write transaction (the one
+    appending the signed event). The session must still be live: an ended or unknown session
+    raises SessionEnded, which rolls the event back with it."""
     t = s.web_sessions
-    live = (t.c.id == session_id, t.c.ended_at.is_(None))
-    with write_tx(engine) as conn:
-        raw = conn.execute(select(t.c.data).where(*live)).scalar()
-        if raw is None:
-            return
-        data = dict(json.loads(raw or "{}"))
-        change(data)
-        conn.execute(update(t).where(*live).values(data=json.dumps(data), **values))
+    live = (t.c.id == mark.session_id, t.c.ended_at.is_(None))
+    row = conn.execute(select(t.c.data).where(*live).with_for_update()).first()
+    if row is None:
+        raise SessionEnded()
+    values: dict[str, Any] = {}
+    data = dict(json.loads(row.data or "{}"))
+    if mark.times is not None:
+        values["signing_started_at"], values["signing_last_used_at"] = mark.times
+    if mark.verifier:
+        data[VERIFIER] = mark.verifier
+    if mark.cosigner is not None:
+        _keep_cosigner(data, *mark.cosigner)
+    if mark.verifier or mark.cosigner is not None:
+        values["data"] = json.dumps(data)
+    if values:
+        conn.execute(update(t).where(*live).values(**values))
+
+
+def _keep_cosigner(data: dict[str, Any], username: str, state: dict[str, Any]) -> None:
+    cosigners = dict(data.get(COSIGNERS) or {})
+    cosigners.pop(username, None)
+    cosigners[username] = state
+    data[COSIGNERS] = dict(list(cosigners.items())[-MAX_COSIGNERS:])
 
 
 def end(engine: Engine, session_id: str, now: datetime) -> None:

@@ -1,7 +1,8 @@
 """Operations the pages and the API share, so both follow the same rules.
 
-Each takes the signed-in viewer and plain values, asks the service, and records the 11.200
-signing-session continuity when a signature succeeded. Nothing clinical is decided here.
+Each takes the signed-in viewer and plain values and asks the service; a signature goes as a
+TabletProof of the viewer's session, which the service records (11.200 continuity) with the
+signed event in one transaction. Nothing clinical is decided here.
 """
 
 from __future__ import annotations
@@ -12,12 +13,11 @@ from typing import Any
 
 from workflow.core.blinding import Blinding, blinding_for, refuse_while_blinded
 from workflow.core.errors import InputError, NotFound
-from workflow.identity import Credentials, SessionPassword, User
 from workflow.service import CaseView
-from workflow.store import ArchivedRecord, CaseRecord
+from workflow.vocabulary import ArchivedRecord, CaseRecord, TabletProof, User
 
 from .context import Web
-from .security import Viewer, after_signature, signing_proof
+from .security import Viewer, signing_proof
 from .settings import PHARMACY
 
 
@@ -37,7 +37,7 @@ def open_doses_of(web: Web, view: CaseView) -> list[CaseView]:
     final = view.case.protocol.final_states
     return [
         web.bedside.load(r.id)
-        for r in web.bedside.store.list_cases(patient_id=view.record.patient_id)
+        for r in web.bedside.list_cases(patient_id=view.record.patient_id)
         if r.id != view.case.case_id and r.state not in final
     ]
 
@@ -58,12 +58,11 @@ def _signed(
     step_id: str | None,
     password: str,
     username: str | None,
-    act: Callable[[Credentials | SessionPassword], CaseView],
+    act: Callable[[TabletProof], CaseView],
 ) -> CaseView:
-    proof = signing_proof(viewer, password, username)
-    view = act(proof.proof)
-    after_signature(web.bedside, viewer, proof)
-    return view
+    # The service checks the proof, appends the event and records the signature in this
+    # session in one transaction.
+    return act(signing_proof(viewer, password, username))
 
 
 def sign_step(
@@ -155,9 +154,7 @@ def pharmacy_states(web: Web) -> list[str]:
 
 
 def worklist(web: Web, states: list[str]) -> list[CaseView]:
-    records: list[CaseRecord] = web.bedside.store.worklist(
-        states, limit=web.settings.worklist_limit
-    )
+    records: list[CaseRecord] = web.bedside.worklist(states, limit=web.settings.worklist_limit)
     return [web.bedside.load(r.id) for r in records]
 
 
@@ -199,7 +196,7 @@ def search_archive(
     state: str | None,
     limit: int = 100,
 ) -> list[ArchivedRecord]:
-    rows = web.bedside.store.search_archive(
+    rows = web.bedside.search_archive(
         text=text or None,
         mrn=mrn or None,
         signed_from=date_from,

@@ -17,12 +17,11 @@ from workflow.core.blinding import refuse_while_blinded
 from workflow.core.errors import InputError
 from workflow.records.labels import bag_label_pdf
 from workflow.service import CaseView
-from workflow.store import web_sessions
 
 from . import actions
 from .context import web_of
 from .pages_audit import parse_day
-from .pages_auth import set_session_cookie, start_session
+from .pages_auth import set_session_cookie, sign_in
 from .present import case_json, worklist_row
 from .security import CSRF_HEADER, Viewer, check_csrf, csrf_token_for
 from .settings import ADMIN, AUDIT, CLINICAL, PHARMACY, RECORD_READERS, WARD
@@ -276,10 +275,8 @@ def _case(
 
 @router.post("/session", response_model=SessionOut, responses=BODY_ERRORS)
 def login(request: Request, body: LoginIn) -> Response:
-    web = web_of(request)
-    signing = web.bedside.identity.login(body.username, body.password)
-    user = web.bedside.identity.get_user_by_id(signing.user_id)
-    token, session = start_session(request, signing.user_id, signing.username, signing.verifier)
+    signed_in = sign_in(request, body.username, body.password)
+    user, token, session = signed_in.user, signed_in.token, signed_in.session
     out = SessionOut(
         username=user.username,
         printed_name=user.printed_name,
@@ -307,7 +304,7 @@ def me(request: Request) -> SessionOut:
 def logout(request: Request) -> Response:
     web = web_of(request)
     viewer = _viewer(request, tuple(sorted({*CLINICAL, *AUDIT, *ADMIN})), post=True)
-    web_sessions.end(web.bedside.store.engine, viewer.session.id, web.bedside.clock.now())
+    web.bedside.end_web_session(viewer.session.id)
     response = Response(status_code=204)
     response.delete_cookie(web.settings.cookie_name)
     return response
@@ -426,7 +423,7 @@ def case_records(request: Request, case_id: str) -> list[RecordOut]:
     refuse_while_blinded(
         actions.blinding_of(web, web.bedside.load(case_id), viewer), "This dose's records"
     )
-    return [_record(r) for r in web.bedside.store.search_archive(case_id=case_id)]
+    return [_record(r) for r in web.bedside.search_archive(case_id=case_id)]
 
 
 def _record(r: Any) -> RecordOut:
@@ -493,12 +490,12 @@ def verify(request: Request, sha: str) -> VerifyOut:
 @router.get("/users", response_model=list[UserOut])
 def users(request: Request) -> list[UserOut]:
     _viewer(request, ADMIN)
-    return [UserOut(**actions.user_json(u)) for u in web_of(request).bedside.identity.list_users()]
+    return [UserOut(**actions.user_json(u)) for u in web_of(request).bedside.list_users()]
 
 
 @router.post("/users", response_model=UserOut, status_code=201, responses=BODY_ERRORS)
 def add_user(request: Request, body: UserIn, viewer: Viewer = ADMIN_POST) -> UserOut:
-    user = web_of(request).bedside.identity.add_user(
+    user = web_of(request).bedside.add_user(
         body.username,
         body.printed_name,
         body.roles,
@@ -513,7 +510,7 @@ def add_user(request: Request, body: UserIn, viewer: Viewer = ADMIN_POST) -> Use
 @router.post("/users/{username}/deactivate", response_model=UserOut)
 def deactivate(request: Request, username: str) -> UserOut:
     viewer = _viewer(request, ADMIN, post=True)
-    user = web_of(request).bedside.identity.deactivate(username, by=viewer.user.id)
+    user = web_of(request).bedside.deactivate_user(username, by=viewer.user.id)
     return UserOut(**actions.user_json(user))
 
 
@@ -521,7 +518,5 @@ def deactivate(request: Request, username: str) -> UserOut:
 def reset_password(
     request: Request, username: str, body: PasswordIn, viewer: Viewer = ADMIN_POST
 ) -> UserOut:
-    user = web_of(request).bedside.identity.reset_password(
-        username, body.password, by=viewer.user.id
-    )
+    user = web_of(request).bedside.reset_password(username, body.password, by=viewer.user.id)
     return UserOut(**actions.user_json(user))

@@ -13,11 +13,11 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 
 from workflow.core.errors import InputError
-from workflow.store import Course
+from workflow.vocabulary import Course
 
 from .api import BODY_ERRORS, CLINICAL_POST, ERRORS, In, _viewer, no_nul_in_url
 from .context import web_of
-from .security import Viewer, after_signature, signing_proof
+from .security import Viewer, signing_proof
 from .settings import CLINICAL
 
 router = APIRouter(prefix="/api", responses=ERRORS, dependencies=[Depends(no_nul_in_url)])
@@ -74,7 +74,7 @@ def _course_out(course: Course, mrn: str) -> CourseOut:
 
 
 def _patient_id(request: Request, mrn: str) -> str:
-    patient = web_of(request).bedside.store.find_patient_by_mrn(mrn)
+    patient = web_of(request).bedside.find_patient_by_mrn(mrn)
     if patient is None:
         raise InputError("mrn", f"no patient with MRN {mrn!r}")
     return patient.id
@@ -90,11 +90,10 @@ def start_course(
     proof = signing_proof(viewer, body.password, body.username)
     course = web.bedside.start_course(
         _patient_id(request, mrn),
-        proof.proof,
+        proof,
         body.attestations,
         override_reason=body.override_reason,
     )
-    after_signature(web.bedside, viewer, proof)
     return _course_out(course, mrn)
 
 
@@ -116,8 +115,7 @@ def open_dose(
     if at.tzinfo is None:
         raise InputError("scheduled_at", "needs a time zone", "ISO 8601 with Z or +hh:mm")
     proof = signing_proof(viewer, body.password, body.username)
-    view = web.bedside.open_case(course_id, at, proof.proof)
-    after_signature(web.bedside, viewer, proof)
+    view = web.bedside.open_case(course_id, at, proof)
     c = view.case
     return DoseOut(
         case_id=c.case_id,

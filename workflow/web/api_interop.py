@@ -31,7 +31,11 @@ PHARMACY_USER = need(PHARMACY, post=True)  # a POST: the CSRF header too
 
 
 class ScanIn(In):
-    item: str = Field(pattern="^(vial|diluent|d5w)$")
+    # The kinds are the protocol's (its steps' `scans`): the core refuses any other, naming
+    # this field and the kinds it allows.
+    item: str = Field(
+        min_length=1, max_length=64, description="a scanned kind the protocol declares"
+    )
     text: str = Field(max_length=512, description="the element string as the scanner typed it")
 
 

@@ -28,7 +28,7 @@ from workflow.core.errors import (
     StepRefused,
     Unavailable,
 )
-from workflow.identity import WRONG_ROLE, AuthRefused
+from workflow.vocabulary import WRONG_ROLE, AuthRefused, SessionEnded
 
 from .limits import BodyLimit
 from .security import CsrfFailed, Forbidden, NotSignedIn
@@ -37,7 +37,7 @@ RELOAD = "this case changed, reload"
 
 
 def status_of(exc: BedsideError) -> int:
-    if isinstance(exc, NotSignedIn):
+    if isinstance(exc, NotSignedIn | SessionEnded):
         return 401
     if isinstance(exc, ConflictError):
         return 409
@@ -162,6 +162,8 @@ def install(app: FastAPI, templates: Jinja2Templates) -> None:
         headers = {"Retry-After": "5"} if status == 503 else None
         if wants_json(request):
             return JSONResponse(body, status_code=status, headers=headers)
+        if isinstance(exc, SessionEnded):  # ended between the page and the signature
+            exc = NotSignedIn("ended")
         if isinstance(exc, NotSignedIn):
             target = request.url.path
             if request.url.query:

@@ -10,7 +10,7 @@ from starlette.datastructures import FormData
 
 from workflow.core.errors import InputError
 from workflow.core.names import MixedScriptName
-from workflow.identity import ROLES
+from workflow.vocabulary import ROLES
 
 from . import actions
 from .context import web_of
@@ -114,7 +114,7 @@ def users_context(
 
     return {
         "viewer": viewer,
-        "users": [actions.user_json(u) for u in web.bedside.identity.list_users()],
+        "users": [actions.user_json(u) for u in web.bedside.list_users()],
         "roles": sorted(ROLES),
         "notice": notice,
         "title": "Users",
@@ -135,7 +135,7 @@ def add_user(request: Request, form: FormData = FORM) -> Response:
     }
     request.state.retry = ("users.html", users_context(request, viewer, typed=typed))
     try:
-        web.bedside.identity.add_user(
+        web.bedside.add_user(
             str(typed["username"]),
             str(typed["printed_name"]),
             [str(r) for r in form.getlist("roles")],
@@ -155,7 +155,7 @@ def deactivate(request: Request, username: str, form: FormData = FORM) -> Respon
     viewer = web.viewer(request, ADMIN)
     check_csrf(viewer, str(form.get("csrf_token", "")))
     request.state.retry = ("users.html", users_context(request, viewer))
-    web.bedside.identity.deactivate(username, by=viewer.user.id)
+    web.bedside.deactivate_user(username, by=viewer.user.id)
     return RedirectResponse("/admin/users", status_code=303)
 
 
@@ -165,5 +165,5 @@ def reset_password(request: Request, username: str, form: FormData = FORM) -> Re
     viewer = web.viewer(request, ADMIN)
     check_csrf(viewer, str(form.get("csrf_token", "")))
     request.state.retry = ("users.html", users_context(request, viewer))
-    web.bedside.identity.reset_password(username, str(form.get("password", "")), by=viewer.user.id)
+    web.bedside.reset_password(username, str(form.get("password", "")), by=viewer.user.id)
     return RedirectResponse("/admin/users", status_code=303)

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.datastructures import FormData
 
-from workflow.store import web_sessions
+from workflow.vocabulary import SignIn
 
 from .context import web_of
 from .formdata import FORM
@@ -44,23 +44,16 @@ def set_session_cookie(request: Request, response: Response, token: str) -> None
     )
 
 
-def start_session(
-    request: Request, user_id: str, username: str, verifier: str | None
-) -> tuple[str, web_sessions.WebSession]:
-    """A new server session for a successful sign-in: its cookie token and row.
+def sign_in(request: Request, username: str, password: str) -> SignIn:
+    """Check both components and start a new server session (its cookie token and row).
 
     Whatever session the browser presented is ended first (OWASP ASVS 3.2.1, a new token on
     every authentication): a second person signing in on a shared tablet, or anyone who had
     seen the old cookie, must not find the old session still alive behind the new one.
     """
     web = web_of(request)
-    engine, now = web.bedside.store.engine, web.bedside.clock.now()
     presented = request.cookies.get(web.settings.cookie_name)
-    if presented:
-        old = web_sessions.get(engine, presented)
-        if old is not None and old.ended_at is None:
-            web_sessions.end(engine, old.id, now)
-    return web_sessions.create(engine, user_id, username, now, verifier=verifier)
+    return web.bedside.sign_in(username, password, replacing=presented)
 
 
 def home_for(roles: frozenset[str]) -> str:
@@ -135,7 +128,6 @@ def login_page(request: Request, next: str | None = None, why: str | None = None
 
 @router.post("/login")
 def login(request: Request, form: FormData = FORM) -> Response:
-    web = web_of(request)
     sent = str(form.get("csrf_token", ""))
     cookie = request.cookies.get(LOGIN_CSRF_COOKIE, "")
     next_ = str(form.get("next", ""))
@@ -150,12 +142,10 @@ def login(request: Request, form: FormData = FORM) -> Response:
         {"csrf": cookie, "next": safe_next(next_) or "", "viewer": None},
     )
     username = str(form.get("username", ""))
-    signing = web.bedside.identity.login(username, str(form.get("password", "")))
-    user = web.bedside.identity.get_user_by_id(signing.user_id)
-    target = safe_next(str(form.get("next", ""))) or home_for(user.roles)
+    signed_in = sign_in(request, username, str(form.get("password", "")))
+    target = safe_next(str(form.get("next", ""))) or home_for(signed_in.user.roles)
     response = RedirectResponse(target, status_code=303)
-    token, _session = start_session(request, signing.user_id, signing.username, signing.verifier)
-    set_session_cookie(request, response, token)
+    set_session_cookie(request, response, signed_in.token)
     response.delete_cookie(LOGIN_CSRF_COOKIE)
     return response
 
@@ -169,7 +159,7 @@ def logout(request: Request, form: FormData = FORM) -> Response:
         return RedirectResponse("/login", status_code=303)
 
     check_csrf(viewer, str(form.get("csrf_token", "")))
-    web_sessions.end(web.bedside.store.engine, viewer.session.id, web.bedside.clock.now())
+    web.bedside.end_web_session(viewer.session.id)
     response = RedirectResponse("/login?why=signed_out", status_code=303)
     response.delete_cookie(web.settings.cookie_name)
     return response

@@ -12,8 +12,8 @@ from starlette.datastructures import FormData
 from workflow.core.blinding import blinded_pair, is_unprimed, refuse_while_blinded
 from workflow.core.errors import InputError
 from workflow.core.events import format_time
-from workflow.identity import AuthRefused
 from workflow.records.labels import bag_label_pdf
+from workflow.vocabulary import AuthRefused
 
 from . import actions
 from .context import Web, web_of
@@ -120,9 +120,7 @@ def case_context(
         and not view.case.closed
         and not blinding
     )
-    context["records"] = (
-        web.bedside.store.search_archive(case_id=case_id) if view.case.closed else []
-    )
+    context["records"] = web.bedside.search_archive(case_id=case_id) if view.case.closed else []
     context["pharmacy_screen"] = step_id is not None and view.case.protocol.step(step_id).phase in (
         "compounding",
     )

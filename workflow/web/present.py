@@ -16,7 +16,7 @@ from workflow.core.items import display
 from workflow.core.machine import Case, Entry, Flag
 from workflow.core.protocol.model import Step
 from workflow.service import CaseView
-from workflow.store import CaseRecord
+from workflow.vocabulary import CaseRecord
 
 
 def local(dt: datetime | None, tz: tzinfo) -> str:

@@ -4,7 +4,7 @@ A session nobody comes back to is never seen by ``current_viewer`` again, so the
 alone would leave its password verifier in the database for ever (issue 13.2). Every few
 minutes, and once at start-up, each ``bedside serve`` process ends sessions idle past the web
 timeout, drops verifiers whose 11.200 signing period lapsed, and deletes sessions that ended
-longer ago than the retention (store/web_sessions.sweep; one transaction, so several
+longer ago than the retention (Bedside.sweep_web_sessions; one transaction, so several
 processes doing it at once only repeat one another's work).
 """
 
@@ -15,22 +15,15 @@ import logging
 
 from workflow.core.errors import BedsideError
 from workflow.service import Bedside
-from workflow.store import web_sessions
+from workflow.vocabulary import Swept
 
-from .security import continuity
 from .settings import WebSettings
 
 log = logging.getLogger("bedside.web")
 
 
-def sweep_sessions(bedside: Bedside, settings: WebSettings) -> web_sessions.Swept:
-    return web_sessions.sweep(
-        bedside.store.engine,
-        bedside.clock.now(),
-        settings.idle_timeout,
-        continuity(bedside),
-        settings.session_retention,
-    )
+def sweep_sessions(bedside: Bedside, settings: WebSettings) -> Swept:
+    return bedside.sweep_web_sessions(settings.idle_timeout, settings.session_retention)
 
 
 async def sweep_once(bedside: Bedside, settings: WebSettings) -> None:

@@ -10,14 +10,13 @@ from typing import Any
 
 import pytest
 from sqlalchemy import select
+from store.helpers import CountingHasher
 
 from workflow.core.clock import FixedClock
 from workflow.identity import AuthRefused, Credentials, Identity, SessionPassword
 from workflow.identity.session_proof import KEY_FILE, SessionVerifier, load_session_key
 from workflow.store import Store
 from workflow.store import _schema as s
-
-from .helpers import CountingHasher
 
 PASSWORD = "correct horse battery"
 NEW_PASSWORD = "another long password"

@@ -12,14 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from service.test_service import clock_of, new_course, open_and_order, walk, who
 from store.forgery import delete_index_rows, forge_event
 
 from workflow.archive import Archive
 from workflow.core.errors import IntegrityError, StepRefused
 from workflow.service import Bedside, CaseView
 from workflow.store import Store
-
-from .test_service import clock_of, new_course, open_and_order, walk, who
 
 
 def _completed(app: Bedside) -> CaseView:

@@ -7,8 +7,8 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
-
 from interop.support import installation, new_course, open_and_order, reopen, step, walk
+
 from workflow.core.errors import InputError, StepRefused
 from workflow.core.gs1 import parse_scan, scan_to_values, typed_values
 from workflow.core.protocol import Protocol, load_protocol

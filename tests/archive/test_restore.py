@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import text
+from store.helpers import append_steps, course_for_new_patient, open_case
 
 from workflow.archive.restore import restore
 from workflow.core.clock import FixedClock
@@ -28,8 +29,6 @@ from workflow.store import ArchivedRecord, backup, make_engine, migrate, open_st
 from workflow.store.home_lock import HomeInUse, lock_home
 from workflow.store.migrations import MIGRATIONS
 from workflow.store.schema_check import check_schema
-
-from .helpers import append_steps, course_for_new_patient, open_case
 
 # The issue's example: a backup that forgets refused sign-ins and unlocks everyone.
 FORGET_REFUSALS = """

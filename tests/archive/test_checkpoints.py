@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import delete, update
+from store.forgery import forge_event
+from store.helpers import append_steps, course_for_new_patient, open_case
 
 from workflow.archive.checkpoints import (
     KEY_FILE,
@@ -26,9 +28,6 @@ from workflow.archive.checkpoints import (
 from workflow.core.clock import FixedClock
 from workflow.store import CaseRecord, Store
 from workflow.store import _schema as s
-
-from .forgery import forge_event
-from .helpers import append_steps, course_for_new_patient, open_case
 
 
 def _two_cases(store: Store, clock: FixedClock) -> tuple[CaseRecord, CaseRecord]:

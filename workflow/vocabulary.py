@@ -1,0 +1,70 @@
+"""The service's public vocabulary: the data types, words and errors the web and the command line
+use with :class:`workflow.service.Bedside`. They are data (frozen records, proofs, constants),
+not access: everything that reads or writes goes through the service.
+
+Light to import: the names from storage (SQLAlchemy) load on first use (PEP 562), so
+``import workflow.cli`` stays fast (``bedside --help``, ``bedside dose``); mypy reads the
+TYPE_CHECKING imports.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from workflow.identity.errors import WRONG_ROLE, AuthRefused
+from workflow.identity.roles import ROLES
+from workflow.identity.sessions import Credentials, SessionPassword, SigningSession
+from workflow.identity.users import User, clean_printed_name
+
+if TYPE_CHECKING:
+    from workflow.service_people import SignIn
+    from workflow.store.models import ArchivedRecord, CaseRecord, Course, Patient
+    from workflow.store.web_sessions import Continuity, SessionEnded, Swept, WebSession
+    from workflow.tablet_signing import TabletProof, tablet_proof
+
+_WHERE = {
+    "ArchivedRecord": "workflow.store.models",
+    "CaseRecord": "workflow.store.models",
+    "Continuity": "workflow.store.web_sessions",
+    "Course": "workflow.store.models",
+    "Patient": "workflow.store.models",
+    "SessionEnded": "workflow.store.web_sessions",
+    "SignIn": "workflow.service_people",
+    "Swept": "workflow.store.web_sessions",
+    "TabletProof": "workflow.tablet_signing",
+    "WebSession": "workflow.store.web_sessions",
+    "tablet_proof": "workflow.tablet_signing",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+__all__ = [
+    "ROLES",
+    "WRONG_ROLE",
+    "ArchivedRecord",
+    "AuthRefused",
+    "CaseRecord",
+    "Continuity",
+    "Course",
+    "Credentials",
+    "Patient",
+    "SessionEnded",
+    "SessionPassword",
+    "SignIn",
+    "SigningSession",
+    "Swept",
+    "TabletProof",
+    "User",
+    "WebSession",
+    "clean_printed_name",
+    "tablet_proof",
+]
