@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from workflow.board import PHARMACY_PHASES, Standing, counts, standing, start_of_day
 from workflow.core.clock import Clock, SystemClock
@@ -46,6 +46,7 @@ from workflow.core.errors import (
 )
 from workflow.core.events import Event, Signer, parse_time
 from workflow.core.machine import Case, PatientRef
+from workflow.core.order_message import ROUTINE, OrderMessage
 from workflow.core.protocol import Protocol, load_protocol
 from workflow.core.protocol.model import Product
 from workflow.core.protocol.overlay import load_overlay
@@ -61,6 +62,7 @@ from workflow.store import (
     COURSE_DISCONTINUED,
     CaseRecord,
     Course,
+    InterfaceEntry,
     Patient,
     Store,
     pinning,
@@ -69,6 +71,9 @@ from workflow.store import formulary as formulary_rows
 from workflow.store.formulary import FormularyEvent, FormularyProduct
 from workflow.store.web_sessions import SignatureMark
 from workflow.tablet_signing import TabletProof
+
+if TYPE_CHECKING:
+    from workflow.order_intake import HL7Reply, OrderResult
 
 # A signer's proof: both components, the password inside a continuous session, or either of
 # those typed at a web tablet (recorded in its session with the signed event).
@@ -108,6 +113,24 @@ class CaseView:
     @property
     def version(self) -> int:
         return self.record.version
+
+
+@dataclass(frozen=True)
+class InterfaceEvent:
+    """One thing an order from the hospital did to a dose (see Bedside.interface_events):
+    ``effect`` is queued, requeued, removed (a discontinued order took the dose off the queue)
+    or flagged_for_waste (the dose was prepared: a person records the waste); ``open`` is true
+    while the dose has not ended."""
+
+    at: datetime
+    kind: str
+    control_id: str
+    placer_order: str
+    case_id: str
+    effect: str
+    state: str
+    open: bool
+    detail: str
 
 
 @dataclass(frozen=True)
@@ -193,7 +216,9 @@ class Bedside(People, Queries):
         if self._saved_protocol:
             return
         pinning.remember(self.store, self.protocol)
-        self._saved_protocol = True
+        # Inside a caller's transaction (an order from the hospital) the text may yet be rolled
+        # back with it: saving is idempotent, so it is saved again until once outside one.
+        self._saved_protocol = not self.store.in_atomic()
 
     # -- reading ---------------------------------------------------------------------------------
     def load(self, case_id: str) -> CaseView:
@@ -532,11 +557,10 @@ class Bedside(People, Queries):
     def open_case(
         self, course_id: str, scheduled_at: datetime, proof: Proof, ward: str = "unassigned"
     ) -> CaseView:
-        self._course_active(self.store.get_course(course_id))  # before any password is checked
+        course = self.store.get_course(course_id)
+        self._course_active(course)  # before any password is checked
         signer = self.signer(proof, OPENING_ROLES)
-        case, opened, dose = self._opening(course_id, scheduled_at, signer, ward)
-        record = self._create(case, opened, dose, scheduled_at, session=self._mark(proof))
-        return CaseView(record, case)
+        return self.open_case_as(course, scheduled_at, signer, ward, session=self._mark(proof))
 
     def open_dose(
         self,
@@ -573,6 +597,29 @@ class Bedside(People, Queries):
             state=case.state,
             session=self._mark(proof),  # the signature's 11.200 state with the order it signs
         )
+        return CaseView(record, case)
+
+    def open_case_as(
+        self,
+        course: Course,
+        scheduled_at: datetime,
+        signer: Signer,
+        ward: str = "unassigned",
+        *,
+        session: SignatureMark | None = None,
+    ) -> CaseView:
+        """Open the course's next dose for a signer already established: a person who signed
+        in (:meth:`open_case`; ``session``: the web session a tablet's signature is recorded
+        in) or the ordering provider an order from the hospital names (workflow.order_intake).
+        The schedule rules judge it the same either way."""
+        if signer.role not in OPENING_ROLES:
+            raise StepRefused(
+                "role_not_allowed",
+                f"A dose is opened by a {' or '.join(OPENING_ROLES)}; {signer.name} is "
+                f"{signer.role}",
+            )
+        case, opened, dose = self._opening(course.id, scheduled_at, signer, ward)
+        record = self._create(case, opened, dose, scheduled_at, session=session)
         return CaseView(record, case)
 
     def _opening(
@@ -640,6 +687,24 @@ class Bedside(People, Queries):
         signer = self.signer(
             proof, roles, case_id=case_id, expected_version=expected_version, step=step
         )
+        return self.act_as(view, signer, build, session=self._mark(proof))
+
+    def act_as(
+        self,
+        view: CaseView,
+        signer: Signer,
+        build: Callable[[Case, Signer, datetime], Event],
+        *,
+        archive: bool = True,
+        session: SignatureMark | None = None,
+    ) -> CaseView:
+        """Judge and append one event for a signer already established (after
+        :meth:`signer`, or the ordering provider of an order from the hospital). With
+        ``archive=False`` an ending case's records are left to :meth:`archive_pending` (the
+        caller's transaction is still open: files must not be written for a step that may yet
+        be rolled back)."""
+        case_id = view.record.id
+        expected_version = view.version
         case = view.case
         event = build(case, signer, self.clock.now())
         proto = case.protocol
@@ -651,13 +716,13 @@ class Bedside(People, Queries):
             protocol_version=proto.version,
             protocol_hash=proto.content_hash,
             state=case.state,
-            session=self._mark(proof),
+            session=session,
         )
         if case.state == "discontinued":
             course = self.store.get_course(record.course_id)
             if course.status == COURSE_ACTIVE:
                 self.store.set_course_status(record.course_id, COURSE_DISCONTINUED)
-        if case.closed and self.archiver is not None:
+        if case.closed and self.archiver is not None and archive:
             try:
                 self.archiver(case, self.store.case_chain_hash(case_id))
             except BedsideError as exc:
@@ -758,6 +823,79 @@ class Bedside(People, Queries):
             roles,
             lambda c, s, now: c.correct(target_seq, values, reason, s, now),
         )
+
+    # -- orders from the hospital ---------------------------------------------------------------
+    def receive_order(self, message: OrderMessage) -> OrderResult:
+        """Apply one order from the hospital (HL7 v2 or FHIR): NW opens and queues a dose, XO
+        sends it back to verification, DC/CA takes the order's unprepared doses off the queue
+        and flags a prepared one for waste. One transaction with its interface log entry; a
+        control id already applied is acknowledged again, not applied twice. See
+        workflow.order_intake."""
+        from workflow import order_intake
+
+        return order_intake.receive_order(self, message)
+
+    def receive_hl7(self, text: str) -> HL7Reply:
+        """One HL7 v2 message as the MLLP listener received it: read, applied through
+        :meth:`receive_order`, and answered (AA / AE / AR with the reason)."""
+        from workflow import order_intake
+
+        return order_intake.receive_hl7(self, text)
+
+    def receive_fhir(self, body: Any, raw: str) -> OrderResult:
+        """A FHIR R4 MedicationRequest (a Bundle with its Patient, or with contained
+        resources), read and applied through :meth:`receive_order`; ``raw`` is kept in the
+        interface log."""
+        from workflow import order_intake
+
+        return order_intake.receive_fhir(self, body, raw)
+
+    def reject_message(
+        self, channel: str, raw: str, control_id: str | None, kind: str, error: BedsideError
+    ) -> OrderResult:
+        """Log a message that could not be read as an order (answered AR)."""
+        from workflow import order_intake
+
+        return order_intake.reject_unreadable(self, channel, raw, control_id, kind, error)
+
+    def interface_log(
+        self, *, limit: int = 100, placer_order: str | None = None
+    ) -> list[InterfaceEntry]:
+        """The interface log (every message received, applied, duplicate or refused), newest
+        first."""
+        return self.store.interface_log(limit=limit, placer_order=placer_order)
+
+    def interface_events(self, *, limit: int = 50) -> list[InterfaceEvent]:
+        """What orders from the hospital did to doses, newest first: the doses a
+        discontinued order removed from the pharmacy queue, the prepared dose it flagged for
+        waste (``open`` while that dose is still not ended), the doses queued or re-queued."""
+        out: list[InterfaceEvent] = []
+        for entry in self.store.interface_log(limit=limit, with_effects=True):
+            for effect in entry.effects:
+                state = effect.get("state", "")
+                if effect["effect"] == "flagged_for_waste":
+                    state = self.store.get_case(effect["case_id"]).state
+                out.append(
+                    InterfaceEvent(
+                        at=entry.received_at,
+                        kind=entry.kind,
+                        control_id=entry.control_id or "",
+                        placer_order=entry.placer_order or "",
+                        case_id=effect["case_id"],
+                        effect=effect["effect"],
+                        state=state,
+                        open=state not in self.protocol.final_states,
+                        detail=entry.detail,
+                    )
+                )
+        return out
+
+    def order_priorities(self, case_ids: Sequence[str]) -> dict[str, str]:
+        """Each case's priority for the pharmacy queue: ``stat`` or ``routine`` as the
+        hospital's order gave it (ORC-7.6 / TQ1-9, MedicationRequest.priority); a dose opened
+        in Bedside, with no external order, is ``routine``."""
+        found = {o.case_id: o.priority for o in self.store.order_cases(case_ids=case_ids)}
+        return {case_id: found.get(case_id, ROUTINE) for case_id in case_ids}
 
     # -- archiving ---------------------------------------------------------------------------
     def unarchived_cases(self) -> list[str]:

@@ -141,6 +141,8 @@ ROUTE_ROLES: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/api/patients/{mrn}/courses"): CLINICAL,
     ("GET", "/api/patients/{mrn}/course"): CLINICAL,
     ("POST", "/api/courses/{course_id}/doses"): CLINICAL,
+    ("POST", "/api/fhir/MedicationRequest"): frozenset({"prescriber", "pharmacist"}),
+    ("GET", "/api/pharmacy/interface-events"): PHARMACY,
 }
 
 
@@ -485,6 +487,13 @@ def _order_form(c: Ctx) -> dict[str, str]:
     return {f"v_{k}": str(v) for k, v in values.items()}
 
 
+# An order the interface reads and refuses (400 OperationOutcome): past session, role, token.
+POSTS[("POST", "/api/fhir/MedicationRequest")] = lambda c: (
+    "dr.okafor",
+    "/api/fhir/MedicationRequest",
+    {"resourceType": "Patient"},
+    (400,),
+)
 PURPOSES = ("page_step", "page_exit", "api_step", "api_exit", "correction")
 
 

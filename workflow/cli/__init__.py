@@ -19,7 +19,18 @@ from typing import Any
 
 from workflow.core.errors import BedsideError
 
-from . import _admin, _audit, _checklist, _clinical, _demo, _dev, _dose, _interop, _serve
+from . import (
+    _admin,
+    _audit,
+    _checklist,
+    _clinical,
+    _demo,
+    _dev,
+    _dose,
+    _interface,
+    _interop,
+    _serve,
+)
 from ._app import release_home
 from ._faults import report_fault
 
@@ -45,6 +56,7 @@ _REGISTRARS: tuple[tuple[Any, tuple[str, ...]], ...] = (
     (_serve, ("serve",)),
     (_dev, ("dev",)),
     (_interop, ("export", "scan", "report", "picture", "course")),  # `course report`
+    (_interface, ("interface",)),
 )
 _VALUE_OPTIONS = ("--protocol", "--overlay", "--home", "--db")
 

@@ -82,6 +82,7 @@ MIGRATIONS: Sequence[Migration] = (
     Migration("0007_archive_record_key", _archive_record_key),
     Migration("0008_course_start", _course_start),
     Migration("0009_formulary", _create("formulary_products", "formulary_events")),
+    Migration("0010_interface", _create("interface_log", "order_cases")),
 )
 
 

@@ -19,6 +19,7 @@ from . import (
     api,
     api_courses,
     api_interop,
+    api_orders,
     errors,
     pages_audit,
     pages_auth,
@@ -77,7 +78,7 @@ def create_app(
         pages_audit.router,
         api.router,
     )
-    for router in (*routers, api_courses.router, api_interop.router):
+    for router in (*routers, api_courses.router, api_interop.router, api_orders.router):
         app.include_router(router)
     errors.install(app, templates)
 
