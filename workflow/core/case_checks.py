@@ -216,20 +216,22 @@ class CaseChecks(CaseState):
                 "(beyond_use_time_passed) and prepare a new bag.",
             )
 
-    def _duration_flags(self, at: datetime) -> list[dict[str, str]]:
+    def duration_deviation(self, at: datetime) -> str | None:
+        """Why stopping the infusion at ``at`` is early or late (its minutes, rounded, differ
+        from the protocol's duration), or None when it is on time or not running. The warning,
+        the acknowledgement it needs and the page's timer all ask this one rule."""
         started = self.given_at
         if started is None:
-            return []
+            return None
         minutes = round((at - started).total_seconds() / 60)
         planned = self.protocol.dosing.infusion_duration.value
         if minutes != planned:
-            return [
-                {
-                    "code": "infusion_duration_deviation",
-                    "message": f"Infusion ran {minutes} min; the protocol says {planned} min",
-                }
-            ]
-        return []
+            return f"Infusion ran {minutes} min; the protocol says {planned} min"
+        return None
+
+    def _duration_flags(self, at: datetime) -> list[dict[str, str]]:
+        why = self.duration_deviation(at)
+        return [{"code": "infusion_duration_deviation", "message": why}] if why else []
 
     def _eligibility_flags(self, typed: Mapping[str, Value], at: datetime) -> list[dict[str, str]]:
         from datetime import timedelta

@@ -124,10 +124,11 @@ def unknown_locked_until(
 
 def count_unknown(
     engine: Engine, username: str, action: str, now: datetime, max_attempts: int
-) -> None:
+) -> int:
     """Record a guess at a username nobody holds and, after ``max_attempts`` of them since its
     last lock, lock it as an account would be (same counting, same trail), so lockout does not
-    tell which usernames exist. The trail keeps the true reason, ``unknown_user``."""
+    tell which usernames exist. The trail keeps the true reason, ``unknown_user``. Returns the
+    guesses counted since the last lock (as an account's failed attempts are counted)."""
     t = s.auth_events
     with write_tx(engine) as conn:
         record(
@@ -163,3 +164,4 @@ def count_unknown(
                 outcome=OK,
                 reason=f"{failed}_failed_attempts",
             )
+        return failed

@@ -15,7 +15,16 @@ from jinja2 import Environment, FileSystemLoader
 from workflow.archive import Archive
 from workflow.service import Bedside
 
-from . import api, api_courses, api_interop, errors, pages_audit, pages_auth, pages_clinical
+from . import (
+    api,
+    api_courses,
+    api_interop,
+    errors,
+    pages_audit,
+    pages_auth,
+    pages_clinical,
+    pages_danger,
+)
 from .context import Web
 from .settings import WebSettings, default_templates_dir
 from .sweeper import run_sweeper, sweep_once
@@ -59,7 +68,13 @@ def create_app(
     )
     app.state.web = Web(bedside, settings, templates, archive)
     app.mount("/static", StaticFiles(directory=str(folder / "static")), name="static")
-    routers = (pages_auth.router, pages_clinical.router, pages_audit.router, api.router)
+    routers = (
+        pages_auth.router,
+        pages_clinical.router,
+        pages_danger.router,
+        pages_audit.router,
+        api.router,
+    )
     for router in (*routers, api_courses.router, api_interop.router):
         app.include_router(router)
     errors.install(app, templates)

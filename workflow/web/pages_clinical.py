@@ -12,14 +12,16 @@ from starlette.datastructures import FormData
 from workflow.core.blinding import blinded_pair, is_unprimed, refuse_while_blinded
 from workflow.core.errors import InputError
 from workflow.core.events import format_time
+from workflow.core.titles import EXIT_CONSEQUENCES, exit_title
 from workflow.identity import AuthRefused
 from workflow.records.labels import bag_label_pdf
+from workflow.service import CaseView
 
 from . import actions
 from .context import Web, web_of
 from .formdata import FORM
 from .forms import form_echo, values_from_form, widgets
-from .present import case_json, worklist_row
+from .present import case_json, signed_flash, worklist_row
 from .security import Viewer, check_csrf
 from .settings import CLINICAL, PHARMACY, RECORD_READERS, WARD
 
@@ -59,6 +61,34 @@ def pharmacy(request: Request) -> Response:
     )
 
 
+def offered_exits(view: CaseView, viewer: Viewer) -> list[dict[str, Any]]:
+    """The side exits this viewer may take on this case now, in words. Waste is offered only
+    once a bag was prepared and cancel only before (the case refuses the other way round)."""
+    case = view.case
+    if case.closed:
+        return []
+    out = []
+    for name, side in case.protocol.side_exits.items():
+        if not viewer.has_any(side.roles):
+            continue
+        if name == "resume" and not case.on_hold:
+            continue
+        if name == "waste" and not case.bag_prepared:
+            continue
+        if name == "cancel" and case.bag_prepared and not case.given:
+            continue
+        out.append(
+            {
+                "id": name,
+                "title": exit_title(name),
+                "consequence": EXIT_CONSEQUENCES.get(name, ""),
+                "reasons": side.reasons,
+                "meaning": side.meaning,
+            }
+        )
+    return out
+
+
 def case_context(
     web: Web,
     viewer: Viewer,
@@ -66,6 +96,7 @@ def case_context(
     wanted: str | None,
     echo: dict[str, Any] | None = None,
     view: Any = None,
+    signed: int | None = None,
 ) -> dict[str, Any]:
     view = view or web.bedside.load(case_id)
     # ``wanted`` (the ?step= of a link) only chooses which form; what is hidden follows the
@@ -79,6 +110,7 @@ def case_context(
         "case": data,
         "title": data["patient"]["name"],
         "now_iso": format_time(now),
+        "flash": signed_flash(view.case, signed, web.bedside.tz, blinding),
     }
     if step_id is not None:
         step = view.case.protocol.step(step_id)
@@ -108,12 +140,7 @@ def case_context(
         {"id": sid, "title": view.case.protocol.step(sid).title}
         for sid in view.case.allowed_steps()
     ]
-    exits = []
-    if not view.case.closed:
-        for name, side in view.case.protocol.side_exits.items():
-            if viewer.has_any(side.roles) and (name != "resume" or view.case.on_hold):
-                exits.append({"id": name, "reasons": side.reasons, "meaning": side.meaning})
-    context["exits"] = exits
+    context["exits"] = offered_exits(view, viewer)
     context["can_label"] = (
         viewer.has_any(PHARMACY)
         and view.case.beyond_use_at is not None
@@ -130,10 +157,12 @@ def case_context(
 
 
 @router.get("/cases/{case_id}")
-def case_page(request: Request, case_id: str, step: str | None = None) -> Response:
+def case_page(
+    request: Request, case_id: str, step: str | None = None, signed: int | None = None
+) -> Response:
     web = web_of(request)
     viewer = web.viewer(request, CLINICAL)
-    context = case_context(web, viewer, case_id, step)
+    context = case_context(web, viewer, case_id, step, signed=signed)
     return web.templates.TemplateResponse(request, "case.html", context)
 
 
@@ -154,7 +183,7 @@ def sign_step(request: Request, case_id: str, step_id: str, form: FormData = FOR
     )
     values = values_from_form(step, fields, web.bedside.tz)
     try:
-        actions.sign_step(
+        signed = actions.sign_step(
             web,
             viewer,
             case_id,
@@ -170,32 +199,12 @@ def sign_step(request: Request, case_id: str, step_id: str, form: FormData = FOR
         echo = form_echo(step, fields)
         request.state.retry = ("case.html", case_context(web, viewer, case_id, step_id, echo))
         raise
-    return RedirectResponse(f"/cases/{case_id}", status_code=303)
+    return _signed_redirect(case_id, signed)
 
 
-@router.post("/cases/{case_id}/exit")
-def side_exit(request: Request, case_id: str, form: FormData = FORM) -> Response:
-    web = web_of(request)
-    viewer = web.viewer(request, CLINICAL)
-    check_csrf(viewer, str(form.get("csrf_token", "")))
-    request.state.reload_url = f"/cases/{case_id}"
-    request.state.retry = ("case.html", case_context(web, viewer, case_id, None))
-    try:
-        actions.side_exit(
-            web,
-            viewer,
-            case_id,
-            _version(form),
-            str(form.get("action", "")),
-            str(form.get("reason", "")),
-            str(form.get("note", "")),
-            str(form.get("password", "")),
-            str(form.get("username", "")) or None,
-        )
-    except AuthRefused:
-        request.state.retry = ("case.html", case_context(web, viewer, case_id, None))  # new version
-        raise
-    return RedirectResponse(f"/cases/{case_id}", status_code=303)
+def _signed_redirect(case_id: str, view: CaseView) -> Response:
+    """Back to the case, naming the event just signed so the page confirms it once."""
+    return RedirectResponse(f"/cases/{case_id}?signed={view.case.events[-1].seq}", status_code=303)
 
 
 @router.get("/cases/{case_id}/label.pdf")
