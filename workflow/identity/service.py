@@ -526,7 +526,7 @@ class Identity:
                     outcome=audit.OK,
                     reason=f"{failed}_failed_attempts",
                 )
-            return failed
+            return int(failed)
 
 
 def _locked_message(until: datetime) -> str:
