@@ -207,7 +207,7 @@ def _archive(args: argparse.Namespace) -> Archive:
     from workflow.archive import Archive
 
     app = open_app(args)
-    return Archive(home_of(args), app.store)
+    return Archive(home_of(args), app.store, tz=app.tz)
 
 
 def verify_files(args: argparse.Namespace) -> int:
@@ -420,7 +420,7 @@ def archive_catch_up(args: argparse.Namespace) -> int:
         raise InputError("home", "no signing material here; run `bedside init` first")
     from workflow.archive import Archive
 
-    archive = Archive(home_of(args), app.store)
+    archive = Archive(home_of(args), app.store, tz=app.tz)
     done, refused = catch_up(app, archive)
     print(f"archived the records of {len(done)} ended case(s)")
     for case_id in done:

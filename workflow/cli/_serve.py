@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     bedside = open_app(args)
     home = home_of(args)
     pool = SigningPool(home / "pki")
-    archive = Archive(home, bedside.store, signing=pool)
+    archive = Archive(home, bedside.store, signing=pool, tz=bedside.tz)
     if not archive.ready:
         # A server that completes doses and signs nothing is worse than no server (issue 13.6).
         raise InputError("home", f"no signing material in {home / 'pki'}; run `bedside init` first")

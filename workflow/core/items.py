@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import calendar
 from collections.abc import Mapping, Sequence
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
@@ -278,8 +278,9 @@ def rounded(item: Item, value: Decimal) -> Decimal:
     return value.quantize(Decimal(1).scaleb(-item.decimals), rounding=ROUND_HALF_UP)
 
 
-def display(item: Item, value: Value | None) -> str:
-    """Human text of a value for screens and records."""
+def display(item: Item, value: Value | None, tz: tzinfo | None = None) -> str:
+    """Human text of a value for screens and records; a time in ``tz`` (the site's zone) when
+    given, else in UTC."""
     if value is None:
         return "-"
     if isinstance(value, bool):
@@ -290,6 +291,8 @@ def display(item: Item, value: Value | None) -> str:
     if isinstance(value, datetime):
         if item.type == "expiry":
             return (value - timedelta(days=1)).date().isoformat()
+        if tz is not None:
+            return value.astimezone(tz).strftime("%Y-%m-%d %H:%M %Z")
         return value.strftime("%Y-%m-%d %H:%M UTC")
     if isinstance(value, date):
         return value.isoformat()

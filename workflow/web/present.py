@@ -34,7 +34,11 @@ def entry_json(case: Case, entry: Entry, tz: tzinfo, blinding: Blinding) -> dict
             withheld += 1
         elif item.id in entry.values:
             shown.append(
-                {"id": item.id, "label": item.label, "value": display(item, entry.values[item.id])}
+                {
+                    "id": item.id,
+                    "label": item.label,
+                    "value": display(item, entry.values[item.id], tz),
+                }
             )
     return {
         "seq": entry.seq,
