@@ -213,6 +213,12 @@ class CaseJudging(CaseChecks):
             )
         reason = event.data.get("reason")
         allowed = [r.id for r in exit_spec.reasons]
+        if not reason:
+            # Nothing is pre-selected on any screen: the person must choose, and say which.
+            labels = "; ".join(r.label for r in exit_spec.reasons)
+            raise StepRefused(
+                "invalid_item", f"reason: choose a reason to {name} ({labels})", field="reason"
+            )
         if reason not in allowed:
             raise StepRefused(
                 "invalid_item",

@@ -200,6 +200,10 @@ class CaseState:
         ids = [s.id for s in self.walk_steps()]
         return ids.index(step_id) + 1, len(ids)
 
+    def expected_value(self, ref: str) -> Value | None:
+        """What an item's ``expect`` reference (``plan.final_volume_ml``...) says now."""
+        return self._expected(ref)
+
     def _expected(self, ref: str) -> Value | None:
         ns, _, name = ref.partition(".")
         if ns == "plan":

@@ -19,6 +19,7 @@ from workflow.service import CaseView
 
 from . import actions
 from .context import Web, web_of
+from .evidence import evidence_json
 from .formdata import FORM
 from .forms import form_echo, values_from_form, widgets
 from .present import case_json, signed_flash, worklist_row
@@ -133,6 +134,18 @@ def case_context(
             "stops_infusion": step.stops_infusion,
         }
         context["widgets"] = widgets(step, fill)
+        earlier = (
+            [
+                c
+                for c in web.bedside.course_cases(view.case.course_id)
+                if c.case_id != view.case.case_id
+            ]
+            if view.case.protocol.initial in step.verifies
+            else []
+        )
+        context["evidence"] = evidence_json(
+            view.case, step, viewer.user.id, web.bedside.tz, now, blinding, earlier
+        )
         # The blinded second checker signs with their own id on this tablet.
         context["ask_username"] = viewer.signing_lapsed or bool(step.blinded_against)
     # During a mismatch either checker may re-enter: one link each, by the step's title.
