@@ -68,6 +68,9 @@ def test_early_stop_without_reason_is_refused_on_every_path(sqlite_site: Site) -
     _client, r = post_step(site, "n.alvarez", cid, "infusion_stop", values)
     assert r.status_code == 422
     assert f"{REASON_LABEL}: required. Infusion ran 9 min; the protocol says 15 min" in r.text
+    field = re.search(r'<input name="v_duration_reason"[^>]*>', r.text)
+    assert field is not None
+    assert 'aria-invalid="true"' in field.group(0) and 'aria-describedby="error"' in field.group(0)
     # The JSON API: the same rule, the field in the body.
     api = site.client("n.alvarez")
     body = {"expected_version": site.bedside.load(cid).version, "values": values}

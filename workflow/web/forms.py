@@ -6,7 +6,7 @@ takes. It judges nothing: bounds, expiry, forbidden values and rules are the cas
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from typing import Any
@@ -27,7 +27,11 @@ class Widget:
     attrs: dict[str, str] = field(default_factory=dict)
 
 
-def widgets(step: Step, prefill: Mapping[str, Any] | None = None) -> list[Widget]:
+def widgets(
+    step: Step, prefill: Mapping[str, Any] | None = None, invalid: Collection[str] = ()
+) -> list[Widget]:
+    """The step's widgets; those named in ``invalid`` (a refusal's fields) are marked for
+    assistive technology (aria-invalid) and tied to the page's error message."""
     out = []
     prefill = prefill or {}
     for item in step.items:
@@ -56,6 +60,9 @@ def widgets(step: Step, prefill: Mapping[str, Any] | None = None) -> list[Widget
             attrs["data-scan"] = "1"
             if item.max_length:
                 attrs["maxlength"] = str(item.max_length)
+        if item.id in invalid:
+            attrs["aria-invalid"] = "true"
+            attrs["aria-describedby"] = "error"
         out.append(Widget(item, kind, value, hint, attrs))
     return out
 

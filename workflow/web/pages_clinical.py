@@ -3,6 +3,7 @@ bag label and the case's signed records."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -10,7 +11,7 @@ from fastapi.responses import RedirectResponse, Response
 from starlette.datastructures import FormData
 
 from workflow.core.blinding import blinded_pair, is_unprimed, refuse_while_blinded
-from workflow.core.errors import InputError
+from workflow.core.errors import BedsideError, InputError
 from workflow.core.events import format_time
 from workflow.core.titles import EXIT_CONSEQUENCES, exit_title
 from workflow.identity import AuthRefused
@@ -98,6 +99,7 @@ def case_context(
     echo: dict[str, Any] | None = None,
     view: Any = None,
     signed: int | None = None,
+    invalid: Collection[str] = (),
 ) -> dict[str, Any]:
     view = view or web.bedside.load(case_id)
     # ``wanted`` (the ?step= of a link) only chooses which form; what is hidden follows the
@@ -133,7 +135,7 @@ def case_context(
             "starts_infusion": step.starts_infusion,
             "stops_infusion": step.stops_infusion,
         }
-        context["widgets"] = widgets(step, fill)
+        context["widgets"] = widgets(step, fill, invalid)
         earlier = (
             [
                 c
@@ -211,6 +213,16 @@ def sign_step(request: Request, case_id: str, step_id: str, form: FormData = FOR
         # again must carry the new one, or the retry with the right password would be a 409.
         echo = form_echo(step, fields)
         request.state.retry = ("case.html", case_context(web, viewer, case_id, step_id, echo))
+        raise
+    except BedsideError as exc:
+        # Shown again with every refused field marked (aria-invalid, tied to the message).
+        named: tuple[str, ...] = getattr(exc, "fields", ())
+        bad = {str(f) for f in named} | {str(getattr(exc, "field", ""))}
+        echo = form_echo(step, fields)
+        request.state.retry = (
+            "case.html",
+            case_context(web, viewer, case_id, step_id, echo, view=view, invalid=bad),
+        )
         raise
     return _signed_redirect(case_id, signed)
 
