@@ -309,3 +309,21 @@ def test_blinded_checker_sees_no_expected_values(sqlite_site: Site) -> None:
     assert 'id="evidence-measured"' not in page and 'id="evidence-order"' not in page
     for value in asked_values(site, cid):
         assert not shows_number(page, value), value
+
+
+def test_datetime_widget_and_its_hint_agree(sqlite_site: Site) -> None:
+    site = sqlite_site
+    view = site.walk_to("reconstitution")
+    page = site.client("t.mensah").get(f"/cases/{view.case.case_id}").text
+    field = re.search(r'<div class="field datetime[^"]*" id="f_prepared_at">.*?</div>', page, re.S)
+    assert field is not None
+    assert 'type="datetime-local"' in field.group(0)
+    assert "date and time, UTC (the site&#39;s time), not in the future" in field.group(0)
+    assert "with a zone" not in field.group(0)  # the API's ISO form is not what the picker takes
+    # A refused form shows the typed time again in the picker's own format.
+    values = values_for(view.case, "reconstitution", site.clock.now())
+    values["vial_count"] = "9"
+    _client, r = post_step(site, "t.mensah", view.case.case_id, "reconstitution", values)
+    assert r.status_code == 422
+    shown = re.search(r'<input name="v_prepared_at"[^>]*value="([^"]*)"', r.text)
+    assert shown is not None and re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d", shown.group(1))

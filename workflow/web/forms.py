@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, tzinfo
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from workflow.core.items import allowed_text
@@ -28,10 +28,14 @@ class Widget:
 
 
 def widgets(
-    step: Step, prefill: Mapping[str, Any] | None = None, invalid: Collection[str] = ()
+    step: Step,
+    prefill: Mapping[str, Any] | None = None,
+    invalid: Collection[str] = (),
+    tz: tzinfo = UTC,
 ) -> list[Widget]:
     """The step's widgets; those named in ``invalid`` (a refusal's fields) are marked for
-    assistive technology (aria-invalid) and tied to the page's error message."""
+    assistive technology (aria-invalid) and tied to the page's error message. A date and time
+    is a browser date-time picker in the site's zone ``tz``: its hint and its value say so."""
     out = []
     prefill = prefill or {}
     for item in step.items:
@@ -50,6 +54,9 @@ def widgets(
             kind = "date"
         elif item.type == "datetime":
             kind = "datetime"
+            # The picker has no zone: it is the site's wall time (values_from_form reads it so).
+            hint = item.help or datetime_hint(item, tz)
+            value = _iso_to_local(value, tz)
         elif item.type == "expiry":
             kind = "expiry"
             attrs["placeholder"] = "YYYY-MM or YYYY-MM-DD"
@@ -86,6 +93,27 @@ def values_from_form(step: Step, form: Mapping[str, str], tz: tzinfo) -> dict[st
             text = _local_to_iso(text, tz)
         values[item.id] = text
     return values
+
+
+def datetime_hint(item: Item, tz: tzinfo) -> str:
+    """What the date-time picker takes, in words that match it (not the API's ISO form)."""
+    zone = datetime.now(tz).strftime("%Z") or str(tz)
+    future = ", not in the future" if item.not_future else ""
+    return f"date and time, {zone} (the site's time){future}"
+
+
+def _iso_to_local(value: Any, tz: tzinfo) -> Any:
+    """A stored or typed time as the picker shows it (``YYYY-MM-DDTHH:MM``, site time); text
+    that is no time is left as typed, so a refusal shows it again."""
+    if not isinstance(value, str) or not value.strip():
+        return value
+    try:
+        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return value
+    if parsed.tzinfo is not None:
+        parsed = parsed.astimezone(tz)
+    return parsed.strftime("%Y-%m-%dT%H:%M")
 
 
 def _local_to_iso(text: str, tz: tzinfo) -> str:

@@ -135,7 +135,7 @@ def case_context(
             "starts_infusion": step.starts_infusion,
             "stops_infusion": step.stops_infusion,
         }
-        context["widgets"] = widgets(step, fill, invalid)
+        context["widgets"] = widgets(step, fill, invalid, web.bedside.tz)
         earlier = (
             [
                 c
