@@ -202,10 +202,11 @@ class CaseJudging(CaseChecks):
     def _judge_exit(self, name: str, signer: Signer, event: Event) -> None:
         exit_spec = self.protocol.side_exits[name]
         if signer.role not in exit_spec.roles:
+            roles = " or ".join(self._role_title(r) for r in exit_spec.roles)
             raise StepRefused(
                 "role_not_allowed",
-                f"Only {' or '.join(exit_spec.roles)} may "
-                f"{name} a dose; {signer.name} is signed in as {signer.role}",
+                f"Only a {roles} may {name} a dose; {signer.name} is signed in as "
+                f"{self._role_title(signer.role)}",
             )
         if event.meaning != exit_spec.meaning:
             raise StepRefused(
