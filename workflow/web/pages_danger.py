@@ -28,8 +28,8 @@ def confirm_context(
     web: Web, viewer: Viewer, case_id: str, action: str, typed: dict[str, str] | None = None
 ) -> dict[str, Any]:
     """The case page's context (patient, timer, version) with the one exit to confirm."""
-    context = case_context(web, viewer, case_id, None)
     view = web.bedside.load(case_id)
+    context = case_context(web, viewer, case_id, None, view=view)
     chosen = next((x for x in offered_exits(view, viewer) if x["id"] == action), None)
     if chosen is None:
         raise NotFound(f"'{action}' is not an action you can take on this dose now")
