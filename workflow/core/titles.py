@@ -44,6 +44,22 @@ EXIT_CONSEQUENCES: dict[str, str] = {
 }
 
 
+# The warnings the engine raises (``protocol.model.WARNING_CODES``), as records title them.
+WARNING_TITLES: dict[str, str] = {
+    "concentration_below_window": "Concentration below the window",
+    "concentration_above_window": "Concentration above the window",
+    "dose_not_label_dose": "Dose other than the label dose",
+    "weight_outside_adult_range": "Weight outside the adult range",
+    "weight_stale": "Dosing weight not recent",
+    "eligibility_test_old": "Eligibility test older than the window",
+    "infusion_duration_deviation": "Infusion stopped early or late",
+}
+
+
+def warning_title(code: str) -> str:
+    return WARNING_TITLES.get(code, code.replace("_", " ").capitalize())
+
+
 def role_title(protocol: Protocol, role: str) -> str:
     """A role as people say it ("Registered nurse"), or the id when the protocol lacks it."""
     found = protocol.roles.get(role)

@@ -20,7 +20,7 @@ from workflow.core.machine import Case, Entry
 from workflow.core.names import with_id
 from workflow.core.protocol.model import Item, RecordSection, RecordSpec, Step
 from workflow.core.rules import Firing
-from workflow.core.titles import event_title, role_title
+from workflow.core.titles import event_title, role_title, warning_title
 from workflow.records.document import (
     ProtocolRef,
     RecordDocument,
@@ -182,7 +182,10 @@ def _flags(case: Case) -> Section | None:
     return Section(
         "deviations",
         "Deviations and corrections",
-        tuple(Row(f.code, f.message, note=f"event {f.seq}", flag="review") for f in case.flags),
+        tuple(
+            Row(warning_title(f.code), f.message, note=f"{f.code}, event {f.seq}", flag="review")
+            for f in case.flags
+        ),
     )
 
 
