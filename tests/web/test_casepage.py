@@ -58,8 +58,8 @@ def test_timer_shows_start_stop_and_minutes_left_on_the_case_page(sqlite_site: S
     assert "0 min left" in page and "Stopping now is early" not in page
 
 
-def test_early_stop_without_reason_is_refused_on_every_path(sqlite_site: Site) -> None:
-    site = sqlite_site
+def test_early_stop_without_reason_is_refused_on_every_path(site: Site) -> None:
+    # SQLite and PostgreSQL (the ``site`` fixture runs both).
     view = site.walk_to("infusion_stop")
     cid = view.case.case_id
     site.clock.advance(minutes=9)
@@ -105,8 +105,8 @@ def test_on_time_stop_needs_no_reason(sqlite_site: Site) -> None:
 # --- 6. dangerous actions in two steps --------------------------------------------------
 
 
-def test_cancel_takes_two_steps_and_no_reason_is_preselected(sqlite_site: Site) -> None:
-    site = sqlite_site
+def test_cancel_takes_two_steps_and_no_reason_is_preselected(site: Site) -> None:
+    # SQLite and PostgreSQL (the ``site`` fixture runs both).
     view = site.walk_to("hold_checks")
     cid = view.case.case_id
     client = site.client("dr.okafor")
