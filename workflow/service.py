@@ -1025,7 +1025,7 @@ def open_bedside(
     if archive:
         from workflow.archive import Archive
 
-        archiver = Archive(home_path, store)
+        archiver = Archive(home_path, store, tz=bedside.tz)
         if archiver.ready:
             bedside.archiver = archiver.archive_case
     return bedside

@@ -14,6 +14,7 @@ import shutil
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, tzinfo
 from pathlib import Path
 
 from workflow.archive.checkpoints import (
@@ -70,9 +71,16 @@ class _Signed:
 
 
 class Archive:
-    def __init__(self, home: Path, store: Store, signing: SigningPool | None = None) -> None:
+    def __init__(
+        self,
+        home: Path,
+        store: Store,
+        signing: SigningPool | None = None,
+        tz: tzinfo = UTC,
+    ) -> None:
         self.home = home
         self.store = store
+        self.tz = tz  # the site's zone: records show times as people there read them
         # ``bedside serve`` passes a pool so records render and sign on another core, not under
         # the server's GIL; everything else renders in its own process.
         self.signing = signing
@@ -112,7 +120,7 @@ class Archive:
         (checkpoints.py).
         """
         load_signer(self.pki_dir)  # refuse missing or exposed signing material before any work
-        documents = record_documents(case, chain_hash)
+        documents = record_documents(case, chain_hash, self.tz)
         existing = self.store.search_archive(case_id=case.case_id, limit=500)
         out: list[str | None] = []
         for document in documents:

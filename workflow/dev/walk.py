@@ -130,6 +130,9 @@ def values_for(case: Case, step_id: str, now: datetime) -> dict[str, Any]:
         )
     elif step_id == "infusion_stop":
         out["outcome"] = "completed"
+        deviation = case.duration_deviation(now)
+        if deviation:  # stopped early or late: the nurse says why (the protocol asks)
+            out["duration_reason"] = f"Walker: {deviation}"
     elif step_id == "observation":
         out.update(sbp_mmhg="108", spo2_pct="96", vt_sustained_beats="0")
     return out

@@ -24,6 +24,7 @@ from . import (
     pages_audit,
     pages_auth,
     pages_clinical,
+    pages_danger,
     pages_formulary,
     pages_orders,
 )
@@ -75,6 +76,7 @@ def create_app(
         pages_clinical.router,
         pages_orders.router,
         pages_formulary.router,
+        pages_danger.router,
         pages_audit.router,
         api.router,
     )

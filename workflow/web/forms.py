@@ -7,9 +7,9 @@ takes. It judges nothing: bounds, expiry, forbidden values and rules are the cas
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, tzinfo
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from workflow.core.errors import InputError
@@ -50,11 +50,14 @@ def group_field(group: NormalGroup) -> str:
 
 
 def grouped(
-    step: Step, prefill: Mapping[str, Any] | None = None
+    step: Step,
+    prefill: Mapping[str, Any] | None = None,
+    invalid: Collection[str] = (),
+    tz: tzinfo = UTC,
 ) -> tuple[list[Group], list[Widget]]:
     """The step's widgets split into its "all normal" groups and the rest, in item order."""
     prefill = prefill or {}
-    all_widgets = {w.item.id: w for w in widgets(step, prefill)}
+    all_widgets = {w.item.id: w for w in widgets(step, prefill, invalid, tz)}
     groups = []
     for g in step.normal_groups:
         normal = {k: posted(v) for k, v in g.normal}
@@ -66,7 +69,15 @@ def grouped(
     return groups, rest
 
 
-def widgets(step: Step, prefill: Mapping[str, Any] | None = None) -> list[Widget]:
+def widgets(
+    step: Step,
+    prefill: Mapping[str, Any] | None = None,
+    invalid: Collection[str] = (),
+    tz: tzinfo = UTC,
+) -> list[Widget]:
+    """The step's widgets; those named in ``invalid`` (a refusal's fields) are marked for
+    assistive technology (aria-invalid) and tied to the page's error message. A date and time
+    is a browser date-time picker in the site's zone ``tz``: its hint and its value say so."""
     out = []
     prefill = prefill or {}
     for item in step.items:
@@ -85,6 +96,9 @@ def widgets(step: Step, prefill: Mapping[str, Any] | None = None) -> list[Widget
             kind = "date"
         elif item.type == "datetime":
             kind = "datetime"
+            # The picker has no zone: it is the site's wall time (values_from_form reads it so).
+            hint = item.help or datetime_hint(item, tz)
+            value = _iso_to_local(value, tz)
         elif item.type == "expiry":
             kind = "expiry"
             attrs["placeholder"] = "YYYY-MM or YYYY-MM-DD"
@@ -95,6 +109,9 @@ def widgets(step: Step, prefill: Mapping[str, Any] | None = None) -> list[Widget
             attrs["data-scan"] = "1"
             if item.max_length:
                 attrs["maxlength"] = str(item.max_length)
+        if item.id in invalid:
+            attrs["aria-invalid"] = "true"
+            attrs["aria-describedby"] = "error"
         out.append(Widget(item, kind, value, hint, attrs))
     return out
 
@@ -157,6 +174,27 @@ def _scanned_when_scan_given(step: Step, form: Mapping[str, str]) -> Mapping[str
         if (form.get(scan) or "").strip() and not (form.get(entry) or "").strip():
             out[entry] = "scanned"
     return out
+
+
+def datetime_hint(item: Item, tz: tzinfo) -> str:
+    """What the date-time picker takes, in words that match it (not the API's ISO form)."""
+    zone = datetime.now(tz).strftime("%Z") or str(tz)
+    future = ", not in the future" if item.not_future else ""
+    return f"date and time, {zone} (the site's time){future}"
+
+
+def _iso_to_local(value: Any, tz: tzinfo) -> Any:
+    """A stored or typed time as the picker shows it (``YYYY-MM-DDTHH:MM``, site time); text
+    that is no time is left as typed, so a refusal shows it again."""
+    if not isinstance(value, str) or not value.strip():
+        return value
+    try:
+        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return value
+    if parsed.tzinfo is not None:
+        parsed = parsed.astimezone(tz)
+    return parsed.strftime("%Y-%m-%dT%H:%M")
 
 
 def _local_to_iso(text: str, tz: tzinfo) -> str:

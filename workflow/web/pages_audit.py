@@ -10,6 +10,7 @@ from starlette.datastructures import FormData
 
 from workflow.core.errors import InputError
 from workflow.core.names import MixedScriptName
+from workflow.core.titles import role_title
 from workflow.vocabulary import ROLES
 
 from . import actions
@@ -131,6 +132,7 @@ def users_context(
         "viewer": viewer,
         "users": [actions.user_json(u) for u in web.bedside.list_users()],
         "roles": sorted(ROLES),
+        "role_titles": {r: role_title(web.bedside.protocol, r) for r in ROLES},
         "notice": notice,
         "title": "Users",
         # What the admin typed, shown again when the form is refused (never the password).
@@ -162,6 +164,24 @@ def add_user(request: Request, form: FormData = FORM) -> Response:
     except MixedScriptName as warning:
         raise warning.confirm_with("tick the confirmation below and create again") from None
     return RedirectResponse("/admin/users", status_code=303)
+
+
+@router.get("/admin/users/{username}/deactivate")
+def confirm_deactivate(request: Request, username: str) -> Response:
+    """The first of two steps: a page naming whose account stops working, and what stays."""
+    web = web_of(request)
+    viewer = web.viewer(request, ADMIN)
+    user = web.bedside.get_user(username)
+    protocol = web.bedside.protocol
+    target = {
+        **actions.user_json(user),
+        "role_titles": [role_title(protocol, r) for r in sorted(user.roles)],
+    }
+    return web.templates.TemplateResponse(
+        request,
+        "deactivate_confirm.html",
+        {"viewer": viewer, "target": target, "title": f"Deactivate {user.username}"},
+    )
 
 
 @router.post("/admin/users/{username}/deactivate")

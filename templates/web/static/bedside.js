@@ -63,18 +63,34 @@
     });
   }
   // The infusion timer: elapsed time since the signed start, flagged past the planned minutes.
+  // The infusion timer: minutes left to the planned stop, counted on the server's clock (the
+  // one that signs), not the tablet's own. At the end the live region announces it.
   var timer = document.querySelector(".timer[data-start]");
-  if (timer) {
+  if (timer && timer.getAttribute("data-running") === "yes") {
     var start = Date.parse(timer.getAttribute("data-start"));
-    // Count on the server's clock (the one that signs), not the tablet's own.
+    var ends = Date.parse(timer.getAttribute("data-ends"));
     var offset = Date.parse(timer.getAttribute("data-now")) - Date.now();
-    var planned = parseFloat(timer.getAttribute("data-minutes")) * 60;
-    var out = timer.querySelector(".elapsed");
+    var planned = parseFloat(timer.getAttribute("data-planned"));
+    var countdown = timer.querySelector(".countdown");
+    var alertBox = timer.querySelector(".timer-alert");
+    var deviation = timer.querySelector(".deviation");
+    var announced = alertBox.textContent.trim() !== "";
     var tick = function () {
-      var s = Math.max(0, Math.floor((Date.now() + offset - start) / 1000));
-      var mm = Math.floor(s / 60), ss = s % 60;
-      out.textContent = mm + ":" + (ss < 10 ? "0" : "") + ss + " elapsed";
-      timer.classList.toggle("over", s > planned);
+      var now = Date.now() + offset;
+      var left = Math.max(0, Math.ceil((ends - now) / 1000));
+      var mm = Math.floor(left / 60), ss = left % 60;
+      countdown.textContent = mm + ":" + (ss < 10 ? "0" : "") + ss + " left";
+      timer.classList.toggle("over", left === 0);
+      if (left === 0 && !announced) {
+        alertBox.textContent = "Infusion time reached (" + planned + " min): stop the infusion now.";
+        announced = true;
+      }
+      // The same rule as the server's: minutes run, rounded, differ from the planned ones.
+      var ran = Math.round((now - start) / 60000);
+      var off = ran !== planned;
+      var text = off ? "Stopping now is early or late (infusion ran " + ran + " min; the protocol says " +
+        planned + " min): the stop form then requires the reason." : "";
+      if (deviation.textContent !== text) deviation.textContent = text;
     };
     tick();
     setInterval(tick, 1000);
