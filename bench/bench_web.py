@@ -34,7 +34,7 @@ import httpx
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from workflow.dev.demo import DEMO_PASSWORD, ensure_demo_people
+from workflow.dev.demo import _SIGNERS, DEMO_PASSWORD, ensure_demo_people
 from workflow.dev.walk import order_values, values_for
 from workflow.identity import Credentials
 from workflow.records.pki import create_site_pki
@@ -45,19 +45,7 @@ CASES_PER_CLIENT = 5  # 11 signed steps each from hold_checks: 1,100 steps in al
 TIME_LIMIT_S = 600
 THINK_S = 2.0  # paced load: 20 tablets at one step every ~2 s each is a very busy ward
 PG_URL = os.environ.get("BEDSIDE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
-SIGNER = {
-    "hold_checks": "n.alvarez",
-    "reconstitution": "t.mensah",
-    "dilution": "t.mensah",
-    "pharmacy_verification": "p.lindqvist",
-    "double_check_first": "n.alvarez",
-    "double_check_second": "n.chen",
-    "pre_infusion": "n.alvarez",
-    "infusion_start": "n.alvarez",
-    "infusion_stop": "n.alvarez",
-    "observation": "n.alvarez",
-    "record_sign_off": "n.alvarez",
-}
+SIGNER = _SIGNERS  # who signs each step in the demo walk
 
 
 def free_port() -> int:

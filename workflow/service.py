@@ -22,7 +22,7 @@ import logging
 import os
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -46,7 +46,9 @@ from workflow.core.errors import (
 )
 from workflow.core.events import Event, Signer, parse_time
 from workflow.core.machine import Case, PatientRef
+from workflow.core.order_message import ROUTINE, OrderMessage
 from workflow.core.protocol import Protocol, load_protocol
+from workflow.core.protocol.model import Product
 from workflow.core.protocol.overlay import load_overlay
 from workflow.core.schedule import NextDose, earliest_time, next_dose
 from workflow.identity import AuthRefused, Credentials, Identity, SessionPassword
@@ -60,15 +62,19 @@ from workflow.store import (
     COURSE_DISCONTINUED,
     CaseRecord,
     Course,
+    InterfaceEntry,
     Patient,
     Store,
     pinning,
 )
+from workflow.store import formulary as formulary_rows
+from workflow.store.formulary import FormularyEvent, FormularyProduct
 from workflow.store.web_sessions import SignatureMark
 from workflow.tablet_signing import TabletProof
 
 if TYPE_CHECKING:  # pyserial loads only when a balance is read
     from workflow.interop.balance import Weight
+    from workflow.order_intake import HL7Reply, OrderResult
 
 # A signer's proof: both components, the password inside a continuous session, or either of
 # those typed at a web tablet (recorded in its session with the signed event).
@@ -77,6 +83,19 @@ log = logging.getLogger("bedside")
 
 # The record every ended case gets, archived after any other (see unarchived_cases).
 ADMINISTRATION_RECORD = "administration"
+
+# The site formulary: kept by pharmacists, each addition an approval signature.
+FORMULARY_ROLE = "pharmacist"
+FORMULARY_MEANING = "approved"
+FORMULARY_SOURCE = "site_formulary"  # a listed product's source: the signed formulary entry
+
+
+def gs1_check_digit_ok(gtin14: str) -> bool:
+    """The GS1 mod-10 check digit of a 14-digit GTIN (weights 3, 1, ... from the left)."""
+    body, check = gtin14[:-1], int(gtin14[-1])
+    total = sum(int(d) * (3 if i % 2 == 0 else 1) for i, d in enumerate(body))
+    return (10 - total % 10) % 10 == check
+
 
 # Who may open a dose case (the order is then signed by a prescriber as the first step).
 OPENING_ROLES = ("prescriber", "pharmacist")
@@ -95,6 +114,24 @@ class CaseView:
     @property
     def version(self) -> int:
         return self.record.version
+
+
+@dataclass(frozen=True)
+class InterfaceEvent:
+    """One thing an order from the hospital did to a dose (see Bedside.interface_events):
+    ``effect`` is queued, requeued, removed (a discontinued order took the dose off the queue)
+    or flagged_for_waste (the dose was prepared: a person records the waste); ``open`` is true
+    while the dose has not ended."""
+
+    at: datetime
+    kind: str
+    control_id: str
+    placer_order: str
+    case_id: str
+    effect: str
+    state: str
+    open: bool
+    detail: str
 
 
 @dataclass(frozen=True)
@@ -180,12 +217,15 @@ class Bedside(People, Queries):
         if self._saved_protocol:
             return
         pinning.remember(self.store, self.protocol)
-        self._saved_protocol = True
+        # Inside a caller's transaction (an order from the hospital) the text may yet be rolled
+        # back with it: saving is idempotent, so it is saved again until once outside one.
+        self._saved_protocol = not self.store.in_atomic()
 
     # -- reading ---------------------------------------------------------------------------------
     def load(self, case_id: str) -> CaseView:
         record, events = self.store.load_case(case_id)
-        case = Case.replay(self.protocol_for(record.protocol_hash), case_id, events)
+        protocol = self.with_site_formulary(self.protocol_for(record.protocol_hash))
+        case = Case.replay(protocol, case_id, events)
         return CaseView(record, case)
 
     def check_bag_scan(self, case_id: str, text: str) -> dict[str, Any]:
@@ -219,6 +259,117 @@ class Bedside(People, Queries):
         from workflow.interop.balance import read_stable
 
         return read_stable(self.settings.balance_port, baud=self.settings.balance_baud)
+
+    def earlier_entry(self, view: CaseView, step_id: str) -> dict[str, Any]:
+        """The values of ``step_id``'s entry on the latest earlier dose of the same course
+        (empty when there is none): what a form may propose for a fact of the course rather
+        than of the dose, so it is asked once (issue 12.4). Typed values, as signed."""
+        record = view.record
+        earlier = [
+            r
+            for r in self.store.list_cases(course_id=record.course_id)
+            if r.id != record.id and r.dose_in_course < record.dose_in_course
+        ]
+        for r in sorted(earlier, key=lambda r: r.dose_in_course, reverse=True):
+            entry = self.load(r.id).case.current.get(step_id)
+            if entry is not None:
+                return dict(entry.values)
+        return {}
+
+    # -- the site formulary (issue 12.3) ---------------------------------------------------------
+    def formulary(self) -> list[FormularyProduct]:
+        """The products pharmacists listed here, by kind and description."""
+        return formulary_rows.list_products(self.store.engine)
+
+    def formulary_events(self) -> list[FormularyEvent]:
+        """Every change to the site formulary, oldest first (who, when, what, meaning)."""
+        return formulary_rows.list_events(self.store.engine)
+
+    def with_site_formulary(self, protocol: Protocol) -> Protocol:
+        """``protocol`` with the site's listed products added to its own (an overlay's), so a
+        scan of a product a pharmacist listed is known to the case machine. Rows are never
+        removed, so a case replays on a list that still holds every product it scanned."""
+        site = self.formulary()
+        if not site:
+            return protocol
+        known = {p.gtin for p in protocol.formulary}
+        added = tuple(
+            Product(f.gtin, f.kind, f"{f.description} {f.strength}", FORMULARY_SOURCE, True)
+            for f in site
+            if f.gtin not in known and f.kind in protocol.scan_steps()
+        )
+        return replace(protocol, formulary=protocol.formulary + added)
+
+    def add_to_formulary(
+        self, gtin: str, kind: str, description: str, strength: str, proof: Proof
+    ) -> FormularyProduct:
+        """List a product (GTIN -> kind, description, strength), signed by a pharmacist with
+        their password like any signature (meaning ``approved``); the change and the signature
+        are audit events. Bad input names the field and what is allowed."""
+        digits = gtin.strip()
+        if not digits.isdigit() or len(digits) not in (8, 12, 13, 14):
+            raise InputError("gtin", f"'{gtin}' is not a GTIN", "8, 12, 13 or 14 digits")
+        digits = digits.zfill(14)
+        if not gs1_check_digit_ok(digits):
+            raise InputError("gtin", f"{digits}: the check digit is wrong; read the code again")
+        kinds = self.protocol.scan_steps()
+        if kind not in kinds:
+            raise InputError("kind", f"'{kind}' is not a scanned item", ", ".join(kinds))
+        texts = {"description": (description, 200), "strength": (strength, 100)}
+        for name, (value, most) in texts.items():
+            if not value.strip() or len(value) > most or not value.isprintable():
+                raise InputError(name, "must be printable text", f"1 to {most} characters")
+        if any(p.gtin == digits for p in self.protocol.formulary):
+            raise InputError("gtin", f"GTIN {digits} is in the protocol's formulary already")
+        now = self.clock.now()
+        signer = self.signer(proof, (FORMULARY_ROLE,))
+        return formulary_rows.add_product(
+            self.store.engine,
+            gtin=digits,
+            kind=kind,
+            description=" ".join(description.split()),
+            strength=" ".join(strength.split()),
+            signer=signer,
+            meaning=FORMULARY_MEANING,
+            now=now,
+            session=self._mark(proof),
+        )
+
+    def check_wristband(self, view: CaseView, scanned: str, *, show_dose_mrn: bool) -> str:
+        """The MRN a wristband scan carries, once it is this dose's patient's.
+
+        A scanner acting as a keyboard types the barcode (the MRN) and Enter. A scan that is
+        another patient's, or no patient's, is refused (StepRefused ``wrong_patient``, field
+        ``scan_wristband``) with both identities in words. ``show_dose_mrn`` is False while the
+        person is at an independent check (workflow.core.blinding): the dose's MRN is then
+        left out of the words, its name stays (the nurse needs it to find the patient).
+        """
+        mrn = scanned.strip("\r\n\t ")
+        if not mrn or len(mrn) > 64 or not mrn.isprintable():
+            raise InputError("scan_wristband", "the wristband scan is empty or not an MRN")
+        dose = self.store.get_patient(view.record.patient_id)
+        if mrn == dose.mrn:
+            return mrn
+        worn = self.store.find_patient_by_mrn(mrn)
+        band = f"{worn.display_name} MRN {worn.mrn}" if worn else f"MRN {mrn} (no patient has it)"
+        ours = dose.display_name + (
+            f" MRN {dose.mrn}" if show_dose_mrn else " (MRN not shown at an independent check)"
+        )
+        raise StepRefused(
+            "wrong_patient",
+            f"Wrong patient: wristband: {band} — this dose: {ours}. Do not give this dose; "
+            "find the patient this dose is for",
+            field="scan_wristband",
+        )
+
+    def wristband_pdf(self, mrn: str) -> bytes:
+        """A test wristband for the patient with this MRN (NotFound when none has it)."""
+        from workflow.records.wristband import wristband_pdf
+
+        patient = self.store.find_patient_by_mrn(mrn.strip())
+        if patient is None:
+            raise NotFound(f"no patient has MRN {mrn.strip()!r}")
+        return wristband_pdf(patient.display_name, patient.mrn, patient.date_of_birth)
 
     def course_cases(self, course_id: str) -> list[Case]:
         records = sorted(
@@ -439,11 +590,10 @@ class Bedside(People, Queries):
     def open_case(
         self, course_id: str, scheduled_at: datetime, proof: Proof, ward: str = "unassigned"
     ) -> CaseView:
-        self._course_active(self.store.get_course(course_id))  # before any password is checked
+        course = self.store.get_course(course_id)
+        self._course_active(course)  # before any password is checked
         signer = self.signer(proof, OPENING_ROLES)
-        case, opened, dose = self._opening(course_id, scheduled_at, signer, ward)
-        record = self._create(case, opened, dose, scheduled_at, session=self._mark(proof))
-        return CaseView(record, case)
+        return self.open_case_as(course, scheduled_at, signer, ward, session=self._mark(proof))
 
     def open_dose(
         self,
@@ -480,6 +630,29 @@ class Bedside(People, Queries):
             state=case.state,
             session=self._mark(proof),  # the signature's 11.200 state with the order it signs
         )
+        return CaseView(record, case)
+
+    def open_case_as(
+        self,
+        course: Course,
+        scheduled_at: datetime,
+        signer: Signer,
+        ward: str = "unassigned",
+        *,
+        session: SignatureMark | None = None,
+    ) -> CaseView:
+        """Open the course's next dose for a signer already established: a person who signed
+        in (:meth:`open_case`; ``session``: the web session a tablet's signature is recorded
+        in) or the ordering provider an order from the hospital names (workflow.order_intake).
+        The schedule rules judge it the same either way."""
+        if signer.role not in OPENING_ROLES:
+            raise StepRefused(
+                "role_not_allowed",
+                f"A dose is opened by a {' or '.join(OPENING_ROLES)}; {signer.name} is "
+                f"{signer.role}",
+            )
+        case, opened, dose = self._opening(course.id, scheduled_at, signer, ward)
+        record = self._create(case, opened, dose, scheduled_at, session=session)
         return CaseView(record, case)
 
     def _opening(
@@ -547,6 +720,24 @@ class Bedside(People, Queries):
         signer = self.signer(
             proof, roles, case_id=case_id, expected_version=expected_version, step=step
         )
+        return self.act_as(view, signer, build, session=self._mark(proof))
+
+    def act_as(
+        self,
+        view: CaseView,
+        signer: Signer,
+        build: Callable[[Case, Signer, datetime], Event],
+        *,
+        archive: bool = True,
+        session: SignatureMark | None = None,
+    ) -> CaseView:
+        """Judge and append one event for a signer already established (after
+        :meth:`signer`, or the ordering provider of an order from the hospital). With
+        ``archive=False`` an ending case's records are left to :meth:`archive_pending` (the
+        caller's transaction is still open: files must not be written for a step that may yet
+        be rolled back)."""
+        case_id = view.record.id
+        expected_version = view.version
         case = view.case
         event = build(case, signer, self.clock.now())
         proto = case.protocol
@@ -558,13 +749,13 @@ class Bedside(People, Queries):
             protocol_version=proto.version,
             protocol_hash=proto.content_hash,
             state=case.state,
-            session=self._mark(proof),
+            session=session,
         )
         if case.state == "discontinued":
             course = self.store.get_course(record.course_id)
             if course.status == COURSE_ACTIVE:
                 self.store.set_course_status(record.course_id, COURSE_DISCONTINUED)
-        if case.closed and self.archiver is not None:
+        if case.closed and self.archiver is not None and archive:
             try:
                 self.archiver(case, self.store.case_chain_hash(case_id))
             except BedsideError as exc:
@@ -665,6 +856,79 @@ class Bedside(People, Queries):
             roles,
             lambda c, s, now: c.correct(target_seq, values, reason, s, now),
         )
+
+    # -- orders from the hospital ---------------------------------------------------------------
+    def receive_order(self, message: OrderMessage) -> OrderResult:
+        """Apply one order from the hospital (HL7 v2 or FHIR): NW opens and queues a dose, XO
+        sends it back to verification, DC/CA takes the order's unprepared doses off the queue
+        and flags a prepared one for waste. One transaction with its interface log entry; a
+        control id already applied is acknowledged again, not applied twice. See
+        workflow.order_intake."""
+        from workflow import order_intake
+
+        return order_intake.receive_order(self, message)
+
+    def receive_hl7(self, text: str) -> HL7Reply:
+        """One HL7 v2 message as the MLLP listener received it: read, applied through
+        :meth:`receive_order`, and answered (AA / AE / AR with the reason)."""
+        from workflow import order_intake
+
+        return order_intake.receive_hl7(self, text)
+
+    def receive_fhir(self, body: Any, raw: str) -> OrderResult:
+        """A FHIR R4 MedicationRequest (a Bundle with its Patient, or with contained
+        resources), read and applied through :meth:`receive_order`; ``raw`` is kept in the
+        interface log."""
+        from workflow import order_intake
+
+        return order_intake.receive_fhir(self, body, raw)
+
+    def reject_message(
+        self, channel: str, raw: str, control_id: str | None, kind: str, error: BedsideError
+    ) -> OrderResult:
+        """Log a message that could not be read as an order (answered AR)."""
+        from workflow import order_intake
+
+        return order_intake.reject_unreadable(self, channel, raw, control_id, kind, error)
+
+    def interface_log(
+        self, *, limit: int = 100, placer_order: str | None = None
+    ) -> list[InterfaceEntry]:
+        """The interface log (every message received, applied, duplicate or refused), newest
+        first."""
+        return self.store.interface_log(limit=limit, placer_order=placer_order)
+
+    def interface_events(self, *, limit: int = 50) -> list[InterfaceEvent]:
+        """What orders from the hospital did to doses, newest first: the doses a
+        discontinued order removed from the pharmacy queue, the prepared dose it flagged for
+        waste (``open`` while that dose is still not ended), the doses queued or re-queued."""
+        out: list[InterfaceEvent] = []
+        for entry in self.store.interface_log(limit=limit, with_effects=True):
+            for effect in entry.effects:
+                state = effect.get("state", "")
+                if effect["effect"] == "flagged_for_waste":
+                    state = self.store.get_case(effect["case_id"]).state
+                out.append(
+                    InterfaceEvent(
+                        at=entry.received_at,
+                        kind=entry.kind,
+                        control_id=entry.control_id or "",
+                        placer_order=entry.placer_order or "",
+                        case_id=effect["case_id"],
+                        effect=effect["effect"],
+                        state=state,
+                        open=state not in self.protocol.final_states,
+                        detail=entry.detail,
+                    )
+                )
+        return out
+
+    def order_priorities(self, case_ids: Sequence[str]) -> dict[str, str]:
+        """Each case's priority for the pharmacy queue: ``stat`` or ``routine`` as the
+        hospital's order gave it (ORC-7.6 / TQ1-9, MedicationRequest.priority); a dose opened
+        in Bedside, with no external order, is ``routine``."""
+        found = {o.case_id: o.priority for o in self.store.order_cases(case_ids=case_ids)}
+        return {case_id: found.get(case_id, ROUTINE) for case_id in case_ids}
 
     # -- archiving ---------------------------------------------------------------------------
     def unarchived_cases(self) -> list[str]:
@@ -794,7 +1058,7 @@ def open_bedside(
     if archive:
         from workflow.archive import Archive
 
-        archiver = Archive(home_path, store)
+        archiver = Archive(home_path, store, tz=bedside.tz)
         if archiver.ready:
             bedside.archiver = archiver.archive_case
     return bedside

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Collection
-from datetime import datetime
+from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,6 +27,7 @@ class Queries:
     """Mixed into :class:`workflow.service.Bedside` (which sets ``store``)."""
 
     store: Store
+    tz: tzinfo  # the site's zone (Bedside sets it)
 
     # -- patients and courses --------------------------------------------------------------
     def register_patient(
@@ -125,10 +126,10 @@ class Queries:
 
     def open_archive(self, home: Path, signing: SigningPool | None = None) -> Archive:
         """The archive of the home at ``home`` on this installation's database (its records,
-        signing material, verification)."""
+        signing material, verification); its records print times in the site's zone."""
         from workflow.archive import Archive
 
-        return Archive(home, self.store, signing=signing)
+        return Archive(home, self.store, signing=signing, tz=self.tz)
 
     # -- backups -----------------------------------------------------------------------------
     def backup(self, file: str | os.PathLike[str]) -> Path:

@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from workflow.cli import main
+from workflow.dev.demo import _SIGNERS
 
 PASSWORD = "correct horse battery staple"
 PEOPLE = [
@@ -23,22 +24,7 @@ PEOPLE = [
     ("n.alvarez", "Nadia Alvarez, RN", "nurse"),
     ("n.chen", "Wei Chen, RN", "nurse"),
 ]
-SIGNERS = {
-    "order": "dr.okafor",
-    "order_verification": "p.lindqvist",
-    "eligibility": "p.lindqvist",
-    "hold_checks": "n.alvarez",
-    "reconstitution": "t.mensah",
-    "dilution": "t.mensah",
-    "pharmacy_verification": "p.lindqvist",
-    "double_check_first": "n.alvarez",
-    "double_check_second": "n.chen",
-    "pre_infusion": "n.alvarez",
-    "infusion_start": "n.alvarez",
-    "infusion_stop": "n.alvarez",
-    "observation": "n.alvarez",
-    "record_sign_off": "n.alvarez",
-}
+SIGNERS = _SIGNERS  # who signs each step in the demo walk
 
 
 class Cli:

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import uuid
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from workflow.core.clock import FixedClock
 from workflow.core.events import Signer
 from workflow.core.machine import Case, PatientRef
 from workflow.core.protocol import Protocol
+from workflow.core.protocol.model import Step
 from workflow.core.schedule import NextDose
 from workflow.dev.demo import signer_for
-from workflow.dev.walk import order_values, values_for
+from workflow.dev.walk import TEST_PACE, order_values, values_for, walk_dose
 
 PATIENT = PatientRef("p-1", "MRN-5521", "Ada Quist", date(1968, 5, 2))
 PRESCRIBER = Signer("dr.okafor", "Dr. Amara Okafor", "prescriber")
@@ -67,11 +68,16 @@ def sign(
 
 
 def walk_until(case: Case, stop_before: str, clock: FixedClock) -> None:
-    while case.state != stop_before:
-        step = case.next_step()
-        assert step is not None, case.state
-        minutes = 15 if step.id == "infusion_stop" else 5
-        sign(case, step.id, clock, minutes=minutes)
+    """Sign every step until the case reaches ``stop_before`` (5 minutes a step, 15 for the
+    infusion), by the people the demo would ask."""
+
+    def sign_step(step: Step, now: datetime, values: dict[str, Any]) -> None:
+        case.sign(
+            step.id, {k: v for k, v in values.items() if v is not None}, signer_for(step.id), now
+        )
+
+    walk_dose(case, clock, sign_step, pace=TEST_PACE, stop=stop_before)
+    assert case.state == stop_before, case.state
 
 
 def walk_all(case: Case, clock: FixedClock) -> None:

@@ -8,14 +8,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from argon2 import PasswordHasher
 
 from workflow.core.clock import FixedClock
+from workflow.core.machine import Case
 from workflow.core.protocol import Protocol
 from workflow.dev.demo import _SIGNERS, DEMO_PASSWORD, DEMO_PEOPLE, DEMO_WEIGHT_KG
-from workflow.dev.walk import order_values, values_for
+from workflow.dev.walk import TEST_PACE, ServiceWalk, order_values, values_for, walk_dose
 from workflow.identity import Credentials, Identity
 from workflow.service import Bedside, CaseView
 from workflow.store import Store, open_store
@@ -69,12 +70,15 @@ def new_course(app: Bedside, mrn: str = "MRN-1") -> str:
 
 
 def open_and_order(
-    app: Bedside, course_id: str, weight: str = DEMO_WEIGHT_KG, ward: str = "unassigned"
+    app: Bedside,
+    course_id: str,
+    weight: str = DEMO_WEIGHT_KG,
+    ward: str = "unassigned",
+    due_in: timedelta = timedelta(minutes=10),
 ) -> CaseView:
+    """Open a dose due ``due_in`` from now and sign its order, as the prescriber."""
     clock = clock_of(app)
-    view = app.open_case(
-        course_id, clock.now() + timedelta(minutes=10), who("dr.okafor"), ward=ward
-    )
+    view = app.open_case(course_id, clock.now() + due_in, who("dr.okafor"), ward=ward)
     clock.advance(minutes=5)
     return app.sign_step(
         view.case.case_id,
@@ -102,13 +106,22 @@ def step(
 
 
 def walk(app: Bedside, view: CaseView, until: str = "completed", **overrides: Any) -> CaseView:
-    while view.case.state != until:
-        minutes = 15 if view.case.state == "infusion_stop" else 5
-        s = view.case.next_step()
-        assert s is not None, view.case.state
-        mine = {k: v for k, v in overrides.items() if s.item(k) is not None}
-        view = step(app, view, minutes=minutes, **mine)
-    return view
+    """Sign every step until state ``until`` (5 minutes a step, 15 for the infusion); each
+    override goes to the step that has that item."""
+
+    def values(case: Case, step_id: str, now: datetime) -> dict[str, Any]:
+        s = case.protocol.step(step_id)
+        out = values_for(case, step_id, now)
+        for item in s.items:  # attestations an overlay added
+            if item.must_be is True and item.id not in out:
+                out[item.id] = True
+        out.update({k: v for k, v in overrides.items() if s.item(k) is not None})
+        return {k: v for k, v in out.items() if v is not None}
+
+    service = ServiceWalk(app, view, who, _SIGNERS)
+    walk_dose(service.case, clock_of(app), service.sign, pace=TEST_PACE, stop=until, values=values)
+    assert service.view.case.state == until, service.view.case.state
+    return cast(CaseView, service.view)
 
 
 def held_and_skipped(app: Bedside, course_id: str, **findings: Any) -> CaseView:

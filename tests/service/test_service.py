@@ -8,19 +8,16 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from interop.support import clock_of, step, walk, who
+from interop.support import open_and_order as shared_open_and_order
 
 from workflow.archive import Archive
-from workflow.core.clock import FixedClock
 from workflow.core.errors import AuthError, ConflictError, InputError, StepRefused
-from workflow.dev.demo import _SIGNERS, DEMO_PASSWORD, DEMO_WEIGHT_KG
-from workflow.dev.walk import order_values, values_for
+from workflow.dev.demo import DEMO_PASSWORD, DEMO_WEIGHT_KG
+from workflow.dev.walk import values_for
 from workflow.identity import Credentials
 from workflow.service import Bedside, CaseView
 from workflow.store import open_store
-
-
-def who(username: str) -> Credentials:
-    return Credentials(username, DEMO_PASSWORD)
 
 
 def new_course(app: Bedside, mrn: str = "MRN-1") -> str:
@@ -37,41 +34,9 @@ def new_course(app: Bedside, mrn: str = "MRN-1") -> str:
     ).id
 
 
-def clock_of(app: Bedside) -> FixedClock:
-    assert isinstance(app.clock, FixedClock)
-    return app.clock
-
-
 def open_and_order(app: Bedside, course_id: str, weight: str = DEMO_WEIGHT_KG) -> CaseView:
-    clock = clock_of(app)
-    view = app.open_case(course_id, clock.now() + timedelta(hours=2), who("dr.okafor"))
-    clock.advance(minutes=5)
-    return app.sign_step(
-        view.case.case_id,
-        view.version,
-        "order",
-        order_values(weight, clock.now() - timedelta(hours=1)),
-        who("dr.okafor"),
-    )
-
-
-def step(
-    app: Bedside, view: CaseView, minutes: float = 5, user: str | None = None, **overrides: object
-) -> CaseView:
-    clock = clock_of(app)
-    clock.advance(minutes=minutes)
-    s = view.case.next_step()
-    assert s is not None, view.case.state
-    values = values_for(view.case, s.id, clock.now())
-    values.update(overrides)
-    return app.sign_step(view.case.case_id, view.version, s.id, values, who(user or _SIGNERS[s.id]))
-
-
-def walk(app: Bedside, view: CaseView, until: str = "completed") -> CaseView:
-    while view.case.state != until:
-        minutes = 15 if view.case.state == "infusion_stop" else 5
-        view = step(app, view, minutes=minutes)
-    return view
+    """A dose due in two hours, ordered (the interop helpers' walk, shared)."""
+    return shared_open_and_order(app, course_id, weight, due_in=timedelta(hours=2))
 
 
 def test_routine_dose_is_durable_signed_and_archived(app: Bedside, home: Path) -> None:

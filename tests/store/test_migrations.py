@@ -134,7 +134,7 @@ def test_0008_adds_the_course_start_record_to_courses_made_without_it(
                 ),
                 {"p": patient.id, "t": "2026-01-01 00:00:00.000000", "h": "a" * 64},
             )
-        assert migrate(engine, clock=clock) == ["0008_course_start"]
+        assert migrate(engine, target="0008_course_start", clock=clock) == ["0008_course_start"]
         (old,) = store.list_courses(patient.id)
         assert old.start_record is None
         new = store.start_course(
@@ -147,5 +147,18 @@ def test_0008_adds_the_course_start_record_to_courses_made_without_it(
         assert store.get_course(new.id).start_record == {
             "attestations": {"no_organ_allograft": True}
         }
+    finally:
+        engine.dispose()
+
+
+def test_0010_adds_the_interface_tables_to_a_0009_database(db_url: str, clock: FixedClock) -> None:
+    """An installation from before the interface gains its log and order links in place."""
+    engine = make_engine(db_url)
+    try:
+        migrate(engine, target="0009_formulary", clock=clock)
+        assert not inspect(engine).has_table("interface_log")
+        assert migrate(engine, clock=clock) == ["0010_interface"]
+        assert {"interface_log", "order_cases"} <= set(inspect(engine).get_table_names())
+        assert Store(engine, clock).interface_log() == []
     finally:
         engine.dispose()

@@ -253,9 +253,11 @@ def test_whole_dose_in_chromium(
     do_step(site, tab, cid, "infusion_start", "infusion-start")
     site.clock.advance(minutes=15)
     page.goto(f"{server}/cases/{cid}")
-    assert page.locator(".timer").is_visible()
-    # The timer counts on the server's clock: 15 minutes since the signed start.
-    assert page.locator(".timer .elapsed").inner_text().startswith("15:")
+    assert page.locator("#infusion-timer").is_visible()
+    # The timer counts down on the server's clock: 15 minutes since the signed start, so none
+    # left, and the live region says so.
+    assert page.locator("#infusion-timer .countdown").inner_text() == "0:00 left"
+    assert "stop the infusion now" in page.locator("#timer-alert").inner_text()
     do_step(site, tab, cid, "infusion_stop", "infusion-timer")
     site.clock.advance(minutes=30)
     tab.login("n.alvarez")  # signed out after 15 idle minutes: sign in again

@@ -111,7 +111,7 @@ def test_pages_records_and_label_show_names_in_order_and_signers_with_their_ids(
     # The case page: the patient's name isolated for bidirectional display; each signer with
     # the account id.
     page = site.client("n.chen").get(f"/cases/{case_id}").text
-    assert '<strong class="name"><bdi>' in page
+    assert '<h1 class="name"><bdi>' in page
     assert f'<bdi>{nurse.printed_name}</bdi> (<span class="uid">{nurse.id}</span>)' in page
     shas = sorted(set(re.findall(r'href="/records/([0-9a-f]{64})\.pdf"', page)))
     assert len(shas) == 2

@@ -95,8 +95,11 @@ ROUTE_ROLES: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/logout"): ANYONE,
     ("GET", "/ward"): WARD,
     ("GET", "/pharmacy"): PHARMACY,
+    ("GET", "/pharmacy/formulary"): PHARMACY,
+    ("POST", "/pharmacy/formulary"): frozenset({"pharmacist"}),
     ("GET", "/cases/{case_id}"): CLINICAL,
     ("POST", "/cases/{case_id}/steps/{step_id}"): CLINICAL,
+    ("GET", "/cases/{case_id}/exit/{action}"): CLINICAL,
     ("POST", "/cases/{case_id}/exit"): CLINICAL,
     ("GET", "/cases/{case_id}/label.pdf"): PHARMACY,
     ("GET", "/records/{sha}.pdf"): READERS,
@@ -104,7 +107,9 @@ ROUTE_ROLES: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/archive/{sha}"): AUDIT,
     ("POST", "/archive/{sha}/verify"): AUDIT,
     ("GET", "/admin/users"): ADMIN,
+    ("GET", "/admin/wristband.pdf"): ADMIN,
     ("POST", "/admin/users"): ADMIN,
+    ("GET", "/admin/users/{username}/deactivate"): ADMIN,
     ("POST", "/admin/users/{username}/deactivate"): ADMIN,
     ("POST", "/admin/users/{username}/reset-password"): ADMIN,
     ("GET", "/api/session"): ANYONE,
@@ -140,6 +145,8 @@ ROUTE_ROLES: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/api/patients/{mrn}/courses"): CLINICAL,
     ("GET", "/api/patients/{mrn}/course"): CLINICAL,
     ("POST", "/api/courses/{course_id}/doses"): CLINICAL,
+    ("POST", "/api/fhir/MedicationRequest"): frozenset({"prescriber", "pharmacist"}),
+    ("GET", "/api/pharmacy/interface-events"): PHARMACY,
 }
 
 
@@ -189,6 +196,7 @@ class Ctx:
             "course_id": self.course_id,
             "mrn": self.mrn,
             "patient_id": self.patient_id,
+            "action": "cancel",
         }
 
         def one(m: re.Match[str]) -> str:
@@ -387,6 +395,18 @@ POSTS: dict[tuple[str, str], Callable[[Ctx], Built]] = {
         (200,),
     ),
     ("POST", "/admin/users"): lambda c: _new_user(c, False),
+    ("POST", "/pharmacy/formulary"): lambda c: (
+        "p.lindqvist",
+        "/pharmacy/formulary",
+        {
+            "gtin": "00614141000418",
+            "kind": "vial",
+            "description": "Probe vial",
+            "strength": "1 unit",
+            "password": PASSWORD,
+        },
+        (303,),
+    ),
     ("POST", "/admin/users/{username}/deactivate"): lambda c: (
         "root",
         "/admin/users/n.target1/deactivate",
@@ -486,6 +506,13 @@ def _order_form(c: Ctx) -> dict[str, str]:
     return {f"v_{k}": str(v) for k, v in values.items()}
 
 
+# An order the interface reads and refuses (400 OperationOutcome): past session, role, token.
+POSTS[("POST", "/api/fhir/MedicationRequest")] = lambda c: (
+    "dr.okafor",
+    "/api/fhir/MedicationRequest",
+    {"resourceType": "Patient"},
+    (400,),
+)
 PURPOSES = ("page_step", "page_exit", "api_step", "api_exit", "correction")
 
 
@@ -813,7 +840,11 @@ def test_brute_force_at_the_sign_in_page(sqlite_site: Site) -> None:
 
     real = attack("n.chen")
     ghost = attack("n.nobody")  # no such account
-    assert real[:tries] == [(401, "Not done: Wrong username or password.")] * tries
+    # Each refusal says how many tries are left (the policy's words), the last one the lock.
+    said = [site.bedside.identity.policy.refused_message(n) for n in range(1, tries + 1)]
+    assert real[:tries] == [(401, f"Not done: {words}") for words in said]
+    assert "4 tries left before a 15-minute lockout" in said[0]
+    assert "Locked for 15 minutes after 5 tries" in said[-1]
     assert real[tries][0] == 401 and "locked until" in real[tries][1]
     assert ghost == real  # the answers do not tell which username exists
     for who, wrong in (("n.chen", "wrong_password"), ("n.nobody", "unknown_user")):
@@ -848,8 +879,12 @@ def test_brute_force_at_the_api(sqlite_site: Site) -> None:
 
     real = attack("n.alvarez")
     ghost = attack("x.ghost")
-    wrong = {"code": "bad_credentials", "message": "Wrong username or password."}
-    assert real[:tries] == [(401, wrong)] * tries
+    policy = site.bedside.identity.policy
+    wrong = [
+        {"code": "bad_credentials", "message": policy.refused_message(n)}
+        for n in range(1, tries + 1)
+    ]
+    assert real[:tries] == [(401, w) for w in wrong]
     assert real[tries][0] == 401 and real[tries][1]["code"] == "account_locked"
     assert ghost == real
     refused = site.bedside.identity.auth_events(username="n.alvarez", outcome="refused")

@@ -14,6 +14,7 @@ import shutil
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, tzinfo
 from pathlib import Path
 
 from workflow.archive.checkpoints import (
@@ -22,6 +23,7 @@ from workflow.archive.checkpoints import (
     CheckpointWriter,
     load_checkpoint_key,
 )
+from workflow.archive.index_row import index_row
 from workflow.archive.verify import LEFTOVER_AGE_S, ArchiveReport, verify_archive
 from workflow.core.errors import ConflictError, InputError, IntegrityError, NotFound
 from workflow.core.events import canonical_json
@@ -69,9 +71,16 @@ class _Signed:
 
 
 class Archive:
-    def __init__(self, home: Path, store: Store, signing: SigningPool | None = None) -> None:
+    def __init__(
+        self,
+        home: Path,
+        store: Store,
+        signing: SigningPool | None = None,
+        tz: tzinfo = UTC,
+    ) -> None:
         self.home = home
         self.store = store
+        self.tz = tz  # the site's zone: records show times as people there read them
         # ``bedside serve`` passes a pool so records render and sign on another core, not under
         # the server's GIL; everything else renders in its own process.
         self.signing = signing
@@ -111,7 +120,7 @@ class Archive:
         (checkpoints.py).
         """
         load_signer(self.pki_dir)  # refuse missing or exposed signing material before any work
-        documents = record_documents(case, chain_hash)
+        documents = record_documents(case, chain_hash, self.tz)
         existing = self.store.search_archive(case_id=case.case_id, limit=500)
         out: list[str | None] = []
         for document in documents:
@@ -172,22 +181,11 @@ class Archive:
             # register, whatever the database later says.
             self.register.note(case.case_id, sha, document.kind)
             self.blobs.put(pdf)
-        lots = _lots(case)
-        signers = sorted({s.signer for s in document.signatures})
-        assert case.patient is not None
-        record = ArchivedRecord(
-            sha256=sha,
-            case_id=case.case_id,
+        record = index_row(
+            case,
             kind=document.kind,
-            patient_name=case.patient.name,
-            mrn=case.patient.mrn,
-            dose_label=f"cycle {case.cycle} dose {case.dose_in_cycle} "
-            f"(course dose {case.dose_in_course})",
-            cycle=case.cycle,
-            signed_at=case.events[-1].at,
-            lots=", ".join(lots),
-            signers="; ".join(signers),
-            state=case.state,
+            sha256=sha,
+            signers=sorted({s.signer for s in document.signatures}),
             path=str(self.blobs.path(sha).relative_to(self.home)),
             created_at=self.store.clock.now(),
             events_sha256=events_sha,
@@ -381,20 +379,3 @@ class Archive:
         (folder / "SHA256SUMS").write_text("\n".join(lines) + ("\n" if lines else ""))
         shutil.copyfile(PkiPaths(self.pki_dir).ca_cert, folder / "bedside-ca.pem")
         return folder
-
-
-def _lots(case: Case) -> list[str]:
-    lots = []
-    for step_id, keys in (
-        (step.id, tuple(f"{scan.kind}_lot" for scan in step.scans))
-        for step in case.protocol.steps
-        if step.scans
-    ):
-        entry = case.current.get(step_id)
-        if entry is None:
-            continue
-        for key in keys:
-            value = entry.values.get(key)
-            if value:
-                lots.append(str(value))
-    return lots

@@ -28,6 +28,7 @@ from . import (
     _demo,
     _dev,
     _dose,
+    _interface,
     _interop,
     _serve,
 )
@@ -57,6 +58,7 @@ _REGISTRARS: tuple[tuple[Any, tuple[str, ...]], ...] = (
     (_dev, ("dev",)),
     (_interop, ("export", "scan", "report", "picture", "course")),  # `course report`
     (_balance, ("balance",)),
+    (_interface, ("interface",)),
 )
 _VALUE_OPTIONS = ("--protocol", "--overlay", "--home", "--db")
 

@@ -16,6 +16,11 @@ from ._common import print_json
 
 
 def register(sub: Any) -> None:
+    for add in (_register_init, _register_user):
+        add(sub)
+
+
+def _register_init(sub: Any) -> None:
     p = sub.add_parser(
         "init", help="create a home, its database, the first admin and the signing certificate"
     )
@@ -54,6 +59,8 @@ def register(sub: Any) -> None:
     add_password_stdin(p)
     p.set_defaults(handler=init)
 
+
+def _register_user(sub: Any) -> None:
     u = sub.add_parser("user", help="people and their roles")
     us = u.add_subparsers(dest="user_command", metavar="ACTION", required=True)
     a = us.add_parser("add", help="add a user")

@@ -19,10 +19,16 @@ from ._progress import Progress
 if TYPE_CHECKING:  # pyHanko, SQLAlchemy and the archive load when a command runs (start-up)
     from workflow.archive import Archive
     from workflow.archive.checkpoints import CheckpointSet
+    from workflow.records.verify import Verifier
     from workflow.service import Bedside
 
 
 def register(sub: Any) -> None:
+    for add in (_register_audit, _register_verify, _register_archive, _register_backup):
+        add(sub)
+
+
+def _register_audit(sub: Any) -> None:
     a = sub.add_parser("audit", help="the tamper-evident event log")
     as_ = a.add_subparsers(dest="audit_command", metavar="ACTION", required=True)
     v = as_.add_parser(
@@ -47,6 +53,8 @@ def register(sub: Any) -> None:
     lg.add_argument("--json", action="store_true")
     lg.set_defaults(handler=audit_log)
 
+
+def _register_verify(sub: Any) -> None:
     vf = sub.add_parser("verify", help="verify signed record PDFs (exit 0 only if all pass)")
     vf.add_argument("files", nargs="+", metavar="FILE.pdf")
     vf.add_argument(
@@ -58,6 +66,8 @@ def register(sub: Any) -> None:
     vf.add_argument("--json", action="store_true")
     vf.set_defaults(handler=verify_files)
 
+
+def _register_archive(sub: Any) -> None:
     ar = sub.add_parser("archive", help="the write-once archive of signed records")
     ars = ar.add_subparsers(dest="archive_command", metavar="ACTION", required=True)
     ls = ars.add_parser("list", help="newest records first")
@@ -87,6 +97,8 @@ def register(sub: Any) -> None:
     )
     cu.set_defaults(handler=archive_catch_up)
 
+
+def _register_backup(sub: Any) -> None:
     b = sub.add_parser("backup", help="online backup of the SQLite database to FILE")
     b.add_argument("file")
     b.set_defaults(handler=do_backup)
@@ -209,75 +221,11 @@ def _archive(args: argparse.Namespace) -> tuple[Bedside, Archive]:
 
 
 def verify_files(args: argparse.Namespace) -> int:
-    from cryptography import x509
-
-    from workflow.records.pki import load_trust_roots
     from workflow.records.verify import Verifier
 
-    roots: list[Any]
-    archive: Archive | None = None
-    app: Bedside | None = None
-    if args.trust:
-        roots = []
-        for path in args.trust:
-            try:
-                roots.append(x509.load_pem_x509_certificate(Path(path).read_bytes()))
-            except (OSError, ValueError) as exc:
-                raise InputError(
-                    "trust", f"cannot read a PEM certificate from {path}: {exc}"
-                ) from None
-        from asn1crypto import x509 as asn1_x509
-        from cryptography.hazmat.primitives.serialization import Encoding
-
-        roots = [asn1_x509.Certificate.load(c.public_bytes(Encoding.DER)) for c in roots]
-    else:
-        app, archive = _archive(args)
-        roots = list(load_trust_roots(archive.pki_dir))
+    roots, site = _verify_trust(args)
     verifier = Verifier(roots)
-    all_ok = True
-    results = []
-    for name in args.files:
-        try:
-            data = Path(name).read_bytes()
-        except OSError as exc:
-            all_ok = False
-            results.append(
-                {
-                    "file": name,
-                    "ok": False,
-                    "checks": [
-                        {"name": "readable", "status": "fail", "message": str(exc.strerror)}
-                    ],
-                }
-            )
-            continue
-        expected = None
-        if app is not None:
-            import hashlib
-
-            sha = hashlib.sha256(data).hexdigest()
-            try:
-                app.get_archived_record(sha)
-                expected = sha
-            except NotFound:  # only an absent record; a database fault is not "no match"
-                expected = None
-        result = verifier.verify(data, expected)
-        if archive is not None and expected is None and result.ok:
-            # The archive is at hand but holds no such record: it does not match its archive.
-            all_ok = False
-            entry = result.to_dict()
-            entry["ok"] = False
-            entry["checks"].append(
-                {
-                    "name": "matches_archive",
-                    "status": "fail",
-                    "message": "no archived record has this SHA-256",
-                }
-            )
-            results.append({"file": name, **entry})
-            continue
-        all_ok &= result.ok
-        results.append({"file": name, **result.to_dict()})
+    results = [_verify_file(verifier, site, name) for name in args.files]
     if args.json:
         print_json(results)
     else:
@@ -289,7 +237,66 @@ def verify_files(args: argparse.Namespace) -> int:
                     print(f"   {c['status']:<5} {c['name']}: {c['message']}")
                 if c.get("note"):
                     print(f"   note  {c['name']}: {c['note']}")
-    return 0 if all_ok else 1
+    return 0 if all(r["ok"] for r in results) else 1
+
+
+def _verify_trust(
+    args: argparse.Namespace,
+) -> tuple[list[Any], tuple[Bedside, Archive] | None]:
+    """The trust roots: the --trust certificates, else the home's CA (and its archive, so a
+    file can be matched against the records it holds)."""
+    from cryptography import x509
+
+    from workflow.records.pki import load_trust_roots
+
+    if not args.trust:
+        app, archive = _archive(args)
+        return list(load_trust_roots(archive.pki_dir)), (app, archive)
+    roots = []
+    for path in args.trust:
+        try:
+            roots.append(x509.load_pem_x509_certificate(Path(path).read_bytes()))
+        except (OSError, ValueError) as exc:
+            raise InputError("trust", f"cannot read a PEM certificate from {path}: {exc}") from None
+    from asn1crypto import x509 as asn1_x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    return [asn1_x509.Certificate.load(c.public_bytes(Encoding.DER)) for c in roots], None
+
+
+def _verify_file(
+    verifier: Verifier, site: tuple[Bedside, Archive] | None, name: str
+) -> dict[str, Any]:
+    """One file's result as printed (``--json``): its checks, and with the home's archive at
+    hand, whether the archive holds it."""
+    try:
+        data = Path(name).read_bytes()
+    except OSError as exc:
+        check = {"name": "readable", "status": "fail", "message": str(exc.strerror)}
+        return {"file": name, "ok": False, "checks": [check]}
+    expected = None
+    if site is not None:
+        import hashlib
+
+        sha = hashlib.sha256(data).hexdigest()
+        try:
+            site[0].get_archived_record(sha)
+            expected = sha
+        except NotFound:  # only an absent record; a database fault is not "no match"
+            expected = None
+    result = verifier.verify(data, expected)
+    entry: dict[str, Any] = result.to_dict()
+    if site is not None and expected is None and result.ok:
+        # The archive is at hand but holds no such record: it does not match its archive.
+        entry["ok"] = False
+        entry["checks"].append(
+            {
+                "name": "matches_archive",
+                "status": "fail",
+                "message": "no archived record has this SHA-256",
+            }
+        )
+    return {"file": name, **entry}
 
 
 def _print_records(records: list[Any], as_json: bool) -> None:

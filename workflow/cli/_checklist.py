@@ -63,13 +63,33 @@ def _q(q: Quantity) -> str:
 
 
 def show(args: argparse.Namespace) -> int:
-    from workflow.core.blinding import is_unprimed  # brings the case machine
+    p = _load(args)
+    out = [f"{p.name}", f"version {p.version}  sha256 {p.content_hash}"]
+    out += _dosing_lines(p) + _schedule_lines(p) + _step_lines(p) + _course_start_lines(p)
+    if p.acknowledgements:
+        out += ["", "Warnings a signature must answer"]
+        for a in p.acknowledgements:
+            mark = "" if a.confirmed else " [UNCONFIRMED]"
+            how = "hard stop" if a.refuse else f"{' or '.join(a.roles)} signs with {a.item}"
+            out.append(f"  {a.warning} at {a.step}: {how} [{a.source}]{mark}")
+    out += ["", "Hold and discontinue rules"]
+    for r in p.rules:
+        mark = "" if r.confirmed else " [UNCONFIRMED]"
+        out.append(f"  {r.action:<11} {r.id}: {r.text} [{r.source}]{mark}")
+    out += ["", "Sources"]
+    for src in p.sources.values():
+        out.append(f"  {src.id}: {src.title} ({src.citation})")
+    print("\n".join(out))
+    return 0
+
+
+def _dosing_lines(p: Protocol) -> list[str]:
     from workflow.core.dosing import fmt
 
-    p = _load(args)
-    d, s = p.dosing, p.schedule
-    out = [f"{p.name}", f"version {p.version}  sha256 {p.content_hash}", "", "Dosing"]
-    out += [
+    d = p.dosing
+    out = [
+        "",
+        "Dosing",
         f"  dose                {_q(d.dose_per_kg)}",
         f"  vial                {_q(d.vial_content)} ({_q(d.vial_mass)})",
         f"  reconstitute        {_q(d.reconstitution_volume)} {d.reconstitution_diluent}",
@@ -87,16 +107,25 @@ def show(args: argparse.Namespace) -> int:
     for b in d.volume_bands:
         limit = f"<= {fmt(b.max_dose_iu, 0)} IU" if b.max_dose_iu is not None else "above"
         out.append(f"    {limit:<22} {fmt(b.diluent_volume_ml)} mL  [{b.source}]")
-    out += [
+    return out
+
+
+def _schedule_lines(p: Protocol) -> list[str]:
+    s = p.schedule
+    return [
         "",
         "Schedule",
         f"  every               {_q(s.min_interval)}",
         f"  per cycle           {_q(s.max_doses_per_cycle)} within {_q(s.cycle_days)}",
         f"  per course          {_q(s.max_doses_per_course)}, {_q(s.max_cycles_per_course)}",
         f"  rest                {_q(s.rest_days)}",
-        "",
-        "Steps",
     ]
+
+
+def _step_lines(p: Protocol) -> list[str]:
+    from workflow.core.blinding import is_unprimed  # brings the case machine
+
+    out = ["", "Steps"]
     verifiers: dict[str, list[str]] = {}
     for step in p.steps:
         for ref in step.verifies:
@@ -113,35 +142,23 @@ def show(args: argparse.Namespace) -> int:
         for it in step.items:
             req = "required" if it.required else "optional"
             out.append(f"        - {it.label} ({it.type}, {req})")
+    return out
+
+
+def _course_start_lines(p: Protocol) -> list[str]:
     start = p.course_start
-    if start is not None:
-        out += [
-            "",
-            f"Course start ({' or '.join(start.roles)} attests and signs as '{start.meaning}')",
-        ]
-        out += [f"  - {it.label} [{it.source}]" for it in start.items]
-        if start.retreatment is not None:
-            retreat = start.retreatment
-            who = " or ".join(retreat.override_roles) or "nobody (hard stop)"
-            out.append(
-                f"  retreatment refused after: {', '.join(retreat.contraindicated_after)} "
-                f"[{retreat.source}]; override with a signed reason: {who}"
-            )
-    if p.acknowledgements:
-        out += ["", "Warnings a signature must answer"]
-        for a in p.acknowledgements:
-            mark = "" if a.confirmed else " [UNCONFIRMED]"
-            how = "hard stop" if a.refuse else f"{' or '.join(a.roles)} signs with {a.item}"
-            out.append(f"  {a.warning} at {a.step}: {how} [{a.source}]{mark}")
-    out += ["", "Hold and discontinue rules"]
-    for r in p.rules:
-        mark = "" if r.confirmed else " [UNCONFIRMED]"
-        out.append(f"  {r.action:<11} {r.id}: {r.text} [{r.source}]{mark}")
-    out += ["", "Sources"]
-    for src in p.sources.values():
-        out.append(f"  {src.id}: {src.title} ({src.citation})")
-    print("\n".join(out))
-    return 0
+    if start is None:
+        return []
+    out = ["", f"Course start ({' or '.join(start.roles)} attests and signs as '{start.meaning}')"]
+    out += [f"  - {it.label} [{it.source}]" for it in start.items]
+    if start.retreatment is not None:
+        retreat = start.retreatment
+        who = " or ".join(retreat.override_roles) or "nobody (hard stop)"
+        out.append(
+            f"  retreatment refused after: {', '.join(retreat.contraindicated_after)} "
+            f"[{retreat.source}]; override with a signed reason: {who}"
+        )
+    return out
 
 
 def diagram(args: argparse.Namespace) -> int:

@@ -19,6 +19,11 @@ if TYPE_CHECKING:  # the service, store and identity load only when a command ru
 
 
 def register(sub: Any) -> None:
+    for add in (_register_patient, _register_course, _register_case):
+        add(sub)
+
+
+def _register_patient(sub: Any) -> None:
     p = sub.add_parser("patient", help="patients (two identifiers: MRN, name + date of birth)")
     ps = p.add_subparsers(dest="patient_command", metavar="ACTION", required=True)
     a = ps.add_parser("add", help="register a patient")
@@ -37,6 +42,8 @@ def register(sub: Any) -> None:
     ls.add_argument("--json", action="store_true")
     ls.set_defaults(handler=patient_list)
 
+
+def _register_course(sub: Any) -> None:
     c = sub.add_parser("course", help="treatment courses")
     cs = c.add_subparsers(dest="course_command", metavar="ACTION", required=True)
     st = cs.add_parser(
@@ -65,6 +72,8 @@ def register(sub: Any) -> None:
     add_password_stdin(st)
     st.set_defaults(handler=course_start)
 
+
+def _register_case(sub: Any) -> None:
     k = sub.add_parser("case", help="dose cases")
     ks = k.add_subparsers(dest="case_command", metavar="ACTION", required=True)
     n = ks.add_parser("new", help="open the next dose of a patient's course")
@@ -322,22 +331,9 @@ def run_script(args: argparse.Namespace) -> int:
     ``values: auto`` enters what the case's own plan, patient and label say (for demos and
     drills); ``case:`` names a case, else the one most recently opened is used.
     """
-    import yaml
-
     from workflow.vocabulary import Credentials
 
-    path = Path(args.script)
-    try:
-        script = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise InputError("script", f"cannot read {path}: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise InputError("script", f"{path} is not valid YAML: {exc}") from None
-    if not isinstance(script, dict) or not isinstance(script.get("actions"), list):
-        raise InputError("script", "must be a mapping with an 'actions' list")
-    passwords = script.get("passwords") or {}
-    if not isinstance(passwords, dict):
-        raise InputError("passwords", "must map usernames to passwords")
+    script, passwords = _read_script(Path(args.script))
     app = signing_app(args)
     # Finish what an interrupted earlier run left: an ended case whose records were not archived.
     for message in app.archive_pending().refused.values():
@@ -345,15 +341,7 @@ def run_script(args: argparse.Namespace) -> int:
     current: str | None = None
     for n, action in enumerate(script["actions"], 1):
         where = f"actions[{n}]"
-        if not isinstance(action, dict):
-            raise InputError(where, "must be a mapping")
-        kinds = [k for k in _ACTIONS if k in action]
-        if len(kinds) != 1:
-            raise InputError(where, "needs exactly one action", ", ".join(_ACTIONS))
-        kind = kinds[0]
-        by = action.get("by")
-        if not isinstance(by, str) or by not in passwords:
-            raise InputError(f"{where}.by", "must name a user listed under passwords")
+        kind, by = _action_kind(action, passwords, where)
         proof = Credentials(by, str(passwords[by]))
         case_id = action.get("case", current)
         try:
@@ -376,6 +364,37 @@ def run_script(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
     return 0
+
+
+def _read_script(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The script's mapping and its passwords, or InputError saying what is wrong."""
+    import yaml
+
+    try:
+        script = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise InputError("script", f"cannot read {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise InputError("script", f"{path} is not valid YAML: {exc}") from None
+    if not isinstance(script, dict) or not isinstance(script.get("actions"), list):
+        raise InputError("script", "must be a mapping with an 'actions' list")
+    passwords = script.get("passwords") or {}
+    if not isinstance(passwords, dict):
+        raise InputError("passwords", "must map usernames to passwords")
+    return script, passwords
+
+
+def _action_kind(action: Any, passwords: dict[str, Any], where: str) -> tuple[str, str]:
+    """The action's one kind and who does it (a user listed under passwords)."""
+    if not isinstance(action, dict):
+        raise InputError(where, "must be a mapping")
+    kinds = [k for k in _ACTIONS if k in action]
+    if len(kinds) != 1:
+        raise InputError(where, "needs exactly one action", ", ".join(_ACTIONS))
+    by = action.get("by")
+    if not isinstance(by, str) or by not in passwords:
+        raise InputError(f"{where}.by", "must name a user listed under passwords")
+    return kinds[0], by
 
 
 def _start_course(app: Bedside, body: Any, proof: Credentials, where: str) -> Any:

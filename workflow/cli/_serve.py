@@ -7,9 +7,14 @@ import stat
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._app import home_of, open_app
+
+if TYPE_CHECKING:  # pyHanko, SQLAlchemy and the web load when the server starts (start-up)
+    from workflow.archive import Archive
+    from workflow.records.signing_pool import SigningPool
+    from workflow.service import Bedside
 
 
 # There is no --workers: uvicorn's worker processes import the app by name, so every option
@@ -61,22 +66,56 @@ def run(args: argparse.Namespace, banner: Sequence[str] = ()) -> int:
     people and passwords)."""
     import uvicorn
 
-    from workflow.core.errors import InputError
-    from workflow.records.pki import check_private_keys
-    from workflow.records.signing_pool import SigningPool
-    from workflow.settings import IDLE_MINUTES
     from workflow.web import WebSettings, create_app
 
-    from ._audit import catch_up
+    _check_options(args)
+    # Held (shared) for the server's whole life: `bedside restore --replace` is refused while
+    # it runs, instead of swapping the database out from under it (issue 13.3).
+    bedside = open_app(args)
+    archive, pool = _start_signing(args, bedside)
+    app = create_app(
+        bedside,
+        WebSettings.for_site(bedside.settings, idle_minutes=args.idle_minutes),
+        archive=archive,
+        on_shutdown=(pool.close,),
+    )
+    print(f"bedside: serving on http://{args.host}:{args.port}/ (Ctrl-C stops)", flush=True)
+    for line in banner:
+        print(line, flush=True)
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level="warning",
+        proxy_headers=args.proxy,
+        # Longer than a reverse proxy keeps idle upstream connections (nginx: 60 s), so the
+        # server never closes a connection the proxy is about to reuse (a reset POST).
+        timeout_keep_alive=75,
+        forwarded_allow_ips="127.0.0.1" if args.proxy else None,
+    )
+    return 0
+
+
+def _check_options(args: argparse.Namespace) -> None:
+    from workflow.core.errors import InputError
+    from workflow.settings import IDLE_MINUTES
 
     low, high = IDLE_MINUTES  # the same range as the setting it overrides
     if args.idle_minutes is not None and not low <= args.idle_minutes <= high:
         raise InputError("idle-minutes", f"must be between {low} and {high}")
     if not 0 < args.port < 65536:
         raise InputError("port", "must be between 1 and 65535")
-    # Held (shared) for the server's whole life: `bedside restore --replace` is refused while
-    # it runs, instead of swapping the database out from under it (issue 13.3).
-    bedside = open_app(args)
+
+
+def _start_signing(args: argparse.Namespace, bedside: Bedside) -> tuple[Archive, SigningPool]:
+    """The archive with its signing worker started, the session key loaded and the records
+    of cases a killed server left unarchived made; refuses a home without signing material."""
+    from workflow.core.errors import InputError
+    from workflow.records.pki import check_private_keys
+    from workflow.records.signing_pool import SigningPool
+
+    from ._audit import catch_up
+
     home = home_of(args)
     pool = SigningPool(home / "pki")
     archive = bedside.open_archive(home, signing=pool)
@@ -101,24 +140,4 @@ def run(args: argparse.Namespace, banner: Sequence[str] = ()) -> int:
     caught_up, _refused = catch_up(bedside, archive)
     if caught_up:
         print(f"bedside: archived the records of {len(caught_up)} ended case(s)", flush=True)
-    app = create_app(
-        bedside,
-        WebSettings.for_site(bedside.settings, idle_minutes=args.idle_minutes),
-        archive=archive,
-        on_shutdown=(pool.close,),
-    )
-    print(f"bedside: serving on http://{args.host}:{args.port}/ (Ctrl-C stops)", flush=True)
-    for line in banner:
-        print(line, flush=True)
-    uvicorn.run(
-        app,
-        host=args.host,
-        port=args.port,
-        log_level="warning",
-        proxy_headers=args.proxy,
-        # Longer than a reverse proxy keeps idle upstream connections (nginx: 60 s), so the
-        # server never closes a connection the proxy is about to reuse (a reset POST).
-        timeout_keep_alive=75,
-        forwarded_allow_ips="127.0.0.1" if args.proxy else None,
-    )
-    return 0
+    return archive, pool

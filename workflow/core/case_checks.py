@@ -185,24 +185,32 @@ class CaseChecks(CaseState):
                 out.append(StepRefused("does_not_match", f"{it.label}: {shown}", field=it.id))
         return out
 
-    def _check_separation(self, step: Step, signer: Signer) -> None:
+    def duty_conflicts(self, step: Step, user_id: str) -> list[Step]:
+        """The steps ``user_id`` signed that keep them from signing ``step`` (separation of
+        duties: the steps it verifies, and the steps that verify it). Pages ask it to tell a
+        preparer before they fill a form they may not sign; signing is refused on it."""
+        out = []
         for ref in step.verifies:
             entry = self.current.get(ref)
-            if entry is not None and entry.signer.user_id == signer.user_id:
-                raise StepRefused(
-                    "same_person",
-                    f"{signer.name} signed '{self.protocol.step(ref).title}'"
-                    f" and cannot also sign '{step.title}': it must be someone else",
-                )
+            if entry is not None and entry.signer.user_id == user_id:
+                out.append(self.protocol.step(ref))
         # The first checker re-entering during a mismatch must still differ from the second.
         for other in self.protocol.steps:
             if step.id in other.verifies:
                 entry = self.current.get(other.id)
-                if entry is not None and entry.signer.user_id == signer.user_id:
-                    raise StepRefused(
-                        "same_person",
-                        f"{signer.name} signed '{other.title}' and cannot also sign '{step.title}'",
-                    )
+                if entry is not None and entry.signer.user_id == user_id:
+                    out.append(other)
+        return out
+
+    def _check_separation(self, step: Step, signer: Signer) -> None:
+        conflicts = self.duty_conflicts(step, signer.user_id)
+        if conflicts:
+            first = conflicts[0]
+            tail = ": it must be someone else" if first.id in step.verifies else ""
+            raise StepRefused(
+                "same_person",
+                f"{signer.name} signed '{first.title}' and cannot also sign '{step.title}'{tail}",
+            )
 
     def _check_beyond_use(self, at: datetime) -> None:
         bud = self.beyond_use_at
@@ -220,20 +228,22 @@ class CaseChecks(CaseState):
                 "(beyond_use_time_passed) and prepare a new bag.",
             )
 
-    def _duration_flags(self, at: datetime) -> list[dict[str, str]]:
+    def duration_deviation(self, at: datetime) -> str | None:
+        """Why stopping the infusion at ``at`` is early or late (its minutes, rounded, differ
+        from the protocol's duration), or None when it is on time or not running. The warning,
+        the acknowledgement it needs and the page's timer all ask this one rule."""
         started = self.given_at
         if started is None:
-            return []
+            return None
         minutes = round((at - started).total_seconds() / 60)
         planned = self.protocol.dosing.infusion_duration.value
         if minutes != planned:
-            return [
-                {
-                    "code": "infusion_duration_deviation",
-                    "message": f"Infusion ran {minutes} min; the protocol says {planned} min",
-                }
-            ]
-        return []
+            return f"Infusion ran {minutes} min; the protocol says {planned} min"
+        return None
+
+    def _duration_flags(self, at: datetime) -> list[dict[str, str]]:
+        why = self.duration_deviation(at)
+        return [{"code": "infusion_duration_deviation", "message": why}] if why else []
 
     def _eligibility_flags(self, typed: Mapping[str, Value], at: datetime) -> list[dict[str, str]]:
         from datetime import timedelta

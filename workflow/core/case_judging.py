@@ -202,10 +202,11 @@ class CaseJudging(CaseChecks):
     def _judge_exit(self, name: str, signer: Signer, event: Event) -> None:
         exit_spec = self.protocol.side_exits[name]
         if signer.role not in exit_spec.roles:
+            roles = " or ".join(self._role_title(r) for r in exit_spec.roles)
             raise StepRefused(
                 "role_not_allowed",
-                f"Only {' or '.join(exit_spec.roles)} may "
-                f"{name} a dose; {signer.name} is signed in as {signer.role}",
+                f"Only a {roles} may {name} a dose; {signer.name} is signed in as "
+                f"{self._role_title(signer.role)}",
             )
         if event.meaning != exit_spec.meaning:
             raise StepRefused(
@@ -213,6 +214,12 @@ class CaseJudging(CaseChecks):
             )
         reason = event.data.get("reason")
         allowed = [r.id for r in exit_spec.reasons]
+        if not reason:
+            # Nothing is pre-selected on any screen: the person must choose, and say which.
+            labels = "; ".join(r.label for r in exit_spec.reasons)
+            raise StepRefused(
+                "invalid_item", f"reason: choose a reason to {name} ({labels})", field="reason"
+            )
         if reason not in allowed:
             raise StepRefused(
                 "invalid_item",

@@ -200,6 +200,12 @@ class CaseState:
         ids = [s.id for s in self.walk_steps()]
         return ids.index(step_id) + 1, len(ids)
 
+    def expected(self, ref: str) -> Value | None:
+        """The value an item's ``expect`` reference names (``plan.final_volume_ml``...), or
+        None when the case does not know it yet. Whether a viewer may see it is
+        workflow.core.blinding's question, not this one's."""
+        return self._expected(ref)
+
     def _expected(self, ref: str) -> Value | None:
         ns, _, name = ref.partition(".")
         if ns == "plan":

@@ -169,7 +169,6 @@ def plan_dose(
     d = protocol.dosing
     weight = check_weight(protocol, weight_kg)
     per_kg = d.dose_per_kg.value if dose_iu_per_kg is None else check_dose_per_kg(dose_iu_per_kg)
-    warnings: list[DoseWarning] = []
     with localcontext() as ctx:
         ctx.prec = 34
         dose_iu = weight * per_kg
@@ -182,57 +181,11 @@ def plan_dose(
         concentration = dose_mg * _MCG_PER_MG / final_volume
         minutes = d.infusion_duration.value
         rate = final_volume * _MINUTES_PER_HOUR / minutes
-
-    say = protocol.say
-    why = f" ({say('label_dose_only')})" if say("label_dose_only") else ""
-    if per_kg != d.dose_per_kg.value:
-        warnings.append(
-            DoseWarning(
-                "dose_not_label_dose",
-                f"Ordered {fmt(per_kg, 0)} IU/kg; the protocol dose is "
-                f"{fmt(d.dose_per_kg.value, 0)} IU/kg{why}",
-            )
-        )
-    cmin, cmax = d.concentration_min.value, d.concentration_max.value
-    unit = d.concentration_min.unit
-    if concentration < cmin:
-        warnings.append(
-            DoseWarning(
-                "concentration_below_window",
-                f"Final concentration {fmt(concentration, 1)} {unit} is below {fmt(cmin)} {unit}; "
-                f"{say('outside_window')}",
-            )
-        )
-    elif concentration > cmax:
-        warnings.append(
-            DoseWarning(
-                "concentration_above_window",
-                f"Final concentration {fmt(concentration, 1)} {unit} is above {fmt(cmax)} {unit}; "
-                f"{say('outside_window')}",
-            )
-        )
-    amin, amax = d.weight_adult_min.value, d.weight_adult_max.value
-    if weight < amin or weight > amax:
-        warnings.append(
-            DoseWarning(
-                "weight_outside_adult_range",
-                f"Weight {fmt(weight)} kg is outside the adult range "
-                f"{fmt(amin)}-{fmt(amax)} kg set by "
-                "the protocol: check it was typed correctly before preparing",
-            )
-        )
-    if weight_measured_at is not None and now is not None:
-        age = now - weight_measured_at
-        limit = timedelta(hours=float(d.weight_max_age.value))
-        if age > limit:
-            hours = Decimal(int(age.total_seconds())) / Decimal(3600)
-            warnings.append(
-                DoseWarning(
-                    "weight_stale",
-                    f"Dosing weight was measured {fmt(hours, 1)} h ago; the protocol flags weights "
-                    f"older than {fmt(d.weight_max_age.value)} h",
-                )
-            )
+    warnings = [
+        *_dose_warnings(protocol, per_kg),
+        *_concentration_warnings(protocol, concentration),
+        *_weight_warnings(protocol, weight, weight_measured_at, now),
+    ]
     return DosePlan(
         weight_kg=weight,
         dose_iu_per_kg=per_kg,
@@ -253,6 +206,76 @@ def plan_dose(
         mg_convention=d.mg_convention,
         warnings=tuple(warnings),
     )
+
+
+def _dose_warnings(protocol: Protocol, per_kg: Decimal) -> list[DoseWarning]:
+    """An ordered dose other than the protocol's label dose."""
+    d, say = protocol.dosing, protocol.say
+    if per_kg == d.dose_per_kg.value:
+        return []
+    why = f" ({say('label_dose_only')})" if say("label_dose_only") else ""
+    return [
+        DoseWarning(
+            "dose_not_label_dose",
+            f"Ordered {fmt(per_kg, 0)} IU/kg; the protocol dose is "
+            f"{fmt(d.dose_per_kg.value, 0)} IU/kg{why}",
+        )
+    ]
+
+
+def _concentration_warnings(protocol: Protocol, concentration: Decimal) -> list[DoseWarning]:
+    """A final concentration outside the protocol's window."""
+    d, say = protocol.dosing, protocol.say
+    cmin, cmax = d.concentration_min.value, d.concentration_max.value
+    unit = d.concentration_min.unit
+    if concentration < cmin:
+        return [
+            DoseWarning(
+                "concentration_below_window",
+                f"Final concentration {fmt(concentration, 1)} {unit} is below {fmt(cmin)} {unit}; "
+                f"{say('outside_window')}",
+            )
+        ]
+    if concentration > cmax:
+        return [
+            DoseWarning(
+                "concentration_above_window",
+                f"Final concentration {fmt(concentration, 1)} {unit} is above {fmt(cmax)} {unit}; "
+                f"{say('outside_window')}",
+            )
+        ]
+    return []
+
+
+def _weight_warnings(
+    protocol: Protocol, weight: Decimal, measured_at: datetime | None, now: datetime | None
+) -> list[DoseWarning]:
+    """A weight outside the adult range, or one measured too long ago."""
+    d = protocol.dosing
+    out: list[DoseWarning] = []
+    amin, amax = d.weight_adult_min.value, d.weight_adult_max.value
+    if weight < amin or weight > amax:
+        out.append(
+            DoseWarning(
+                "weight_outside_adult_range",
+                f"Weight {fmt(weight)} kg is outside the adult range "
+                f"{fmt(amin)}-{fmt(amax)} kg set by "
+                "the protocol: check it was typed correctly before preparing",
+            )
+        )
+    if measured_at is not None and now is not None:
+        age = now - measured_at
+        limit = timedelta(hours=float(d.weight_max_age.value))
+        if age > limit:
+            hours = Decimal(int(age.total_seconds())) / Decimal(3600)
+            out.append(
+                DoseWarning(
+                    "weight_stale",
+                    f"Dosing weight was measured {fmt(hours, 1)} h ago; the protocol flags weights "
+                    f"older than {fmt(d.weight_max_age.value)} h",
+                )
+            )
+    return out
 
 
 def beyond_use_at(protocol: Protocol, prepared_at: datetime) -> datetime:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import calendar
 from collections.abc import Mapping, Sequence
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
@@ -248,6 +248,15 @@ def from_stored(item: Item, stored: Any) -> Value:
     return str(stored)
 
 
+def tolerance(item: Item, entered: Decimal) -> Decimal:
+    """How far a typed number may be from the expected one: half a unit of the item's required
+    precision (``decimals``), or of the entry's own precision when that is finer."""
+    exponent = entered.as_tuple().exponent
+    entered_decimals = max(0, -exponent) if isinstance(exponent, int) else 0
+    decimals = max(entered_decimals, item.decimals or 0)
+    return Decimal(5).scaleb(-(decimals + 1))
+
+
 def matches_expected(item: Item, entered: Value, expected: Value) -> bool:
     """Does an entry agree with what the plan, patient or case says?
 
@@ -256,11 +265,7 @@ def matches_expected(item: Item, entered: Value, expected: Value) -> bool:
     does not. Times match to the minute (labels show minutes); text ignores case and spaces.
     """
     if isinstance(entered, Decimal) and isinstance(expected, Decimal):
-        exponent = entered.as_tuple().exponent
-        entered_decimals = max(0, -exponent) if isinstance(exponent, int) else 0
-        decimals = max(entered_decimals, item.decimals or 0)
-        tolerance = Decimal(5).scaleb(-(decimals + 1))
-        return abs(entered - expected) <= tolerance
+        return abs(entered - expected) <= tolerance(item, entered)
     if isinstance(entered, datetime) and isinstance(expected, datetime):
         return entered.replace(second=0, microsecond=0) == expected.replace(second=0, microsecond=0)
     if isinstance(entered, str) and isinstance(expected, str):
@@ -278,8 +283,9 @@ def rounded(item: Item, value: Decimal) -> Decimal:
     return value.quantize(Decimal(1).scaleb(-item.decimals), rounding=ROUND_HALF_UP)
 
 
-def display(item: Item, value: Value | None) -> str:
-    """Human text of a value for screens and records."""
+def display(item: Item, value: Value | None, tz: tzinfo | None = None) -> str:
+    """Human text of a value for screens and records; a time in ``tz`` (the site's zone) when
+    given, else in UTC."""
     if value is None:
         return "-"
     if isinstance(value, bool):
@@ -290,6 +296,8 @@ def display(item: Item, value: Value | None) -> str:
     if isinstance(value, datetime):
         if item.type == "expiry":
             return (value - timedelta(days=1)).date().isoformat()
+        if tz is not None:
+            return value.astimezone(tz).strftime("%Y-%m-%d %H:%M %Z")
         return value.strftime("%Y-%m-%d %H:%M UTC")
     if isinstance(value, date):
         return value.isoformat()

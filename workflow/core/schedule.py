@@ -63,12 +63,34 @@ def next_dose(protocol: Protocol, status: CourseStatus, at: datetime, tz: tzinfo
     """The dose a case opened at ``at`` would be, or StepRefused saying why none may be."""
     s = protocol.schedule
     per_cycle = int(s.max_doses_per_cycle.value)
-    per_course = int(s.max_doses_per_course.value)
-    max_cycles = int(s.max_cycles_per_course.value)
     cycle_days = int(s.cycle_days.value)
-    rest_days = int(s.rest_days.value)
-    interval = timedelta(hours=float(s.min_interval.value))
+    given = _refuse_closed_course(protocol, status)
+    if not given:
+        return NextDose(1, 1, 1, at, None, 1)
+    last = given[-1]
+    earliest = last.given_at + timedelta(hours=float(s.min_interval.value))
+    cycle = last.cycle
+    in_cycle = [g for g in given if g.cycle == cycle]
+    cycle_start_day = _local_day(in_cycle[0].given_at, tz)
+    day = (_local_day(at, tz) - cycle_start_day).days + 1
+    cycle_over = len(in_cycle) >= per_cycle or day > cycle_days
+    if not cycle_over:
+        if at < earliest:
+            hours = (at - last.given_at).total_seconds() / 3600
+            raise StepRefused(
+                "too_soon",
+                f"The last dose was given {hours:.1f} h ago; doses are "
+                f"at least {s.min_interval.value} h apart (next from "
+                f"{earliest.strftime('%Y-%m-%d %H:%M')} UTC)",
+            )
+        return NextDose(cycle, len(in_cycle) + 1, len(given) + 1, earliest, last.given_at, day)
+    rest_end = _next_cycle_start(protocol, cycle, in_cycle, at, tz)
+    return NextDose(cycle + 1, 1, len(given) + 1, max(rest_end, earliest), last.given_at, 1)
 
+
+def _refuse_closed_course(protocol: Protocol, status: CourseStatus) -> list[GivenDose]:
+    """The doses given, oldest first; StepRefused when the course may take no other dose."""
+    per_course = int(protocol.schedule.max_doses_per_course.value)
     if status.discontinued:
         raise StepRefused(
             "course_discontinued",
@@ -87,25 +109,18 @@ def next_dose(protocol: Protocol, status: CourseStatus, at: datetime, tz: tzinfo
         raise StepRefused(
             "course_limit", f"{len(given)} doses given: the course maximum is {per_course}"
         )
-    if not given:
-        return NextDose(1, 1, 1, at, None, 1)
-    last = given[-1]
-    earliest = last.given_at + interval
-    cycle = last.cycle
-    in_cycle = [g for g in given if g.cycle == cycle]
-    cycle_start_day = _local_day(in_cycle[0].given_at, tz)
-    day = (_local_day(at, tz) - cycle_start_day).days + 1
-    cycle_over = len(in_cycle) >= per_cycle or day > cycle_days
-    if not cycle_over:
-        if at < earliest:
-            hours = (at - last.given_at).total_seconds() / 3600
-            raise StepRefused(
-                "too_soon",
-                f"The last dose was given {hours:.1f} h ago; doses are "
-                f"at least {s.min_interval.value} h apart (next from "
-                f"{earliest.strftime('%Y-%m-%d %H:%M')} UTC)",
-            )
-        return NextDose(cycle, len(in_cycle) + 1, len(given) + 1, earliest, last.given_at, day)
+    return given
+
+
+def _next_cycle_start(
+    protocol: Protocol, cycle: int, in_cycle: list[GivenDose], at: datetime, tz: tzinfo
+) -> datetime:
+    """When the cycle after ``cycle`` may start (after the rest); StepRefused if not at ``at``."""
+    s = protocol.schedule
+    per_cycle = int(s.max_doses_per_cycle.value)
+    max_cycles = int(s.max_cycles_per_course.value)
+    cycle_days = int(s.cycle_days.value)
+    rest_days = int(s.rest_days.value)
     if cycle >= max_cycles:
         raise StepRefused(
             "course_limit", f"Cycle {cycle} is over and a course has at most {max_cycles} cycles"
@@ -123,7 +138,7 @@ def next_dose(protocol: Protocol, status: CourseStatus, at: datetime, tz: tzinfo
             f"may not start before the {rest_days}-day rest ends at "
             f"{rest_end.strftime('%Y-%m-%d %H:%M')} UTC",
         )
-    return NextDose(cycle + 1, 1, len(given) + 1, max(rest_end, earliest), last.given_at, 1)
+    return rest_end
 
 
 def earliest_time(protocol: Protocol, status: CourseStatus, tz: tzinfo = UTC) -> datetime | None:

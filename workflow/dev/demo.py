@@ -7,20 +7,27 @@ on a ward (preparation, an hour out of the refrigerator, a 15-minute infusion, q
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
 from workflow.core.clock import FixedClock
-from workflow.core.course import carried_holds, course_status
+from workflow.core.course import course_status
 from workflow.core.dosing import fmt
 from workflow.core.events import Event, Signer
 from workflow.core.machine import Case, PatientRef
-from workflow.core.protocol.model import Protocol
-from workflow.core.schedule import earliest_time, next_dose
-from workflow.dev.walk import course_attestations, order_values, values_for
+from workflow.core.protocol.model import Protocol, Step
+from workflow.core.schedule import earliest_time
+from workflow.dev.walk import (
+    ServiceWalk,
+    SignFn,
+    course_attestations,
+    open_next_dose,
+    order_values,
+    values_for,
+    walk_dose,
+)
 
 
 @dataclass(frozen=True)
@@ -61,22 +68,6 @@ _SIGNERS = {
     "observation": "n.alvarez",
     "record_sign_off": "n.alvarez",
 }
-# Minutes the clock moves before each step is signed.
-_PACE = {
-    "order_verification": 10,
-    "eligibility": 5,
-    "hold_checks": 20,
-    "reconstitution": 15,
-    "dilution": 10,
-    "pharmacy_verification": 10,
-    "double_check_first": 40,
-    "double_check_second": 3,
-    "pre_infusion": 5,
-    "infusion_start": 2,
-    "infusion_stop": 15,
-    "observation": 30,
-    "record_sign_off": 5,
-}
 
 
 def person(username: str) -> DemoPerson:
@@ -85,20 +76,6 @@ def person(username: str) -> DemoPerson:
 
 def signer_for(step_id: str) -> Signer:
     return person(_SIGNERS[step_id]).signer()
-
-
-def walk_dose(case: Case, clock: FixedClock, sink: Callable[[Event], None] | None = None) -> Case:
-    """Sign every remaining step of ``case`` in order."""
-    while not case.closed:
-        step = case.next_step()
-        if step is None:
-            raise RuntimeError(f"demo walk stuck in state {case.state}")
-        clock.advance(minutes=_PACE.get(step.id, 1))
-        now = clock.now()
-        event = case.sign(step.id, values_for(case, step.id, now), signer_for(step.id), now)
-        if sink is not None:
-            sink(event)
-    return case
 
 
 def open_dose(
@@ -111,37 +88,27 @@ def open_dose(
     sink: Callable[[Event], None] | None = None,
 ) -> Case:
     """Open the course's next dose at the earliest time the schedule allows, and order it."""
-    status = course_status(cases)
-    earliest = earliest_time(protocol, status)
-    # Open the case about two hours before it is due: pharmacy needs the time to prepare.
-    if earliest is not None:
-        clock.set(max(clock.now(), earliest - timedelta(hours=2)))
-    due = earliest or clock.now() + timedelta(hours=2)
-    dose = next_dose(protocol, status, due)
-    case, opened = Case.open(
+    case, events, _due = open_next_dose(
         protocol,
-        str(uuid.uuid4()),
-        patient=patient,
+        cases,
+        clock,
         course_id=course_id,
-        dose=dose,
-        scheduled_at=due,
-        actor=person("dr.okafor").signer(),
-        at=clock.now(),
-        awaiting_resume=carried_holds(cases),
+        patient=patient,
+        prescriber=person("dr.okafor").signer(),
+        weight_kg=weight_kg,
+        dose_per_kg=fmt(protocol.dosing.dose_per_kg.value),
     )
     if sink is not None:
-        sink(opened)
-    clock.advance(minutes=5)
-    now = clock.now()
-    order = case.sign(
-        "order",
-        order_values(weight_kg, now - timedelta(hours=3), fmt(protocol.dosing.dose_per_kg.value)),
-        signer_for("order"),
-        now,
-    )
-    if sink is not None:
-        sink(order)
+        for event in events:
+            sink(event)
     return case
+
+
+def _signs_as_demo_people(case: Case) -> SignFn:
+    def sign(step: Step, now: datetime, values: dict[str, Any]) -> Event:
+        return case.sign(step.id, values, signer_for(step.id), now)
+
+    return sign
 
 
 def run_in_memory(protocol: Protocol, doses: int, start: datetime) -> list[Case]:
@@ -151,7 +118,7 @@ def run_in_memory(protocol: Protocol, doses: int, start: datetime) -> list[Case]
     for _ in range(doses):
         case = open_dose(protocol, cases, clock, course_id)
         cases.append(case)
-        walk_dose(case, clock)
+        walk_dose(case, clock, _signs_as_demo_people(case), minutes=1)
     return cases
 
 
@@ -234,6 +201,12 @@ def run_persistent(
     def proof(username: str) -> Credentials:
         return Credentials(username, DEMO_PASSWORD)
 
+    def values(case: Case, step_id: str, now: datetime) -> dict[str, Any]:
+        if step_id == "order":  # the service opened the case; the order is signed here
+            dose_per_kg = fmt(bedside.protocol.dosing.dose_per_kg.value)
+            return order_values(weight_kg, now - timedelta(hours=3), dose_per_kg)
+        return values_for(case, step_id, now)
+
     for _ in range(doses):
         course_id = ensure_demo_course(bedside)
         cases = bedside.course_cases(course_id)
@@ -246,25 +219,10 @@ def run_persistent(
                 clock.set(max(clock.now(), earliest - timedelta(hours=2)))
             due = earliest or clock.now() + timedelta(hours=2)
             view = bedside.open_case(course_id, due, proof("dr.okafor"))
-        case_id = view.case.case_id
-        while not view.case.closed:
-            step = view.case.next_step()
-            if step is None:
-                raise RuntimeError(f"demo walk stuck in state {view.case.state}")
-            clock.advance(minutes=_PACE.get(step.id, 5))
-            if step.id == "order":
-                values = order_values(
-                    weight_kg,
-                    clock.now() - timedelta(hours=3),
-                    fmt(bedside.protocol.dosing.dose_per_kg.value),
-                )
-            else:
-                values = values_for(view.case, step.id, clock.now())
-            view = bedside.sign_step(
-                case_id, view.version, step.id, values, proof(_SIGNERS[step.id])
-            )
+        walk = ServiceWalk(bedside, view, proof, _SIGNERS)
+        walk_dose(walk.case, clock, walk.sign, values=values)
+        case_id, c = walk.view.case.case_id, walk.view.case
         records = tuple(r.path for r in bedside.store.search_archive(case_id=case_id))
-        c = view.case
         out.append(DemoDose(case_id, c.state, c.cycle, c.dose_in_cycle, c.dose_in_course, records))
         if on_dose is not None:
             on_dose(out[-1])

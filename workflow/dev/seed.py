@@ -31,19 +31,19 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import text
 
+from workflow.archive.index_row import index_row
 from workflow.core.clock import FixedClock
-from workflow.core.course import carried_holds, course_status
+from workflow.core.course import course_status
 from workflow.core.errors import BedsideError, NotFound
 from workflow.core.events import Event, Signer
 from workflow.core.machine import Case, PatientRef
 from workflow.core.names import with_id
-from workflow.core.protocol.model import Protocol
-from workflow.core.schedule import earliest_time, next_dose
-from workflow.dev.walk import order_values, values_for
+from workflow.core.protocol.model import Protocol, Step
+from workflow.dev.walk import open_next_dose, walk_dose
 from workflow.identity import Identity
 from workflow.records.case_records import _COMPOUNDING_STEPS as _COMPOUNDING
 from workflow.store import (
@@ -75,21 +75,6 @@ _SCENARIOS = (
     ("discontinue", 0.004),
 )
 IN_PROGRESS_SHARE = 0.2  # of patients, their last dose is left open at a random step
-_PACE = {
-    "order_verification": 10,
-    "eligibility": 5,
-    "hold_checks": 20,
-    "reconstitution": 15,
-    "dilution": 10,
-    "pharmacy_verification": 10,
-    "double_check_first": 40,
-    "double_check_second": 3,
-    "pre_infusion": 5,
-    "infusion_start": 2,
-    "infusion_stop": 15,
-    "observation": 30,
-    "record_sign_off": 5,
-}
 # Which member of the ward's team signs each step (the verifier never prepared; two nurses).
 _SLOT = {
     "order": "prescriber",
@@ -253,13 +238,9 @@ def seed(
     rng = random.Random(rng_seed)  # noqa: S311 - reproducible made-up data, not secrets
     end = end or store.clock.now()
     start = end - timedelta(days=365)
-    identity = identity or Identity(store)
-    wards = max(1, -(-patients // PATIENTS_PER_WARD))
-    teams = [_team(identity, ward + 1) for ward in range(wards)]
+    teams = _wards(store, protocol, identity or Identity(store), patients)
+    wards = len(teams)
     run = uuid.uuid4().hex[:6].upper()
-    store.save_protocol_text(
-        _protocol_text(protocol), protocol_id=protocol.id, version=protocol.version
-    )
 
     quota = [doses // patients + (1 if i < doses % patients else 0) for i in range(patients)]
     batch = _Batch()
@@ -287,16 +268,16 @@ def seed(
             if progress is not None:
                 progress(totals["cases"], doses)
     _analyze(store)
-    signed = 0
+    t0, signed = time.perf_counter(), 0
     if archive_case is not None:
-        t0 = time.perf_counter()
-        for case_id in sample:
-            record, events = store.load_case(case_id)
-            case = Case.replay(protocol, case_id, events)
-            assert record.version == case.version
-            archive_case(case, store.case_chain_hash(case_id))
-            signed += 1
+        signed = _sign_sample(store, protocol, sample, archive_case)
         writing += time.perf_counter() - t0
+    return _report(patients, totals, signed, building, writing)
+
+
+def _report(
+    patients: int, totals: dict[str, int], signed: int, building: float, writing: float
+) -> SeedReport:
     return SeedReport(
         patients=patients,
         courses=totals["courses"],
@@ -309,6 +290,29 @@ def seed(
         seconds_building=building,
         seconds_writing=writing,
     )
+
+
+def _sign_sample(
+    store: Store, protocol: Protocol, sample: list[str], archive_case: Callable[[Case, str], object]
+) -> int:
+    """Real, signed records for the sampled cases, replayed from the store as written."""
+    for case_id in sample:
+        record, events = store.load_case(case_id)
+        case = Case.replay(protocol, case_id, events)
+        assert record.version == case.version
+        archive_case(case, store.case_chain_hash(case_id))
+    return len(sample)
+
+
+def _wards(store: Store, protocol: Protocol, identity: Identity, patients: int) -> list[_Team]:
+    """One team of real accounts per ward of PATIENTS_PER_WARD patients; the protocol text
+    saved so the seeded cases' version resolves."""
+    wards = max(1, -(-patients // PATIENTS_PER_WARD))
+    teams = [_team(identity, ward + 1) for ward in range(wards)]
+    store.save_protocol_text(
+        _protocol_text(protocol), protocol_id=protocol.id, version=protocol.version
+    )
+    return teams
 
 
 def _analyze(store: Store) -> None:
@@ -333,14 +337,14 @@ def _flush(
         patients=batch.patients, courses=batch.courses, cases=[b for b, _ in batch.cases]
     )
     records: list[ArchivedRecord] = []
-    for bulk_case, case in batch.cases:
+    for _, case in batch.cases:
         if not case.closed:
             totals["open"] += 1
             continue
         if len(sample) < signed_sample:
             sample.append(case.case_id)  # real, signed records after the bulk load
             continue
-        records.extend(_placeholder_rows(case, bulk_case))
+        records.extend(_placeholder_rows(case))
     if records:
         store.bulk_load(records=records)
     totals["courses"] += len(batch.courses)
@@ -350,13 +354,11 @@ def _flush(
     totals["placeholders"] += len(records)
 
 
-def _placeholder_rows(case: Case, bulk_case: BulkCase) -> Iterator[ArchivedRecord]:
+def _placeholder_rows(case: Case) -> Iterator[ArchivedRecord]:
     """The index rows ``Archive.archive_case`` would write, keyed as placeholders. The kinds and
     signers follow ``case_records`` (a compounding record once anything was reconstituted; its
     signers are the order's and compounding's, the administration record's everyone else's)
     without building the documents, which would cost more than walking the case."""
-    assert case.patient is not None
-    lots = ", ".join(_lots(case))
     signed = [e for e in case.events if e.actor is not None and e.meaning is not None]
     # As the records print them (records.document.SignatureManifestation.signer).
     who = [(e.step, with_id(e.actor.name, e.actor.user_id)) for e in signed if e.actor]
@@ -368,34 +370,14 @@ def _placeholder_rows(case: Case, bulk_case: BulkCase) -> Iterator[ArchivedRecor
         kinds.append(("compounding", compounding | order))
     kinds.append(("administration", administration))
     for kind, names in kinds:
-        yield ArchivedRecord(
-            sha256=placeholder_sha256(case.case_id, kind),
-            case_id=case.case_id,
+        yield index_row(
+            case,
             kind=kind,
-            patient_name=case.patient.name,
-            mrn=case.patient.mrn,
-            dose_label=f"cycle {case.cycle} dose {case.dose_in_cycle} "
-            f"(course dose {case.dose_in_course})",
-            cycle=bulk_case.cycle,
-            signed_at=case.events[-1].at,
-            lots=lots,
-            signers="; ".join(sorted(names)),
-            state=case.state,
+            sha256=placeholder_sha256(case.case_id, kind),
+            signers=sorted(names),
             path=PLACEHOLDER_PATH,
             created_at=case.events[-1].at,
         )
-
-
-def _lots(case: Case) -> list[str]:
-    out: list[str] = []
-    for step_id, keys in (
-        ("reconstitution", ("vial_lot", "diluent_lot")),
-        ("dilution", ("d5w_lot",)),
-    ):
-        entry = case.current.get(step_id)
-        if entry is not None:
-            out.extend(str(entry.values[k]) for k in keys if entry.values.get(k))
-    return out
 
 
 def _patient_cases(
@@ -416,15 +398,7 @@ def _patient_cases(
     leave_open = rng.random() < IN_PROGRESS_SHARE
     max_given = int(protocol.schedule.max_doses_per_course.value)
     while made < want:
-        course = Course(
-            id=uuid.uuid4().hex,
-            patient_id=patient.id,
-            started_at=clock.now(),
-            status=COURSE_ACTIVE,
-            protocol_id=protocol.id,
-            protocol_version=protocol.version,
-            protocol_hash=protocol.content_hash,
-        )
+        course = _new_course(protocol, patient, clock.now())
         cases: list[Case] = []
         ended = False
         while made < want and not ended:
@@ -435,8 +409,15 @@ def _patient_cases(
             last = made == want - 1
             stop = _stop_state(rng, protocol) if last and leave_open else None
             try:
-                case, scheduled = _open(
-                    protocol, cases, clock, course.id, ref, ward, team, rng, weight
+                case, _events, scheduled = open_next_dose(
+                    protocol,
+                    cases,
+                    clock,
+                    course_id=course.id,
+                    patient=ref,
+                    prescriber=lambda: rng.choice(team.prescriber),
+                    weight_kg=weight,
+                    ward=ward,
                 )
             except BedsideError:
                 break  # the schedule refuses another dose in this course: start the next
@@ -446,11 +427,7 @@ def _patient_cases(
             batch.cases.append((_bulk(case, course, scheduled, protocol), case))
             if case.state == COURSE_DISCONTINUED:
                 ended = True
-        status_word = COURSE_ACTIVE
-        if any(c.state == COURSE_DISCONTINUED for c in cases):
-            status_word = COURSE_DISCONTINUED
-        elif len(course_status(cases).given) >= max_given:
-            status_word = COURSE_COMPLETED
+        status_word = _course_status_word(cases, max_given)
         batch.courses.append(replace(course, status=status_word))
         if not cases or status_word == COURSE_DISCONTINUED:
             break  # no more doses for this patient; the rest go to the next patient
@@ -458,83 +435,62 @@ def _patient_cases(
     return made
 
 
-def _open(
-    protocol: Protocol,
-    cases: list[Case],
-    clock: FixedClock,
-    course_id: str,
-    patient: PatientRef,
-    ward: str,
-    team: _Team,
-    rng: random.Random,
-    weight: str,
-) -> tuple[Case, datetime]:
-    """Open the course's next dose two hours before it is due and sign the order."""
-    status = course_status(cases)
-    earliest = earliest_time(protocol, status)
-    if earliest is not None:
-        clock.set(max(clock.now(), earliest - timedelta(hours=2)))
-    due = earliest or clock.now() + timedelta(hours=2)
-    dose = next_dose(protocol, status, due)
-    prescriber = rng.choice(team.prescriber)
-    case, _opened = Case.open(
-        protocol,
-        str(uuid.uuid4()),
-        patient=patient,
-        course_id=course_id,
-        dose=dose,
-        scheduled_at=due,
-        actor=prescriber,
-        at=clock.now(),
-        awaiting_resume=carried_holds(cases),
-        ward=ward,
-    )
-    clock.advance(minutes=5)
-    now = clock.now()
-    case.sign("order", order_values(weight, now - timedelta(hours=3)), prescriber, now)
-    return case, due
-
-
 def _walk(
     case: Case, clock: FixedClock, team: dict[str, Signer], scenario: str, stop: str | None
 ) -> None:
+    """Walk the dose as ``scenario`` has it go (see _SCENARIOS), stopping at state ``stop``."""
     held_once = False
-    for _ in range(100):
-        if case.closed or (stop is not None and case.state == stop):
-            return
-        now = clock.now()
+
+    def intervene(case: Case, step: Step | None) -> bool:
         if case.on_hold:
             clock.advance(minutes=45)
             if scenario == "hold_cancel":
                 case.cancel(team["prescriber"], clock.now(), "dose_skipped_after_hold")
             else:
                 case.resume(team["prescriber"], clock.now(), "criteria_met")
-            continue
-        step = case.next_step()
-        if step is None:
-            raise RuntimeError(f"seed walk stuck in state {case.state}")
-        if scenario == "cancel" and step.id == "hold_checks":
-            case.cancel(team["nurse"], now, "patient_unavailable")
-            continue
-        if scenario == "discontinue" and step.id == "infusion_stop":
+            return True
+        if step is not None and scenario == "cancel" and step.id == "hold_checks":
+            case.cancel(team["nurse"], clock.now(), "patient_unavailable")
+            return True
+        if step is not None and scenario == "discontinue" and step.id == "infusion_stop":
             clock.advance(minutes=6)
             case.assess({"vt_sustained_beats": "7"}, team["nurse"], clock.now())
-            continue
-        clock.advance(minutes=_PACE.get(step.id, 5))
-        now = clock.now()
-        values = values_for(case, step.id, now)
-        if (
-            scenario in ("hold_resume", "hold_cancel")
-            and step.id == "hold_checks"
-            and not held_once
-        ):
+            return True
+        return False
+
+    def sign(step: Step, now: datetime, values: dict[str, Any]) -> None:
+        nonlocal held_once
+        holds = scenario in ("hold_resume", "hold_cancel")
+        if holds and step.id == "hold_checks" and not held_once:
             values["spo2_pct"] = "88"
             held_once = True
         case.sign(step.id, values, team[_SLOT.get(step.id, "nurse")], now)
         if scenario == "waste" and step.id == "dilution":
             clock.advance(minutes=20)
             case.waste(team["technician"], clock.now(), "damaged_or_dropped")
-    raise RuntimeError(f"seed walk did not end (state {case.state})")
+
+    walk_dose(case, clock, sign, stop=stop, intervene=intervene, turns=100)
+
+
+def _new_course(protocol: Protocol, patient: Patient, at: datetime) -> Course:
+    return Course(
+        id=uuid.uuid4().hex,
+        patient_id=patient.id,
+        started_at=at,
+        status=COURSE_ACTIVE,
+        protocol_id=protocol.id,
+        protocol_version=protocol.version,
+        protocol_hash=protocol.content_hash,
+    )
+
+
+def _course_status_word(cases: list[Case], max_given: int) -> str:
+    """Discontinued, completed (every dose given) or still active."""
+    if any(c.state == COURSE_DISCONTINUED for c in cases):
+        return COURSE_DISCONTINUED
+    if len(course_status(cases).given) >= max_given:
+        return COURSE_COMPLETED
+    return COURSE_ACTIVE
 
 
 def _scenario(rng: random.Random) -> str:

@@ -40,6 +40,20 @@ class SecurityPolicy:
         if not 1 <= self.min_password_length <= self.max_password_length:
             raise InputError("min_password_length", "must be between 1 and the maximum")
 
+    def tries_left(self, failed: int) -> int:
+        """Wrong passwords still allowed before the lockout, after ``failed`` in a row."""
+        return max(0, self.max_failed_attempts - failed)
+
+    def refused_message(self, failed: int) -> str:
+        """The words for a wrong username or password: the same for an unknown name as for an
+        account (both are counted alike), and how many tries remain before the lockout."""
+        left = self.tries_left(failed)
+        minutes = int(self.lockout.total_seconds() // 60)
+        if left == 0:
+            return f"Wrong username or password. Locked for {minutes} minutes after {failed} tries."
+        tries = "try" if left == 1 else "tries"
+        return f"Wrong username or password. {left} {tries} left before a {minutes}-minute lockout."
+
     def check_new_password(self, username: str, password: str) -> None:
         """Refuse a password that breaks the rules; the message never repeats the password."""
         if len(password) < self.min_password_length:

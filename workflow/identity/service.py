@@ -115,7 +115,14 @@ class Identity:
 
     def deactivate(self, username: str, *, by: str | None, now: datetime | None = None) -> User:
         """Withdraw an account (lost credentials, leaver: 11.300(c)). It can never sign again
-        unless reactivated; its past signatures stay."""
+        unless reactivated; its past signatures stay. Never one's own (``by``): an administrator
+        who locks themselves out may leave a site with nobody to manage accounts, so another
+        administrator does it."""
+        if by is not None and by == self.get_user(username).id:
+            raise InputError(
+                "username",
+                "you cannot deactivate your own account; another administrator must do it",
+            )
         return self._admin(username, {"active": False}, audit.DEACTIVATED, by, now)
 
     def reactivate(self, username: str, *, by: str | None, now: datetime | None = None) -> User:
@@ -342,11 +349,12 @@ class Identity:
             if until is not None:
                 refuse(e.ACCOUNT_LOCKED, e.ACCOUNT_LOCKED, _locked_message(until), trail_name=ghost)
             self.passwords.burn(password)
-            accounts.count_unknown(
+            failed = accounts.count_unknown(
                 AuthEvent(now, ghost, None, action, audit.REFUSED, e.UNKNOWN_USER),
                 self.policy.max_failed_attempts,
             )
-            raise e.AuthRefused(e.BAD_CREDENTIALS, e.BAD_CREDENTIALS_MESSAGE)
+            # The same words as for an account, tries left included: lockout tells no names.
+            raise e.AuthRefused(e.BAD_CREDENTIALS, self.policy.refused_message(failed))
         if row.locked_until is not None and row.locked_until > now:
             # No password check while locked: otherwise guessing could go on at full speed.
             refuse(e.ACCOUNT_LOCKED, e.ACCOUNT_LOCKED, _locked_message(row.locked_until))
@@ -357,8 +365,8 @@ class Identity:
             and self.verifier.matches(session.verifier, row.id, row.password_hash, password)
         )
         if not fast and not self.passwords.verify(row.password_hash, password):
-            self._count_failure(row, typed, action, now)
-            raise e.AuthRefused(e.BAD_CREDENTIALS, e.BAD_CREDENTIALS_MESSAGE)
+            failed = self._count_failure(row, typed, action, now)
+            raise e.AuthRefused(e.BAD_CREDENTIALS, self.policy.refused_message(failed))
         # From here on the person proved the password, so precise reasons leak nothing.
         if not row.active:
             refuse(
@@ -394,8 +402,9 @@ class Identity:
         )
         return user_from_row(accounts.succeeded(row.id, changes, entry))
 
-    def _count_failure(self, row: Account, typed: str, action: str, now: datetime) -> None:
-        self.accounts.count_failure(
+    def _count_failure(self, row: Account, typed: str, action: str, now: datetime) -> int:
+        """Count a wrong password; returns the failures in a row so far (the tries left)."""
+        return self.accounts.count_failure(
             row,
             AuthEvent(now, typed or row.username, row.id, action, audit.REFUSED, e.WRONG_PASSWORD),
             self.policy.max_failed_attempts,

@@ -9,18 +9,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, datetime, tzinfo
 from functools import cache
 from typing import Literal
 
 from workflow.core.dosing import fmt
-from workflow.core.events import format_time
+from workflow.core.events import format_time, parse_time
 from workflow.core.gravimetric import recorded_weighings
 from workflow.core.items import display
 from workflow.core.machine import Case, Entry
 from workflow.core.names import with_id
 from workflow.core.protocol.model import Item, RecordSection, RecordSpec, Step
 from workflow.core.rules import Firing
+from workflow.core.titles import event_title, role_title, warning_title
 from workflow.records.document import (
     ProtocolRef,
     RecordDocument,
@@ -55,17 +56,28 @@ def _shipped_compounding_only() -> frozenset[str]:
 _COMPOUNDING_STEPS = _CompoundingOnlySteps()
 
 
-def _when(dt: datetime | None) -> str:
-    return dt.strftime("%Y-%m-%d %H:%M UTC") if dt else "-"
+def _when(dt: datetime | None, tz: tzinfo) -> str:
+    """A time as people read it: the site's zone, to the minute ("2026-12-02 14:05 CET")."""
+    return dt.astimezone(tz).strftime("%Y-%m-%d %H:%M %Z") if dt else "-"
 
 
-def _who(entry: Entry) -> str:
+def _when_text(text: object, tz: tzinfo) -> str:
+    """A time stored as ISO text in the case (holds, assessments, the end), read back and shown
+    like :func:`_when`; text that is not a time is shown as it is."""
+    try:
+        return _when(parse_time(str(text)), tz)
+    except (ValueError, TypeError):
+        return str(text)
+
+
+def _who(case: Case, entry: Entry, tz: tzinfo) -> str:
     signer = entry.signer
-    return f"{with_id(signer.name, signer.user_id)}, {signer.role}, {_when(entry.at)}"
+    role = role_title(case.protocol, signer.role)
+    return f"{with_id(signer.name, signer.user_id)}, {role}, {_when(entry.at, tz)}"
 
 
 def _signatures(
-    case: Case, steps: Iterable[str] | None = None
+    case: Case, tz: tzinfo, steps: Iterable[str] | None = None
 ) -> tuple[SignatureManifestation, ...]:
     wanted = set(steps) if steps is not None else None
     out: list[SignatureManifestation] = []
@@ -74,13 +86,14 @@ def _signatures(
             continue
         if wanted is not None and event.step not in wanted:
             continue
-        what = event.step or event.type
         out.append(
             SignatureManifestation(
                 printed_name=event.actor.name,
                 user_id=event.actor.user_id,
-                role=f"{event.actor.role} - {what}",
-                signed_at_utc=_when(event.at),
+                # Words, not ids: "Pharmacist - Order verification" wraps between words.
+                role=f"{role_title(case.protocol, event.actor.role)} - "
+                f"{event_title(case.protocol, event)}",
+                signed_at_utc=_when(event.at, tz),
                 meaning=event.meaning,
                 content_hash=event.content_hash(),
             )
@@ -121,7 +134,7 @@ def _protocol(case: Case) -> ProtocolRef:
     )
 
 
-def _course_section(case: Case) -> Section | None:
+def _course_section(case: Case, tz: tzinfo) -> Section | None:
     """The course's signed start (attestations, any retreatment override), as every dose of the
     course carries it in its opening event; None for courses started before it was kept."""
     start = case.course_start
@@ -138,7 +151,8 @@ def _course_section(case: Case) -> Section | None:
         Row(
             "Signed by",
             f"{with_id(str(by.get('name', '-')), str(by.get('user_id', '-')))}, "
-            f"{by.get('role', '-')}, {str(start.get('at', '-'))[:16].replace('T', ' ')} UTC, "
+            f"{role_title(case.protocol, str(by.get('role', '-')))}, "
+            f"{_when_text(start.get('at', '-'), tz)}, "
             f"{start.get('meaning', '-')}",
             note=f"signed content SHA-256 {start.get('content_hash', '-')}",
         )
@@ -169,11 +183,14 @@ def _flags(case: Case) -> Section | None:
     return Section(
         "deviations",
         "Deviations and corrections",
-        tuple(Row(f.code, f.message, note=f"event {f.seq}", flag="review") for f in case.flags),
+        tuple(
+            Row(warning_title(f.code), f.message, note=f"{f.code}, event {f.seq}", flag="review")
+            for f in case.flags
+        ),
     )
 
 
-def _history(case: Case, steps: Iterable[str]) -> Section | None:
+def _history(case: Case, steps: Iterable[str], tz: tzinfo) -> Section | None:
     wanted = set(steps)
     old = [e for e in case.history if e.superseded_by is not None and e.step in wanted]
     if not old:
@@ -182,14 +199,14 @@ def _history(case: Case, steps: Iterable[str]) -> Section | None:
     for e in old:
         step = case.protocol.step(e.step)
         values = "; ".join(
-            f"{_label(step, k)}: {display(step.item(k) or _any_item(step), v)}"
+            f"{_label(step, k)}: {display(step.item(k) or _any_item(step), v, tz)}"
             for k, v in e.values.items()
         )
         rows.append(
             Row(
                 f"{step.title} (event {e.seq})",
                 values,
-                note=f"{_who(e)}; superseded by event {e.superseded_by}",
+                note=f"{_who(case, e, tz)}; superseded by event {e.superseded_by}",
                 flag="superseded",
             )
         )
@@ -256,13 +273,15 @@ def _plan_section(case: Case) -> Section:
     return Section("calculations", "Dose calculation and its variables", tuple(rows))
 
 
-def _end_rows(case: Case) -> list[Row]:
+def _end_rows(case: Case, tz: tzinfo) -> list[Row]:
     end = case.end or {}
     rows = [Row("State", case.state)]
     if end.get("reason"):
-        rows.append(Row("Reason", str(end.get("reason")), note=str(end.get("note") or "") or None))
+        exit_name = {"discontinued": "discontinue", "cancelled": "cancel", "wasted": "waste"}
+        said = _reason_label(case, exit_name.get(case.state, ""), end.get("reason"))
+        rows.append(Row("Reason", said, note=str(end.get("note") or "") or None))
     if end.get("at"):
-        rows.append(Row("At", str(end["at"])))
+        rows.append(Row("At", _when_text(end["at"], tz)))
     return rows
 
 
@@ -275,13 +294,15 @@ def _product_rows(case: Case) -> list[Row]:
     ]
 
 
-def _beyond_use_row(case: Case) -> Row:
-    return Row("Beyond-use time", _when(case.beyond_use_at), note=case.protocol.say("beyond_use"))
+def _beyond_use_row(case: Case, tz: tzinfo) -> Row:
+    return Row(
+        "Beyond-use time", _when(case.beyond_use_at, tz), note=case.protocol.say("beyond_use")
+    )
 
 
-def _infusion_rows(case: Case) -> list[Row]:
+def _infusion_rows(case: Case, tz: tzinfo) -> list[Row]:
     started, stopped = case.given_at, case.stopped_at
-    rows = [Row("Started", _when(started)), Row("Stopped", _when(stopped))]
+    rows = [Row("Started", _when(started, tz)), Row("Stopped", _when(stopped, tz))]
     if started and stopped:
         minutes = round((stopped - started).total_seconds() / 60)
         planned = case.protocol.dosing.infusion_duration.value
@@ -347,22 +368,21 @@ def _ingredients(case: Case) -> Section:
     )
 
 
-def _row_set(case: Case, name: str) -> list[Row]:
+def _row_set(case: Case, name: str, tz: tzinfo) -> list[Row]:
     if name == "product":
         return _product_rows(case)
     if name == "beyond_use":
-        return [_beyond_use_row(case)]
-    return _infusion_rows(case)  # infusion_times: the loader allows nothing else
+        return [_beyond_use_row(case, tz)]
+    return _infusion_rows(case, tz)  # infusion_times: the loader allows nothing else
 
 
-def _exits_section(case: Case, spec: RecordSection) -> Section:
-    return Section(
-        spec.key, spec.title, tuple((_hold_rows(case) or [Row("Holds", "none")]) + _end_rows(case))
-    )
+def _exits_section(case: Case, spec: RecordSection, tz: tzinfo) -> Section:
+    holds = _hold_rows(case, tz) or [Row("Holds", "none")]
+    return Section(spec.key, spec.title, tuple(holds + _end_rows(case, tz)))
 
 
-def _double_check_section(case: Case, spec: RecordSection) -> Section:
-    dc = _double_check_table(case)
+def _double_check_section(case: Case, spec: RecordSection, tz: tzinfo) -> Section:
+    dc = _double_check_table(case, tz)
     return Section(
         spec.key,
         spec.title,
@@ -371,40 +391,40 @@ def _double_check_section(case: Case, spec: RecordSection) -> Section:
     )
 
 
-def _step_section(case: Case, spec: RecordSection) -> Section:
+def _step_section(case: Case, spec: RecordSection, tz: tzinfo) -> Section:
     assert spec.step is not None  # the loader gives a section a step or a content
     step = case.protocol.step(spec.step)
     entry = case.current.get(spec.step)
     skip = set(spec.skip) | _scanned_item_ids(step)
-    rows: list[Row] = [r for name in spec.lead for r in _row_set(case, name)]
+    rows: list[Row] = [r for name in spec.lead for r in _row_set(case, name, tz)]
     if entry is None:
         rows.append(Row(step.title, "not signed"))
     else:
         keep = set(spec.only) if spec.only else None
         rows += [
-            Row(item.label, display(item, entry.values.get(item.id)))
+            Row(item.label, display(item, entry.values.get(item.id), tz))
             for item in step.items
             if item.id in entry.values
             and (item.id in keep if keep is not None else item.id not in skip)
         ]
         if spec.signed_by:
-            rows.append(Row(spec.signer, _who(entry)))
-    rows += [r for name in spec.add for r in _row_set(case, name)]
+            rows.append(Row(spec.signer, _who(case, entry, tz)))
+    rows += [r for name in spec.add for r in _row_set(case, name, tz)]
     return Section(spec.key, spec.title, tuple(rows))
 
 
-def _section(case: Case, spec: RecordSection) -> Section:
+def _section(case: Case, spec: RecordSection, tz: tzinfo) -> Section:
     if spec.step is not None:
-        return _step_section(case, spec)
+        return _step_section(case, spec, tz)
     if spec.content == "plan":
         return replace(_plan_section(case), key=spec.key, title=spec.title)
     if spec.content == "ingredients":
         return replace(_ingredients(case), key=spec.key, title=spec.title)
     if spec.content == "double_check":
-        return _double_check_section(case, spec)
+        return _double_check_section(case, spec, tz)
     if spec.content == "exits":
-        return _exits_section(case, spec)
-    return Section(spec.key, spec.title, tuple(_end_rows(case)))  # outcome
+        return _exits_section(case, spec, tz)
+    return Section(spec.key, spec.title, tuple(_end_rows(case, tz)))  # outcome
 
 
 def _gravimetric_section(case: Case) -> Section | None:
@@ -445,8 +465,8 @@ def _gravimetric_section(case: Case) -> Section | None:
     return Section("gravimetric", "Gravimetric verification", tuple(rows))
 
 
-def _record(case: Case, spec: RecordSpec, chain_hash: str) -> RecordDocument:
-    sections = [_section(case, s) for s in spec.sections]
+def _record(case: Case, spec: RecordSpec, chain_hash: str, tz: tzinfo) -> RecordDocument:
+    sections = [_section(case, s, tz) for s in spec.sections]
     if spec.kind == "administration" and case.assessments:
         sections.append(
             Section(
@@ -454,7 +474,7 @@ def _record(case: Case, spec: RecordSpec, chain_hash: str) -> RecordDocument:
                 "Assessments during therapy",
                 tuple(
                     Row(
-                        f"{a['at']}",
+                        _when_text(a["at"], tz),
                         ", ".join(f"{k}={v}" for k, v in a["values"].items()),
                         note=with_id(str(a["by"]["name"]), str(a["by"]["user_id"])),
                     )
@@ -466,18 +486,18 @@ def _record(case: Case, spec: RecordSpec, chain_hash: str) -> RecordDocument:
         weighed = _gravimetric_section(case)
         if weighed is not None:
             sections.append(weighed)
-    for extra in (_course_section(case), _flags(case), _history(case, spec.steps)):
+    for extra in (_course_section(case, tz), _flags(case), _history(case, spec.steps, tz)):
         if extra is not None:
             sections.append(extra)
-    sigs = _signatures(case, spec.steps)
+    sigs = _signatures(case, tz, spec.steps)
     if spec.kind == "administration":
         # Side exits (hold decisions, cancel, waste, discontinue) belong to no step.
         sigs += tuple(
             SignatureManifestation(
                 printed_name=e.actor.name,
                 user_id=e.actor.user_id,
-                role=f"{e.actor.role} - {e.type}",
-                signed_at_utc=_when(e.at),
+                role=f"{role_title(case.protocol, e.actor.role)} - {event_title(case.protocol, e)}",
+                signed_at_utc=_when(e.at, tz),
                 meaning=e.meaning,
                 content_hash=e.content_hash(),
             )
@@ -500,16 +520,16 @@ def _record(case: Case, spec: RecordSpec, chain_hash: str) -> RecordDocument:
     )
 
 
-def compounding_record(case: Case, chain_hash: str) -> RecordDocument | None:
+def compounding_record(case: Case, chain_hash: str, tz: tzinfo = UTC) -> RecordDocument | None:
     spec = case.protocol.record("compounding")
     if spec is None:
         return None
     if spec.from_step is not None and spec.from_step not in {e.step for e in case.history}:
         return None
-    return _record(case, spec, chain_hash)
+    return _record(case, spec, chain_hash, tz)
 
 
-def _double_check_table(case: Case) -> Table | None:
+def _double_check_table(case: Case, tz: tzinfo) -> Table | None:
     second = next((s for s in case.protocol.steps if s.blinded_against), None)
     if second is None or second.blinded_against is None:
         return None
@@ -523,8 +543,8 @@ def _double_check_table(case: Case) -> Table | None:
         rows.append(
             (
                 item.label,
-                display(item, a.values.get(item.id)) if a else "-",
-                display(item, b.values.get(item.id)) if b else "-",
+                display(item, a.values.get(item.id), tz) if a else "-",
+                display(item, b.values.get(item.id), tz) if b else "-",
             )
         )
     cols = (
@@ -535,7 +555,22 @@ def _double_check_table(case: Case) -> Table | None:
     return Table("double_check", "Independent double check", cols, tuple(rows))
 
 
-def _hold_rows(case: Case) -> list[Row]:
+def _reason_label(case: Case, exit_name: str, reason: object) -> str:
+    """A side exit's reason by its label in the protocol ("Toxicity"), else as stored."""
+    side = case.protocol.side_exits.get(exit_name)
+    found = next((r for r in side.reasons if r.id == reason), None) if side else None
+    return found.label if found else str(reason)
+
+
+def _rule_text(case: Case, rule_id: str) -> str:
+    """A rule by its words, with its id for the auditor."""
+    try:
+        return f"{case.protocol.rule(rule_id).text} ({rule_id})"
+    except KeyError:
+        return rule_id
+
+
+def _hold_rows(case: Case, tz: tzinfo) -> list[Row]:
     rows: list[Row] = []
     for h in case.hold_log:
         kind = str(h["kind"])
@@ -543,7 +578,7 @@ def _hold_rows(case: Case) -> list[Row]:
             for f in (Firing.from_json(x) for x in h.get("firings", [])):
                 rows.append(
                     Row(
-                        f"{kind} ({h['at']})",
+                        f"{kind} ({_when_text(h['at'], tz)})",
                         f.text,
                         note=f"rule {f.rule_id}; values "
                         + ", ".join(f"{k}={v}" for k, v in f.values.items())
@@ -556,28 +591,33 @@ def _hold_rows(case: Case) -> list[Row]:
             by = h.get("by") or {}
             rows.append(
                 Row(
-                    f"resumed ({h['at']})",
-                    f"{by.get('name', '-')} ({by.get('role', '-')}): {h.get('reason')}",
+                    f"resumed ({_when_text(h['at'], tz)})",
+                    f"{by.get('name', '-')} ({role_title(case.protocol, str(by.get('role')))}): "
+                    f"{_reason_label(case, 'resume', h.get('reason'))}",
                     note=str(h.get("note") or "") or None,
                 )
             )
         elif kind == "cleared":
-            rows.append(Row(f"resume criteria met ({h['at']})", ", ".join(h.get("rules", []))))
+            when = _when_text(h["at"], tz)
+            met = "; ".join(_rule_text(case, str(r)) for r in h.get("rules", []))
+            rows.append(Row(f"resume criteria met ({when})", met))
     return rows
 
 
-def administration_record(case: Case, chain_hash: str) -> RecordDocument:
+def administration_record(case: Case, chain_hash: str, tz: tzinfo = UTC) -> RecordDocument:
     spec = case.protocol.record("administration")
     assert spec is not None  # the loader requires it (or builds it for an older text)
-    return _record(case, spec, chain_hash)
+    return _record(case, spec, chain_hash, tz)
 
 
-def record_documents(case: Case, chain_hash: str) -> list[RecordDocument]:
+def record_documents(case: Case, chain_hash: str, tz: tzinfo = UTC) -> list[RecordDocument]:
+    """The case's records, times shown in ``tz`` (the site's zone; the embedded events keep
+    UTC ISO times for replay)."""
     docs = []
-    comp = compounding_record(case, chain_hash)
+    comp = compounding_record(case, chain_hash, tz)
     if comp is not None:
         docs.append(comp)
-    docs.append(administration_record(case, chain_hash))
+    docs.append(administration_record(case, chain_hash, tz))
     return docs
 
 

@@ -7,7 +7,7 @@ bad layout raises one :class:`LayoutError` listing every problem as ``FILE:LINE:
 from __future__ import annotations
 
 import string
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -276,18 +276,27 @@ class _Reader:
             package = ""
         return FontSpec(standard or "Helvetica", tuple(str(f) for f in files), package)
 
+    def mappings(
+        self, seq: YList, path: str, keys: frozenset[str], shape: str
+    ) -> Iterator[tuple[str, YMap]]:
+        """(``path[i]``, entry) for each entry of ``seq`` that is a mapping with only ``keys``;
+        an entry that is not a mapping is reported as not being ``shape``."""
+        for i, item in enumerate(seq):
+            where = f"{path}[{i}]"
+            if not isinstance(item, YMap):
+                self.issue(seq, where, f"must be {shape}")
+                continue
+            self.known(item, where, keys)
+            yield where, item
+
     def fallbacks(self, parent: YMap, key: str, path: str) -> tuple[FontFile, ...]:
         value = parent.get(key, YList())
         if not isinstance(value, YList):
             self.issue(parent, path, "must be a list of {ttf, package, subfont}")
             return ()
         out: list[FontFile] = []
-        for i, item in enumerate(value):
-            where = f"{path}[{i}]"
-            if not isinstance(item, YMap):
-                self.issue(value, where, "must be a mapping with ttf and package")
-                continue
-            self.known(item, where, frozenset({"ttf", "package", "subfont"}))
+        keys = frozenset({"ttf", "package", "subfont"})
+        for where, item in self.mappings(value, path, keys, "a mapping with ttf and package"):
             ttf = self.text(item, "ttf", f"{where}.ttf")
             package = self.text(item, "package", f"{where}.package")
             subfont = item.get("subfont", 0)
@@ -296,6 +305,40 @@ class _Reader:
                 subfont = 0
             out.append(FontFile(ttf, package, subfont))
         return tuple(out)
+
+
+# The mappings under the top level, read in this order (the issue list keeps it).
+_PARTS = (
+    "fonts",
+    "sizes",
+    "colors",
+    "header",
+    "footer",
+    "subject",
+    "rows",
+    "tables",
+    "signatures",
+    "integrity",
+)
+# The keys each mapping may have (``margins`` is page.margins_mm).
+_KNOWN = (
+    ("page", "page", {"size", "margins_mm"}),
+    ("margins", "page.margins_mm", {"top", "bottom", "left", "right"}),
+    ("fonts", "fonts", {"regular", "bold", "mono", "fallbacks"}),
+    ("sizes", "sizes", {"title", "heading", "body", "small", "header", "footer"}),
+    ("colors", "colors", {"text", "muted", "rule", "heading_background", "flag"}),
+    ("header", "header", {"left", "right", "second"}),
+    ("footer", "footer", {"left", "right"}),
+    ("subject", "subject", {"title", "pairs_per_line", "widths"}),
+    ("rows", "rows", {"headings", "widths"}),
+    ("tables", "tables", {"default_widths", "widths"}),
+    ("signatures", "signatures", {"title", "headings", "widths"}),
+    (
+        "integrity",
+        "integrity",
+        {"title", "qr_size_mm", "protocol_label", "chain_label", "record_label", "note"},
+    ),
+)
 
 
 def _parse(tree: Any, filename: str) -> Layout:
@@ -309,61 +352,54 @@ def _parse(tree: Any, filename: str) -> Layout:
     size = r.text(page, "size", "page.size")
     if size and size not in PAGE_SIZES:
         r.issue(page, "page.size", f"{size!r} is not one of {', '.join(sorted(PAGE_SIZES))}")
-    margins = r.map(page, "margins_mm", "page.margins_mm")
-    fonts = r.map(tree, "fonts", "fonts")
-    sizes = r.map(tree, "sizes", "sizes")
-    colors = r.map(tree, "colors", "colors")
-    header = r.map(tree, "header", "header")
-    footer = r.map(tree, "footer", "footer")
-    subject = r.map(tree, "subject", "subject")
-    rows = r.map(tree, "rows", "rows")
-    tables = r.map(tree, "tables", "tables")
-    sigs = r.map(tree, "signatures", "signatures")
-    integrity = r.map(tree, "integrity", "integrity")
+    n = {"page": page, "margins": r.map(page, "margins_mm", "page.margins_mm")}
+    n.update((name, r.map(tree, name, name)) for name in _PARTS)
+    for name, path, keys in _KNOWN:
+        r.known(n[name], path, frozenset(keys))
+    sections = _sections(r, tree)
+    table_widths = _table_widths(r, n["tables"])
+    pairs = r.number(n["subject"], "pairs_per_line", "subject.pairs_per_line", 1, 4)
+    subject_widths = r.widths(n["subject"], "widths", "subject.widths", int(pairs) * 2)
+    layout = Layout(
+        source=filename,
+        kind=kind,
+        kind_title=r.text(tree, "kind_title", "kind_title"),
+        page_size=size or "A4",
+        **_look(r, n),
+        **_frame(r, n, int(pairs), subject_widths),
+        sections=sections,
+        table_widths=MappingProxyType(table_widths),
+        **_signing(r, n),
+    )
+    r.known(tree, "", _TOP_KEYS)
+    if r.issues:
+        raise LayoutError(r.issues)
+    return layout
 
-    for node, path, keys in (
-        (page, "page", {"size", "margins_mm"}),
-        (margins, "page.margins_mm", {"top", "bottom", "left", "right"}),
-        (fonts, "fonts", {"regular", "bold", "mono", "fallbacks"}),
-        (sizes, "sizes", {"title", "heading", "body", "small", "header", "footer"}),
-        (colors, "colors", {"text", "muted", "rule", "heading_background", "flag"}),
-        (header, "header", {"left", "right", "second"}),
-        (footer, "footer", {"left", "right"}),
-        (subject, "subject", {"title", "pairs_per_line", "widths"}),
-        (rows, "rows", {"headings", "widths"}),
-        (tables, "tables", {"default_widths", "widths"}),
-        (sigs, "signatures", {"title", "headings", "widths"}),
-        (
-            integrity,
-            "integrity",
-            {"title", "qr_size_mm", "protocol_label", "chain_label", "record_label", "note"},
-        ),
-    ):
-        r.known(node, path, frozenset(keys))
 
+def _sections(r: _Reader, tree: YMap) -> tuple[SectionSpec, ...]:
     sections: list[SectionSpec] = []
     seen: set[str] = set()
     raw_sections = tree.get("sections")
     if not isinstance(raw_sections, YList):
         r.issue(tree, "sections", "missing or not a list")
-    else:
-        for i, item in enumerate(raw_sections):
-            path = f"sections[{i}]"
-            if not isinstance(item, YMap):
-                r.issue(raw_sections, path, "must be a mapping with key and title")
-                continue
-            r.known(item, path, frozenset({"key", "title", "required"}))
-            key = r.text(item, "key", f"{path}.key")
-            title = r.text(item, "title", f"{path}.title")
-            required = item.get("required", False)
-            if not isinstance(required, bool):
-                r.issue(item, f"{path}.required", "must be true or false")
-                required = False
-            if key in seen:
-                r.issue(item, f"{path}.key", f"section {key!r} is listed twice")
-            seen.add(key)
-            sections.append(SectionSpec(key, title, required))
+        return ()
+    keys = frozenset({"key", "title", "required"})
+    for path, item in r.mappings(raw_sections, "sections", keys, "a mapping with key and title"):
+        key = r.text(item, "key", f"{path}.key")
+        title = r.text(item, "title", f"{path}.title")
+        required = item.get("required", False)
+        if not isinstance(required, bool):
+            r.issue(item, f"{path}.required", "must be true or false")
+            required = False
+        if key in seen:
+            r.issue(item, f"{path}.key", f"section {key!r} is listed twice")
+        seen.add(key)
+        sections.append(SectionSpec(key, title, required))
+    return tuple(sections)
 
+
+def _table_widths(r: _Reader, tables: YMap) -> dict[str, tuple[float, ...]]:
     table_widths: dict[str, tuple[float, ...]] = {}
     if tables.get("default_widths", "equal") != "equal":
         r.issue(tables, "tables.default_widths", "only 'equal' is supported")
@@ -375,81 +411,75 @@ def _parse(tree: Any, filename: str) -> Layout:
     else:
         for tkey in raw_widths:
             table_widths[tkey] = r.widths(raw_widths, tkey, f"tables.widths.{tkey}", None)
+    return table_widths
 
-    pairs = r.number(subject, "pairs_per_line", "subject.pairs_per_line", 1, 4)
-    subject_widths = r.widths(subject, "widths", "subject.widths", int(pairs) * 2)
-    layout = Layout(
-        source=filename,
-        kind=kind,
-        kind_title=r.text(tree, "kind_title", "kind_title"),
-        page_size=size or "A4",
-        margins=Margins(
+
+def _look(r: _Reader, n: dict[str, YMap]) -> dict[str, Any]:
+    """Margins, fonts, sizes and colours."""
+    margins, fonts, sizes, colors = n["margins"], n["fonts"], n["sizes"], n["colors"]
+    return {
+        "margins": Margins(
             *(
                 r.number(margins, side, f"page.margins_mm.{side}", 5, 60)
                 for side in ("top", "bottom", "left", "right")
             )
         ),
-        font_regular=r.font(fonts, "regular", "fonts.regular"),
-        font_bold=r.font(fonts, "bold", "fonts.bold"),
-        font_mono=r.font(fonts, "mono", "fonts.mono"),
-        font_fallbacks=r.fallbacks(fonts, "fallbacks", "fonts.fallbacks"),
-        size_title=r.number(sizes, "title", "sizes.title", 6, 36),
-        size_heading=r.number(sizes, "heading", "sizes.heading", 5, 24),
-        size_body=r.number(sizes, "body", "sizes.body", 5, 18),
-        size_small=r.number(sizes, "small", "sizes.small", 4, 14),
-        size_header=r.number(sizes, "header", "sizes.header", 4, 14),
-        size_footer=r.number(sizes, "footer", "sizes.footer", 4, 14),
-        color_text=r.color(colors, "text", "colors.text"),
-        color_muted=r.color(colors, "muted", "colors.muted"),
-        color_rule=r.color(colors, "rule", "colors.rule"),
-        color_heading_background=r.color(colors, "heading_background", "colors.heading_background"),
-        color_flag=r.color(colors, "flag", "colors.flag"),
-        header_left=r.text(header, "left", "header.left", pattern=True),
-        header_right=r.text(header, "right", "header.right", pattern=True),
-        header_second=r.text(header, "second", "header.second", pattern=True),
-        footer_left=r.text(footer, "left", "footer.left", pattern=True),
-        footer_right=r.text(footer, "right", "footer.right", pattern=True),
-        subject_title=r.text(subject, "title", "subject.title"),
-        subject_pairs_per_line=int(pairs),
-        subject_widths=subject_widths,
-        row_headings=r.texts(rows, "headings", "rows.headings", 3),  # type: ignore[arg-type]
-        row_widths=r.widths(rows, "widths", "rows.widths", 3),  # type: ignore[arg-type]
-        sections=tuple(sections),
-        table_widths=MappingProxyType(table_widths),
-        signatures_title=r.text(sigs, "title", "signatures.title"),
-        signature_headings=r.texts(sigs, "headings", "signatures.headings", 5),  # type: ignore[arg-type]
-        signature_widths=r.widths(sigs, "widths", "signatures.widths", 5),  # type: ignore[arg-type]
-        integrity_title=r.text(integrity, "title", "integrity.title"),
-        qr_size_mm=r.number(integrity, "qr_size_mm", "integrity.qr_size_mm", 15, 80),
-        protocol_label=r.text(integrity, "protocol_label", "integrity.protocol_label"),
-        chain_label=r.text(integrity, "chain_label", "integrity.chain_label"),
-        record_label=r.text(integrity, "record_label", "integrity.record_label"),
-        integrity_note=r.text(integrity, "note", "integrity.note"),
-    )
-    r.known(tree, "", _TOP_KEYS)
-    if r.issues:
-        raise LayoutError(r.issues)
-    return layout
-
-
-_TOP_KEYS = frozenset(
-    {
-        "kind",
-        "kind_title",
-        "page",
-        "fonts",
-        "sizes",
-        "colors",
-        "header",
-        "footer",
-        "subject",
-        "rows",
-        "sections",
-        "tables",
-        "signatures",
-        "integrity",
+        "font_regular": r.font(fonts, "regular", "fonts.regular"),
+        "font_bold": r.font(fonts, "bold", "fonts.bold"),
+        "font_mono": r.font(fonts, "mono", "fonts.mono"),
+        "font_fallbacks": r.fallbacks(fonts, "fallbacks", "fonts.fallbacks"),
+        "size_title": r.number(sizes, "title", "sizes.title", 6, 36),
+        "size_heading": r.number(sizes, "heading", "sizes.heading", 5, 24),
+        "size_body": r.number(sizes, "body", "sizes.body", 5, 18),
+        "size_small": r.number(sizes, "small", "sizes.small", 4, 14),
+        "size_header": r.number(sizes, "header", "sizes.header", 4, 14),
+        "size_footer": r.number(sizes, "footer", "sizes.footer", 4, 14),
+        "color_text": r.color(colors, "text", "colors.text"),
+        "color_muted": r.color(colors, "muted", "colors.muted"),
+        "color_rule": r.color(colors, "rule", "colors.rule"),
+        "color_heading_background": r.color(
+            colors, "heading_background", "colors.heading_background"
+        ),
+        "color_flag": r.color(colors, "flag", "colors.flag"),
     }
-)
+
+
+def _frame(
+    r: _Reader, n: dict[str, YMap], pairs: int, subject_widths: tuple[float, ...]
+) -> dict[str, Any]:
+    """Header, footer, the subject block and the rows' headings and widths."""
+    header, footer, rows = n["header"], n["footer"], n["rows"]
+    return {
+        "header_left": r.text(header, "left", "header.left", pattern=True),
+        "header_right": r.text(header, "right", "header.right", pattern=True),
+        "header_second": r.text(header, "second", "header.second", pattern=True),
+        "footer_left": r.text(footer, "left", "footer.left", pattern=True),
+        "footer_right": r.text(footer, "right", "footer.right", pattern=True),
+        "subject_title": r.text(n["subject"], "title", "subject.title"),
+        "subject_pairs_per_line": pairs,
+        "subject_widths": subject_widths,
+        "row_headings": r.texts(rows, "headings", "rows.headings", 3),
+        "row_widths": r.widths(rows, "widths", "rows.widths", 3),
+    }
+
+
+def _signing(r: _Reader, n: dict[str, YMap]) -> dict[str, Any]:
+    """The signatures table and the integrity block (QR code, hashes, note)."""
+    sigs, integrity = n["signatures"], n["integrity"]
+    return {
+        "signatures_title": r.text(sigs, "title", "signatures.title"),
+        "signature_headings": r.texts(sigs, "headings", "signatures.headings", 5),
+        "signature_widths": r.widths(sigs, "widths", "signatures.widths", 5),
+        "integrity_title": r.text(integrity, "title", "integrity.title"),
+        "qr_size_mm": r.number(integrity, "qr_size_mm", "integrity.qr_size_mm", 15, 80),
+        "protocol_label": r.text(integrity, "protocol_label", "integrity.protocol_label"),
+        "chain_label": r.text(integrity, "chain_label", "integrity.chain_label"),
+        "record_label": r.text(integrity, "record_label", "integrity.record_label"),
+        "integrity_note": r.text(integrity, "note", "integrity.note"),
+    }
+
+
+_TOP_KEYS = frozenset({"kind", "kind_title", "page", "sections", *_PARTS})
 
 
 def load_layout_file(path: Path) -> Layout:

@@ -219,66 +219,13 @@ class Verifier:
                 run.put("covers_whole_file", "skip", "not run: no trust roots given")
                 return
 
-            statuses: list[tuple[str, PdfSignatureStatus]] = []
-            stray: list[str] = []
-            for sig in sigs:
-                try:
-                    status = validate_pdf_signature(
-                        sig, self._context(), key_usage_settings=_KEY_USAGE
-                    )
-                except Exception as exc:
-                    if not _document_digest_intact(sig):
-                        raise
-                    # The signed bytes still match; what broke is the signature's own container,
-                    # e.g. a byte of its certificate bundle. Say where, not just "unreadable".
-                    run.put(
-                        "signature_intact",
-                        "fail",
-                        f"{sig.field_name}: the signed bytes are unchanged, but the signature's "
-                        f"own container was altered: {_gap(sig)}. {_describe(exc)}",
-                    )
-                    run.skip_rest("signature_intact failed")
-                    return
-                statuses.append((str(sig.field_name), status))
-                signers.append(str(status.signing_cert.subject.human_friendly))
-                stray += _off_chain_certificates(sig, status)
-
-            broken = [
-                f"{name}: {'digest mismatch' if not s.intact else 'bad signature value'}"
-                for name, s in statuses
-                if not (s.intact and s.valid)
-            ]
-            if broken:
-                run.put("signature_intact", "fail", "; ".join(broken))
-            else:
-                run.put("signature_intact", "pass", "every signature matches the bytes it covers")
-
-            # Trust is only judged for intact signatures: pyHanko does not evaluate the chain of a
-            # signature whose bytes no longer match, and "untrusted" there would mislead.
-            untrusted = [
-                f"{name}: {s.signing_cert.subject.human_friendly} "
-                f"({s.trust_problem_indic or 'untrusted'})"
-                for name, s in statuses
-                if s.intact and s.valid and not s.trusted
-            ]
-            if untrusted:
-                run.put("certificate_trusted", "fail", "; ".join(untrusted))
-            elif broken:
-                run.put("certificate_trusted", "skip", "not run: a signature is not intact")
-            else:
-                run.put("certificate_trusted", "pass", "every signer chains to a trust root")
-
+            validated = self._validate_each(sigs, run, signers)
+            if validated is None:
+                return
+            statuses, stray = validated
+            _judge_signatures(run, statuses)
             status_word, message = self._coverage(statuses, len(pdf_bytes), sigs[-1])
-            note = ""
-            if stray:
-                note = (
-                    f"the certificate bundle inside the signature holds "
-                    f"{len(stray)} certificate(s) that are not on the chain to the trust root "
-                    f"({'; '.join(stray)}). If one was changed after signing, what was signed is "
-                    "still unchanged (the bundle is outside the signed byte range), but the file's "
-                    "SHA-256 no longer matches the archive's or SHA256SUMS: compare them to tell"
-                )
-            run.put("covers_whole_file", status_word, message, note)
+            run.put("covers_whole_file", status_word, message, _stray_note(stray))
         finally:
             # Read after the signatures, from the same parse: the objects they needed are
             # read already, so the embedded file costs little more.
@@ -289,6 +236,34 @@ class Verifier:
                     found["problem"] = exc.message
                 except Exception as exc:  # hostile input: reported, never raised
                     found["problem"] = _describe(exc)
+
+    def _validate_each(
+        self, sigs: list[Any], run: _Run, signers: list[str]
+    ) -> tuple[list[tuple[str, PdfSignatureStatus]], list[str]] | None:
+        """Each signature's status and the certificates off its chain; None (reported) when a
+        signature's own container was altered."""
+        statuses: list[tuple[str, PdfSignatureStatus]] = []
+        stray: list[str] = []
+        for sig in sigs:
+            try:
+                status = validate_pdf_signature(sig, self._context(), key_usage_settings=_KEY_USAGE)
+            except Exception as exc:
+                if not _document_digest_intact(sig):
+                    raise
+                # The signed bytes still match; what broke is the signature's own container,
+                # e.g. a byte of its certificate bundle. Say where, not just "unreadable".
+                run.put(
+                    "signature_intact",
+                    "fail",
+                    f"{sig.field_name}: the signed bytes are unchanged, but the signature's "
+                    f"own container was altered: {_gap(sig)}. {_describe(exc)}",
+                )
+                run.skip_rest("signature_intact failed")
+                return None
+            statuses.append((str(sig.field_name), status))
+            signers.append(str(status.signing_cert.subject.human_friendly))
+            stray += _off_chain_certificates(sig, status)
+        return statuses, stray
 
     @staticmethod
     def _coverage(
@@ -357,3 +332,42 @@ def verify(
 ) -> VerificationResult:
     """Verify one record PDF: signatures intact, trusted, covering the whole file, archived."""
     return Verifier(trust_roots).verify(pdf_bytes, expected_sha256)
+
+
+def _judge_signatures(run: _Run, statuses: Sequence[tuple[str, PdfSignatureStatus]]) -> None:
+    """signature_intact and certificate_trusted, from every signature's status."""
+    broken = [
+        f"{name}: {'digest mismatch' if not s.intact else 'bad signature value'}"
+        for name, s in statuses
+        if not (s.intact and s.valid)
+    ]
+    if broken:
+        run.put("signature_intact", "fail", "; ".join(broken))
+    else:
+        run.put("signature_intact", "pass", "every signature matches the bytes it covers")
+    # Trust is only judged for intact signatures: pyHanko does not evaluate the chain of a
+    # signature whose bytes no longer match, and "untrusted" there would mislead.
+    untrusted = [
+        f"{name}: {s.signing_cert.subject.human_friendly} ({s.trust_problem_indic or 'untrusted'})"
+        for name, s in statuses
+        if s.intact and s.valid and not s.trusted
+    ]
+    if untrusted:
+        run.put("certificate_trusted", "fail", "; ".join(untrusted))
+    elif broken:
+        run.put("certificate_trusted", "skip", "not run: a signature is not intact")
+    else:
+        run.put("certificate_trusted", "pass", "every signer chains to a trust root")
+
+
+def _stray_note(stray: list[str]) -> str:
+    """What certificates off the chain inside a signature's bundle mean (empty: none)."""
+    if not stray:
+        return ""
+    return (
+        f"the certificate bundle inside the signature holds "
+        f"{len(stray)} certificate(s) that are not on the chain to the trust root "
+        f"({'; '.join(stray)}). If one was changed after signing, what was signed is "
+        "still unchanged (the bundle is outside the signed byte range), but the file's "
+        "SHA-256 no longer matches the archive's or SHA256SUMS: compare them to tell"
+    )

@@ -19,6 +19,8 @@ from .models import (
     ChainReport,
     Cosignature,
     Course,
+    InterfaceEntry,
+    OrderCase,
     Patient,
     StoredSignature,
 )
@@ -38,6 +40,8 @@ __all__ = [
     "ChainReport",
     "Cosignature",
     "Course",
+    "InterfaceEntry",
+    "OrderCase",
     "Patient",
     "Store",
     "StoredSignature",

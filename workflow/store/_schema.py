@@ -258,3 +258,69 @@ protocols = Table(
     Column("text", Text(), nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
 )
+
+# --- 0009_formulary ------------------------------------------------------------------------
+# The site's formulary (issue 12.3): products a vial, diluent or bag scan may be, by GTIN, kept
+# by pharmacists, each addition signed. Rows are never updated or deleted, so a case signed
+# with a scan of a listed product replays on the same list; ``formulary_events`` is the audit
+# trail of every change (who, when, what, the signature's meaning).
+
+formulary_products = Table(
+    "formulary_products",
+    metadata,
+    Column("gtin", String(14), primary_key=True),
+    Column("kind", String(32), nullable=False),
+    Column("description", String(200), nullable=False),
+    Column("strength", String(100), nullable=False),
+    Column("added_at", UTCDateTime(), nullable=False),
+    Column("added_by_user_id", _ID, nullable=False),
+)
+
+formulary_events = Table(
+    "formulary_events",
+    metadata,
+    Column("id", _BIGID, primary_key=True, autoincrement=True),
+    Column("at", UTCDateTime(), nullable=False, index=True),
+    Column("action", String(32), nullable=False),  # "added"
+    Column("gtin", String(14), nullable=False, index=True),
+    Column("detail", Text(), nullable=False),  # JSON: kind, description, strength
+    Column("user_id", _ID, nullable=False),
+    Column("printed_name", String(200), nullable=False),
+    Column("role", String(32), nullable=False),
+    Column("meaning", String(32), nullable=False),
+)
+
+# --- 0010_interface ------------------------------------------------------------------------
+# Orders from the hospital (HL7 v2 over MLLP, FHIR MedicationRequest): every message received,
+# applied or refused, with what it did; and which dose each external order opened.
+
+interface_log = Table(
+    "interface_log",
+    metadata,
+    Column("id", _BIGID, primary_key=True, autoincrement=True),
+    Column("received_at", UTCDateTime(), nullable=False),
+    Column("channel", String(16), nullable=False),  # "hl7" or "fhir"
+    Column("control_id", String(200)),  # MSH-10, or the FHIR request's id; NULL if unreadable
+    # "<channel>:<control_id>" once the message was applied: the unique index is what makes a
+    # resent message a duplicate (acknowledged again, never applied twice).
+    Column("applied_key", String(220), unique=True),
+    Column("kind", String(64), nullable=False),  # e.g. "RDE^O11 NW", "MedicationRequest active"
+    Column("placer_order", String(64), index=True),
+    Column("status", String(16), nullable=False),  # applied | duplicate | refused
+    Column("ack_code", String(2), nullable=False),  # AA | AE | AR
+    Column("detail", Text(), nullable=False),  # what was done, or why it was refused
+    Column("effects", Text(), nullable=False, default="[]"),  # JSON list of dose effects
+    Column("message", Text(), nullable=False),  # the message as received (truncated)
+)
+
+order_cases = Table(
+    "order_cases",
+    metadata,
+    Column("case_id", _ID, ForeignKey("cases.id"), primary_key=True),
+    Column("placer_order", String(64), nullable=False, index=True),
+    Column("course_id", _ID, ForeignKey("courses.id"), nullable=False),
+    Column("channel", String(16), nullable=False),
+    Column("priority", String(16), nullable=False),  # "stat" or "routine"
+    Column("orderer", String(200), nullable=False),  # who ordered it, as the message names them
+    Column("created_at", UTCDateTime(), nullable=False),
+)

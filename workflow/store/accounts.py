@@ -151,9 +151,10 @@ class Accounts:
 
     def count_failure(
         self, account: Account, entry: AuthEvent, max_attempts: int, lockout: timedelta
-    ) -> None:
+    ) -> int:
         """A wrong password for ``account``: count it (in SQL: two at once must both count),
-        write ``entry``, and lock the account for ``lockout`` at ``max_attempts``."""
+        write ``entry``, and lock the account for ``lockout`` at ``max_attempts``. Returns the
+        failures in a row so far (the refusal turns it into the tries left)."""
         with write_tx(self.engine) as conn:
             conn.execute(
                 update(s.users)
@@ -179,6 +180,7 @@ class Accounts:
                         f"{failed}_failed_attempts",
                     ),
                 )
+        return int(failed)
 
     # --- the trail -------------------------------------------------------------------------
 
@@ -221,7 +223,7 @@ class Accounts:
             return None
         return lock[1] + lockout
 
-    def count_unknown(self, entry: AuthEvent, max_attempts: int) -> None:
+    def count_unknown(self, entry: AuthEvent, max_attempts: int) -> int:
         """Record a guess at a username nobody holds (``entry``, its reason the trail's word
         for an unknown user) and, after ``max_attempts`` of them since its last lock, lock it
         as an account would be (same counting, same trail), so lockout does not tell which
@@ -250,6 +252,7 @@ class Accounts:
                         entry.at, entry.username, None, LOCKED, OK, f"{failed}_failed_attempts"
                     ),
                 )
+        return failed
 
 
 def _account(row: Row[Any]) -> Account:

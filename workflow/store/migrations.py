@@ -81,6 +81,8 @@ MIGRATIONS: Sequence[Migration] = (
     Migration("0006_scale_indexes", scale_indexes),
     Migration("0007_archive_record_key", _archive_record_key),
     Migration("0008_course_start", _course_start),
+    Migration("0009_formulary", _create("formulary_products", "formulary_events")),
+    Migration("0010_interface", _create("interface_log", "order_cases")),
 )
 
 

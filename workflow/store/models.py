@@ -170,3 +170,37 @@ class ArchivedRecord:
     # unique, so two processes archiving the same events keep one record between them. None
     # for rows written before migration 0007 and for seed placeholders.
     events_sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class InterfaceEntry:
+    """One message received from the hospital, as the interface log keeps it.
+
+    ``status`` is ``applied``, ``duplicate`` or ``refused``; ``ack_code`` the HL7 answer (AA,
+    AE, AR); ``effects`` what it did to doses: ``{"case_id", "effect", "state"}`` with effect
+    one of ``queued``, ``requeued``, ``removed``, ``flagged_for_waste``."""
+
+    received_at: datetime
+    channel: str
+    control_id: str | None
+    kind: str
+    placer_order: str | None
+    status: str
+    ack_code: str
+    detail: str
+    message: str
+    effects: tuple[dict[str, str], ...] = ()
+    id: int | None = None
+
+
+@dataclass(frozen=True)
+class OrderCase:
+    """A dose case opened by an external order; ``priority`` is ``stat`` or ``routine``."""
+
+    case_id: str
+    placer_order: str
+    course_id: str
+    channel: str
+    priority: str
+    orderer: str
+    created_at: datetime

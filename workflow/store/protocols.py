@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import Connection, insert, select
+from sqlalchemy.exc import IntegrityError as DBIntegrityError
 
 from workflow.core.errors import IntegrityError, NotFound
 from workflow.core.events import sha256_hex
@@ -24,16 +25,25 @@ def save_protocol_text(
         if row.text != decoded:
             raise IntegrityError(f"protocol {sha} is stored with different text")
         return sha
-    conn.execute(
-        insert(s.protocols).values(
-            sha256=sha,
-            protocol_id=protocol_id,
-            version=version,
-            kind=kind,
-            text=decoded,
-            created_at=now,
-        )
-    )
+    # Two processes saving the same new text at once (two first orders, two servers' first
+    # doses): the second insert meets the first's row; in a savepoint, so the caller's
+    # transaction goes on, and the row is then checked like one found above.
+    try:
+        with conn.begin_nested():
+            conn.execute(
+                insert(s.protocols).values(
+                    sha256=sha,
+                    protocol_id=protocol_id,
+                    version=version,
+                    kind=kind,
+                    text=decoded,
+                    created_at=now,
+                )
+            )
+    except DBIntegrityError:
+        row = conn.execute(select(s.protocols.c.text).where(s.protocols.c.sha256 == sha)).one()
+        if row.text != decoded:
+            raise IntegrityError(f"protocol {sha} is stored with different text") from None
     return sha
 
 

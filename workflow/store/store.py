@@ -1,23 +1,37 @@
 """The Store: one object the rest of Bedside talks to for everything durable.
 
-Each method is one transaction. Writes on SQLite take the database write lock at the start
-(``BEGIN IMMEDIATE``), so they queue instead of failing; reads see one consistent snapshot.
-Times that the store itself stamps (registration, course start) come from the injected clock.
+Each method is one transaction, unless called inside :meth:`Store.atomic`, which makes every
+call in its block (in that thread) one transaction together. Writes on SQLite take the database
+write lock at the start (``BEGIN IMMEDIATE``), so they queue instead of failing; reads see one
+consistent snapshot. Times that the store itself stamps (registration, course start) come from
+the injected clock.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextvars import ContextVar
 from datetime import date, datetime
 from types import TracebackType
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from workflow.core.clock import Clock, SystemClock
 from workflow.core.events import Event
 
-from . import archive_index, bulk, cases, log, patients, protocols, verify, web_sessions
+from . import (
+    archive_index,
+    bulk,
+    cases,
+    interface,
+    log,
+    patients,
+    protocols,
+    verify,
+    web_sessions,
+)
 from ._tx import read_tx, write_tx
 from .models import (
     ArchivedRecord,
@@ -25,6 +39,8 @@ from .models import (
     ChainReport,
     Cosignature,
     Course,
+    InterfaceEntry,
+    OrderCase,
     Patient,
     StoredSignature,
 )
@@ -35,6 +51,36 @@ class Store:
     def __init__(self, engine: Engine, clock: Clock | None = None) -> None:
         self.engine = engine
         self.clock: Clock = clock or SystemClock()
+        # The connection of an :meth:`atomic` block open in this thread (or task), if any.
+        self._bound: ContextVar[Connection | None] = ContextVar(f"store-{id(self)}", default=None)
+
+    @contextmanager
+    def atomic(self) -> Iterator[None]:
+        """One transaction for every store call made inside the block (in this thread): all
+        of it is committed when the block ends, none of it if it raises. An order from the
+        hospital (patient, dose, signed order, interface log) is applied whole or not at all.
+        Nested blocks join the outer one."""
+        if self._bound.get() is not None:
+            yield
+            return
+        with write_tx(self.engine) as conn:
+            token = self._bound.set(conn)
+            try:
+                yield
+            finally:
+                self._bound.reset(token)
+
+    def in_atomic(self) -> bool:
+        """True inside an :meth:`atomic` block of this thread (its writes may yet roll back)."""
+        return self._bound.get() is not None
+
+    def _write(self) -> AbstractContextManager[Connection]:
+        conn = self._bound.get()
+        return nullcontext(conn) if conn is not None else write_tx(self.engine)
+
+    def _read(self) -> AbstractContextManager[Connection]:
+        conn = self._bound.get()
+        return nullcontext(conn) if conn is not None else read_tx(self.engine)
 
     @property
     def dialect(self) -> str:
@@ -77,7 +123,7 @@ class Store:
         course not active, numbers < 1), ConflictError (case id already used). With ``session``
         the opening signature is recorded in its web session in the same transaction
         (:meth:`append`)."""
-        with write_tx(self.engine) as conn:
+        with self._write() as conn:
             record = log.create_case(
                 conn,
                 opening,
@@ -119,7 +165,7 @@ class Store:
         ``session``: the signature was made at a web tablet; its web session is checked (still
         live, else SessionEnded) and updated (21 CFR 11.200 continuity) in this same
         transaction, so the event and the session change commit together or not at all."""
-        with write_tx(self.engine) as conn:
+        with self._write() as conn:
             record = log.append(
                 conn,
                 case_id,
@@ -145,7 +191,7 @@ class Store:
     ) -> bulk.BulkResult:
         """Write many new patients, courses, whole cases and archive index rows in one
         transaction (``bedside dev seed``); hashes exactly as :meth:`append` would."""
-        with write_tx(self.engine) as conn:
+        with self._write() as conn:
             return bulk.bulk_load(
                 conn, patients=patients, courses=courses, cases=cases, records=records
             )
@@ -153,37 +199,37 @@ class Store:
     def load_events(self, case_id: str, *, verify: bool = True) -> list[Event]:
         """The case's events in seq order, checked against the case's hash chain unless
         ``verify=False``. Raises NotFound, IntegrityError (the stored case was altered)."""
-        with read_tx(self.engine) as conn:
+        with self._read() as conn:
             return log.load_events(conn, case_id, verify=verify)
 
     def load_case(self, case_id: str) -> tuple[CaseRecord, list[Event]]:
         """The case row and its verified events, from one snapshot (version == len(events))."""
-        with read_tx(self.engine) as conn:
+        with self._read() as conn:
             return cases.get_case(conn, case_id), log.load_events(conn, case_id)
 
     def case_chain_hash(self, case_id: str) -> str:
-        with read_tx(self.engine) as conn:
+        with self._read() as conn:
             return log.case_chain_hash(conn, case_id)
 
     def load_signatures(self, case_id: str) -> list[StoredSignature]:
-        with read_tx(self.engine) as conn:
+        with self._read() as conn:
             return log.load_signatures(conn, case_id)
 
     def verify_chains(self, positions: Collection[int] = ()) -> ChainReport:
         """Check the whole log; ``report.ok`` or ``report.first_problem`` names what broke.
         ``report.chain_at`` holds the whole-log chain hash at each of ``positions``."""
-        with read_tx(self.engine) as conn:
+        with self._read() as conn:
             return verify.verify_chains(conn, positions)
 
     def log_head(self) -> tuple[int, str]:
         """The whole log's length and last chain hash, as the head row records them."""
-        with read_tx(self.engine) as conn:
+        with self._read() as conn:
             return log.log_head(conn)
 
     # --- cases -------------------------------------------------------------------------------
 
     def get_case(self, case_id: str) -> CaseRecord:
-        with read_tx(self.engine) as conn:
+        with self._read() as conn:
             return cases.get_case(conn, case_id)
 
     def list_cases(
@@ -193,13 +239,13 @@ class Store:
         patient_id: str | None = None,
         states: Collection[str] | None = None,
     ) -> list[CaseRecord]:
-        with read_tx(self.engine) as conn:
+        with self._read() as conn:
             return cases.list_cases(conn, course_id=course_id, patient_id=patient_id, states=states)
 
     def worklist(
         self, states: Collection[str], *, limit: int = 50, offset: int = 0
     ) -> list[CaseRecord]:
-        with read_tx(self.engine) as conn:
+        with self._read() as conn:
             return cases.worklist(conn, states, limit=limit, offset=offset)
 
     def board(
@@ -225,7 +271,7 @@ class Store:
         or already registered: nothing is written), ``family_name``, ``given_name``,
         ``date_of_birth`` (not YYYY-MM-DD, in the future, before 1900); MixedScriptName
         (a name mixing look-alike scripts, unless ``confirm_mixed_script``)."""
-        with write_tx(self.engine) as conn:
+        with self._write() as conn:
             return patients.add_patient(
                 conn,
                 mrn=mrn,
@@ -238,15 +284,15 @@ class Store:
             )
 
     def get_patient(self, patient_id: str) -> Patient:
-        with read_tx(self.engine) as conn:
+        with self._read() as conn:
             return patients.get_patient(conn, patient_id)
 
     def find_patient_by_mrn(self, mrn: str) -> Patient | None:
-        with read_tx(self.engine) as conn:
+        with self._read() as conn:
             return patients.find_patient_by_mrn(conn, mrn)
 
     def list_patients(self, *, limit: int = 100, offset: int = 0) -> list[Patient]:
-        with read_tx(self.engine) as conn:
+        with self._read() as conn:
             return patients.list_patients(conn, limit=limit, offset=offset)
 
     def search_patients(self, text: str, *, limit: int = 50) -> list[Patient]:
@@ -269,7 +315,7 @@ class Store:
         InputError (protocol_hash not a SHA-256 digest). Clinical code starts courses through
         ``Bedside.start_course``, which signs ``start_record`` (``session``: as in
         :meth:`append`)."""
-        with write_tx(self.engine) as conn:
+        with self._write() as conn:
             course = patients.start_course(
                 conn,
                 patient_id=patient_id,
@@ -284,16 +330,16 @@ class Store:
             return course
 
     def get_course(self, course_id: str) -> Course:
-        with read_tx(self.engine) as conn:
+        with self._read() as conn:
             return patients.get_course(conn, course_id)
 
     def list_courses(self, patient_id: str) -> list[Course]:
-        with read_tx(self.engine) as conn:
+        with self._read() as conn:
             return patients.list_courses(conn, patient_id)
 
     def set_course_status(self, course_id: str, status: str) -> Course:
         """Close an active course (``completed`` or ``discontinued``)."""
-        with write_tx(self.engine) as conn:
+        with self._write() as conn:
             return patients.set_course_status(conn, course_id, status)
 
     # --- protocol texts ----------------------------------------------------------------------
@@ -301,7 +347,7 @@ class Store:
     def save_protocol_text(
         self, text: bytes, *, protocol_id: str, version: str, kind: str = "protocol"
     ) -> str:
-        with write_tx(self.engine) as conn:
+        with self._write() as conn:
             return protocols.save_protocol_text(
                 conn,
                 text=text,
@@ -312,37 +358,37 @@ class Store:
             )
 
     def load_protocol_text(self, sha: str) -> tuple[str, bytes]:
-        with read_tx(self.engine) as conn:
+        with self._read() as conn:
             return protocols.load_protocol_text(conn, sha)
 
     # --- archive index -----------------------------------------------------------------------
 
     def add_archived_record(self, record: ArchivedRecord) -> None:
-        with write_tx(self.engine) as conn:
+        with self._write() as conn:
             archive_index.add_archived_record(conn, record)
 
     def cases_missing_record(self, states: Collection[str], kind: str) -> list[str]:
         """Cases in ``states`` with no archived record of ``kind`` (oldest first)."""
-        with read_tx(self.engine) as conn:
+        with self._read() as conn:
             return archive_index.cases_missing_record(conn, states, kind)
 
     def find_archived_record(
         self, case_id: str, kind: str, events_sha256: str
     ) -> ArchivedRecord | None:
-        with read_tx(self.engine) as conn:
+        with self._read() as conn:
             return archive_index.find_archived_record(conn, case_id, kind, events_sha256)
 
     def count_archived(self) -> int:
-        with read_tx(self.engine) as conn:
+        with self._read() as conn:
             return archive_index.count_archived(conn)
 
     def is_archived(self, sha256: str) -> bool:
         """Whether the index holds a record with this SHA-256."""
-        with read_tx(self.engine) as conn:
+        with self._read() as conn:
             return archive_index.is_archived(conn, sha256)
 
     def get_archived_record(self, sha256: str) -> ArchivedRecord:
-        with read_tx(self.engine) as conn:
+        with self._read() as conn:
             return archive_index.get_archived_record(conn, sha256)
 
     def search_archive(
@@ -359,7 +405,7 @@ class Store:
     ) -> list[ArchivedRecord]:
         """Newest first; ``before`` = (signed_at, sha256) of the previous page's last record
         pages by key (constant cost per page) instead of by ``offset``."""
-        with read_tx(self.engine) as conn:
+        with self._read() as conn:
             return archive_index.search_archive(
                 conn,
                 text=text,
@@ -381,3 +427,43 @@ class Store:
             if len(page) < batch:
                 return
             before = (page[-1].signed_at, page[-1].sha256)
+
+    # --- orders from the hospital (HL7 v2, FHIR) --------------------------------------------
+
+    def log_interface_message(self, entry: InterfaceEntry) -> InterfaceEntry:
+        """Keep one received message in the interface log. Raises ConflictError when an
+        applied entry with the same channel and control id exists (a duplicate)."""
+        with self._write() as conn:
+            return interface.add_entry(conn, entry)
+
+    def applied_message(self, channel: str, control_id: str) -> InterfaceEntry | None:
+        """The applied log entry for this message control id, if it was applied before."""
+        with self._read() as conn:
+            return interface.applied_entry(conn, channel, control_id)
+
+    def interface_log(
+        self, *, limit: int = 100, placer_order: str | None = None, with_effects: bool = False
+    ) -> list[InterfaceEntry]:
+        """The interface log, newest first (only entries that changed doses with
+        ``with_effects``)."""
+        with self._read() as conn:
+            return interface.list_entries(
+                conn, limit=limit, placer_order=placer_order, with_effects=with_effects
+            )
+
+    def link_order_case(self, link: OrderCase) -> None:
+        """Record that an external order opened this dose case."""
+        with self._write() as conn:
+            interface.add_order_case(conn, link)
+
+    def set_order_priority(self, placer_order: str, priority: str) -> None:
+        """A changed order's priority (``stat`` or ``routine``) for all of its doses."""
+        with self._write() as conn:
+            interface.set_order_priority(conn, placer_order, priority)
+
+    def order_cases(
+        self, *, placer_order: str | None = None, case_ids: Collection[str] | None = None
+    ) -> list[OrderCase]:
+        """Doses opened by external orders: those of one order, or of the given cases."""
+        with self._read() as conn:
+            return interface.order_cases(conn, placer_order=placer_order, case_ids=case_ids)

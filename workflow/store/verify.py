@@ -67,63 +67,87 @@ def verify_chains(conn: Connection, positions: Collection[int] = ()) -> ChainRep
     caller wants back (``report.chain_at``): signed checkpoints name a position and the hash
     it had, and are checked against these (workflow/archive/checkpoints.py)."""
     walk = _Walk()
-    wanted = set(positions)
-    chain_at: dict[int, str] = {0: GENESIS_HASH} if 0 in wanted else {}
-    cases: dict[str, _CaseWalk] = defaultdict(_CaseWalk)
-    sigs = _signature_rows(conn)
-    expected_position = 1
+    log = _walk_log(conn, walk, set(positions))
+    head = conn.execute(select(s.log_head).where(s.log_head.c.id == 1)).first()
+    _check_head(walk, head, log)
+    n_cases = _check_case_versions(conn, walk, log.cases)
+    problems = sorted(walk.problems, key=lambda p: (p.position is None, p.position or 0))
+    head_hash = head.head_hash if head is not None else GENESIS_HASH
+    length = head.event_count if head is not None else log.next_position - 1
+    return ChainReport(log.count, n_cases, head_hash, tuple(problems), log.chain_at, length)
+
+
+@dataclass
+class _Log:
+    """What one pass over the events found: the count, where the log ends and its last chain
+    hash (None when a gap broke it), the wanted chain hashes and each case's last event."""
+
+    count: int = 0
+    next_position: int = 1
     chain: str | None = GENESIS_HASH
-    count = 0
+    chain_at: dict[int, str] = field(default_factory=dict)
+    cases: dict[str, _CaseWalk] = field(default_factory=lambda: defaultdict(_CaseWalk))
+
+
+def _walk_log(conn: Connection, walk: _Walk, wanted: set[int]) -> _Log:
+    """Every event in log order: gaps, each event within its case, and the whole-log chain."""
+    log = _Log(chain_at={0: GENESIS_HASH} if 0 in wanted else {})
+    sigs = _signature_rows(conn)
     rows = conn.execution_options(yield_per=1000).execute(
         select(s.events).order_by(s.events.c.log_seq)
     )
     for row in rows:
-        count += 1
+        log.count += 1
         position = row.log_seq
-        if position > expected_position:
+        if position > log.next_position:
             walk.gap(
-                expected_position,
+                log.next_position,
                 position - 1,
-                _positions(expected_position, position - 1) + " missing from the log",
+                _positions(log.next_position, position - 1) + " missing from the log",
             )
-            chain = None  # the link into this event cannot be checked: its predecessor is gone
-        case = cases[row.case_id]
+            log.chain = None  # the link into this event cannot be checked: its predecessor is gone
+        case = log.cases[row.case_id]
         problem = _check_event(row, case, sigs.get(row.id, []), walk)
         if (
             problem is None
-            and chain is not None
-            and link_hash(chain, position, row.hash) != (row.chain_hash)
+            and log.chain is not None
+            and link_hash(log.chain, position, row.hash) != (row.chain_hash)
         ):
             problem = "the whole-log chain is broken here (an event was changed, moved or "
             problem += "removed just before it)"
         if problem is not None:
             walk.add(ChainProblem(position, row.case_id, row.seq, problem))
         case.last_seq, case.last_hash, case.last_position = row.seq, row.hash, position
-        chain = row.chain_hash
+        log.chain = row.chain_hash
         if position in wanted:
-            chain_at[position] = row.chain_hash
-        expected_position = position + 1
+            log.chain_at[position] = row.chain_hash
+        log.next_position = position + 1
+    return log
 
-    head = conn.execute(select(s.log_head).where(s.log_head.c.id == 1)).first()
-    head_hash = head.head_hash if head is not None else GENESIS_HASH
+
+def _check_head(walk: _Walk, head: Any, log: _Log) -> None:
+    """The log head row names the last event and its chain hash."""
     if head is None:
         walk.add(ChainProblem(None, None, None, "the log head row is missing"))
-    elif head.event_count > expected_position - 1:
+    elif head.event_count > log.next_position - 1:
         walk.gap(
-            expected_position,
+            log.next_position,
             head.event_count,
-            _positions(expected_position, head.event_count) + " missing at the end of the log",
+            _positions(log.next_position, head.event_count) + " missing at the end of the log",
         )
-    elif head.event_count < expected_position - 1 or head.head_hash != chain:
+    elif head.event_count < log.next_position - 1 or head.head_hash != log.chain:
         walk.add(
             ChainProblem(
-                expected_position - 1,
+                log.next_position - 1,
                 None,
                 None,
                 "the log head does not match the last event of the log",
             )
         )
 
+
+def _check_case_versions(conn: Connection, walk: _Walk, cases: dict[str, _CaseWalk]) -> int:
+    """Each case's recorded version against its last event; returns how many cases there are."""
     case_rows = conn.execute(select(s.cases.c.id, s.cases.c.version).order_by(s.cases.c.id))
     n_cases = 0
     for case_row in case_rows:
@@ -140,10 +164,7 @@ def verify_chains(conn: Connection, positions: Collection[int] = ()) -> ChainRep
                     f"is beyond the case's recorded version {case_row.version}",
                 )
             )
-
-    problems = sorted(walk.problems, key=lambda p: (p.position is None, p.position or 0))
-    length = head.event_count if head is not None else expected_position - 1
-    return ChainReport(count, n_cases, head_hash, tuple(problems), chain_at, length)
+    return n_cases
 
 
 def _check_event(row: Any, case: _CaseWalk, sig_rows: list[Any], walk: _Walk) -> str | None:

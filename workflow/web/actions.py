@@ -8,11 +8,15 @@ signed event in one transaction. Nothing clinical is decided here.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import date, datetime, tzinfo
+from decimal import Decimal
 from typing import Any
 
-from workflow.core.blinding import Blinding, blinding_for, refuse_while_blinded
+from workflow.core.blinding import Blinding, blinding_for, is_unprimed, refuse_while_blinded
 from workflow.core.errors import InputError, NotFound
+from workflow.core.events import format_decimal
+from workflow.core.items import rounded
+from workflow.core.protocol.model import Step
 from workflow.service import BoardRow, CaseView
 from workflow.vocabulary import ArchivedRecord, TabletProof, User
 
@@ -140,6 +144,27 @@ def board_rows(web: Web, viewer: Viewer, rows: list[BoardRow]) -> list[dict[str,
     return [board_row(r, web.bedside.tz, now, b) for r, b in zip(rows, blinded, strict=True)]
 
 
+def from_wristband(
+    web: Web, viewer: Viewer, view: CaseView, step: Step, scanned: str, values: dict[str, Any]
+) -> None:
+    """A wristband scan, checked against this dose's patient (a wrong patient is refused in
+    words), stands for the MRN the step asks for; an MRN also typed must say the same."""
+    hidden = blinding_of(web, view, viewer).hides("patient.mrn")
+    mrn = web.bedside.check_wristband(view, scanned, show_dose_mrn=not hidden)
+    for item in step.items:
+        if item.expect != "patient.mrn":
+            continue
+        typed = values.get(item.id)
+        if typed is None:
+            values[item.id] = mrn
+        elif " ".join(str(typed).split()).casefold() != mrn.casefold():
+            raise InputError(
+                item.id,
+                f"typed '{typed}', but the wristband scan says {mrn}: clear one of them",
+                label=item.label,
+            )
+
+
 def pick_step(view: CaseView, viewer: Viewer, wanted: str | None) -> str | None:
     """The step this person may sign now (during a double-check mismatch, the one asked for)."""
     allowed = [
@@ -164,6 +189,65 @@ def prefill(view: CaseView, step_id: str, blinding: Blinding) -> dict[str, Any]:
         if item is not None and not blinding.hides_value(step, item):
             out[k] = str(v)
     return out
+
+
+def proposals(
+    view: CaseView, step_id: str, blinding: Blinding, now: datetime, tz: tzinfo
+) -> dict[str, Any]:
+    """What the system already knows, put in the form for the signer to confirm (issue 12.4):
+    the plan's numbers to the preparer, the only
+    option of a one-option choice, "now" for the time a preparation starts its beyond-use
+    clock. Never at an independent check (``is_unprimed``), nor a value the viewer's blinding
+    hides: there the signer reads each value at its source."""
+    protocol = view.case.protocol
+    step = protocol.step(step_id)
+    if is_unprimed(protocol, step):
+        return {}
+    out: dict[str, Any] = {}
+    for item in step.items:
+        if item.expect and item.expect.startswith("plan.") and not blinding.hides(item.expect):
+            value = view.case.expected(item.expect)
+            if isinstance(value, Decimal):
+                out[item.id] = format_decimal(rounded(item, value))
+        elif item.type == "choice" and item.required and len(item.options) == 1:
+            out[item.id] = item.options[0].id
+        elif item.id == step.sets_beyond_use and item.type == "datetime":
+            out[item.id] = now.astimezone(tz).strftime("%Y-%m-%dT%H:%M")
+    return out
+
+
+def course_facts(
+    web: Web, view: CaseView, step_id: str, blinding: Blinding, tz: tzinfo
+) -> dict[str, Any]:
+    """Facts of the course rather than the dose, proposed from the latest earlier dose so
+    they are asked once (issue 12.4): the order (dosing weight, its source and time) and the
+    eligibility results. Never an acknowledgement's reason or an attestation (each signature
+    gives its own), never to a viewer with anything hidden; the signer confirms or changes."""
+    protocol = view.case.protocol
+    if blinding or step_id not in (protocol.initial, protocol.eligibility.step):
+        return {}
+    step = protocol.step(step_id)
+    acknowledged = {a.item for a in protocol.acknowledgements}
+    out: dict[str, Any] = {}
+    for key, value in web.bedside.earlier_entry(view, step_id).items():
+        item = step.item(key)
+        if item is None or key in acknowledged or item.must_be is not None:
+            continue
+        out[key] = form_text(value, tz)
+    return out
+
+
+def form_text(value: Any, tz: tzinfo) -> str:
+    """A signed value as its form field shows it (a time in the site's zone, to the minute)."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, Decimal):
+        return format_decimal(value)
+    if isinstance(value, datetime):
+        return value.astimezone(tz).strftime("%Y-%m-%dT%H:%M")
+    if isinstance(value, date):
+        return value.isoformat()
+    return str(value)
 
 
 def search_archive(

@@ -116,6 +116,12 @@ class Signature(In):
 
 class StepIn(Signature):
     values: dict[ItemId, str | bool] = Field(default_factory=dict)
+    wristband: str | None = Field(
+        default=None,
+        max_length=200,
+        description="A wristband scan (the MRN): checked against the dose's patient, it fills "
+        "the MRN the step asks for",
+    )
 
 
 class ExitIn(Signature):
@@ -357,13 +363,24 @@ def sign_step(
     viewer: Viewer = CLINICAL_POST,
 ) -> CaseOut:
     web = web_of(request)
+    values = dict(body.values)
+    if body.wristband and body.wristband.strip():
+        current = web.bedside.load(case_id)
+        step = (
+            current.case.protocol.step(step_id)
+            if step_id in current.case.protocol.step_ids()
+            else None
+        )
+        if step is None:
+            raise InputError("step", f"'{step_id}' is not a step of this case's protocol")
+        actions.from_wristband(web, viewer, current, step, body.wristband, values)
     view = actions.sign_step(
         web,
         viewer,
         case_id,
         step_id,
         body.expected_version,
-        body.values,
+        values,
         body.password,
         body.username,
     )

@@ -19,11 +19,14 @@ from . import (
     api,
     api_courses,
     api_interop,
+    api_orders,
     balance,
     errors,
     pages_audit,
     pages_auth,
     pages_clinical,
+    pages_danger,
+    pages_formulary,
     pages_orders,
 )
 from .context import Web
@@ -73,10 +76,18 @@ def create_app(
         pages_auth.router,
         pages_clinical.router,
         pages_orders.router,
+        pages_formulary.router,
+        pages_danger.router,
         pages_audit.router,
         api.router,
     )
-    for router in (*routers, api_courses.router, api_interop.router, balance.router):
+    for router in (
+        *routers,
+        api_courses.router,
+        api_interop.router,
+        api_orders.router,
+        balance.router,
+    ):
         app.include_router(router)
     errors.install(app, templates)
 

@@ -6,13 +6,15 @@ takes. It judges nothing: bounds, expiry, forbidden values and rules are the cas
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, tzinfo
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
+from workflow.core.errors import InputError
 from workflow.core.items import allowed_text
-from workflow.core.protocol.model import Item, Step
+from workflow.core.protocol.model import Item, NormalGroup, Step
 
 # Choices with at most this many options are big radio buttons; more become a select.
 MAX_RADIOS = 6
@@ -27,7 +29,55 @@ class Widget:
     attrs: dict[str, str] = field(default_factory=dict)
 
 
-def widgets(step: Step, prefill: Mapping[str, Any] | None = None) -> list[Widget]:
+@dataclass
+class Group:
+    """An "all normal" group of the form: one tap records every item's normal value."""
+
+    id: str
+    title: str
+    normal_json: str  # item id -> value as the form posts it, for the page script
+    ticked: bool
+    widgets: list[Widget]
+
+
+def posted(value: str | bool) -> str:
+    """A value as the form posts it (a yes/no item posts "yes" or "no")."""
+    return "yes" if value is True else "no" if value is False else str(value)
+
+
+def group_field(group: NormalGroup) -> str:
+    return f"g_{group.id}"
+
+
+def grouped(
+    step: Step,
+    prefill: Mapping[str, Any] | None = None,
+    invalid: Collection[str] = (),
+    tz: tzinfo = UTC,
+) -> tuple[list[Group], list[Widget]]:
+    """The step's widgets split into its "all normal" groups and the rest, in item order."""
+    prefill = prefill or {}
+    all_widgets = {w.item.id: w for w in widgets(step, prefill, invalid, tz)}
+    groups = []
+    for g in step.normal_groups:
+        normal = {k: posted(v) for k, v in g.normal}
+        ticked = prefill.get(group_field(g)) in ("on", "yes", "true", "1")
+        members = [w for w in all_widgets.values() if w.item.id in normal]
+        groups.append(Group(g.id, g.title, json.dumps(normal, sort_keys=True), ticked, members))
+    in_groups = {k for g in step.normal_groups for k in g.item_ids()}
+    rest = [w for k, w in all_widgets.items() if k not in in_groups]
+    return groups, rest
+
+
+def widgets(
+    step: Step,
+    prefill: Mapping[str, Any] | None = None,
+    invalid: Collection[str] = (),
+    tz: tzinfo = UTC,
+) -> list[Widget]:
+    """The step's widgets; those named in ``invalid`` (a refusal's fields) are marked for
+    assistive technology (aria-invalid) and tied to the page's error message. A date and time
+    is a browser date-time picker in the site's zone ``tz``: its hint and its value say so."""
     out = []
     prefill = prefill or {}
     for item in step.items:
@@ -46,6 +96,9 @@ def widgets(step: Step, prefill: Mapping[str, Any] | None = None) -> list[Widget
             kind = "date"
         elif item.type == "datetime":
             kind = "datetime"
+            # The picker has no zone: it is the site's wall time (values_from_form reads it so).
+            hint = item.help or datetime_hint(item, tz)
+            value = _iso_to_local(value, tz)
         elif item.type == "expiry":
             kind = "expiry"
             attrs["placeholder"] = "YYYY-MM or YYYY-MM-DD"
@@ -56,6 +109,9 @@ def widgets(step: Step, prefill: Mapping[str, Any] | None = None) -> list[Widget
             attrs["data-scan"] = "1"
             if item.max_length:
                 attrs["maxlength"] = str(item.max_length)
+        if item.id in invalid:
+            attrs["aria-invalid"] = "true"
+            attrs["aria-describedby"] = "error"
         out.append(Widget(item, kind, value, hint, attrs))
     return out
 
@@ -64,6 +120,8 @@ def values_from_form(step: Step, form: Mapping[str, str], tz: tzinfo) -> dict[st
     """A posted form's values as the service takes them (strings and booleans). Empty fields
     are left out, so a missing required item is the machine's refusal with its own words."""
     values: dict[str, str | bool] = {}
+    form = _with_normal_groups(step, form)
+    form = _scanned_when_scan_given(step, form)
     for item in step.items:
         raw = form.get(f"v_{item.id}")
         if item.type == "boolean":
@@ -81,6 +139,64 @@ def values_from_form(step: Step, form: Mapping[str, str], tz: tzinfo) -> dict[st
     return values
 
 
+def _with_normal_groups(step: Step, form: Mapping[str, str]) -> Mapping[str, str]:
+    """The form with each ticked "all normal" group's items set to their normal values, as if
+    entered one by one (the rules read them so). A ticked group with an item entered
+    otherwise is refused, naming the item: one tap never overrides what was typed."""
+    out = dict(form)
+    for g in step.normal_groups:
+        if form.get(group_field(g)) not in ("on", "yes", "true", "1"):
+            continue
+        for item_id, normal in g.normal:
+            raw = (form.get(f"v_{item_id}") or "").strip()
+            want = posted(normal)
+            if raw and raw != want and not (raw == "on" and want == "yes"):
+                item = step.item(item_id)
+                label = item.label if item else item_id
+                raise InputError(
+                    item_id,
+                    f"entered as '{raw}' while 'All normal' is ticked for "
+                    f"{g.title.split(':')[0]}: untick the group to record an abnormal finding",
+                    label=label,
+                )
+            out[f"v_{item_id}"] = want
+    return out
+
+
+def _scanned_when_scan_given(step: Step, form: Mapping[str, str]) -> Mapping[str, str]:
+    """A code in a product's scan field with "how identified" left blank was scanned: say so,
+    rather than ask for a second tap. A typed entry still says "typed" with its reason."""
+    out = dict(form)
+    for spec in step.scans:
+        entry, scan = f"v_{spec.kind}_entry", f"v_{spec.kind}_scan"
+        if step.item(f"{spec.kind}_entry") is None:
+            continue
+        if (form.get(scan) or "").strip() and not (form.get(entry) or "").strip():
+            out[entry] = "scanned"
+    return out
+
+
+def datetime_hint(item: Item, tz: tzinfo) -> str:
+    """What the date-time picker takes, in words that match it (not the API's ISO form)."""
+    zone = datetime.now(tz).strftime("%Z") or str(tz)
+    future = ", not in the future" if item.not_future else ""
+    return f"date and time, {zone} (the site's time){future}"
+
+
+def _iso_to_local(value: Any, tz: tzinfo) -> Any:
+    """A stored or typed time as the picker shows it (``YYYY-MM-DDTHH:MM``, site time); text
+    that is no time is left as typed, so a refusal shows it again."""
+    if not isinstance(value, str) or not value.strip():
+        return value
+    try:
+        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return value
+    if parsed.tzinfo is not None:
+        parsed = parsed.astimezone(tz)
+    return parsed.strftime("%Y-%m-%dT%H:%M")
+
+
 def _local_to_iso(text: str, tz: tzinfo) -> str:
     """A browser's datetime-local (no zone) is wall time at the site; anything else is passed
     on as typed for the machine to judge."""
@@ -95,4 +211,7 @@ def _local_to_iso(text: str, tz: tzinfo) -> str:
 
 def form_echo(step: Step, form: Mapping[str, str]) -> dict[str, Any]:
     """What the person typed, to show again after a refusal (never the password)."""
-    return {item.id: form.get(f"v_{item.id}") for item in step.items}
+    echo: dict[str, Any] = {item.id: form.get(f"v_{item.id}") for item in step.items}
+    for g in step.normal_groups:
+        echo[group_field(g)] = form.get(group_field(g))
+    return echo

@@ -10,6 +10,7 @@ from starlette.datastructures import FormData
 
 from workflow.core.errors import InputError
 from workflow.core.names import MixedScriptName
+from workflow.core.titles import role_title
 from workflow.vocabulary import ROLES
 
 from . import actions
@@ -107,6 +108,21 @@ def users(request: Request) -> Response:
     return web.templates.TemplateResponse(request, "users.html", users_context(request, viewer))
 
 
+@router.get("/admin/wristband.pdf")
+def wristband(request: Request, mrn: str = "") -> Response:
+    """A test wristband for a patient (Code 128 of the MRN), to try the bedside scan."""
+    web = web_of(request)
+    web.viewer(request, ADMIN)
+    if not mrn.strip():
+        raise InputError("mrn", "type the patient's MRN")
+    pdf = web.bedside.wristband_pdf(mrn)
+    return Response(
+        pdf,
+        media_type="application/pdf",
+        headers={"Content-Disposition": 'inline; filename="wristband-test.pdf"'},
+    )
+
+
 def users_context(
     request: Request, viewer: Viewer, notice: str = "", typed: dict[str, object] | None = None
 ) -> dict[str, object]:
@@ -116,6 +132,7 @@ def users_context(
         "viewer": viewer,
         "users": [actions.user_json(u) for u in web.bedside.list_users()],
         "roles": sorted(ROLES),
+        "role_titles": {r: role_title(web.bedside.protocol, r) for r in ROLES},
         "notice": notice,
         "title": "Users",
         # What the admin typed, shown again when the form is refused (never the password).
@@ -147,6 +164,24 @@ def add_user(request: Request, form: FormData = FORM) -> Response:
     except MixedScriptName as warning:
         raise warning.confirm_with("tick the confirmation below and create again") from None
     return RedirectResponse("/admin/users", status_code=303)
+
+
+@router.get("/admin/users/{username}/deactivate")
+def confirm_deactivate(request: Request, username: str) -> Response:
+    """The first of two steps: a page naming whose account stops working, and what stays."""
+    web = web_of(request)
+    viewer = web.viewer(request, ADMIN)
+    user = web.bedside.get_user(username)
+    protocol = web.bedside.protocol
+    target = {
+        **actions.user_json(user),
+        "role_titles": [role_title(protocol, r) for r in sorted(user.roles)],
+    }
+    return web.templates.TemplateResponse(
+        request,
+        "deactivate_confirm.html",
+        {"viewer": viewer, "target": target, "title": f"Deactivate {user.username}"},
+    )
 
 
 @router.post("/admin/users/{username}/deactivate")

@@ -3,6 +3,7 @@ bag label and the case's signed records."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -11,17 +12,23 @@ from starlette.datastructures import FormData
 
 from workflow.board import STAGES
 from workflow.core.blinding import blinded_pair, is_unprimed, refuse_while_blinded
-from workflow.core.errors import InputError
+from workflow.core.errors import BedsideError, InputError, StepRefused
 from workflow.core.events import format_time
+from workflow.core.gs1 import parse_scan
+from workflow.core.protocol.model import Protocol, Step
+from workflow.core.titles import EXIT_CONSEQUENCES, exit_title
 from workflow.records.labels import bag_label_pdf
+from workflow.service import CaseView
 from workflow.vocabulary import AuthRefused
 
 from . import actions
 from .balance import balance_context
 from .context import Web, web_of
+from .evidence import evidence_json
 from .formdata import FORM
-from .forms import form_echo, values_from_form, widgets
-from .present import case_json, zone_name
+from .forms import form_echo, grouped, values_from_form
+from .pages_formulary import kind_names
+from .present import case_json, signed_flash, zone_name
 from .security import Viewer, check_csrf
 from .settings import CLINICAL, PHARMACY, RECORD_READERS, WARD
 
@@ -80,6 +87,34 @@ def pharmacy(request: Request) -> Response:
     )
 
 
+def offered_exits(view: CaseView, viewer: Viewer) -> list[dict[str, Any]]:
+    """The side exits this viewer may take on this case now, in words. Waste is offered only
+    once a bag was prepared and cancel only before (the case refuses the other way round)."""
+    case = view.case
+    if case.closed:
+        return []
+    out = []
+    for name, side in case.protocol.side_exits.items():
+        if not viewer.has_any(side.roles):
+            continue
+        if name == "resume" and not case.on_hold:
+            continue
+        if name == "waste" and not case.bag_prepared:
+            continue
+        if name == "cancel" and case.bag_prepared and not case.given:
+            continue
+        out.append(
+            {
+                "id": name,
+                "title": exit_title(name),
+                "consequence": EXIT_CONSEQUENCES.get(name, ""),
+                "reasons": side.reasons,
+                "meaning": side.meaning,
+            }
+        )
+    return out
+
+
 def case_context(
     web: Web,
     viewer: Viewer,
@@ -87,6 +122,8 @@ def case_context(
     wanted: str | None,
     echo: dict[str, Any] | None = None,
     view: Any = None,
+    signed: int | None = None,
+    invalid: Collection[str] = (),
 ) -> dict[str, Any]:
     view = view or web.bedside.load(case_id)
     # ``wanted`` (the ?step= of a link) only chooses which form; what is hidden follows the
@@ -100,11 +137,14 @@ def case_context(
         "case": data,
         "title": data["patient"]["name"],
         "now_iso": format_time(now),
+        "flash": signed_flash(view.case, signed, web.bedside.tz, blinding),
     }
     if step_id is not None:
         step = view.case.protocol.step(step_id)
         n, m = view.case.step_number(step_id)
-        fill = actions.prefill(view, step_id, blinding)
+        fill = actions.course_facts(web, view, step_id, blinding, web.bedside.tz)
+        fill.update(actions.proposals(view, step_id, blinding, now, web.bedside.tz))
+        fill.update(actions.prefill(view, step_id, blinding))
         if echo:
             fill.update({k: v for k, v in echo.items() if v is not None})
         context["step"] = {
@@ -121,7 +161,21 @@ def case_context(
             "starts_infusion": step.starts_infusion,
             "stops_infusion": step.stops_infusion,
         }
-        context["widgets"] = widgets(step, fill)
+        context["groups"], context["widgets"] = grouped(step, fill, invalid, web.bedside.tz)
+        # A wristband scan identifies the patient where the step asks for the MRN.
+        context["wristband"] = any(it.expect == "patient.mrn" for it in step.items)
+        earlier = (
+            [
+                c
+                for c in web.bedside.course_cases(view.case.course_id)
+                if c.case_id != view.case.case_id
+            ]
+            if view.case.protocol.initial in step.verifies
+            else []
+        )
+        context["evidence"] = evidence_json(
+            view.case, step, viewer.user.id, web.bedside.tz, now, blinding, earlier
+        )
         # The blinded second checker signs with their own id on this tablet.
         context["ask_username"] = viewer.signing_lapsed or bool(step.blinded_against)
     # During a mismatch either checker may re-enter: one link each, by the step's title.
@@ -129,12 +183,7 @@ def case_context(
         {"id": sid, "title": view.case.protocol.step(sid).title}
         for sid in view.case.allowed_steps()
     ]
-    exits = []
-    if not view.case.closed:
-        for name, side in view.case.protocol.side_exits.items():
-            if viewer.has_any(side.roles) and (name != "resume" or view.case.on_hold):
-                exits.append({"id": name, "reasons": side.reasons, "meaning": side.meaning})
-    context["exits"] = exits
+    context["exits"] = offered_exits(view, viewer)
     context["can_label"] = (
         viewer.has_any(PHARMACY)
         and view.case.beyond_use_at is not None
@@ -150,10 +199,12 @@ def case_context(
 
 
 @router.get("/cases/{case_id}")
-def case_page(request: Request, case_id: str, step: str | None = None) -> Response:
+def case_page(
+    request: Request, case_id: str, step: str | None = None, signed: int | None = None
+) -> Response:
     web = web_of(request)
     viewer = web.viewer(request, CLINICAL)
-    context = case_context(web, viewer, case_id, step)
+    context = case_context(web, viewer, case_id, step, signed=signed)
     return web.templates.TemplateResponse(request, "case.html", context)
 
 
@@ -173,8 +224,15 @@ def sign_step(request: Request, case_id: str, step_id: str, form: FormData = FOR
         case_context(web, viewer, case_id, step_id, form_echo(step, fields), view=view),
     )
     values = values_from_form(step, fields, web.bedside.tz)
+    # A scan of a product the formulary does not list will be refused: say so with the way
+    # to list it (a pharmacist's signed entry), next to the refusal.
+    offers = formulary_offers(view.case.protocol, step, values)
+    request.state.retry[1]["formulary_offers"] = offers
+    scanned = fields.get("scan_wristband", "")
+    if scanned.strip():
+        actions.from_wristband(web, viewer, view, step, scanned, values)
     try:
-        actions.sign_step(
+        signed = actions.sign_step(
             web,
             viewer,
             case_id,
@@ -190,32 +248,43 @@ def sign_step(request: Request, case_id: str, step_id: str, form: FormData = FOR
         echo = form_echo(step, fields)
         request.state.retry = ("case.html", case_context(web, viewer, case_id, step_id, echo))
         raise
-    return RedirectResponse(f"/cases/{case_id}", status_code=303)
-
-
-@router.post("/cases/{case_id}/exit")
-def side_exit(request: Request, case_id: str, form: FormData = FORM) -> Response:
-    web = web_of(request)
-    viewer = web.viewer(request, CLINICAL)
-    check_csrf(viewer, str(form.get("csrf_token", "")))
-    request.state.reload_url = f"/cases/{case_id}"
-    request.state.retry = ("case.html", case_context(web, viewer, case_id, None))
-    try:
-        actions.side_exit(
-            web,
-            viewer,
-            case_id,
-            _version(form),
-            str(form.get("action", "")),
-            str(form.get("reason", "")),
-            str(form.get("note", "")),
-            str(form.get("password", "")),
-            str(form.get("username", "")) or None,
+    except BedsideError as exc:
+        # Shown again with every refused field marked (aria-invalid, tied to the message).
+        named: tuple[str, ...] = getattr(exc, "fields", ())
+        bad = {str(f) for f in named} | {str(getattr(exc, "field", ""))}
+        echo = form_echo(step, fields)
+        request.state.retry = (
+            "case.html",
+            case_context(web, viewer, case_id, step_id, echo, view=view, invalid=bad),
         )
-    except AuthRefused:
-        request.state.retry = ("case.html", case_context(web, viewer, case_id, None))  # new version
+        request.state.retry[1]["formulary_offers"] = offers
         raise
-    return RedirectResponse(f"/cases/{case_id}", status_code=303)
+    return _signed_redirect(case_id, signed)
+
+
+def _signed_redirect(case_id: str, view: CaseView) -> Response:
+    """Back to the case, naming the event just signed so the page confirms it once."""
+    return RedirectResponse(f"/cases/{case_id}?signed={view.case.events[-1].seq}", status_code=303)
+
+
+def formulary_offers(
+    protocol: Protocol, step: Step, values: dict[str, Any]
+) -> list[dict[str, str]]:
+    """The scanned products on this form whose GTIN the formulary does not list."""
+    listed = {p.gtin for p in protocol.formulary}
+    names = kind_names(protocol)
+    offers = []
+    for spec in step.scans:
+        code = values.get(f"{spec.kind}_scan")
+        if values.get(f"{spec.kind}_entry") != "scanned" or not isinstance(code, str):
+            continue
+        try:
+            gtin = parse_scan(code).gtin
+        except StepRefused:
+            continue  # unreadable: the refusal says so
+        if gtin not in listed:
+            offers.append({"gtin": gtin, "kind": spec.kind, "name": names[spec.kind]})
+    return offers
 
 
 @router.get("/cases/{case_id}/label.pdf")

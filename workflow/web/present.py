@@ -7,7 +7,8 @@ takes that decision and leaves out (``None`` or empty) whatever it hides.
 
 from __future__ import annotations
 
-from datetime import datetime, tzinfo
+import math
+from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
 from workflow.board import is_overdue as past_schedule
@@ -16,6 +17,7 @@ from workflow.core.events import format_time
 from workflow.core.items import display
 from workflow.core.machine import Case, Entry, Flag
 from workflow.core.protocol.model import Step
+from workflow.core.titles import event_title, role_title
 from workflow.service import BoardRow, CaseView
 from workflow.vocabulary import CaseRecord
 
@@ -33,7 +35,11 @@ def entry_json(case: Case, entry: Entry, tz: tzinfo, blinding: Blinding) -> dict
             withheld += 1
         elif item.id in entry.values:
             shown.append(
-                {"id": item.id, "label": item.label, "value": display(item, entry.values[item.id])}
+                {
+                    "id": item.id,
+                    "label": item.label,
+                    "value": display(item, entry.values[item.id], tz),
+                }
             )
     return {
         "seq": entry.seq,
@@ -44,6 +50,7 @@ def entry_json(case: Case, entry: Entry, tz: tzinfo, blinding: Blinding) -> dict
         # the account id beside it says which person signed.
         "signer_id": entry.signer.user_id,
         "role": entry.signer.role,
+        "role_title": role_title(case.protocol, entry.signer.role),
         "meaning": entry.meaning,
         "at": format_time(entry.at),
         "at_local": local(entry.at, tz),
@@ -61,6 +68,7 @@ def step_json(case: Case, step: Step) -> dict[str, Any]:
         "title": step.title,
         "phase": step.phase,
         "roles": list(step.roles),
+        "role_titles": [role_title(case.protocol, r) for r in step.roles],
         "meaning": step.meaning,
         "number": n,
         "of": m,
@@ -158,12 +166,55 @@ def case_json(view: CaseView, tz: tzinfo, now: datetime, blinding: Blinding) -> 
         "infusion_stopped_at": format_time(case.stopped_at) if case.stopped_at else None,
         "infusion_stopped_local": local(case.stopped_at, tz),
         "infusion_minutes": str(case.protocol.dosing.infusion_duration.value) if not b.plan else "",
+        "timer": timer_json(case, tz, now, b),
         "end": case.end,
         "entries": [
             entry_json(case, e, tz, b)
             for e in sorted(case.current.values(), key=lambda e: e.seq)
             if not b.hides_entry(e.step)
         ],
+    }
+
+
+def signed_flash(case: Case, seq: int | None, tz: tzinfo, blinding: Blinding) -> str | None:
+    """The confirmation after a signature ("Signed: Order verification by Ann Pharm at 14:05"),
+    read off the case's own event ``seq`` (a link cannot make it say anything else). None when
+    there is no such signed event or the viewer may not see that step's entry now."""
+    event = next((e for e in case.events if e.seq == seq), None) if seq is not None else None
+    if event is None or event.actor is None or event.meaning is None:
+        return None
+    if event.step is not None and blinding.hides_entry(event.step):
+        return None
+    at = event.at.astimezone(tz).strftime("%H:%M")
+    return f"Signed: {event_title(case.protocol, event)} by {event.actor.name} at {at}"
+
+
+def timer_json(case: Case, tz: tzinfo, now: datetime, blinding: Blinding) -> dict[str, Any] | None:
+    """The infusion timer every page of a running (or stopped) infusion shows: start, planned
+    end, stop and the minutes left, on the server's clock. None before the start, and while the
+    viewer may not see the plan (its infusion time is what an independent check asks for).
+    ``deviation`` says why stopping now would be early or late (the case's own rule): the page
+    tells the nurse a reason is then required before they fill the form."""
+    started = case.given_at
+    if started is None or blinding.plan:
+        return None
+    planned = float(case.protocol.dosing.infusion_duration.value)
+    ends = started + timedelta(minutes=planned)
+    stopped = case.stopped_at
+    left = max(0.0, (ends - now).total_seconds() / 60) if stopped is None else 0.0
+    return {
+        "started_at": format_time(started),
+        "started_local": local(started, tz),
+        "ends_at": format_time(ends),
+        "ends_local": local(ends, tz),
+        "stopped_local": local(stopped, tz),
+        "running": stopped is None,
+        "planned_minutes": f"{planned:g}",
+        # Whole minutes, rounded up: "1 min left" until the last second has gone.
+        "minutes_left": math.ceil(left),
+        "ended": stopped is None and now >= ends,
+        "deviation": case.duration_deviation(now) if stopped is None else None,
+        "now": format_time(now),
     }
 
 

@@ -11,19 +11,86 @@
     var next = fields[fields.indexOf(t) + 1];
     if (next) next.focus();
   });
+  // "All normal" (issue 12.4): ticking a group puts each finding's normal value in its field,
+  // so what will be recorded is on screen; the server records the same without this script.
+  Array.prototype.forEach.call(document.querySelectorAll("fieldset[data-normal]"), function (group) {
+    var box = group.querySelector("input.all-normal");
+    var normal = JSON.parse(group.getAttribute("data-normal"));
+    box.addEventListener("change", function () {
+      group.classList.toggle("ticked", box.checked);
+      if (!box.checked) return;
+      Object.keys(normal).forEach(function (id) {
+        var fields = group.querySelectorAll("[name='v_" + id + "']");
+        Array.prototype.forEach.call(fields, function (f) {
+          if (f.type === "radio") f.checked = f.value === normal[id];
+          else if (f.type === "checkbox") f.checked = normal[id] === "yes";
+          else f.value = normal[id];
+        });
+      });
+    });
+  });
+  // A code in a product's scan field means it was scanned: tick "Scanned" (the server
+  // infers the same when "how identified" is left blank).
+  document.addEventListener("change", function (ev) {
+    var t = ev.target;
+    var m = t && t.name && /^v_(.+)_scan$/.exec(t.name);
+    if (!m || !t.value.trim()) return;
+    var radio = t.form.querySelector("input[name='v_" + m[1] + "_entry'][value='scanned']");
+    if (radio) radio.checked = true;
+  });
+  // The tablet's camera reads the wristband where the browser has a BarcodeDetector; typing
+  // (or a scanner acting as a keyboard) always works without it.
+  var camera = document.querySelector("button.camera");
+  if (camera && "BarcodeDetector" in window && navigator.mediaDevices) {
+    camera.hidden = false;
+    camera.addEventListener("click", function () {
+      var field = document.querySelector("input[data-wristband]");
+      var video = document.querySelector("video.camera-view");
+      var detector = new window.BarcodeDetector({ formats: ["code_128", "data_matrix"] });
+      navigator.mediaDevices.getUserMedia({ video: { facingMode: "environment" } }).then(function (stream) {
+        video.srcObject = stream;
+        video.hidden = false;
+        video.play();
+        var stop = function () { stream.getTracks().forEach(function (t) { t.stop(); }); video.hidden = true; };
+        var look = function () {
+          detector.detect(video).then(function (codes) {
+            if (codes.length) { field.value = codes[0].rawValue; stop(); field.focus(); return; }
+            window.setTimeout(look, 250);
+          }, stop);
+        };
+        look();
+      }, function () { camera.hidden = true; });
+    });
+  }
   // The infusion timer: elapsed time since the signed start, flagged past the planned minutes.
+  // The infusion timer: minutes left to the planned stop, counted on the server's clock (the
+  // one that signs), not the tablet's own. At the end the live region announces it.
   var timer = document.querySelector(".timer[data-start]");
-  if (timer) {
+  if (timer && timer.getAttribute("data-running") === "yes") {
     var start = Date.parse(timer.getAttribute("data-start"));
-    // Count on the server's clock (the one that signs), not the tablet's own.
+    var ends = Date.parse(timer.getAttribute("data-ends"));
     var offset = Date.parse(timer.getAttribute("data-now")) - Date.now();
-    var planned = parseFloat(timer.getAttribute("data-minutes")) * 60;
-    var out = timer.querySelector(".elapsed");
+    var planned = parseFloat(timer.getAttribute("data-planned"));
+    var countdown = timer.querySelector(".countdown");
+    var alertBox = timer.querySelector(".timer-alert");
+    var deviation = timer.querySelector(".deviation");
+    var announced = alertBox.textContent.trim() !== "";
     var tick = function () {
-      var s = Math.max(0, Math.floor((Date.now() + offset - start) / 1000));
-      var mm = Math.floor(s / 60), ss = s % 60;
-      out.textContent = mm + ":" + (ss < 10 ? "0" : "") + ss + " elapsed";
-      timer.classList.toggle("over", s > planned);
+      var now = Date.now() + offset;
+      var left = Math.max(0, Math.ceil((ends - now) / 1000));
+      var mm = Math.floor(left / 60), ss = left % 60;
+      countdown.textContent = mm + ":" + (ss < 10 ? "0" : "") + ss + " left";
+      timer.classList.toggle("over", left === 0);
+      if (left === 0 && !announced) {
+        alertBox.textContent = "Infusion time reached (" + planned + " min): stop the infusion now.";
+        announced = true;
+      }
+      // The same rule as the server's: minutes run, rounded, differ from the planned ones.
+      var ran = Math.round((now - start) / 60000);
+      var off = ran !== planned;
+      var text = off ? "Stopping now is early or late (infusion ran " + ran + " min; the protocol says " +
+        planned + " min): the stop form then requires the reason." : "";
+      if (deviation.textContent !== text) deviation.textContent = text;
     };
     tick();
     setInterval(tick, 1000);

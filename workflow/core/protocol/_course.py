@@ -7,16 +7,13 @@ loader: every step, item, role, rule and source they name must exist.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from workflow.core.events import MEANINGS
 
+from ._context import Context
 from ._fields import MapReader
+from ._items import read_items
 from ._yaml import YList
 from .model import WARNING_CODES, Acknowledgement, CourseStart, Item, Retreatment, Rule, Step
-
-if TYPE_CHECKING:
-    from .loader import _Validator
 
 
 def _where_warning_arises(
@@ -31,7 +28,7 @@ def _where_warning_arises(
 
 
 def acknowledgements(
-    v: _Validator,
+    v: Context,
     seq: YList,
     steps: tuple[Step, ...],
     initial: str | None,
@@ -51,7 +48,7 @@ def acknowledgements(
         confirmed = r.flag("confirmed", default=True)
         note = r.text("note", required=False, default="") or ""
         r.done()
-        v._cite(r.line_of("source"), source, r.where)
+        v.cite(r.line_of("source"), source, r.where)
         if aid in seen:
             v.issues.add(r.line_of("id"), f"duplicate acknowledgement id '{aid}'")
             continue
@@ -70,7 +67,7 @@ def acknowledgements(
 
 
 def _acknowledgement_fits(
-    v: _Validator,
+    v: Context,
     r: MapReader,
     fields: tuple[str | None, str | None, str | None],
     roles: tuple[str, ...],
@@ -121,7 +118,7 @@ def _acknowledgement_fits(
     return True
 
 
-def course_start(v: _Validator, r: MapReader, rules: tuple[Rule, ...]) -> CourseStart | None:
+def course_start(v: Context, r: MapReader, rules: tuple[Rule, ...]) -> CourseStart | None:
     roles = r.ident_list("roles", required=True)
     meaning = r.ident("meaning")
     seq = r.seq("attestations")
@@ -137,7 +134,7 @@ def course_start(v: _Validator, r: MapReader, rules: tuple[Rule, ...]) -> Course
             f"(allowed: {', '.join(sorted(MEANINGS))})",
         )
     items: tuple[Item, ...] = ()
-    parsed = v._items(seq, "course_start.attestations") if seq is not None else None
+    parsed = read_items(v, seq, "course_start.attestations") if seq is not None else None
     for i, it in enumerate(parsed or ()):
         if it.type != "boolean" or it.must_be is not True or not it.required or not it.source:
             v.issues.add(
@@ -154,12 +151,12 @@ def course_start(v: _Validator, r: MapReader, rules: tuple[Rule, ...]) -> Course
     return CourseStart(roles, meaning, items, retreatment)
 
 
-def _retreatment(v: _Validator, r: MapReader, rules: tuple[Rule, ...]) -> Retreatment | None:
+def _retreatment(v: Context, r: MapReader, rules: tuple[Rule, ...]) -> Retreatment | None:
     after = r.ident_list("contraindicated_after", required=True)
     source = r.text("source")
     override_roles = r.ident_list("override_roles")
     r.done()
-    v._cite(r.line_of("source"), source, "course_start.retreatment")
+    v.cite(r.line_of("source"), source, "course_start.retreatment")
     known = {rule.id: rule for rule in rules}
     for rid in after:
         rule = known.get(rid)

@@ -9,8 +9,7 @@ are checked completely: every step, item and placeholder they name must exist.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from ._context import Context
 from ._fields import MapReader
 from ._yaml import YList
 from .model import (
@@ -25,15 +24,12 @@ from .model import (
 )
 from .words import WORD_KEYS, unknown_placeholders
 
-if TYPE_CHECKING:
-    from .loader import _Validator
-
 # The items a scanned product must have on its step: what the archive indexes and the scan
 # check compares.
 _SCAN_ITEMS = ("lot", "expiry")
 
 
-def words(v: _Validator, r: MapReader) -> dict[str, str]:
+def words(v: Context, r: MapReader) -> dict[str, str]:
     out: dict[str, str] = {}
     for key in list(r.node):
         if key not in WORD_KEYS:
@@ -61,7 +57,7 @@ def words(v: _Validator, r: MapReader) -> dict[str, str]:
     return out
 
 
-def scans(v: _Validator, seq: YList, where: str, items: tuple[Item, ...]) -> tuple[ScanSpec, ...]:
+def scans(v: Context, seq: YList, where: str, items: tuple[Item, ...]) -> tuple[ScanSpec, ...]:
     ids = {it.id for it in items}
     out: list[ScanSpec] = []
     seen: set[str] = set()
@@ -119,9 +115,7 @@ def legacy_scans(step: Step) -> tuple[ScanSpec, ...]:
     return tuple(out)
 
 
-def _section(
-    v: _Validator, r: MapReader, by_id: dict[str, Step], kind: str
-) -> RecordSection | None:
+def _section(v: Context, r: MapReader, by_id: dict[str, Step], kind: str) -> RecordSection | None:
     key = r.ident("key")
     title = r.text("title")
     step_id = r.ident("step", required=False)
@@ -134,6 +128,30 @@ def _section(
     add = r.ident_list("add")
     r.done()
     ok = key is not None and title is not None
+    ok &= _content_fits(v, r, by_id, step_id, content)
+    ok &= _rows_known(v, r, lead, add)
+    if step_id is not None:
+        step = by_id.get(step_id)
+        if step is None:
+            v.issues.add(
+                r.line_of("step"),
+                f"{r.where}.step '{step_id}' does not exist (steps: {', '.join(by_id)})",
+            )
+            return None
+        ok &= _items_named(v, r, step, only, skip)
+    elif only or skip or r.has("signed_by") or r.has("signer"):
+        v.issues.add(r.line, f"{r.where}: only, skip, signed_by and signer need a 'step'")
+        ok = False
+    if not ok or key is None or title is None:
+        return None
+    return RecordSection(key, title, step_id, content, only, skip, signed_by, signer, lead, add)
+
+
+def _content_fits(
+    v: Context, r: MapReader, by_id: dict[str, Step], step_id: str | None, content: str | None
+) -> bool:
+    """Exactly one of step and content; a known content, with the steps it draws on."""
+    ok = True
     if (step_id is None) == (content is None):
         v.issues.add(r.line, f"{r.where}: give exactly one of 'step' (its entries) or 'content'")
         ok = False
@@ -154,6 +172,11 @@ def _section(
             r.line_of("content"), f"{r.where}: content 'ingredients' needs a step with scans"
         )
         ok = False
+    return ok
+
+
+def _rows_known(v: Context, r: MapReader, lead: tuple[str, ...], add: tuple[str, ...]) -> bool:
+    ok = True
     for name, rows in (("lead", lead), ("add", add)):
         for row in rows:
             if row not in SECTION_ROWS:
@@ -162,34 +185,29 @@ def _section(
                     f"{r.where}.{name}: '{row}' is not known (allowed: {', '.join(SECTION_ROWS)})",
                 )
                 ok = False
-    if step_id is not None:
-        step = by_id.get(step_id)
-        if step is None:
-            v.issues.add(
-                r.line_of("step"),
-                f"{r.where}.step '{step_id}' does not exist (steps: {', '.join(by_id)})",
-            )
-            return None
-        if only and skip:
-            v.issues.add(r.line_of("only"), f"{r.where}: give 'only' or 'skip', not both")
-            ok = False
-        for name, ids in (("only", only), ("skip", skip)):
-            for item_id in ids:
-                if step.item(item_id) is None:
-                    v.issues.add(
-                        r.line_of(name),
-                        f"{r.where}.{name}: step '{step_id}' has no item '{item_id}'",
-                    )
-                    ok = False
-    elif only or skip or r.has("signed_by") or r.has("signer"):
-        v.issues.add(r.line, f"{r.where}: only, skip, signed_by and signer need a 'step'")
+    return ok
+
+
+def _items_named(
+    v: Context, r: MapReader, step: Step, only: tuple[str, ...], skip: tuple[str, ...]
+) -> bool:
+    """``only`` or ``skip`` (not both) name items of the section's step."""
+    ok = True
+    if only and skip:
+        v.issues.add(r.line_of("only"), f"{r.where}: give 'only' or 'skip', not both")
         ok = False
-    if not ok or key is None or title is None:
-        return None
-    return RecordSection(key, title, step_id, content, only, skip, signed_by, signer, lead, add)
+    for name, ids in (("only", only), ("skip", skip)):
+        for item_id in ids:
+            if step.item(item_id) is None:
+                v.issues.add(
+                    r.line_of(name),
+                    f"{r.where}.{name}: step '{step.id}' has no item '{item_id}'",
+                )
+                ok = False
+    return ok
 
 
-def records(v: _Validator, r: MapReader, steps: tuple[Step, ...]) -> tuple[RecordSpec, ...]:
+def records(v: Context, r: MapReader, steps: tuple[Step, ...]) -> tuple[RecordSpec, ...]:
     by_id = {s.id: s for s in steps}
     out: list[RecordSpec] = []
     if not r.has("administration"):

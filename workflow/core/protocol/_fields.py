@@ -7,6 +7,7 @@ one validation pass can list everything wrong with a file.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -124,6 +125,31 @@ class MapReader:
             return None
         reader = MapReader(self.issues, value, f"{self.where}.{key}", self.line_of(key))
         return reader if reader.ok else None
+
+    def entries(self, seq: YList | None, where: str) -> Iterator[MapReader]:
+        """A reader for each mapping listed in ``seq`` (got from ``self.seq``), named
+        ``where[i]`` in messages."""
+        for i, node in enumerate(seq or []):
+            line = seq.line_of(i) if seq else self.line
+            yield MapReader(self.issues, node, f"{where}[{i}]", line)
+
+    def subs(self) -> Iterator[tuple[str, MapReader]]:
+        """(key, reader) for each key of this mapping whose value is a mapping (a value that
+        is not is reported)."""
+        for key in list(self.node):
+            sub = self.sub(key)
+            if sub is not None:
+                yield key, sub
+
+    def allowed(self, key: str, value: str | None, allowed: Sequence[str]) -> bool:
+        """False, reported, when ``value`` (read from ``key``) is not one of ``allowed``."""
+        if value is None or value in allowed:
+            return True
+        self.issues.add(
+            self.line_of(key),
+            f"{self.where}.{key} '{value}' is not allowed (allowed: {', '.join(allowed)})",
+        )
+        return False
 
     def seq(self, key: str, required: bool = True) -> YList | None:
         value = self._get(key, required)

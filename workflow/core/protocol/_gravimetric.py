@@ -24,19 +24,19 @@ from ._fields import MapReader
 from .model import PLAN_FIELDS, Gravimetric, Quantity, Step, WeighedAddition
 
 if TYPE_CHECKING:
-    from .loader import _Validator
+    from ._context import Context
 
 TOLERANCE_UNIT = "%"
 GRAVITY_UNIT = "g/mL"
 
 
 def quantities(
-    v: _Validator, r: MapReader, path: str, required: bool = True
+    v: Context, r: MapReader, path: str, required: bool = True
 ) -> tuple[Quantity | None, dict[str, Quantity]]:
     """The tolerance and the specific gravities of ``r`` (a protocol's, or an overlay's,
     which may leave out either and keep the protocol's)."""
     tolerance = (
-        v._quantity(r, "tolerance", TOLERANCE_UNIT, f"{path}.tolerance")
+        v.quantity(r, "tolerance", TOLERANCE_UNIT, f"{path}.tolerance")
         if required or r.has("tolerance")
         else None
     )
@@ -50,14 +50,14 @@ def quantities(
     sg = r.sub("specific_gravity", required=False)
     if sg is not None:
         for liquid in list(sg.node):
-            q = v._quantity(sg, str(liquid), GRAVITY_UNIT, f"{path}.specific_gravity.{liquid}")
+            q = v.quantity(sg, str(liquid), GRAVITY_UNIT, f"{path}.specific_gravity.{liquid}")
             if q is not None:
                 gravities[str(liquid)] = q
         sg.done()
     return tolerance, gravities
 
 
-def gravimetric(v: _Validator, r: MapReader, steps: tuple[Step, ...]) -> Gravimetric | None:
+def gravimetric(v: Context, r: MapReader, steps: tuple[Step, ...]) -> Gravimetric | None:
     enabled = r.flag("enabled", required=True)
     tolerance, gravities = quantities(v, r, "gravimetric")
     seq = r.seq("additions")
@@ -107,7 +107,7 @@ def missing_items(addition: WeighedAddition, step: Step) -> list[str]:
 
 
 def _fits(
-    v: _Validator,
+    v: Context,
     a: MapReader,
     names: tuple[str, str, str, str],
     gravities: dict[str, Quantity],

@@ -9,11 +9,12 @@ that alias into surprise.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import yaml
 
-from workflow.core.errors import ProtocolIssue
+from workflow.core.errors import ProtocolError, ProtocolIssue
 
 
 class YMap(dict[str, Any]):
@@ -151,3 +152,28 @@ def load_located(text: str, filename: str) -> tuple[Any, list[ProtocolIssue]]:
     builder = _Builder(filename)
     value = builder.build(node)
     return value, builder.issues
+
+
+def read_file(path: str | Path) -> bytes:
+    """A protocol or overlay file's bytes; ProtocolError (line 0) when it cannot be read."""
+    p = Path(path)
+    try:
+        return p.read_bytes()
+    except OSError as exc:
+        raise ProtocolError(
+            [ProtocolIssue(str(p), 0, f"cannot read the file: {exc.strerror or exc}")]
+        ) from exc
+
+
+def load_document(data: bytes, filename: str) -> Any:
+    """The located YAML root of a protocol or overlay file; ProtocolError when the bytes are
+    not UTF-8 text or not YAML."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ProtocolError([ProtocolIssue(filename, line, "the file is not UTF-8 text")]) from exc
+    root, yaml_issues = load_located(text, filename)
+    if root is None or yaml_issues:
+        raise ProtocolError(yaml_issues)
+    return root

@@ -132,6 +132,21 @@ BAG_ITEMS = ("bag_entry", "bag_scan")
 
 
 @dataclass(frozen=True)
+class NormalGroup:
+    """Findings a form may record with one "all normal" tap (issue 12.4): each item's normal
+    value, recorded as if entered one by one, so every rule still reads every value. The
+    loader refuses a group whose normal values would fire a rule; an abnormal finding is
+    entered item by item as before."""
+
+    id: str
+    title: str
+    normal: tuple[tuple[str, str | bool], ...]  # item id -> value as a form posts it
+
+    def item_ids(self) -> tuple[str, ...]:
+        return tuple(k for k, _ in self.normal)
+
+
+@dataclass(frozen=True)
 class Step:
     id: str
     title: str
@@ -158,6 +173,8 @@ class Step:
     scans: tuple[ScanSpec, ...] = ()
     # The bag is identified here by its label's code (``bag_entry``, ``bag_scan``): closed loop.
     checks_bag: bool = False
+    # Groups of findings with an "all normal" tap (hold checks, observation).
+    normal_groups: tuple[NormalGroup, ...] = ()
 
     def item(self, item_id: str) -> Item | None:
         for it in self.items:

@@ -27,10 +27,11 @@ from typing import Any, Literal
 
 from workflow.core.errors import ProtocolError, ProtocolIssue
 
-from . import _gravimetric
+from . import _gravimetric, _head, _rules
+from ._context import Context
 from ._fields import Issues, MapReader
-from ._yaml import YList, YMap, load_located
-from .loader import _Validator
+from ._items import read_items
+from ._yaml import YList, YMap, load_document, read_file
 from .model import (
     Acknowledgement,
     Condition,
@@ -93,14 +94,7 @@ def parse_combination(text: bytes) -> tuple[str, str]:
 
 def load_overlay(path: str | Path, protocol: Protocol) -> Protocol:
     """Read an overlay file and combine it with ``protocol``; ProtocolError lists every problem."""
-    p = Path(path)
-    try:
-        data = p.read_bytes()
-    except OSError as exc:
-        raise ProtocolError(
-            [ProtocolIssue(str(p), 0, f"cannot read the file: {exc.strerror or exc}")]
-        ) from exc
-    return parse_overlay(data, str(p), protocol)
+    return parse_overlay(read_file(path), str(Path(path)), protocol)
 
 
 def parse_overlay(data: bytes, filename: str, protocol: Protocol) -> Protocol:
@@ -108,16 +102,8 @@ def parse_overlay(data: bytes, filename: str, protocol: Protocol) -> Protocol:
         raise ProtocolError(
             [ProtocolIssue(filename, 0, "the protocol already carries an overlay; apply one only")]
         )
+    root = load_document(data, filename)
     issues = Issues(filename)
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise ProtocolError([ProtocolIssue(filename, line, "the file is not UTF-8 text")]) from exc
-    root, yaml_issues = load_located(text, filename)
-    issues.items.extend(yaml_issues)
-    if root is None or issues.items:
-        raise ProtocolError(issues.items)
     overlay_hash = hashlib.sha256(data).hexdigest()
     combined = _OverlayReader(issues, root, protocol, overlay_hash, filename).run()
     if issues.items or combined is None:
@@ -135,7 +121,7 @@ class _OverlayReader:
         self.overlay_hash = overlay_hash
         self.filename = filename
         # The protocol loader's readers check items, conditions and citations the same way.
-        self.v = _Validator(issues, root, overlay_hash, filename)
+        self.v = Context(issues)
         self.v.sources = dict(base.sources)
         self.v.roles = dict(base.roles)
 
@@ -155,7 +141,7 @@ class _OverlayReader:
                         f"sources.{key} is a protocol source; an overlay may add sources, "
                         "not redefine them",
                     )
-            self.v._sources(src)
+            _head.sources(self.v, src)
         steps = self._add_items(top.seq("add_items", required=False))
         rules = self._rules(top, steps)
         numbers = self._numbers(top.sub("tighten_numbers", required=False))
@@ -164,7 +150,7 @@ class _OverlayReader:
         acks, start = self._hard_stops(top.seq("hard_stops", required=False))
         gravimetric = self._gravimetric(top.sub("gravimetric", required=False), steps)
         top.done()
-        self.v._check_sources()
+        self.v.check_sources()
         if ref is None or self.issues.items:
             return None
         sections: dict[str, Any] = {
@@ -219,7 +205,7 @@ class _OverlayReader:
             source = r.text("source")
             items_seq = r.seq("items")
             r.done()
-            self.v._cite(r.line_of("source"), source, r.where)
+            self.v.cite(r.line_of("source"), source, r.where)
             if step_id is None or items_seq is None:
                 continue
             step = steps.get(step_id)
@@ -230,7 +216,7 @@ class _OverlayReader:
                     f"(steps: {', '.join(steps)})",
                 )
                 continue
-            new = self.v._items(items_seq, f"add_items[{i}] ({step_id})")
+            new = read_items(self.v, items_seq, f"add_items[{i}] ({step_id})")
             if new is None:
                 continue
             clash = [it.id for it in new if step.item(it.id) is not None]
@@ -248,7 +234,7 @@ class _OverlayReader:
         add = top.seq("add_rules", required=False)
         tighten = top.seq("tighten_rules", required=False)
         base_ids = {r.id for r in self.base.rules}
-        added = self.v._rules(add, steps) if add is not None else ()
+        added = _rules.rules(self.v, add, steps) if add is not None else ()
         for rule in added:
             if rule.id in base_ids:
                 self.issues.add(
@@ -256,7 +242,7 @@ class _OverlayReader:
                     f"add_rules: rule '{rule.id}' is already a protocol rule; "
                     "use tighten_rules to make it stricter",
                 )
-        stricter = self.v._rules(tighten, steps) if tighten is not None else ()
+        stricter = _rules.rules(self.v, tighten, steps) if tighten is not None else ()
         replaced: dict[str, Rule] = {}
         for new in stricter:
             line = _rule_line(tighten, new.id)
@@ -288,7 +274,7 @@ class _OverlayReader:
                 )
                 continue
             path, unit, direction = TIGHTEN[key]
-            new = self.v._quantity(r, key, unit, f"tighten_numbers.{key}")
+            new = self.v.quantity(r, key, unit, f"tighten_numbers.{key}")
             if new is None:
                 continue
             old = _attr(self.base, path)
@@ -356,7 +342,7 @@ class _OverlayReader:
             target = r.ident("id")
             source = r.text("source")
             r.done()
-            self.v._cite(r.line_of("source"), source, r.where)
+            self.v.cite(r.line_of("source"), source, r.where)
             if target is None or source is None:
                 continue
             if target == "retreatment" and start is not None and start.retreatment is not None:
@@ -385,7 +371,7 @@ class _OverlayReader:
             confirmed = r.flag("confirmed", default=True)
             note = r.text("note", required=False, default="") or ""
             r.done()
-            self.v._cite(r.line_of("source"), source, f"course rule '{rid}'")
+            self.v.cite(r.line_of("source"), source, f"course rule '{rid}'")
             if action is not None and action != "discontinue":
                 self.issues.add(
                     r.line_of("action"),
@@ -413,7 +399,7 @@ class _OverlayReader:
             description, source = r.text("description"), r.text("source")
             confirmed = r.flag("confirmed", default=True)
             r.done()
-            self.v._cite(r.line_of("source"), source, f"formulary[{i}]")
+            self.v.cite(r.line_of("source"), source, f"formulary[{i}]")
             if gtin is not None and not (gtin.isdigit() and len(gtin) == 14):
                 self.issues.add(
                     r.line_of("gtin"), f"formulary[{i}].gtin must be 14 digits, got '{gtin}'"

@@ -1,0 +1,283 @@
+"""Orders from the hospital over a real MLLP socket (HL7 v2 RDE^O11 / ORM^O01): NW queues a
+dose for the pharmacist, XO sends it back to verification, DC/CA takes unprepared doses off the
+queue and flags a prepared one for waste; duplicates are acknowledged and not applied twice;
+malformed, unknown-drug and identifier-mismatch messages are refused with the reason and leave
+nothing but their interface log entry. On SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+
+from interop.hl7_support import Sender, listener, msa, order
+from interop.support import clock_of, installation, new_course, step, who
+from workflow.core.protocol import Protocol
+from workflow.service import Bedside
+from workflow.store import pinning
+
+
+@pytest.fixture
+def app(db_url: str, protocol: Protocol) -> Iterator[Bedside]:
+    with installation(db_url, protocol) as bedside:
+        yield bedside
+
+
+@pytest.fixture
+def sender(app: Bedside) -> Iterator[Sender]:
+    with listener(app) as port:
+        s = Sender(port)
+        try:
+            yield s
+        finally:
+            s.close()
+
+
+def cases(app: Bedside) -> list[str]:
+    return [r.id for r in app.store.list_cases()]
+
+
+def test_new_order_queues_the_dose_for_the_pharmacist(app: Bedside, sender: Sender) -> None:
+    new_course(app)
+    ack = sender.send(order("MSG0001", priority="S"))
+    code, control_id, text = msa(ack)
+    assert (code, control_id) == ("AA", "MSG0001"), text
+    assert text.endswith("stat; next: Pharmacist verifies the order"), text
+    assert ack.startswith("MSH|^~\\&|BEDSIDE|")
+    [case_id] = cases(app)
+    view = app.load(case_id)
+    assert view.case.state == "order_verification"  # on the pharmacy queue
+    entry = view.case.current["order"]
+    assert entry.values["dose_iu_per_kg"] == Decimal("600000")
+    assert entry.values["dosing_weight_kg"] == Decimal("72.5")
+    assert entry.values["weight_source"] == "standing_scale"
+    assert entry.values["order_reference"] == "ORD1001"
+    assert entry.signer.user_id == "external:1234"
+    assert "external order (hl7)" in entry.signer.name
+    assert view.record.scheduled_at == datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
+    assert app.order_priorities([case_id, "other"]) == {case_id: "stat", "other": "routine"}
+    [logged] = app.interface_log()
+    assert (logged.status, logged.ack_code, logged.kind) == ("applied", "AA", "RDE^O11 NW")
+    queued = {"case_id": case_id, "effect": "queued", "state": "order_verification"}
+    assert logged.effects == (queued,)
+    # The pharmacist verifies it in Bedside like any order (someone other than the orderer).
+    clock_of(app).advance(minutes=5)
+    view = step(app, view)
+    assert view.case.state == "eligibility"
+
+
+def test_a_resent_message_is_acknowledged_and_not_applied_twice(
+    app: Bedside, sender: Sender
+) -> None:
+    new_course(app)
+    first = msa(sender.send(order("MSG0002")))
+    again = msa(sender.send(order("MSG0002")))
+    assert first[0] == again[0] == "AA"
+    assert "duplicate" in again[2]
+    assert len(cases(app)) == 1
+    assert [e.status for e in app.interface_log()] == ["duplicate", "applied"]
+
+
+def test_orm_o01_is_read_like_rde_o11(app: Bedside, sender: Sender) -> None:
+    new_course(app)
+    code, _, text = msa(sender.send(order("MSG0003", kind="ORM^O01^ORM_O01")))
+    assert code == "AA", text
+    assert len(cases(app)) == 1
+
+
+def test_a_change_sends_the_verified_order_back_to_the_pharmacist(
+    app: Bedside, sender: Sender
+) -> None:
+    new_course(app)
+    assert msa(sender.send(order("MSG0010")))[0] == "AA"
+    [case_id] = cases(app)
+    clock_of(app).advance(minutes=5)
+    view = step(app, app.load(case_id))  # the pharmacist verifies
+    assert view.case.state == "eligibility"
+    clock_of(app).advance(minutes=5)
+    code, _, text = msa(sender.send(order("MSG0011", "XO", weight="70.1", reason="Re-weighed")))
+    assert code == "AA", text
+    view = app.load(case_id)
+    assert view.case.state == "order_verification"
+    assert view.case.current["order"].values["dosing_weight_kg"] == Decimal("70.1")
+    assert app.interface_log()[0].effects[0]["effect"] == "requeued"
+    assert app.order_priorities([case_id]) == {case_id: "routine"}
+    # The hospital makes it STAT: the queue's priority follows; no entry changes.
+    code, _, text = msa(sender.send(order("MSG0012", "XO", weight="70.1", priority="S")))
+    assert code == "AA" and "alters no entry" in text, text
+    assert app.order_priorities([case_id]) == {case_id: "stat"}
+    assert app.load(case_id).case.state == "order_verification"
+
+
+def test_a_discontinue_takes_the_unprepared_dose_off_the_queue(
+    app: Bedside, sender: Sender
+) -> None:
+    new_course(app)
+    assert msa(sender.send(order("MSG0020")))[0] == "AA"
+    [case_id] = cases(app)
+    clock_of(app).advance(minutes=5)
+    # ORC-16 with every escape a hospital sends: | ^ & ~ and \ itself.
+    reason = r"Toxicity\F\grade 3\S\renal \T\ hepatic\R\see note\E\ward"
+    code, _, text = msa(sender.send(order("MSG0021", "DC", reason=f"^{reason}")))
+    assert code == "AA", text
+    view = app.load(case_id)
+    assert view.case.state == "cancelled"
+    assert view.case.end is not None
+    note = str(view.case.end.get("note"))
+    assert "Toxicity|grade 3^renal & hepatic~see note\\ward" in note
+    assert "ORD1001" in note and "MSG0021" in note
+    [event] = app.interface_events(limit=10)[:1]
+    assert (event.effect, event.case_id, event.open) == ("removed", case_id, False)
+    assert app.store.get_course(view.record.course_id).status == "active"
+
+
+def test_a_discontinue_flags_a_prepared_dose_for_waste(app: Bedside, sender: Sender) -> None:
+    new_course(app)
+    assert msa(sender.send(order("MSG0030", start="202611020630")))[0] == "AA"
+    [case_id] = cases(app)
+    view = app.load(case_id)
+    while not view.case.bag_prepared:
+        view = step(app, view)
+    clock_of(app).advance(minutes=5)
+    code, _, text = msa(sender.send(order("MSG0031", "CA")))
+    assert code == "AA", text
+    assert "1 prepared dose(s) flagged for waste" in text
+    view = app.load(case_id)
+    assert not view.case.closed  # the bag exists: a person records its waste
+    flagged = [e for e in app.interface_events() if e.effect == "flagged_for_waste"]
+    assert [(e.case_id, e.open) for e in flagged] == [(case_id, True)]
+    # A change to a prepared dose is refused: it would change a bag already made.
+    code, _, text = msa(sender.send(order("MSG0032", "XO", weight="80")))
+    assert code == "AE" and "already prepared" in text
+    clock_of(app).advance(minutes=5)
+    app.side_exit(case_id, view.version, "waste", "dose_not_given", "", who("p.lindqvist"))
+    flagged = [e for e in app.interface_events() if e.effect == "flagged_for_waste"]
+    assert [e.open for e in flagged] == [False]
+
+
+@pytest.mark.parametrize(
+    ("broken", "field"),
+    [
+        (order("MSG0040", dob="1968-05-02"), "PID-7"),
+        (order("MSG0041", units="mg"), "RXE-5"),
+        (order("MSG0042", dose="six hundred thousand"), "RXE-3"),
+        (order("MSG0043", method=""), "OBX-17"),
+        (order("MSG0044").replace("ORC|NW|", "ORC|ZZ|"), "ORC-1"),
+        ("PID|1||MRN-1^^^GENHOSP^MR", "MSH"),
+    ],
+)
+def test_a_malformed_message_is_rejected_naming_the_field(
+    app: Bedside, sender: Sender, broken: str, field: str
+) -> None:
+    new_course(app)
+    code, _, text = msa(sender.send(broken))
+    assert code == "AR"
+    assert text.startswith(field), text
+    assert cases(app) == []
+    [logged] = app.interface_log()
+    assert (logged.status, logged.ack_code) == ("refused", "AR")
+    assert logged.detail.startswith(field)
+
+
+def test_an_unknown_drug_is_refused(app: Bedside, sender: Sender) -> None:
+    new_course(app)
+    code, _, text = msa(sender.send(order("MSG0050", drug="CIS50^Cisplatin^LOCAL")))
+    assert code == "AE"
+    assert "CIS50 / Cisplatin" in text and "aldesleukin" in text
+    assert cases(app) == []
+    assert [e.status for e in app.interface_log()] == ["refused"]
+
+
+def test_a_second_identifier_mismatch_is_refused_never_merged(app: Bedside, sender: Sender) -> None:
+    new_course(app)
+    code, _, text = msa(sender.send(order("MSG0060", dob="19680503")))
+    assert code == "AE"
+    assert "second identifier does not match" in text
+    code, _, text = msa(sender.send(order("MSG0061", given="Eve")))
+    assert code == "AE"
+    assert cases(app) == []
+    patient = app.store.find_patient_by_mrn("MRN-1")
+    assert patient is not None and patient.given_name == "Ada"
+
+
+def test_an_order_for_a_patient_without_an_active_course_is_refused(
+    app: Bedside, sender: Sender
+) -> None:
+    code, _, text = msa(sender.send(order("MSG0070", mrn="MRN-9")))
+    assert code == "AE"
+    assert "MRN-9" in text
+    assert app.store.find_patient_by_mrn("MRN-9") is None
+    assert cases(app) == []
+
+
+def test_a_refusal_after_the_dose_was_opened_leaves_nothing_half_applied(
+    app: Bedside, sender: Sender
+) -> None:
+    """The dose is opened before the order entry is judged; a dose other than the label dose
+    with no prescriber's reason is refused there, and the opened dose goes with it."""
+    new_course(app)
+    code, _, text = msa(sender.send(order("MSG0080", dose="500000")))
+    assert code == "AE", text
+    assert cases(app) == []
+    assert [e.status for e in app.interface_log()] == ["refused"]
+    # With the prescriber's reason (RXE-7) the same order is applied.
+    rx = order("MSG0081", dose="500000").replace(
+        "|INJ^Injection|", "|INJ^Injection|^Reduced per tumour board\\T\\renal function|"
+    )
+    code, _, text = msa(sender.send(rx))
+    assert code == "AA", text
+    [case_id] = cases(app)
+    entry = app.load(case_id).case.current["order"]
+    assert entry.values["dose_deviation_reason"] == "Reduced per tumour board&renal function"
+
+
+def test_a_second_new_order_with_the_same_number_is_refused(app: Bedside, sender: Sender) -> None:
+    new_course(app)
+    assert msa(sender.send(order("MSG0090")))[0] == "AA"
+    code, _, text = msa(sender.send(order("MSG0091")))
+    assert code == "AE" and "already received" in text
+    assert len(cases(app)) == 1
+
+
+def test_the_protocol_text_is_kept_even_when_the_first_order_was_refused(
+    app: Bedside, sender: Sender
+) -> None:
+    """The first order of a fresh installation saves the protocol's text inside its
+    transaction; refused, that save is rolled back, and the next order saves it again."""
+    new_course(app)
+    assert msa(sender.send(order("MSG0100", dose="500000")))[0] == "AE"
+    assert msa(sender.send(order("MSG0101")))[0] == "AA"
+    [case_id] = cases(app)
+    # What a restarted server (or an upgraded one) replays the case on.
+    restored = pinning.restore(app.store, app.load(case_id).record.protocol_hash)
+    assert restored.content_hash == app.protocol.content_hash
+
+
+def test_the_same_message_on_two_connections_at_once_is_applied_once(app: Bedside) -> None:
+    """An interface engine that fails over resends on a second connection while the first is
+    still being answered: the interface log's unique key lets one apply it, the other is told
+    it is a duplicate."""
+    new_course(app)
+    message = order("MSG0110")
+    answers: list[tuple[str, str, str]] = []
+    with listener(app) as port:
+        senders = [Sender(port), Sender(port)]
+        start = threading.Barrier(2)
+
+        def send(sender: Sender) -> None:
+            start.wait()
+            answers.append(msa(sender.send(message)))
+
+        threads = [threading.Thread(target=send, args=(s,)) for s in senders]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        for s in senders:
+            s.close()
+    assert [a[0] for a in answers] == ["AA", "AA"], answers
+    assert len(cases(app)) == 1
+    assert sorted(e.status for e in app.interface_log()) == ["applied", "duplicate"]

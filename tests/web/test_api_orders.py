@@ -1,0 +1,234 @@
+"""POST /api/fhir/MedicationRequest: a FHIR R4 order with its Patient goes through the same
+service command as the HL7 v2 feed; errors are OperationOutcomes with a 4xx status; the pharmacy
+sees what a discontinued order did at GET /api/pharmacy/interface-events. SQLite and
+PostgreSQL."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from fhir.resources.R4B.bundle import Bundle
+from fhir.resources.R4B.medicationrequest import MedicationRequest
+from fhir.resources.R4B.operationoutcome import OperationOutcome
+
+from .conftest import Site
+
+MRN, FAMILY, BORN = "MRN-8001", "Mbeki", "1959-09-30"
+
+
+def bundle(
+    status: str = "active",
+    *,
+    ident: str = "req-1",
+    dob: str = BORN,
+    drug: str = "aldesleukin",
+    method: str = "POST",
+    weight: float = 81.0,
+    priority: str = "stat",
+) -> dict[str, Any]:
+    """A transaction Bundle as a hospital's FHIR server sends an IV order."""
+    return {
+        "resourceType": "Bundle",
+        "id": ident,
+        "type": "transaction",
+        "entry": [
+            {
+                "fullUrl": "urn:uuid:8f1c2c4e-0000-4000-8000-000000000001",
+                "resource": {
+                    "resourceType": "MedicationRequest",
+                    "identifier": [{"use": "official", "value": "RX-77"}],
+                    "status": status,
+                    "statusReason": {"text": "Capillary leak syndrome"},
+                    "intent": "order",
+                    "priority": priority,
+                    "medicationCodeableConcept": {
+                        "coding": [{"code": drug, "display": drug.title()}],
+                        "text": drug,
+                    },
+                    "subject": {"reference": "urn:uuid:8f1c2c4e-0000-4000-8000-000000000002"},
+                    "requester": {"reference": "Practitioner/pr1"},
+                    "supportingInformation": [{"reference": "Observation/w1"}],
+                    "dosageInstruction": [
+                        {
+                            "timing": {"event": ["2026-11-02T08:00:00+00:00"]},
+                            "doseAndRate": [
+                                {
+                                    "doseQuantity": {
+                                        "value": 600000,
+                                        "unit": "IU/kg",
+                                        "code": "[iU]/kg",
+                                    }
+                                }
+                            ],
+                        }
+                    ],
+                },
+                "request": {"method": method, "url": "MedicationRequest"},
+            },
+            {
+                "fullUrl": "urn:uuid:8f1c2c4e-0000-4000-8000-000000000002",
+                "resource": {
+                    "resourceType": "Patient",
+                    "identifier": [
+                        {"type": {"coding": [{"code": "SS"}]}, "value": "555-00-1234"},
+                        {
+                            "type": {
+                                "coding": [
+                                    {
+                                        "system": "http://terminology.hl7.org/CodeSystem/v2-0203",
+                                        "code": "MR",
+                                    }
+                                ]
+                            },
+                            "value": MRN,
+                        },
+                    ],
+                    "name": [{"family": FAMILY, "given": ["Thabo"]}],
+                    "birthDate": dob,
+                },
+                "request": {"method": "POST", "url": "Patient"},
+            },
+            {
+                "resource": {
+                    "resourceType": "Observation",
+                    "id": "w1",
+                    "status": "final",
+                    "code": {"coding": [{"system": "http://loinc.org", "code": "29463-7"}]},
+                    "subject": {"reference": "urn:uuid:8f1c2c4e-0000-4000-8000-000000000002"},
+                    "effectiveDateTime": "2026-11-02T05:00:00+00:00",
+                    "valueQuantity": {"value": weight, "unit": "kg", "code": "kg"},
+                    "method": {"coding": [{"code": "bed_scale"}]},
+                },
+                "request": {"method": "POST", "url": "Observation"},
+            },
+            {
+                "resource": {
+                    "resourceType": "Practitioner",
+                    "id": "pr1",
+                    "identifier": [{"value": "dr.okafor"}],
+                    "name": [{"family": "Okafor", "given": ["Amara"]}],
+                },
+                "request": {"method": "POST", "url": "Practitioner"},
+            },
+        ],
+    }
+
+
+def test_a_fhir_order_is_queued_and_a_stop_is_shown_to_the_pharmacy(site: Site) -> None:
+    Bundle.model_validate(bundle())  # what the test sends is valid FHIR R4(B)
+    site.new_course(MRN, FAMILY, "Thabo", BORN)
+    prescriber = site.client("dr.okafor")
+    r = prescriber.post("/api/fhir/MedicationRequest", json=bundle())
+    assert r.status_code == 201, r.text
+    assert r.headers["content-type"].startswith("application/fhir+json")
+    OperationOutcome.model_validate(r.json())
+    [case] = [c for c in site.bedside.store.list_cases()]
+    view = site.bedside.load(case.id)
+    assert view.case.state == "order_verification"
+    # A Bedside prescriber with the requester's identifier is named by their printed name.
+    assert view.case.current["order"].signer.name.startswith("Dr. Amara Okafor (dr.okafor)")
+    assert site.bedside.order_priorities([case.id]) == {case.id: "stat"}
+
+    again = prescriber.post("/api/fhir/MedicationRequest", json=bundle())
+    assert again.status_code == 200 and "duplicate" in again.json()["issue"][0]["diagnostics"]
+
+    changed = prescriber.post(
+        "/api/fhir/MedicationRequest", json=bundle(ident="req-2", method="PUT", weight=79.5)
+    )
+    assert changed.status_code == 201, changed.text
+    assert (
+        str(site.bedside.load(case.id).case.current["order"].values["dosing_weight_kg"]) == "79.5"
+    )
+
+    stopped = prescriber.post("/api/fhir/MedicationRequest", json=bundle("stopped", ident="req-3"))
+    assert stopped.status_code == 201, stopped.text
+    view = site.bedside.load(case.id)
+    assert view.case.state == "cancelled"
+    assert "Capillary leak syndrome" in str(view.case.end and view.case.end.get("note"))
+
+    pharmacist = site.client("p.lindqvist")
+    events = pharmacist.get("/api/pharmacy/interface-events")
+    assert events.status_code == 200, events.text
+    newest = events.json()[0]
+    assert (newest["effect"], newest["case_id"], newest["open"]) == ("removed", case.id, False)
+    assert [e["effect"] for e in events.json()] == ["removed", "requeued", "queued"]
+    assert site.client("n.alvarez").get("/api/pharmacy/interface-events").status_code == 403
+
+
+def test_fhir_errors_are_operation_outcomes_with_4xx(site: Site) -> None:
+    site.new_course(MRN, FAMILY, "Thabo", BORN)
+    prescriber = site.client("dr.okafor")
+
+    def post(body: Any) -> tuple[int, dict[str, Any]]:
+        r = prescriber.post("/api/fhir/MedicationRequest", json=body)
+        OperationOutcome.model_validate(r.json())
+        return r.status_code, r.json()["issue"][0]
+
+    broken = copy.deepcopy(bundle(ident="bad-1"))
+    del broken["entry"][1]["resource"]["birthDate"]
+    status, issue = post(broken)
+    assert (status, issue["code"]) == (400, "invalid")
+    assert issue["diagnostics"].startswith("Patient.birthDate")
+
+    status, issue = post(bundle(ident="bad-2", drug="cisplatin"))
+    assert (status, issue["code"]) == (422, "business-rule")
+    assert "cisplatin" in issue["diagnostics"]
+
+    status, issue = post(bundle(ident="bad-3", dob="1959-10-01"))
+    assert status == 422 and "second identifier does not match" in issue["diagnostics"]
+
+    status, issue = post({"resourceType": "Patient"})
+    assert status == 400 and issue["diagnostics"].startswith("resourceType")
+
+    assert site.bedside.store.list_cases() == []
+    assert [e.status for e in site.bedside.interface_log()] == ["refused"] * 4
+
+    # Session, role and CSRF come first, in the API's one error shape (as on every route).
+    nurse = site.client("n.alvarez")
+    r = nurse.post("/api/fhir/MedicationRequest", json=bundle(ident="bad-4"))
+    assert r.status_code == 403 and r.json()["code"] == "forbidden"
+    stranger = site.client()
+    r = stranger.post("/api/fhir/MedicationRequest", json=bundle(ident="bad-5"))
+    assert r.status_code == 401 and r.json()["code"] == "not_signed_in"
+    assert len(site.bedside.interface_log()) == 4
+    # A body past the server's limit is refused as it arrives, before it is read as FHIR.
+    huge = prescriber.post(
+        "/api/fhir/MedicationRequest",
+        content=b"{" + b" " * (2 * 1024 * 1024) + b"}",
+        headers={"content-type": "application/fhir+json"},
+    )
+    assert huge.status_code == 413
+    assert len(site.bedside.interface_log()) == 4
+
+
+def test_a_lone_medication_request_with_contained_resources(site: Site) -> None:
+    """The other shape a FHIR server sends: one MedicationRequest, its Patient, weight and
+    requester contained (``#id`` references), the request id as the duplicate key."""
+    site.new_course(MRN, FAMILY, "Thabo", BORN)
+    entries = {e["resource"]["resourceType"]: e["resource"] for e in bundle()["entry"]}
+    request = dict(entries["MedicationRequest"])
+    patient = {**entries["Patient"], "id": "pat"}
+    weight = {**entries["Observation"], "subject": {"reference": "#pat"}}
+    request.update(
+        id="mr-55",
+        meta={"versionId": "1"},
+        contained=[patient, weight, entries["Practitioner"]],
+        subject={"reference": "#pat"},
+        requester={"reference": "#pr1"},
+        supportingInformation=[{"reference": "#w1"}],
+        priority="routine",
+    )
+    MedicationRequest.model_validate(request)
+    pharmacist = site.client("p.lindqvist")
+    r = pharmacist.post("/api/fhir/MedicationRequest", json=request)
+    assert r.status_code == 201, r.text
+    [case] = site.bedside.store.list_cases()
+    assert site.bedside.order_priorities([case.id]) == {case.id: "routine"}
+    [entry] = site.bedside.interface_log()
+    assert (entry.channel, entry.control_id, entry.kind) == (
+        "fhir",
+        "mr-55/1",
+        "MedicationRequest active",
+    )
+    assert '"mr-55"' in entry.message  # the request as received is kept
