@@ -112,6 +112,11 @@ def _as_asn1(cert: Certificate) -> asn1_x509.Certificate:
     return asn1_x509.Certificate.load(cert)
 
 
+def certificate_der(cert: Certificate) -> bytes:
+    """A certificate in any of the accepted forms as DER (what a worker process is handed)."""
+    return bytes(_as_asn1(cert).dump())
+
+
 def _describe(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     return text if len(text) <= 300 else text[:300] + "…"
