@@ -20,13 +20,15 @@ every ``.incoming-*`` leftover of a write cut off before its link.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
-from multiprocessing import get_context
+from multiprocessing import get_all_start_methods, get_context
+from multiprocessing.context import BaseContext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -184,11 +186,14 @@ def _check_files(
             answers.append(_FileAnswer(sha, "file missing from the archive", None))
             continue
         # One read, one hash: the blob's name, then the signature checks, on the same bytes.
-        if hashlib.sha256(pdf).hexdigest() != sha:
+        digest = hashlib.sha256(pdf).hexdigest()
+        if digest != sha:
             answers.append(_FileAnswer(sha, "file does not match its SHA-256", None))
             continue
         answers.append(
-            _FileAnswer(sha, None, verifier.verify(pdf, sha, attachment=EVENTS_FILE_NAME))
+            _FileAnswer(
+                sha, None, verifier.verify(pdf, sha, attachment=EVENTS_FILE_NAME, sha256=digest)
+            )
         )
     now = verifier.stats
     done = VerifierStats(
@@ -223,19 +228,20 @@ def _answers(
         stats.cross_checked += done.cross_checked
         stats.disagreements += done.disagreements
 
-    if jobs <= 1:
+    chunks = _chunks(items, _CHUNK)
+    head = list(itertools.islice(chunks, 2))
+    if jobs <= 1 or len(head) < 2:  # one chunk: starting workers would cost more than it
         verifier = Verifier(roots)
-        for chunk in _chunks(items, _CHUNK):
+        for chunk in itertools.chain(head, chunks):
             answers, done = _check_files(chunk, verifier)
             add(done)
             yield from answers
         return
-    # Spawned, not forked: the parent holds database connections and maybe a progress thread.
     with ProcessPoolExecutor(
-        jobs, mp_context=get_context("spawn"), initializer=_start_worker, initargs=(roots,)
+        jobs, mp_context=_start_method(), initializer=_start_worker, initargs=(roots,)
     ) as pool:
         pending: deque[Future[tuple[list[_FileAnswer], VerifierStats]]] = deque()
-        for chunk in _chunks(items, _CHUNK):
+        for chunk in itertools.chain(head, chunks):
             pending.append(pool.submit(_check_files, chunk))
             if len(pending) >= 3 * jobs:
                 answers, done = pending.popleft().result()
@@ -245,6 +251,15 @@ def _answers(
             answers, done = pending.popleft().result()
             add(done)
             yield from answers
+
+
+def _start_method() -> BaseContext:
+    """Fork where there is one: a worker then starts with pyHanko already imported (a spawned
+    one spends a second or more importing it). The workers touch no database connection or
+    thread of the parent: they read files and run the verifier built by ``_start_worker``."""
+    if "fork" in get_all_start_methods():
+        return get_context("fork")
+    return get_context("spawn")
 
 
 def default_jobs() -> int:

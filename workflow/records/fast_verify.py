@@ -16,6 +16,7 @@ over the signed byte range and one ECDSA (or RSA) verification: well under a mil
 * the CMS is one SignerInfo, detached, SHA-256, whose signed attributes say content type
   ``data``, carry the digest of the signed range, and name (ESS signing-certificate-v2) the
   certificate that signed; that certificate's key verifies the signature value;
+* every certificate the CMS carries is on that signer's validated path, and
 * the certificate was found trusted (path to a trust root, key usage) by pyHanko's full
   validation earlier in this run, at a moment inside every validity period on that path
   (:class:`TrustedSigner`, cached by the caller).
@@ -37,7 +38,6 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from asn1crypto import cms
-from asn1crypto import x509 as asn1_x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
@@ -61,6 +61,9 @@ class TrustedSigner:
     """A signer certificate pyHanko validated in full, and what the quick path needs of it."""
 
     public_key: ec.EllipticCurvePublicKey | rsa.RSAPublicKey
+    der: bytes
+    issuer: bytes  # DER of the issuer name, as a CMS SignerIdentifier names it
+    serial: int
     subject: str  # as pyHanko names it (human_friendly)
     path_certs: frozenset[bytes]  # DER of every certificate on the validated path
     not_before: datetime  # the latest not_before on the path
@@ -78,7 +81,6 @@ class Proof:
     field_name: str
     signer: TrustedSigner
     gap: tuple[int, int]  # first and last byte of the /Contents value
-    stray: tuple[str, ...]  # certificates in the CMS that are not on the trusted path
     attachment: bytes | None
 
 
@@ -109,7 +111,10 @@ def prove(
 def _prove(
     pdf: bytes, trusted: dict[str, TrustedSigner], moment: datetime, attachment: str | None
 ) -> Proof:
-    if not pdf.startswith(b"%PDF-") or b"/ObjStm" in pdf or b"/Encrypt" in pdf:
+    # No scan for object streams: a file with classic cross-reference tables only (and no
+    # /XRefStm, checked below) cannot use them, so every object, and every /ByteRange, is in
+    # plain sight.
+    if not pdf.startswith(b"%PDF-"):
         raise _NotProven
     ranges = list(_BYTE_RANGE.finditer(pdf))
     if len(ranges) != 1:
@@ -136,14 +141,13 @@ def _prove(
     digest = hashlib.sha256()
     digest.update(memoryview(pdf)[:b])
     digest.update(memoryview(pdf)[c:])
-    signer_der, signer, bundle = _check_cms(der, digest.digest(), trusted, moment)
-    stray = tuple(
-        str(asn1_x509.Certificate.load(other).subject.human_friendly)
-        for other in bundle
-        if other not in signer.path_certs and other != signer_der
-    )
+    signer, bundle = _check_cms(der, digest.digest(), trusted, moment)
+    if any(other not in signer.path_certs for other in bundle):
+        # A certificate that is not on the validated path (a changed copy of the CA's, say):
+        # which one pyHanko would pick for the signer is its business, and so is the note.
+        raise _NotProven
     data = _embedded_file(pdf, xref, root, attachment) if attachment is not None else None
-    return Proof(revisions, field_name, signer, (b, c - 1), stray, data)
+    return Proof(revisions, field_name, signer, (b, c - 1), data)
 
 
 # --- cross-reference tables and objects -------------------------------------------------------
@@ -191,7 +195,7 @@ def _cross_reference(pdf: bytes) -> tuple[dict[int, int], int, int]:
                 raise _NotProven
             root = int(found.group(1))
         prev = re.search(rb"/Prev\s+(\d+)", trailer)
-        if b"/XRefStm" in trailer:
+        if b"/XRefStm" in trailer or b"/Encrypt" in trailer:
             raise _NotProven
         position = int(prev.group(1)) if prev else None
     assert root is not None
@@ -307,8 +311,8 @@ def _stream(pdf: bytes, xref: dict[int, int], number: int) -> bytes:
 
 def _check_cms(
     der: bytes, digest: bytes, trusted: dict[str, TrustedSigner], moment: datetime
-) -> tuple[bytes, TrustedSigner, list[bytes]]:
-    """(the signer certificate's DER, its cached trust, every certificate's DER in the CMS).
+) -> tuple[TrustedSigner, list[bytes]]:
+    """(the signer's cached trust, every certificate's DER in the CMS).
 
     asn1crypto re-encodes a value once any of its children was looked at, which costs more
     than everything else here; so every encoding needed is taken (``dump``) before its parts
@@ -329,17 +333,12 @@ def _check_cms(
         raise _NotProven
     issuer = sid.chosen["issuer"].dump()
     serial = sid.chosen["serial_number"].native
-    candidates = []
-    for cert_der in bundle:
-        tbs = asn1_x509.Certificate.load(cert_der)["tbs_certificate"]
-        if tbs["serial_number"].native == serial and tbs["issuer"].dump() == issuer:
-            candidates.append(cert_der)
-    if len(candidates) != 1:
+    # The signer must be one pyHanko validated (the full path validates a new one, once),
+    # named by the CMS and carried in its bundle, as pyHanko would look it up.
+    known = [t for t in trusted.values() if t.serial == serial and t.issuer == issuer]
+    if len(known) != 1 or known[0].der not in bundle or not known[0].valid_at(moment):
         raise _NotProven
-    signer_der = candidates[0]
-    signer = trusted.get(signer_key(signer_der))
-    if signer is None or not signer.valid_at(moment):
-        raise _NotProven  # the full path validates this certificate (once) and caches it
+    signer = known[0]
 
     values: dict[str, object] = {}
     for attr in cms.CMSAttributes.load(b"\x31" + stored[1:]):
@@ -361,7 +360,7 @@ def _check_cms(
     (cert_id, *_) = ess["certs"]  # type: ignore[index]
     if cert_id["hash_algorithm"]["algorithm"].native != "sha256":
         raise _NotProven
-    if cert_id["cert_hash"].native != hashlib.sha256(signer_der).digest():
+    if cert_id["cert_hash"].native != hashlib.sha256(signer.der).digest():
         raise _NotProven
 
     # The signature is over the DER SET OF the signed attributes (RFC 5652 5.4): the same
@@ -378,4 +377,4 @@ def _check_cms(
         key.verify(value, blob, padding.PKCS1v15(), hashes.SHA256())
     else:
         raise _NotProven
-    return signer_der, signer, bundle
+    return signer, bundle
