@@ -49,6 +49,7 @@ from workflow.store import (
     Store,
     pinning,
 )
+from workflow.timing import phase
 
 Proof = Credentials | SessionPassword
 log = logging.getLogger("bedside")
@@ -308,33 +309,38 @@ class Bedside:
         build: Callable[[Case, Signer, datetime], Event],
         step: str | None = None,
     ) -> CaseView:
-        view = self.load(case_id)
+        with phase("load"):
+            view = self.load(case_id)
         if view.version != expected_version:
             raise ConflictError(
                 f"this case changed (now at version {view.version}, you had "
                 f"{expected_version}): reload and try again"
             )
-        signer = self.signer(
-            proof, roles, case_id=case_id, expected_version=expected_version, step=step
-        )
+        with phase("auth"):  # the password proof (argon2) or the signing session
+            signer = self.signer(
+                proof, roles, case_id=case_id, expected_version=expected_version, step=step
+            )
         case = view.case
-        event = build(case, signer, self.clock.now())
+        with phase("rules"):
+            event = build(case, signer, self.clock.now())
         proto = case.protocol
-        record = self.store.append(
-            case_id,
-            expected_version,
-            [event],
-            protocol_version=proto.version,
-            protocol_hash=proto.content_hash,
-            state=case.state,
-        )
+        with phase("append"):  # includes its "commit"
+            record = self.store.append(
+                case_id,
+                expected_version,
+                [event],
+                protocol_version=proto.version,
+                protocol_hash=proto.content_hash,
+                state=case.state,
+            )
         if case.state == "discontinued":
             course = self.store.get_course(record.course_id)
             if course.status == COURSE_ACTIVE:
                 self.store.set_course_status(record.course_id, COURSE_DISCONTINUED)
         if case.closed and self.archiver is not None:
             try:
-                self.archiver(case, self.store.case_chain_hash(case_id))
+                with phase("records"):  # render, sign and archive the case's records
+                    self.archiver(case, self.store.case_chain_hash(case_id))
             except BedsideError as exc:
                 # The closing step is committed and acknowledged: failing it now would tell the
                 # nurse it was not signed. The case is "ended without records", which every
