@@ -324,7 +324,7 @@ class Bedside:
         with phase("rules"):
             event = build(case, signer, self.clock.now())
         proto = case.protocol
-        with phase("append"):  # includes its "commit"
+        with phase("append"):  # includes its transaction's share of "commit"
             record = self.store.append(
                 case_id,
                 expected_version,

@@ -5,7 +5,9 @@ knowing about the web; the web starts a recorder per request (``recording()``) a
 was recorded into the header (workflow/web/app.py). Outside a request (the CLI, tests, the
 signing worker) nothing records and ``phase`` costs one context-variable lookup.
 
-Phases may nest (``commit`` inside ``append``); a phase entered twice in a request adds up.
+Phases may nest (``commit`` inside ``append``); a phase entered twice in a request adds up
+(``commit`` is every write transaction's commit in the request: the append's, the signing
+session's, the security log's).
 """
 
 from __future__ import annotations

@@ -32,9 +32,10 @@ def test_a_step_through_the_api_carries_its_phases(site: Site) -> None:
     assert r.status_code == 200, r.text
     phases = _phases(r.headers["Server-Timing"])
     assert {"load", "auth", "rules", "append", "commit", "total"} <= set(phases)
-    # Nested phases are inside their parents, and every phase inside the request.
-    assert phases["commit"] <= phases["append"] <= phases["total"]
-    assert phases["auth"] > 0 and phases["auth"] <= phases["total"]
+    # Every phase is inside the request. "commit" adds up every write transaction's commit in
+    # the request (the append's, the signing session's, the security log's).
+    assert all(phases[name] <= phases["total"] for name in phases)
+    assert phases["auth"] > 0
 
 
 def test_a_page_carries_its_render_time(sqlite_site: Site) -> None:

@@ -40,14 +40,10 @@ def write_tx(engine: Engine) -> Iterator[Connection]:
     """One write transaction: committed when the block ends, rolled back if it raises."""
     with unavailable_as_error(), engine.connect() as conn:
         conn.execution_options(**{WRITE_OPTION: True})
-        tx = conn.begin()
-        try:
+        with conn.begin() as tx:  # rolled back by the block if the caller raises
             yield conn
-        except BaseException:
-            tx.rollback()
-            raise
-        with phase("commit"):  # the fsync (SQLite) or the round trip (PostgreSQL)
-            tx.commit()
+            with phase("commit"):  # the fsync (SQLite) or the round trip (PostgreSQL)
+                tx.commit()
 
 
 @contextmanager
