@@ -15,6 +15,7 @@ does: what a person at a tablet waits for on a busy ward.
 
 from __future__ import annotations
 
+import argparse
 import os
 import random
 import shutil
@@ -101,6 +102,7 @@ def run_client(
     errors: list[str],
     think_s: float,
     seed: int,
+    phases: list[tuple[str, str]],
 ) -> None:
     clients = {u: login(base, u) for u in ("n.alvarez", "t.mensah", "p.lindqvist")}
     pause = random.Random(seed)
@@ -124,6 +126,7 @@ def run_client(
             t0 = time.perf_counter()
             r = client.post(f"/api/cases/{cid}/steps/{step.id}", json=body)
             latencies.append((step.id, time.perf_counter() - t0))
+            phases.append((step.id, r.headers.get("Server-Timing", "")))
             if r.status_code != 200:
                 errors.append(f"{step.id}: {r.status_code} {r.text[:200]}")
                 break
@@ -133,6 +136,18 @@ def run_client(
 
 def _p95(sorted_ms: list[float]) -> float:
     return sorted_ms[int(0.95 * (len(sorted_ms) - 1))] if sorted_ms else float("nan")
+
+
+def _phase_summary(headers: list[str]) -> str:
+    by_phase: dict[str, list[float]] = {}
+    for header in headers:
+        for part in header.split(","):
+            name, _, dur = part.strip().partition(";dur=")
+            if dur:
+                by_phase.setdefault(name, []).append(float(dur))
+    return ", ".join(
+        f"{name} {statistics.median(v):.1f} / {_p95(sorted(v)):.1f}" for name, v in by_phase.items()
+    )
 
 
 def rss_kib(pid: int) -> int:
@@ -178,10 +193,11 @@ def bench(label: str, db_url: str | None, think_s: float) -> None:
                 time.sleep(0.05)
         latencies: list[tuple[str, float]] = []
         errors: list[str] = []
+        phases: list[tuple[str, str]] = []
         threads = [
             threading.Thread(
                 target=run_client,
-                args=(base, bedside, cases[i::CLIENTS], latencies, errors, think_s, i),
+                args=(base, bedside, cases[i::CLIENTS], latencies, errors, think_s, i, phases),
             )
             for i in range(CLIENTS)
         ]
@@ -222,6 +238,17 @@ def bench(label: str, db_url: str | None, think_s: float) -> None:
                     f"  {name}: {len(part)} POSTs, median {statistics.median(part):.1f} ms, "
                     f"p95 {_p95(part):.1f} ms"
                 )
+        # Where the time went, by the server's own account (Server-Timing, workflow/timing.py):
+        # the client's latency minus the server's total is connection and queueing time.
+        for name, wanted in (
+            ("in-session steps", lambda s: s not in heavy),
+            ("second checker", lambda s: s == "double_check_second"),
+            ("record sign-off", lambda s: s == "record_sign_off"),
+        ):
+            print(
+                f"  {name}, server phases median / p95 ms: "
+                + _phase_summary([h for s, h in phases if wanted(s)])
+            )
         signed = len(list((home / "archive").rglob("*.pdf")))
         print(f"  signed records archived: {signed} ({len(cases)} cases x 2 records)")
         for e in errors[:5]:
@@ -234,7 +261,12 @@ def bench(label: str, db_url: str | None, think_s: float) -> None:
 
 
 def main() -> int:
-    for think_s in (0.0, THINK_S):
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--paced-only", action="store_true", help="skip the saturated load")
+    parser.add_argument("--postgres-only", action="store_true", help="skip SQLite")
+    args = parser.parse_args()
+    loads = (THINK_S,) if args.paced_only else (0.0, THINK_S)
+    for think_s in () if args.postgres_only else loads:
         bench("SQLite", None, think_s)
     try:
         admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
@@ -244,7 +276,7 @@ def main() -> int:
         print(f"web PostgreSQL: skipped ({exc.__class__.__name__})")
         return 0
     try:
-        for think_s in (0.0, THINK_S):  # each load on a fresh database of its own
+        for think_s in loads:  # each load on a fresh database of its own
             name = f"bedside_webbench_{uuid.uuid4().hex[:8]}"
             with admin.connect() as conn:
                 conn.execute(text(f'CREATE DATABASE "{name}"'))

@@ -71,6 +71,7 @@ from workflow.store import formulary as formulary_rows
 from workflow.store.formulary import FormularyEvent, FormularyProduct
 from workflow.store.web_sessions import SignatureMark
 from workflow.tablet_signing import TabletProof
+from workflow.timing import phase
 
 if TYPE_CHECKING:  # pyserial loads only when a balance is read
     from workflow.interop.balance import Weight
@@ -711,15 +712,17 @@ class Bedside(People, Queries):
         build: Callable[[Case, Signer, datetime], Event],
         step: str | None = None,
     ) -> CaseView:
-        view = self.load(case_id)
+        with phase("load"):
+            view = self.load(case_id)
         if view.version != expected_version:
             raise ConflictError(
                 f"this case changed (now at version {view.version}, you had "
                 f"{expected_version}): reload and try again"
             )
-        signer = self.signer(
-            proof, roles, case_id=case_id, expected_version=expected_version, step=step
-        )
+        with phase("auth"):  # the password proof (argon2) or the signing session
+            signer = self.signer(
+                proof, roles, case_id=case_id, expected_version=expected_version, step=step
+            )
         return self.act_as(view, signer, build, session=self._mark(proof))
 
     def act_as(
@@ -739,25 +742,28 @@ class Bedside(People, Queries):
         case_id = view.record.id
         expected_version = view.version
         case = view.case
-        event = build(case, signer, self.clock.now())
+        with phase("rules"):
+            event = build(case, signer, self.clock.now())
         proto = case.protocol
         # The event and, for a tablet's signature, its session's 11.200 state: one transaction.
-        record = self.store.append(
-            case_id,
-            expected_version,
-            [event],
-            protocol_version=proto.version,
-            protocol_hash=proto.content_hash,
-            state=case.state,
-            session=session,
-        )
+        with phase("append"):  # includes its transaction's share of "commit"
+            record = self.store.append(
+                case_id,
+                expected_version,
+                [event],
+                protocol_version=proto.version,
+                protocol_hash=proto.content_hash,
+                state=case.state,
+                session=session,
+            )
         if case.state == "discontinued":
             course = self.store.get_course(record.course_id)
             if course.status == COURSE_ACTIVE:
                 self.store.set_course_status(record.course_id, COURSE_DISCONTINUED)
         if case.closed and self.archiver is not None and archive:
             try:
-                self.archiver(case, self.store.case_chain_hash(case_id))
+                with phase("records"):  # render, sign and archive the case's records
+                    self.archiver(case, self.store.case_chain_hash(case_id))
             except BedsideError as exc:
                 # The closing step is committed and acknowledged: failing it now would tell the
                 # nurse it was not signed. The case is "ended without records", which every

@@ -292,11 +292,14 @@ class Archive:
         # Keyset pages: the last page costs what the first does, however big the archive.
         return self.store.iter_archive(batch)
 
-    def verify_all(self, progress: Callable[[int, int], None] | None = None) -> ArchiveReport:
+    def verify_all(
+        self, progress: Callable[[int, int], None] | None = None, jobs: int = 1
+    ) -> ArchiveReport:
         """Every indexed record (the blob's hash, its signature and trust, whole-file coverage,
         and its signed events against the database's), then every file the index does not
-        know and every cut-off write (archive_verify.py)."""
-        return verify_archive(self, progress)
+        know and every cut-off write (archive/verify.py). ``jobs`` worker processes check the
+        files (1: in this process)."""
+        return verify_archive(self, progress, jobs)
 
     def sweep(self, min_age_s: float = LEFTOVER_AGE_S) -> Sweep:
         """Clear what cut-off writes left (``bedside archive catch-up`` and ``serve`` run it).

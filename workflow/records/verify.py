@@ -12,12 +12,13 @@ import io
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal, TypeAlias
 
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509 as crypto_x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.diff_analysis import ModificationLevel
 from pyhanko.sign.validation import validate_pdf_signature
@@ -28,6 +29,7 @@ from pyhanko_certvalidator import ValidationContext
 from workflow.core.errors import IntegrityError
 
 from .embed import embedded_file
+from .fast_verify import Proof, TrustedSigner, prove, signer_key
 
 Status = Literal["pass", "fail", "skip"]
 CHECK_NAMES = (
@@ -110,6 +112,11 @@ def _as_asn1(cert: Certificate) -> asn1_x509.Certificate:
     return asn1_x509.Certificate.load(cert)
 
 
+def certificate_der(cert: Certificate) -> bytes:
+    """A certificate in any of the accepted forms as DER (what a worker process is handed)."""
+    return bytes(_as_asn1(cert).dump())
+
+
 def _describe(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     return text if len(text) <= 300 else text[:300] + "…"
@@ -128,12 +135,48 @@ class _Run:
                 self.put(name, "skip", f"not run: {reason}")
 
 
-class Verifier:
-    """Verifies records against one set of trust roots (parsed once, reused across files)."""
+# With the quick path on, every this-many-th record it proves is validated again in full by
+# pyHanko and the two answers compared (the first record of each signer always is: its
+# certificate is only trusted by the quick path once pyHanko has validated it).
+CROSS_CHECK_EVERY = 250
 
-    def __init__(self, trust_roots: Sequence[Certificate], *, at: datetime | None = None) -> None:
+
+@dataclass
+class VerifierStats:
+    """How a Verifier reached its answers (printed by benches, reported by archive verify)."""
+
+    quick: int = 0  # proven by records/fast_verify.py
+    full: int = 0  # validated by pyHanko in full (first of a signer, not proven, cross-checks)
+    cross_checked: int = 0  # quick answers validated again by pyHanko
+    # Quick answers pyHanko did not give: (sha256, what differed). The full answer is used.
+    disagreements: list[tuple[str, str]] = field(default_factory=list)
+
+
+class Verifier:
+    """Verifies records against one set of trust roots (parsed once, reused across files).
+
+    ``quick`` (the default) lets records/fast_verify.py prove a record of the shape Bedside
+    writes with one hash and one signature verification, trusting a signer certificate only
+    after pyHanko validated it in full during this Verifier's life; whatever it cannot prove
+    goes to pyHanko's full validation, which alone reports failures. ``cross_check_every``
+    re-validates every N-th quick answer in full (0: never) and keeps pyHanko's answer when
+    they differ (``stats.disagreements``).
+    """
+
+    def __init__(
+        self,
+        trust_roots: Sequence[Certificate],
+        *,
+        at: datetime | None = None,
+        quick: bool = True,
+        cross_check_every: int = CROSS_CHECK_EVERY,
+    ) -> None:
         self._roots = [_as_asn1(c) for c in trust_roots]
         self._at = at
+        self._quick = quick
+        self._cross_check_every = cross_check_every
+        self._trusted: dict[str, TrustedSigner] = {}
+        self.stats = VerifierStats()
 
     def _context(self) -> ValidationContext:
         # A fresh context per file: its "now" is fixed at construction, and a long-lived
@@ -152,9 +195,33 @@ class Verifier:
         expected_sha256: str | None = None,
         *,
         attachment: str | None = None,
+        sha256: str | None = None,
     ) -> VerificationResult:
         """Check one PDF. ``attachment`` names an embedded file (``events.json``) to hand back
-        from the same parse, so checking a record and reading its events parse it once."""
+        from the same parse, so checking a record and reading its events parse it once.
+        ``sha256`` is the file's hash when the caller has just computed it (hashed once)."""
+        if not self._quick or not self._roots:
+            return self._verify_full(pdf_bytes, expected_sha256, attachment)
+        proof = prove(pdf_bytes, self._trusted, self._at or datetime.now(UTC), attachment)
+        if proof is None:
+            return self._verify_full(pdf_bytes, expected_sha256, attachment)
+        self.stats.quick += 1
+        digest = sha256 or hashlib.sha256(pdf_bytes).hexdigest()
+        result = _proven(proof, len(pdf_bytes), digest, expected_sha256, attachment)
+        every = self._cross_check_every
+        if every and self.stats.quick % every == 0:
+            self.stats.cross_checked += 1
+            full = self._verify_full(pdf_bytes, expected_sha256, attachment)
+            differs = _difference(result, full)
+            if differs is not None:
+                self.stats.disagreements.append((result.sha256, differs))
+                return full
+        return result
+
+    def _verify_full(
+        self, pdf_bytes: bytes, expected_sha256: str | None, attachment: str | None
+    ) -> VerificationResult:
+        self.stats.full += 1
         run = _Run()
         digest = hashlib.sha256(pdf_bytes).hexdigest()
         signers: list[str] = []
@@ -165,26 +232,14 @@ class Verifier:
             pending = next((n for n in CHECK_NAMES[:-1] if n not in run.checks), "parsed")
             run.put(pending, "fail", f"unreadable: {_describe(exc)}")
             run.skip_rest(f"{pending} failed")
-        if expected_sha256 is None:
-            run.put("matches_archive", "skip", "no archived hash given")
-        elif expected_sha256.strip().lower() == digest:
-            run.put("matches_archive", "pass", f"SHA-256 {digest} matches the archive")
-        else:
-            run.put(
-                "matches_archive",
-                "fail",
-                f"SHA-256 {digest} differs from the archived {expected_sha256}",
-            )
+        _matches_archive(run, digest, expected_sha256)
         checks = tuple(run.checks[n] for n in CHECK_NAMES)
-        ok = all(c.status != "fail" for c in checks) and all(
-            c.passed for c in checks if c.name != "matches_archive"
-        )
         data = found.get("data")
         problem = found.get("problem")
         if attachment is not None and data is None and problem is None:
             problem = "the file could not be parsed"
         return VerificationResult(
-            ok,
+            _all_ok(checks),
             checks,
             tuple(signers),
             digest,
@@ -261,9 +316,32 @@ class Verifier:
                 run.skip_rest("signature_intact failed")
                 return None
             statuses.append((str(sig.field_name), status))
+            if len(sigs) == 1:
+                self._remember(status)
             signers.append(str(status.signing_cert.subject.human_friendly))
             stray += _off_chain_certificates(sig, status)
         return statuses, stray
+
+    def _remember(self, status: PdfSignatureStatus) -> None:
+        """Cache a signer certificate pyHanko found trusted, for the quick path."""
+        path = status.validation_path
+        if not (status.intact and status.valid and status.trusted) or path is None:
+            return
+        cert = status.signing_cert
+        on_path = [*path.iter_certs(include_root=True), cert]
+        key = crypto_x509.load_der_x509_certificate(cert.dump()).public_key()
+        if not isinstance(key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
+            return
+        self._trusted[signer_key(cert.dump())] = TrustedSigner(
+            public_key=key,
+            der=cert.dump(),
+            issuer=cert.issuer.dump(),
+            serial=cert.serial_number,
+            subject=str(cert.subject.human_friendly),
+            path_certs=frozenset(c.dump() for c in on_path),
+            not_before=max(c.not_valid_before for c in on_path),
+            not_after=min(c.not_valid_after for c in on_path),
+        )
 
     @staticmethod
     def _coverage(
@@ -292,11 +370,83 @@ def _gap(sig: Any) -> str:
     # A PDF signature signs the whole file but the hole it is written into: its /Contents
     # value, which holds the CMS signature and its certificate bundle.
     start, first_len, second_start, _ = (int(x) for x in sig.byte_range)
+    return _gap_words(start + first_len, second_start - 1)
+
+
+def _gap_words(first: int, last: int) -> str:
     return (
-        f"bytes {start + first_len}-{second_start - 1}, the /Contents value holding the CMS "
+        f"bytes {first}-{last}, the /Contents value holding the CMS "
         "signature and its certificate bundle, which no PDF signature can cover; they are "
         "checked by the signature value and the chain to the trust root instead"
     )
+
+
+def _all_ok(checks: Sequence[Check]) -> bool:
+    return all(c.status != "fail" for c in checks) and all(
+        c.passed for c in checks if c.name != "matches_archive"
+    )
+
+
+def _stray_note(stray: Sequence[str]) -> str:
+    if not stray:
+        return ""
+    return (
+        f"the certificate bundle inside the signature holds "
+        f"{len(stray)} certificate(s) that are not on the chain to the trust root "
+        f"({'; '.join(stray)}). If one was changed after signing, what was signed is "
+        "still unchanged (the bundle is outside the signed byte range), but the file's "
+        "SHA-256 no longer matches the archive's or SHA256SUMS: compare them to tell"
+    )
+
+
+def _matches_archive(run: _Run, digest: str, expected_sha256: str | None) -> None:
+    if expected_sha256 is None:
+        run.put("matches_archive", "skip", "no archived hash given")
+    elif expected_sha256.strip().lower() == digest:
+        run.put("matches_archive", "pass", f"SHA-256 {digest} matches the archive")
+    else:
+        run.put(
+            "matches_archive",
+            "fail",
+            f"SHA-256 {digest} differs from the archived {expected_sha256}",
+        )
+
+
+def _proven(
+    proof: Proof, size: int, digest: str, expected_sha256: str | None, attachment: str | None
+) -> VerificationResult:
+    """The result of a record the quick path proved: the same checks, in the same words, as
+    the full path gives for it (the cross-check compares them)."""
+    run = _Run()
+    run.put("parsed", "pass", f"PDF with {proof.revisions} revision(s)")
+    run.put("has_signature", "pass", "1 signature(s)")
+    run.put("signature_intact", "pass", "every signature matches the bytes it covers")
+    run.put("certificate_trusted", "pass", "every signer chains to a trust root")
+    run.put(
+        "covers_whole_file",
+        "pass",
+        f"the last signature ({proof.field_name}) covers all {size} bytes except "
+        f"its own container ({_gap_words(*proof.gap)})",
+    )
+    _matches_archive(run, digest, expected_sha256)
+    checks = tuple(run.checks[n] for n in CHECK_NAMES)
+    return VerificationResult(
+        _all_ok(checks),
+        checks,
+        (proof.signer.subject,),
+        digest,
+        proof.attachment if attachment is not None else None,
+        None,
+    )
+
+
+def _difference(quick: VerificationResult, full: VerificationResult) -> str | None:
+    """What the full validation said differently from the quick path, or None."""
+    if quick.to_dict() != full.to_dict():
+        return f"quick {quick.to_dict()} / full {full.to_dict()}"
+    if quick.attachment != full.attachment:
+        return "the embedded file read differs"
+    return None
 
 
 def _document_digest_intact(sig: Any) -> bool:
@@ -358,16 +508,3 @@ def _judge_signatures(run: _Run, statuses: Sequence[tuple[str, PdfSignatureStatu
         run.put("certificate_trusted", "skip", "not run: a signature is not intact")
     else:
         run.put("certificate_trusted", "pass", "every signer chains to a trust root")
-
-
-def _stray_note(stray: list[str]) -> str:
-    """What certificates off the chain inside a signature's bundle mean (empty: none)."""
-    if not stray:
-        return ""
-    return (
-        f"the certificate bundle inside the signature holds "
-        f"{len(stray)} certificate(s) that are not on the chain to the trust root "
-        f"({'; '.join(stray)}). If one was changed after signing, what was signed is "
-        "still unchanged (the bundle is outside the signed byte range), but the file's "
-        "SHA-256 no longer matches the archive's or SHA256SUMS: compare them to tell"
-    )

@@ -9,6 +9,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from workflow.core.errors import Unavailable
+from workflow.timing import phase
 
 # Execution option that marks a connection's next transaction as a writer; the SQLite engine
 # (engine.py) turns it into BEGIN IMMEDIATE.
@@ -39,8 +40,10 @@ def write_tx(engine: Engine) -> Iterator[Connection]:
     """One write transaction: committed when the block ends, rolled back if it raises."""
     with unavailable_as_error(), engine.connect() as conn:
         conn.execution_options(**{WRITE_OPTION: True})
-        with conn.begin():
+        with conn.begin() as tx:  # rolled back by the block if the caller raises
             yield conn
+            with phase("commit"):  # the fsync (SQLite) or the round trip (PostgreSQL)
+                tx.commit()
 
 
 @contextmanager

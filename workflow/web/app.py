@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
@@ -14,6 +16,7 @@ from jinja2 import Environment, FileSystemLoader
 
 from workflow.archive import Archive
 from workflow.service import Bedside
+from workflow.timing import phase, recording
 
 from . import (
     api,
@@ -49,6 +52,7 @@ def create_app(
     # Autoescape everything: a patient named <script> stays text.
     env = Environment(loader=FileSystemLoader(str(folder)), autoescape=True)
     templates = Jinja2Templates(env=env)
+    _time_rendering(templates)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -93,7 +97,12 @@ def create_app(
 
     @app.middleware("http")
     async def headers(request, call_next):  # type: ignore[no-untyped-def]
-        response = await call_next(request)
+        # Server-Timing: where this request's time went (auth, load, rules, append, commit,
+        # records, render; workflow/timing.py), for the browser's developer tools and benches.
+        started = time.perf_counter()
+        with recording() as timings:
+            response = await call_next(request)
+        response.headers["Server-Timing"] = timings.header(time.perf_counter() - started)
         # Clinical pages must not be kept by shared browsers or proxies.
         response.headers.setdefault("Cache-Control", "no-store")
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
@@ -117,3 +126,14 @@ def create_app(
         return response
 
     return app
+
+
+def _time_rendering(templates: Jinja2Templates) -> None:
+    """Every page rendered through ``templates`` is timed as the ``render`` phase."""
+    render = templates.TemplateResponse
+
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        with phase("render"):
+            return render(*args, **kwargs)
+
+    templates.TemplateResponse = timed  # type: ignore[method-assign]
