@@ -96,6 +96,7 @@ ROUTE_ROLES: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/ward"): WARD,
     ("GET", "/pharmacy"): PHARMACY,
     ("GET", "/cases/{case_id}"): CLINICAL,
+    ("GET", "/cases/{case_id}/photos/{sha}"): CLINICAL,
     ("POST", "/cases/{case_id}/steps/{step_id}"): CLINICAL,
     ("POST", "/cases/{case_id}/exit"): CLINICAL,
     ("GET", "/cases/{case_id}/label.pdf"): PHARMACY,

@@ -32,6 +32,7 @@ from workflow.records.case_records import record_documents
 from workflow.records.case_register import CaseRegister
 from workflow.records.document import RecordDocument
 from workflow.records.embed import extract_events
+from workflow.records.photos import photo_store
 from workflow.records.pki import (
     PkiPaths,
     describe_incomplete,
@@ -78,6 +79,7 @@ class Archive:
         self.pki_dir = home / PKI_DIR
         self.blobs = BlobStore(home / ARCHIVE_DIR, suffix=".pdf")
         self.register = CaseRegister(home / ARCHIVE_DIR / REGISTER_DIR)
+        self.photos = photo_store(home / ARCHIVE_DIR)
 
     @property
     def ready(self) -> bool:

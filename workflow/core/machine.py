@@ -25,6 +25,7 @@ from workflow.core.events import Event, Signer
 from workflow.core.items import (
     to_stored,
 )
+from workflow.core.photos import PhotoRef, check_photos
 from workflow.core.protocol.model import Protocol
 from workflow.core.schedule import NextDose
 
@@ -96,10 +97,15 @@ class Case(CaseReplay):
         at: datetime,
         *,
         corrects: int | None = None,
+        photos: Mapping[str, PhotoRef] | None = None,
     ) -> Event:
         step = self._step(step_id)
         typed, outcome, _dest = self._judge_sign(step, values, signer, at, meaning=step.meaning)
         stored = {k: to_stored(self._item(step, k), v) for k, v in typed.items()}
+        data: dict[str, Any] = {"values": stored, "outcome": outcome}
+        taken = check_photos(step, photos or {}, typed)
+        if taken:  # absent, not empty, when none: events from before photos hash the same
+            data["photos"] = taken
         if corrects is None:
             previous = self.current.get(step_id)
             if previous is not None and self.state.endswith(MISMATCH_SUFFIX):
@@ -108,7 +114,7 @@ class Case(CaseReplay):
             ev.STEP_SIGNED,
             at,
             signer,
-            {"values": stored, "outcome": outcome},
+            data,
             step=step_id,
             meaning=step.meaning,
             corrects=corrects,

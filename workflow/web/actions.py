@@ -74,6 +74,7 @@ def sign_step(
     values: dict[str, Any],
     password: str,
     username: str | None,
+    photos: dict[str, bytes] | None = None,
 ) -> CaseView:
     return _signed(
         web,
@@ -82,7 +83,9 @@ def sign_step(
         step_id,
         password,
         username,
-        lambda proof: web.bedside.sign_step(case_id, expected_version, step_id, values, proof),
+        lambda proof: web.bedside.sign_step(
+            case_id, expected_version, step_id, values, proof, photos
+        ),
     )
 
 

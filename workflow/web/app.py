@@ -24,6 +24,7 @@ from . import (
     pages_auth,
     pages_clinical,
     pages_orders,
+    photos,
 )
 from .context import Web
 from .settings import WebSettings, default_templates_dir
@@ -75,7 +76,7 @@ def create_app(
         pages_audit.router,
         api.router,
     )
-    for router in (*routers, api_courses.router, api_interop.router):
+    for router in (*routers, api_courses.router, api_interop.router, photos.router):
         app.include_router(router)
     errors.install(app, templates)
 

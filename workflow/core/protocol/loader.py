@@ -17,7 +17,7 @@ from typing import Any, cast
 from workflow.core.errors import ProtocolError
 from workflow.core.events import MEANINGS
 
-from . import _course, _display
+from . import _course, _display, _photos
 from ._fields import Issues, MapReader, to_decimal
 from ._yaml import YList, is_float_text, load_located
 from .model import (
@@ -35,6 +35,7 @@ from .model import (
     ItemType,
     Op,
     Option,
+    PhotoSpec,
     Protocol,
     Quantity,
     Role,
@@ -687,6 +688,10 @@ class _Validator:
             self.scans_declared = True
             if items is not None:
                 scans = _display.scans(self, scans_list, r.where, items)
+        photos_list = r.seq("photos", required=False)
+        photos: tuple[PhotoSpec, ...] = ()
+        if photos_list is not None:
+            photos = _photos.photos(self.issues, photos_list, r.where, scans, items or ())
         r.done()
         for role in roles:
             if role not in self.roles:
@@ -741,6 +746,7 @@ class _Validator:
             compare=compare,
             sets_beyond_use=sets_bud,
             scans=scans,
+            photos=photos,
             **flags,
         )
 

@@ -127,6 +127,18 @@ class ScanSpec:
 
 
 @dataclass(frozen=True)
+class PhotoSpec:
+    """A photo a step asks for (issue 16.2: the verifier sees what was done, not only what was
+    typed). ``scan`` names one of the step's ``scans`` kinds: a barcode read in the photo is
+    compared with that product's scanned or typed identification."""
+
+    id: str
+    label: str
+    required: bool = False
+    scan: str | None = None
+
+
+@dataclass(frozen=True)
 class Step:
     id: str
     title: str
@@ -151,6 +163,7 @@ class Step:
     unprimed: bool = False
     # Products identified on this step by barcode or typed in (``{kind}_lot``, ``_expiry``...).
     scans: tuple[ScanSpec, ...] = ()
+    photos: tuple[PhotoSpec, ...] = ()
 
     def item(self, item_id: str) -> Item | None:
         for it in self.items:

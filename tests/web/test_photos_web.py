@@ -1,0 +1,176 @@
+"""In-process photos (issue 16.2) through the web step form, the service and the archive.
+
+Real JPEGs carrying a real GS1 DataMatrix are posted as the tablet's camera would (multipart);
+the hash goes into the signed event, the file into the archive, the barcode is read and
+compared; the verifier's page shows the entries beside the photos; `archive verify` finds a
+deleted or altered photo.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from datetime import date, timedelta
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from workflow.core.photos import photos_of
+from workflow.dev.demo import _SIGNERS
+from workflow.dev.walk import values_for
+from workflow.records.photos import MAX_PHOTO_BYTES
+from workflow.service import CaseView
+
+from .conftest import PASSWORD, Site, cred, csrf_of, form_of, version_of
+from .photo_images import plain_photo, vial_photo
+from .test_pages import page_login
+
+LOT = "PLK2291"  # the lot workflow.dev.walk enters for the vial
+
+
+def _vial_expiry(site: Site) -> date:
+    return (site.clock.now() + timedelta(days=200)).date()
+
+
+def _post_step(
+    site: Site, client: TestClient, view: CaseView, step_id: str, files: dict[str, Any]
+) -> Any:
+    cid = view.case.case_id
+    page = client.get(f"/cases/{cid}?step={step_id}")
+    assert page.status_code == 200, page.text
+    values = values_for(site.bedside.load(cid).case, step_id, site.clock.now())
+    return client.post(
+        f"/cases/{cid}/steps/{step_id}",
+        data={
+            "csrf_token": csrf_of(page.text),
+            "expected_version": version_of(page.text),
+            "password": PASSWORD,
+            **form_of(values),
+        },
+        files=files,
+    )
+
+
+def _signed_photos(site: Site, cid: str, step_id: str) -> dict[str, Any]:
+    case = site.bedside.load(cid).case
+    event = next(e for e in reversed(case.events) if e.step == step_id)
+    return {ref.id: ref for ref in photos_of(event.data)}
+
+
+def _reconstituted_with_photos(
+    site: Site, lot_in_photo: str = LOT
+) -> tuple[CaseView, bytes, bytes]:
+    view = site.walk_to("reconstitution")
+    tech = page_login(site, "t.mensah")
+    vials = vial_photo(lot_in_photo, _vial_expiry(site))
+    syringe = plain_photo(fmt="PNG")
+    r = _post_step(
+        site,
+        tech,
+        view,
+        "reconstitution",
+        {
+            "photo_vials": ("IMG_0001.jpg", vials, "image/jpeg"),
+            "photo_syringe": ("IMG_0002.png", syringe, "image/png"),
+        },
+    )
+    assert r.status_code == 200 and "/cases/" in str(r.url), r.text  # followed the 303
+    return site.bedside.load(view.case.case_id), vials, syringe
+
+
+def test_photo_hash_in_the_signed_event_file_in_the_archive_barcode_compared(site: Site) -> None:
+    view, vials, syringe = _reconstituted_with_photos(site)
+    cid = view.case.case_id
+    assert view.case.state == "dilution"
+    refs = _signed_photos(site, cid, "reconstitution")
+    assert refs["vials"].sha256 == hashlib.sha256(vials).hexdigest()
+    assert refs["syringe"].sha256 == hashlib.sha256(syringe).hexdigest()
+    # The barcode read off the photo names the lot and expiry that were entered.
+    assert refs["vials"].barcode is not None and LOT in refs["vials"].barcode
+    assert refs["vials"].barcode_agrees is True
+    assert refs["syringe"].barcode is None  # no scan is compared for this photo
+    for ref, data in ((refs["vials"], vials), (refs["syringe"], syringe)):
+        stored = site.archive.photos.path(ref.sha256)
+        assert stored.read_bytes() == data
+        assert stored.stat().st_mode & 0o777 == 0o444
+    # The chain vouches for it: the stored events verify and carry the hash.
+    assert site.bedside.store.load_events(cid, verify=True)
+
+
+def test_verifier_sees_entries_beside_the_photos(site: Site) -> None:
+    view, vials, _ = _reconstituted_with_photos(site)
+    cid = view.case.case_id
+    view = site.walk_to("pharmacy_verification", view)
+    pharmacist = page_login(site, "p.lindqvist")
+    page = pharmacist.get(f"/cases/{cid}?step=pharmacy_verification").text
+    sha = hashlib.sha256(vials).hexdigest()
+    assert 'id="verified_reconstitution"' in page and 'id="verified_dilution"' in page
+    assert f"SHA-256 {sha}" in page and "Vials with their labels" in page
+    assert LOT in page  # the entry's lot, beside the photo
+    assert "the code in the photo matches the entry" in page
+    assert "No photos were taken at this step." in page  # dilution: none taken
+    img = pharmacist.get(f"/cases/{cid}/photos/{sha}")
+    assert img.status_code == 200 and img.content == vials
+    assert img.headers["content-type"] == "image/jpeg"
+    # A hash this case never signed is not served, even when the file exists.
+    other = site.archive.photos.put(plain_photo((1, 2, 3)))
+    assert pharmacist.get(f"/cases/{cid}/photos/{other}").status_code == 404
+
+
+def test_a_barcode_that_disagrees_is_recorded_and_shown(site: Site) -> None:
+    view, _, _ = _reconstituted_with_photos(site, lot_in_photo="WRONG77")
+    cid = view.case.case_id
+    ref = _signed_photos(site, cid, "reconstitution")["vials"]
+    assert (
+        ref.barcode_agrees is False
+        and "lot WRONG77 in the photo, PLK2291 entered" in ref.barcode_note
+    )
+    site.walk_to("pharmacy_verification", view)
+    page = page_login(site, "p.lindqvist").get(f"/cases/{cid}?step=pharmacy_verification").text
+    assert "Barcode in the photo disagrees with the entry" in page and "WRONG77" in page
+
+
+def test_wrong_type_or_too_large_is_refused_naming_the_field(sqlite_site: Site) -> None:
+    site = sqlite_site
+    view = site.walk_to("reconstitution")
+    tech = page_login(site, "t.mensah")
+    gif = plain_photo(fmt="GIF")
+    too_big = b"\xff\xd8\xff" + b"\0" * MAX_PHOTO_BYTES
+    for files, fragment in (
+        ({"photo_vials": ("a.jpg", gif, "image/jpeg")}, "a GIF image"),
+        ({"photo_vials": ("a.jpg", b"not an image", "image/jpeg")}, "not a readable image"),
+        ({"photo_syringe": ("a.jpg", too_big, "image/jpeg")}, "larger than the limit"),
+        ({"photo_bag": ("a.jpg", plain_photo(), "image/jpeg")}, "this step takes no photo"),
+    ):
+        before = set(site.archive.photos.iter_hashes())
+        r = _post_step(site, tech, view, "reconstitution", files)
+        assert r.status_code == 422, (fragment, r.status_code)
+        assert fragment in r.text, r.text
+        field = next(iter(files))
+        assert field.removeprefix("photo_") in r.text or "Vials" in r.text or "Syringe" in r.text
+        assert site.bedside.load(view.case.case_id).version == view.version
+        assert set(site.archive.photos.iter_hashes()) == before  # nothing half-written
+
+
+def test_archive_verify_finds_a_missing_or_altered_photo(sqlite_site: Site) -> None:
+    site = sqlite_site
+    view, vials, syringe = _reconstituted_with_photos(site)
+    while (step := view.case.next_step()) is not None:
+        site.clock.advance(minutes=20 if step.id == "hold_checks" else 5)
+        values = values_for(view.case, step.id, site.clock.now())
+        view = site.bedside.sign_step(
+            view.case.case_id, view.version, step.id, values, cred(_SIGNERS[step.id])
+        )
+    assert view.case.closed and view.archive_error is None
+    assert site.archive.verify_all().ok
+    vial_path = site.archive.photos.path(hashlib.sha256(vials).hexdigest())
+    os.chmod(vial_path, 0o644)
+    vial_path.write_bytes(vials[:-10] + b"0123456789")
+    syringe_path = site.archive.photos.path(hashlib.sha256(syringe).hexdigest())
+    syringe_path.unlink()
+    report = site.archive.verify_all()
+    assert not report.ok
+    problems = dict(report.failed)
+    assert "photo 'vials' of step reconstitution" in problems[hashlib.sha256(vials).hexdigest()]
+    assert "does not match its SHA-256" in problems[hashlib.sha256(vials).hexdigest()]
+    assert "file missing from the archive" in problems[hashlib.sha256(syringe).hexdigest()]
