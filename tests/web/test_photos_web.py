@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
 from datetime import date, timedelta
+from pathlib import Path
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -152,9 +154,7 @@ def test_wrong_type_or_too_large_is_refused_naming_the_field(sqlite_site: Site) 
         assert set(site.archive.photos.iter_hashes()) == before  # nothing half-written
 
 
-def test_archive_verify_finds_a_missing_or_altered_photo(sqlite_site: Site) -> None:
-    site = sqlite_site
-    view, vials, syringe = _reconstituted_with_photos(site)
+def _finish(site: Site, view: CaseView) -> CaseView:
     while (step := view.case.next_step()) is not None:
         site.clock.advance(minutes=20 if step.id == "hold_checks" else 5)
         values = values_for(view.case, step.id, site.clock.now())
@@ -162,6 +162,42 @@ def test_archive_verify_finds_a_missing_or_altered_photo(sqlite_site: Site) -> N
             view.case.case_id, view.version, step.id, values, cred(_SIGNERS[step.id])
         )
     assert view.case.closed and view.archive_error is None
+    return view
+
+
+def test_compounding_record_shows_thumbnails_and_hashes(sqlite_site: Site, tmp_path: Path) -> None:
+    site = sqlite_site
+    view, vials, syringe = _reconstituted_with_photos(site)
+    view = _finish(site, view)
+    record = next(
+        r for r in site.bedside.search_archive(case_id=view.case.case_id) if r.kind == "compounding"
+    )
+    pdf = tmp_path / "compounding.pdf"
+    pdf.write_bytes(site.archive.blobs.get(record.sha256))
+    text = subprocess.run(
+        ["pdftotext", "-layout", str(pdf), "-"], check=True, capture_output=True, text=True
+    ).stdout
+    assert "In-process photos" in text
+    for data in (vials, syringe):
+        sha = hashlib.sha256(data).hexdigest()
+        # Printed whole in the table, and in two halves under its thumbnail.
+        assert sha[:32] in text and sha[32:] in text, sha
+    assert "the code in the photo matches" in text  # the barcode note, beside the hash
+    listing = subprocess.run(
+        ["pdfimages", "-list", str(pdf)], check=True, capture_output=True, text=True
+    ).stdout
+    images = [line.split() for line in listing.splitlines()[2:]]
+    jpegs = [cols for cols in images if cols[2] == "image" and cols[8] == "jpeg"]
+    assert len(jpegs) == 2, listing  # the two thumbnails, re-encoded small JPEGs
+    assert all(int(cols[3]) <= 480 and int(cols[4]) <= 480 for cols in jpegs), listing
+    subprocess.run(["pdftoppm", "-png", "-r", "60", str(pdf), str(tmp_path / "page")], check=True)
+    assert list(tmp_path.glob("page-*.png"))
+
+
+def test_archive_verify_finds_a_missing_or_altered_photo(sqlite_site: Site) -> None:
+    site = sqlite_site
+    view, vials, syringe = _reconstituted_with_photos(site)
+    view = _finish(site, view)
     assert site.archive.verify_all().ok
     vial_path = site.archive.photos.path(hashlib.sha256(vials).hexdigest())
     os.chmod(vial_path, 0o644)

@@ -7,7 +7,7 @@ that never reached compounding gets only an administration record.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from datetime import datetime
 from functools import cache
@@ -18,6 +18,7 @@ from workflow.core.events import format_time
 from workflow.core.items import display
 from workflow.core.machine import Case, Entry
 from workflow.core.names import with_id
+from workflow.core.photos import photos_of
 from workflow.core.protocol.model import Item, RecordSection, RecordSpec, Step
 from workflow.core.rules import Firing
 from workflow.records.document import (
@@ -27,6 +28,7 @@ from workflow.records.document import (
     Section,
     SignatureManifestation,
     Table,
+    Thumbnail,
 )
 
 RecordKind = Literal["compounding", "administration"]
@@ -406,8 +408,11 @@ def _section(case: Case, spec: RecordSection) -> Section:
     return Section(spec.key, spec.title, tuple(_end_rows(case)))  # outcome
 
 
-def _record(case: Case, spec: RecordSpec, chain_hash: str) -> RecordDocument:
+def _record(
+    case: Case, spec: RecordSpec, chain_hash: str, added: tuple[Section, ...] = ()
+) -> RecordDocument:
     sections = [_section(case, s) for s in spec.sections]
+    sections += added
     if spec.kind == "administration" and case.assessments:
         sections.append(
             Section(
@@ -457,13 +462,49 @@ def _record(case: Case, spec: RecordSpec, chain_hash: str) -> RecordDocument:
     )
 
 
-def compounding_record(case: Case, chain_hash: str) -> RecordDocument | None:
+# The small JPEG of a stored photo by its SHA-256, or None when the file is not there.
+Thumbnails = Callable[[str], bytes | None]
+
+
+def compounding_record(
+    case: Case, chain_hash: str, thumbnails: Thumbnails | None = None
+) -> RecordDocument | None:
     spec = case.protocol.record("compounding")
     if spec is None:
         return None
     if spec.from_step is not None and spec.from_step not in {e.step for e in case.history}:
         return None
-    return _record(case, spec, chain_hash)
+    photos = _photos_section(case, spec.steps, thumbnails)
+    return _record(case, spec, chain_hash, () if photos is None else (photos,))
+
+
+def _photos_section(
+    case: Case, steps: Iterable[str], thumbnails: Thumbnails | None
+) -> Section | None:
+    """The in-process photos of the record's current entries (issue 16.2): each with its
+    SHA-256 (the hash signed into the step's event) and a thumbnail when the file is there."""
+    wanted = set(steps)
+    events = {e.seq: e for e in case.events}
+    rows: list[Row] = []
+    thumbs: list[Thumbnail] = []
+    for entry in sorted(case.current.values(), key=lambda e: e.seq):
+        if entry.step not in wanted or entry.seq not in events:
+            continue
+        step = case.protocol.step(entry.step)
+        labels = {p.id: p.label for p in step.photos}
+        for ref in photos_of(events[entry.seq].data):
+            title = f"{step.title}: {labels.get(ref.id, ref.id)}"
+            jpeg = thumbnails(ref.sha256) if thumbnails is not None else None
+            note = ref.barcode_note or None
+            flag = "barcode differs" if ref.barcode_agrees is False else None
+            if jpeg is None:
+                note = "; ".join(x for x in (note, "photo file not in the archive") if x)
+            else:
+                thumbs.append(Thumbnail(title, ref.sha256, jpeg))
+            rows.append(Row(title, f"SHA-256 {ref.sha256}", note=note, flag=flag))
+    if not rows:
+        return None
+    return Section("photos", "In-process photos", tuple(rows), thumbnails=tuple(thumbs))
 
 
 def _double_check_table(case: Case) -> Table | None:
@@ -529,9 +570,11 @@ def administration_record(case: Case, chain_hash: str) -> RecordDocument:
     return _record(case, spec, chain_hash)
 
 
-def record_documents(case: Case, chain_hash: str) -> list[RecordDocument]:
+def record_documents(
+    case: Case, chain_hash: str, thumbnails: Thumbnails | None = None
+) -> list[RecordDocument]:
     docs = []
-    comp = compounding_record(case, chain_hash)
+    comp = compounding_record(case, chain_hash, thumbnails)
     if comp is not None:
         docs.append(comp)
     docs.append(administration_record(case, chain_hash))
