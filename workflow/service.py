@@ -568,6 +568,23 @@ class Bedside(People, Queries):
 
         return self._act(case_id, expected_version, proof, step.roles, build, step=step_id)
 
+    def reject_step(
+        self, case_id: str, expected_version: int, step_id: str, reason: str, proof: Proof
+    ) -> CaseView:
+        """The verifier sends ``step_id`` back with ``reason`` (core/rejection.py): its entries
+        are superseded and the case returns to it, recorded as a signed event."""
+        view = self.load(case_id)
+        verifier = view.case.next_step()
+        roles = verifier.roles if verifier is not None else ("pharmacist",)
+        return self._act(
+            case_id,
+            expected_version,
+            proof,
+            roles,
+            lambda c, s, now: c.reject(step_id, reason, s, now),
+            step=verifier.id if verifier is not None else None,
+        )
+
     def _store_photos(self, step: Any, photos: Mapping[str, bytes]) -> dict[str, PhotoRef]:
         """Check every upload before storing any (nothing half-written on a bad one). A
         stored photo whose step is then refused stays as an unreferenced file: content-

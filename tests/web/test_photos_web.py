@@ -210,3 +210,64 @@ def test_archive_verify_finds_a_missing_or_altered_photo(sqlite_site: Site) -> N
     assert "photo 'vials' of step reconstitution" in problems[hashlib.sha256(vials).hexdigest()]
     assert "does not match its SHA-256" in problems[hashlib.sha256(vials).hexdigest()]
     assert "file missing from the archive" in problems[hashlib.sha256(syringe).hexdigest()]
+
+
+def _reject(site: Site, client: TestClient, cid: str, step_id: str, reason: str) -> Any:
+    page = client.get(f"/cases/{cid}?step=pharmacy_verification")
+    return client.post(
+        f"/cases/{cid}/reject",
+        data={
+            "csrf_token": csrf_of(page.text),
+            "expected_version": version_of(page.text),
+            "password": PASSWORD,
+            "reject_step": step_id,
+            "reject_reason": reason,
+        },
+        follow_redirects=False,
+    )
+
+
+def test_verifier_sends_a_step_back_and_the_technician_redoes_it(site: Site) -> None:
+    view, _, _ = _reconstituted_with_photos(site, lot_in_photo="WRONG77")
+    cid = view.case.case_id
+    view = site.walk_to("pharmacy_verification", view)
+    first = {s: view.case.current[s].seq for s in ("reconstitution", "dilution")}
+    pharmacist = page_login(site, "p.lindqvist")
+    page = pharmacist.get(f"/cases/{cid}?step=pharmacy_verification").text
+    assert 'formaction="/cases/' in page and 'name="reject_reason"' in page
+    # No reason, or a step this one does not verify: refused, nothing written.
+    r = _reject(site, pharmacist, cid, "reconstitution", "  ")
+    assert r.status_code == 422 and "reason" in r.text
+    r = _reject(site, pharmacist, cid, "order", "wrong")
+    assert r.status_code == 422 and "can be sent back only" in r.text
+    assert site.bedside.load(cid).version == view.version
+    # The technician cannot send their own work back.
+    tech = page_login(site, "t.mensah")
+    r = _reject(site, tech, cid, "reconstitution", "mine")
+    assert r.status_code == 403, r.text
+    reason = "The vial's lot in the photo is not the lot entered"
+    r = _reject(site, pharmacist, cid, "reconstitution", reason)
+    assert r.status_code == 303, r.text
+    view = site.bedside.load(cid)
+    assert view.case.state == "reconstitution"
+    rejection = view.case.events[-1]
+    assert rejection.type == "step_rejected" and rejection.meaning == "reviewed"
+    assert rejection.data == {"rejected_step": "reconstitution", "reason": reason}
+    assert rejection.actor is not None and rejection.actor.user_id
+    superseded = {e.seq: e.superseded_by for e in view.case.history}
+    assert all(superseded[seq] == rejection.seq for seq in first.values())
+    assert "reconstitution" not in view.case.current and "dilution" not in view.case.current
+    # The technician redoes it, with a good photo this time, and the preparation is released.
+    r = _post_step(
+        site,
+        tech,
+        view,
+        "reconstitution",
+        {"photo_vials": ("v.jpg", vial_photo(LOT, _vial_expiry(site)), "image/jpeg")},
+    )
+    assert r.status_code == 200, r.text
+    assert _signed_photos(site, cid, "reconstitution")["vials"].barcode_agrees is True
+    view = _finish(site, site.bedside.load(cid))
+    assert view.case.state == "completed"
+    assert site.archive.verify_all().ok
+    assert site.bedside.store.load_events(cid, verify=True)

@@ -99,6 +99,7 @@ ROUTE_ROLES: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/cases/{case_id}/photos/{sha}"): CLINICAL,
     ("POST", "/cases/{case_id}/steps/{step_id}"): CLINICAL,
     ("POST", "/cases/{case_id}/exit"): CLINICAL,
+    ("POST", "/cases/{case_id}/reject"): CLINICAL,
     ("GET", "/cases/{case_id}/label.pdf"): PHARMACY,
     ("GET", "/records/{sha}.pdf"): READERS,
     ("GET", "/archive"): AUDIT,
@@ -278,6 +279,8 @@ def prepare(site: Site, purposes: tuple[str, ...] = ()) -> Ctx:
             site.bedside.sign_step(
                 view.case.case_id, view.version, "hold_checks", values, cred("n.alvarez")
             )
+        if purpose == "page_reject":  # a preparation the pharmacist may send back
+            view = site.walk_to("pharmacy_verification", view)
         ctx.cases[purpose] = view.case.case_id
     for name in ("n.target", "n.target1", "n.target2", "n.target3", "n.target4"):
         site.bedside.identity.add_user(name, f"Target Nurse {name}", ["nurse"], PASSWORD, by="test")
@@ -352,6 +355,17 @@ def _exit_body(ctx: Ctx, purpose: str, api: bool) -> Built:
     return "n.alvarez", path, body, (200,) if api else (303,)
 
 
+def _reject_body(ctx: Ctx) -> Built:
+    view = ctx.site.bedside.load(ctx.cases["page_reject"])
+    form = {
+        "expected_version": str(view.version),
+        "reject_step": "reconstitution",
+        "reject_reason": "the vial label is not readable in the photo",
+        "password": PASSWORD,
+    }
+    return "p.lindqvist", f"/cases/{view.case.case_id}/reject", form, (303,)
+
+
 def _correction_body(ctx: Ctx) -> Built:
     view = ctx.site.bedside.load(ctx.cases["correction"])
     body = {
@@ -379,6 +393,7 @@ POSTS: dict[tuple[str, str], Callable[[Ctx], Built]] = {
     ("POST", "/logout"): lambda c: ("n.alvarez", "/logout", {}, (303,)),
     ("POST", "/cases/{case_id}/steps/{step_id}"): lambda c: _step_body(c, "page_step", False),
     ("POST", "/cases/{case_id}/exit"): lambda c: _exit_body(c, "page_exit", False),
+    ("POST", "/cases/{case_id}/reject"): lambda c: _reject_body(c),
     ("POST", "/archive/{sha}/verify"): lambda c: (
         "a.ibrahim",
         f"/archive/{c.sha}/verify",
@@ -471,7 +486,7 @@ def _order_form(c: Ctx) -> dict[str, str]:
     return {f"v_{k}": str(v) for k, v in values.items()}
 
 
-PURPOSES = ("page_step", "page_exit", "api_step", "api_exit", "correction")
+PURPOSES = ("page_step", "page_exit", "api_step", "api_exit", "correction", "page_reject")
 
 
 # --- 1. every route ------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from workflow.core.items import (
 )
 from workflow.core.photos import PhotoRef, check_photos
 from workflow.core.protocol.model import Protocol
+from workflow.core.rejection import REJECT_MEANING, judge_rejection
 from workflow.core.schedule import NextDose
 
 
@@ -148,6 +149,21 @@ class Case(CaseReplay):
 
     def waste(self, signer: Signer, at: datetime, reason: str, note: str = "") -> Event:
         return self.apply(self._exit_event(ev.WASTED, "waste", signer, at, reason, note))
+
+    def reject(self, step_id: str, reason: str, signer: Signer, at: datetime) -> Event:
+        """The verifier sends ``step_id`` back to be redone, with the reason (rejection.py)."""
+        judge_rejection(self, step_id, reason, signer)
+        verifier = self.next_step()
+        return self.apply(
+            self._event(
+                ev.STEP_REJECTED,
+                at,
+                signer,
+                {"rejected_step": step_id, "reason": reason.strip()},
+                step=verifier.id if verifier else None,
+                meaning=REJECT_MEANING,
+            )
+        )
 
     def correct(
         self, target_seq: int, values: Mapping[str, Any], reason: str, signer: Signer, at: datetime

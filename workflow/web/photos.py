@@ -6,16 +6,19 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import Response
+from fastapi.responses import RedirectResponse, Response
 from starlette.datastructures import FormData, UploadFile
 
 from workflow.core.blinding import Blinding
+from workflow.core.errors import InputError
 from workflow.core.photos import PHOTO_FIELD_PREFIX, photos_of
 from workflow.core.protocol.model import Step
 from workflow.service import CaseView
 
 from .context import web_of
+from .formdata import PHOTO_FORM
 from .present import entry_json
+from .security import check_csrf, signing_proof
 from .settings import CLINICAL
 
 router = APIRouter(include_in_schema=False)
@@ -75,3 +78,26 @@ def photo(request: Request, case_id: str, sha: str) -> Response:
     # Content-addressed: the bytes behind this address never change.
     headers = {"Cache-Control": "private, max-age=86400, immutable"}
     return Response(data, media_type=media_type, headers=headers)
+
+
+@router.post("/cases/{case_id}/reject")
+def reject_step(request: Request, case_id: str, form: FormData = PHOTO_FORM) -> Response:
+    """The verifier's "send back" button, posted from the verification step's form."""
+    web = web_of(request)
+    viewer = web.viewer(request, CLINICAL)
+    check_csrf(viewer, str(form.get("csrf_token", "")))
+    request.state.reload_url = f"/cases/{case_id}"
+    fields = {k: str(v) for k, v in form.items() if not isinstance(v, UploadFile)}
+    step_id = fields.get("reject_step", "")
+    try:
+        version = int(fields.get("expected_version", ""))
+    except ValueError:
+        raise InputError("expected_version", "must be a whole number") from None
+    web.bedside.reject_step(
+        case_id,
+        version,
+        step_id,
+        fields.get("reject_reason", ""),
+        signing_proof(viewer, fields.get("password", ""), fields.get("username") or None),
+    )
+    return RedirectResponse(f"/cases/{case_id}", status_code=303)
