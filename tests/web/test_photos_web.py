@@ -271,3 +271,18 @@ def test_verifier_sends_a_step_back_and_the_technician_redoes_it(site: Site) -> 
     assert view.case.state == "completed"
     assert site.archive.verify_all().ok
     assert site.bedside.store.load_events(cid, verify=True)
+
+
+def test_api_sends_a_step_back(sqlite_site: Site) -> None:
+    site = sqlite_site
+    view = site.walk_to("pharmacy_verification")
+    cid = view.case.case_id
+    client = site.client("p.lindqvist")
+    body = {"expected_version": view.version, "step": "dilution", "password": PASSWORD}
+    r = client.post(f"/api/cases/{cid}/rejections", json={**body, "reason": ""})
+    assert r.status_code == 422 and r.json()["field"] == "reason", r.text
+    r = client.post(f"/api/cases/{cid}/rejections", json={**body, "reason": "bag label unreadable"})
+    assert r.status_code == 200, r.text
+    assert r.json()["state"] == "dilution"
+    case = site.bedside.load(cid).case
+    assert "dilution" not in case.current and "reconstitution" in case.current

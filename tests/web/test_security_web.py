@@ -100,6 +100,7 @@ ROUTE_ROLES: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/cases/{case_id}/steps/{step_id}"): CLINICAL,
     ("POST", "/cases/{case_id}/exit"): CLINICAL,
     ("POST", "/cases/{case_id}/reject"): CLINICAL,
+    ("POST", "/api/cases/{case_id}/rejections"): CLINICAL,
     ("GET", "/cases/{case_id}/label.pdf"): PHARMACY,
     ("GET", "/records/{sha}.pdf"): READERS,
     ("GET", "/archive"): AUDIT,
@@ -279,7 +280,7 @@ def prepare(site: Site, purposes: tuple[str, ...] = ()) -> Ctx:
             site.bedside.sign_step(
                 view.case.case_id, view.version, "hold_checks", values, cred("n.alvarez")
             )
-        if purpose == "page_reject":  # a preparation the pharmacist may send back
+        if purpose in ("page_reject", "api_reject"):  # a preparation the pharmacist may send back
             view = site.walk_to("pharmacy_verification", view)
         ctx.cases[purpose] = view.case.case_id
     for name in ("n.target", "n.target1", "n.target2", "n.target3", "n.target4"):
@@ -366,6 +367,17 @@ def _reject_body(ctx: Ctx) -> Built:
     return "p.lindqvist", f"/cases/{view.case.case_id}/reject", form, (303,)
 
 
+def _api_reject_body(ctx: Ctx) -> Built:
+    view = ctx.site.bedside.load(ctx.cases["api_reject"])
+    body = {
+        "expected_version": view.version,
+        "step": "dilution",
+        "reason": "the bag label is not in the photo",
+        "password": PASSWORD,
+    }
+    return "p.lindqvist", f"/api/cases/{view.case.case_id}/rejections", body, (200,)
+
+
 def _correction_body(ctx: Ctx) -> Built:
     view = ctx.site.bedside.load(ctx.cases["correction"])
     body = {
@@ -394,6 +406,7 @@ POSTS: dict[tuple[str, str], Callable[[Ctx], Built]] = {
     ("POST", "/cases/{case_id}/steps/{step_id}"): lambda c: _step_body(c, "page_step", False),
     ("POST", "/cases/{case_id}/exit"): lambda c: _exit_body(c, "page_exit", False),
     ("POST", "/cases/{case_id}/reject"): lambda c: _reject_body(c),
+    ("POST", "/api/cases/{case_id}/rejections"): lambda c: _api_reject_body(c),
     ("POST", "/archive/{sha}/verify"): lambda c: (
         "a.ibrahim",
         f"/archive/{c.sha}/verify",
@@ -486,7 +499,15 @@ def _order_form(c: Ctx) -> dict[str, str]:
     return {f"v_{k}": str(v) for k, v in values.items()}
 
 
-PURPOSES = ("page_step", "page_exit", "api_step", "api_exit", "correction", "page_reject")
+PURPOSES = (
+    "page_step",
+    "page_exit",
+    "api_step",
+    "api_exit",
+    "correction",
+    "page_reject",
+    "api_reject",
+)
 
 
 # --- 1. every route ------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from . import (
     api,
     api_courses,
     api_interop,
+    api_photos,
     errors,
     pages_audit,
     pages_auth,
@@ -76,7 +77,13 @@ def create_app(
         pages_audit.router,
         api.router,
     )
-    for router in (*routers, api_courses.router, api_interop.router, photos.router):
+    for router in (
+        *routers,
+        api_courses.router,
+        api_interop.router,
+        api_photos.router,
+        photos.router,
+    ):
         app.include_router(router)
     errors.install(app, templates)
 
