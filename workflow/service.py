@@ -554,17 +554,21 @@ class Bedside(People, Queries):
         values: dict[str, Any],
         proof: Proof,
         photos: Mapping[str, bytes] | None = None,
+        acknowledge_barcodes: bool = False,
     ) -> CaseView:
         """Sign a step; ``photos`` are the images the step asks for, by photo id (the upload's
         bytes): each is checked (JPEG/PNG/WebP, size), stored write-once in the archive, its
-        barcode read, and its SHA-256 signed into the step's event."""
+        barcode read, and its SHA-256 signed into the step's event. A verifying step whose
+        verified photos show a disagreeing barcode needs ``acknowledge_barcodes``."""
         step = self._step(case_id, step_id)
         refs = self._store_photos(step, photos or {})
 
         def build(case: Case, signer: Signer, now: datetime) -> Event:
             if step.starts_infusion and step_id in case.allowed_steps():
                 self._check_schedule(case, now)
-            return case.sign(step_id, values, signer, now, photos=refs)
+            return case.sign(
+                step_id, values, signer, now, photos=refs, acknowledge_barcodes=acknowledge_barcodes
+            )
 
         return self._act(case_id, expected_version, proof, step.roles, build, step=step_id)
 

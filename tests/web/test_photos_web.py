@@ -127,9 +127,32 @@ def test_a_barcode_that_disagrees_is_recorded_and_shown(site: Site) -> None:
         ref.barcode_agrees is False
         and "lot WRONG77 in the photo, PLK2291 entered" in ref.barcode_note
     )
-    site.walk_to("pharmacy_verification", view)
-    page = page_login(site, "p.lindqvist").get(f"/cases/{cid}?step=pharmacy_verification").text
+    view = site.walk_to("pharmacy_verification", view)
+    pharmacist = page_login(site, "p.lindqvist")
+    page = pharmacist.get(f"/cases/{cid}?step=pharmacy_verification").text
     assert "Barcode in the photo disagrees with the entry" in page and "WRONG77" in page
+    assert 'name="ack_photo_barcodes"' in page
+    # Releasing needs the verifier's acknowledgement, which the signed event then records.
+    r = _post_step(site, pharmacist, view, "pharmacy_verification", {})
+    assert r.status_code == 422 and "acknowledge it to sign" in r.text, r.text
+    assert site.bedside.load(cid).version == view.version
+    page = pharmacist.get(f"/cases/{cid}?step=pharmacy_verification").text
+    values = values_for(site.bedside.load(cid).case, "pharmacy_verification", site.clock.now())
+    r = pharmacist.post(
+        f"/cases/{cid}/steps/pharmacy_verification",
+        data={
+            "csrf_token": csrf_of(page),
+            "expected_version": version_of(page),
+            "password": PASSWORD,
+            "ack_photo_barcodes": "on",
+            **form_of(values),
+        },
+        follow_redirects=False,
+    )
+    assert r.status_code == 303, r.text
+    signed = site.bedside.load(cid).case.events[-1]
+    assert signed.step == "pharmacy_verification"
+    assert any("WRONG77" in note for note in signed.data["acknowledged_barcodes"])
 
 
 def test_wrong_type_or_too_large_is_refused_naming_the_field(sqlite_site: Site) -> None:

@@ -25,7 +25,7 @@ from workflow.core.events import Event, Signer
 from workflow.core.items import (
     to_stored,
 )
-from workflow.core.photos import PhotoRef, check_photos
+from workflow.core.photos import PhotoRef, check_acknowledged, check_photos
 from workflow.core.protocol.model import Protocol
 from workflow.core.rejection import REJECT_MEANING, judge_rejection
 from workflow.core.schedule import NextDose
@@ -99,14 +99,18 @@ class Case(CaseReplay):
         *,
         corrects: int | None = None,
         photos: Mapping[str, PhotoRef] | None = None,
+        acknowledge_barcodes: bool = False,
     ) -> Event:
         step = self._step(step_id)
+        acknowledged = check_acknowledged(self, step, acknowledge_barcodes)
         typed, outcome, _dest = self._judge_sign(step, values, signer, at, meaning=step.meaning)
         stored = {k: to_stored(self._item(step, k), v) for k, v in typed.items()}
         data: dict[str, Any] = {"values": stored, "outcome": outcome}
         taken = check_photos(step, photos or {}, typed)
         if taken:  # absent, not empty, when none: events from before photos hash the same
             data["photos"] = taken
+        if acknowledged:
+            data["acknowledged_barcodes"] = acknowledged
         if corrects is None:
             previous = self.current.get(step_id)
             if previous is not None and self.state.endswith(MISMATCH_SUFFIX):

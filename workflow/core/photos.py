@@ -12,11 +12,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import date
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from workflow.core.errors import StepRefused
 from workflow.core.gs1 import parse_scan
 from workflow.core.protocol.model import Step
+
+if TYPE_CHECKING:
+    from workflow.core.case_state import CaseState
 
 PHOTO_FIELD_PREFIX = "photo_"  # the form field of photo ``vials`` is ``photo_vials``
 _HEX = frozenset("0123456789abcdef")
@@ -131,3 +134,39 @@ def photos_of(data: Mapping[str, Any]) -> list[PhotoRef]:
             )
         )
     return out
+
+
+ACK_FIELD = "ack_photo_barcodes"  # the verifier's acknowledgement of disagreeing barcodes
+
+
+def barcode_disagreements(case: CaseState, step: Step) -> list[str]:
+    """For a step that verifies others: each photo of a verified step's current entry whose
+    barcode disagrees with that entry, in words (the verifier must acknowledge them)."""
+    events = {e.seq: e for e in case.events}
+    out = []
+    for sid in step.verifies:
+        entry = case.current.get(sid)
+        if entry is None or entry.seq not in events:
+            continue
+        verified = case.protocol.step(sid)
+        labels = {p.id: p.label for p in verified.photos}
+        for ref in photos_of(events[entry.seq].data):
+            if ref.barcode_agrees is False:
+                label = labels.get(ref.id, ref.id)
+                out.append(f"{verified.title}, {label}: {ref.barcode_note}")
+    return out
+
+
+def check_acknowledged(case: CaseState, step: Step, acknowledged: bool) -> list[str]:
+    """The disagreements the signer acknowledges (recorded in the event); StepRefused naming
+    the acknowledgement when there are some and the signer has not acknowledged them."""
+    found = barcode_disagreements(case, step)
+    if found and not acknowledged:
+        raise StepRefused(
+            "acknowledgement_needed",
+            "A barcode in a photo disagrees with the entry; acknowledge it to sign, or send "
+            "the step back: " + "; ".join(found),
+            field=ACK_FIELD,
+            details=found,
+        )
+    return found

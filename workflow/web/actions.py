@@ -75,6 +75,7 @@ def sign_step(
     password: str,
     username: str | None,
     photos: dict[str, bytes] | None = None,
+    acknowledge_barcodes: bool = False,
 ) -> CaseView:
     return _signed(
         web,
@@ -84,7 +85,7 @@ def sign_step(
         password,
         username,
         lambda proof: web.bedside.sign_step(
-            case_id, expected_version, step_id, values, proof, photos
+            case_id, expected_version, step_id, values, proof, photos, acknowledge_barcodes
         ),
     )
 

@@ -13,6 +13,7 @@ from workflow.board import STAGES
 from workflow.core.blinding import blinded_pair, is_unprimed, refuse_while_blinded
 from workflow.core.errors import InputError
 from workflow.core.events import format_time
+from workflow.core.photos import ACK_FIELD
 from workflow.records.labels import bag_label_pdf
 from workflow.vocabulary import AuthRefused
 
@@ -186,6 +187,7 @@ def sign_step(
             fields.get("password", ""),
             fields.get("username") or None,
             photos.uploads(form),
+            fields.get(ACK_FIELD) == "on",
         )
     except AuthRefused:
         # The refused signature is in the case's trail, so its version moved on: the form shown
