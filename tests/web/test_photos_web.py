@@ -243,7 +243,7 @@ def _reject(site: Site, client: TestClient, cid: str, step_id: str, reason: str)
             "csrf_token": csrf_of(page.text),
             "expected_version": version_of(page.text),
             "password": PASSWORD,
-            "reject_step": step_id,
+            f"send_back_{step_id}": "Send back to be redone",
             "reject_reason": reason,
         },
         follow_redirects=False,

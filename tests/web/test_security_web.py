@@ -360,7 +360,7 @@ def _reject_body(ctx: Ctx) -> Built:
     view = ctx.site.bedside.load(ctx.cases["page_reject"])
     form = {
         "expected_version": str(view.version),
-        "reject_step": "reconstitution",
+        "send_back_reconstitution": "Send back to be redone",
         "reject_reason": "the vial label is not readable in the photo",
         "password": PASSWORD,
     }

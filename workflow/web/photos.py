@@ -22,6 +22,7 @@ from .security import check_csrf, signing_proof
 from .settings import CLINICAL
 
 router = APIRouter(include_in_schema=False)
+SEND_BACK = "send_back_"
 
 
 def uploads(form: FormData) -> dict[str, bytes]:
@@ -88,7 +89,9 @@ def reject_step(request: Request, case_id: str, form: FormData = PHOTO_FORM) -> 
     check_csrf(viewer, str(form.get("csrf_token", "")))
     request.state.reload_url = f"/cases/{case_id}"
     fields = {k: str(v) for k, v in form.items() if not isinstance(v, UploadFile)}
-    step_id = fields.get("reject_step", "")
+    # The button pressed names the step (``send_back_<step>``); its text is for people.
+    pressed = [k.removeprefix(SEND_BACK) for k in fields if k.startswith(SEND_BACK)]
+    step_id = pressed[0] if len(pressed) == 1 else fields.get("reject_step", "")
     try:
         version = int(fields.get("expected_version", ""))
     except ValueError:
