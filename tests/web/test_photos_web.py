@@ -164,6 +164,7 @@ def test_wrong_type_or_too_large_is_refused_naming_the_field(sqlite_site: Site) 
     for files, fragment in (
         ({"photo_vials": ("a.jpg", gif, "image/jpeg")}, "a GIF image"),
         ({"photo_vials": ("a.jpg", b"not an image", "image/jpeg")}, "not a readable image"),
+        ({"photo_vials": ("a.jpg", plain_photo()[:-400], "image/jpeg")}, "truncated"),
         ({"photo_syringe": ("a.jpg", too_big, "image/jpeg")}, "larger than the limit"),
         ({"photo_bag": ("a.jpg", plain_photo(), "image/jpeg")}, "this step takes no photo"),
     ):

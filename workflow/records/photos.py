@@ -50,7 +50,7 @@ def check_image(field: str, data: bytes, *, label: str | None = None) -> str:
                 raise InputError(
                     field, f"the photo is {img.width}x{img.height} pixels", "at most 50 MP"
                 )
-            img.verify()  # reads the whole file: a truncated upload is refused here
+            img.load()  # decodes it all: a truncated or corrupt upload is refused here
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise InputError(field, f"not a readable image ({exc})", allowed, label=label) from None
     if fmt not in PHOTO_FORMATS:
