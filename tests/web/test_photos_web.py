@@ -294,6 +294,15 @@ def test_verifier_sends_a_step_back_and_the_technician_redoes_it(site: Site) -> 
     view = _finish(site, site.bedside.load(cid))
     assert view.case.state == "completed"
     assert site.archive.verify_all().ok
+    record = next(r for r in site.bedside.search_archive(case_id=cid) if r.kind == "compounding")
+    text = subprocess.run(
+        ["pdftotext", "-", "-"],
+        input=site.archive.blobs.get(record.sha256),
+        check=True,
+        capture_output=True,
+    ).stdout.decode()
+    words = " ".join(text.split())  # the note wraps in its cell
+    assert "sent back by Per Lindqvist" in words and reason.split()[0] in words
     assert site.bedside.store.load_events(cid, verify=True)
 
 

@@ -14,7 +14,7 @@ from functools import cache
 from typing import Literal
 
 from workflow.core.dosing import fmt
-from workflow.core.events import format_time
+from workflow.core.events import STEP_REJECTED, format_time
 from workflow.core.items import display
 from workflow.core.machine import Case, Entry
 from workflow.core.names import with_id
@@ -179,6 +179,12 @@ def _history(case: Case, steps: Iterable[str]) -> Section | None:
     old = [e for e in case.history if e.superseded_by is not None and e.step in wanted]
     if not old:
         return None
+    # Entries a verifier sent back (core/rejection.py) say who did and why.
+    sent_back = {
+        ev.seq: f"sent back by {ev.actor.name if ev.actor else '-'}: {ev.data.get('reason', '')}"
+        for ev in case.events
+        if ev.type == STEP_REJECTED
+    }
     rows = []
     for e in old:
         step = case.protocol.step(e.step)
@@ -190,7 +196,8 @@ def _history(case: Case, steps: Iterable[str]) -> Section | None:
             Row(
                 f"{step.title} (event {e.seq})",
                 values,
-                note=f"{_who(e)}; superseded by event {e.superseded_by}",
+                note=f"{_who(e)}; superseded by event {e.superseded_by}"
+                + (f" ({sent_back[e.superseded_by]})" if e.superseded_by in sent_back else ""),
                 flag="superseded",
             )
         )
