@@ -109,6 +109,7 @@ def test_verifier_sees_entries_beside_the_photos(site: Site) -> None:
     assert 'id="verified_reconstitution"' in page and 'id="verified_dilution"' in page
     assert f"SHA-256 {sha}" in page and "Vials with their labels" in page
     assert LOT in page  # the entry's lot, beside the photo
+    assert "(Pharmacy technician)" in page and "(pharmacy_technician)" not in page
     assert "the code in the photo matches the entry" in page
     assert "No photos were taken at this step." in page  # dilution: none taken
     img = pharmacist.get(f"/cases/{cid}/photos/{sha}")

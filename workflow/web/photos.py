@@ -67,7 +67,10 @@ def verifier_panel(view: CaseView, step: Step, tz: Any, blinding: Blinding) -> l
             }
             for ref in photos_of(events[entry.seq].data if entry.seq in events else {})
         ]
-        out.append({"entry": entry_json(case, entry, tz, blinding), "photos": photos})
+        shown = entry_json(case, entry, tz, blinding)
+        role = case.protocol.roles.get(entry.signer.role)
+        shown["role"] = role.title if role else entry.signer.role  # words, not the role's id
+        out.append({"entry": shown, "photos": photos})
     return out
 
 
