@@ -47,12 +47,15 @@ from workflow.core.errors import (
 from workflow.core.events import Event, Signer, parse_time
 from workflow.core.machine import Case, PatientRef
 from workflow.core.order_message import ROUTINE, OrderMessage
+from workflow.core.photos import PHOTO_FIELD_PREFIX, PhotoRef, photos_of
 from workflow.core.protocol import Protocol, load_protocol
 from workflow.core.protocol.model import Product
 from workflow.core.protocol.overlay import load_overlay
 from workflow.core.schedule import NextDose, earliest_time, next_dose
 from workflow.identity import AuthRefused, Credentials, Identity, SessionPassword
 from workflow.identity.errors import WRONG_ROLE
+from workflow.records.blobstore import BlobStore
+from workflow.records.photos import check_image, media_type, read_barcodes
 from workflow.resources import default_protocol_path
 from workflow.service_people import People
 from workflow.service_queries import Queries
@@ -195,6 +198,8 @@ class Bedside(People, Queries):
         self.tz = tz
         self.archiver = archiver
         self.settings: Settings = Settings()
+        # The archive's photo store (records/photos.py); None: this installation takes no photos.
+        self.photos: BlobStore | None = None
         self._protocols: dict[str, Protocol] = {protocol.content_hash: protocol}
         self._saved_protocol = False
 
@@ -780,15 +785,72 @@ class Bedside(People, Queries):
         step_id: str,
         values: dict[str, Any],
         proof: Proof,
+        photos: Mapping[str, bytes] | None = None,
+        acknowledge_barcodes: bool = False,
     ) -> CaseView:
+        """Sign a step; ``photos`` are the images the step asks for, by photo id (the upload's
+        bytes): each is checked (JPEG/PNG/WebP, size), stored write-once in the archive, its
+        barcode read, and its SHA-256 signed into the step's event. A verifying step whose
+        verified photos show a disagreeing barcode needs ``acknowledge_barcodes``."""
         step = self._step(case_id, step_id)
+        refs = self._store_photos(step, photos or {})
 
         def build(case: Case, signer: Signer, now: datetime) -> Event:
             if step.starts_infusion and step_id in case.allowed_steps():
                 self._check_schedule(case, now)
-            return case.sign(step_id, values, signer, now)
+            return case.sign(
+                step_id, values, signer, now, photos=refs, acknowledge_barcodes=acknowledge_barcodes
+            )
 
         return self._act(case_id, expected_version, proof, step.roles, build, step=step_id)
+
+    def reject_step(
+        self, case_id: str, expected_version: int, step_id: str, reason: str, proof: Proof
+    ) -> CaseView:
+        """The verifier sends ``step_id`` back with ``reason`` (core/rejection.py): its entries
+        are superseded and the case returns to it, recorded as a signed event."""
+        view = self.load(case_id)
+        verifier = view.case.next_step()
+        roles = verifier.roles if verifier is not None else ("pharmacist",)
+        return self._act(
+            case_id,
+            expected_version,
+            proof,
+            roles,
+            lambda c, s, now: c.reject(step_id, reason, s, now),
+            step=verifier.id if verifier is not None else None,
+        )
+
+    def _store_photos(self, step: Any, photos: Mapping[str, bytes]) -> dict[str, PhotoRef]:
+        """Check every upload before storing any (nothing half-written on a bad one). A
+        stored photo whose step is then refused stays as an unreferenced file: content-
+        addressed, never named by an event, harmless, and reused if the same bytes come again."""
+        if not photos:
+            return {}
+        declared = {p.id: p for p in step.photos}
+        for pid, data in photos.items():
+            field = PHOTO_FIELD_PREFIX + pid
+            spec = declared.get(pid)
+            if spec is None:
+                raise InputError(field, f"this step takes no photo '{pid}'", ", ".join(declared))
+            check_image(field, data, label=spec.label)
+        if self.photos is None:
+            raise InputError("photos", "this installation has no archive to keep photos in")
+        refs = {}
+        for pid, data in photos.items():
+            codes = read_barcodes(data) if declared[pid].scan else []
+            refs[pid] = PhotoRef(pid, self.photos.put(data), codes[0] if codes else None)
+        return refs
+
+    def photo(self, case_id: str, sha256: str) -> tuple[bytes, str]:
+        """A photo signed into one of the case's events, with its media type; NotFound for a
+        hash the case never named (a case's page shows only its own photos)."""
+        view = self.load(case_id)
+        named = {r.sha256 for e in view.case.events for r in photos_of(e.data)}
+        if sha256 not in named or self.photos is None:
+            raise NotFound(f"case {case_id} has no photo {sha256}")
+        data = self.photos.get(sha256)
+        return data, media_type(data)
 
     def _check_schedule(self, case: Case, at: datetime) -> None:
         """Every schedule rule again, against the real time, at the step that gives the drug:
@@ -1065,6 +1127,7 @@ def open_bedside(
         from workflow.archive import Archive
 
         archiver = Archive(home_path, store, tz=bedside.tz)
+        bedside.photos = archiver.photos
         if archiver.ready:
             bedside.archiver = archiver.archive_case
     return bedside

@@ -133,6 +133,7 @@ def make_site(db_url: str, home: Path, protocol: Protocol) -> tuple[Site, Any]:
     bedside = Bedside(store, protocol, clock=clock, identity=identity)
     archive = Archive(home, store)
     bedside.archiver = archive.archive_case
+    bedside.photos = archive.photos
     for p in DEMO_PEOPLE:
         identity.add_user(p.username, p.name, [p.role], PASSWORD, by="test")
     identity.add_user("root", "Site Admin", ["admin"], PASSWORD, by="test")

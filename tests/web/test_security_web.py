@@ -98,9 +98,12 @@ ROUTE_ROLES: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/pharmacy/formulary"): PHARMACY,
     ("POST", "/pharmacy/formulary"): frozenset({"pharmacist"}),
     ("GET", "/cases/{case_id}"): CLINICAL,
+    ("GET", "/cases/{case_id}/photos/{sha}"): CLINICAL,
     ("POST", "/cases/{case_id}/steps/{step_id}"): CLINICAL,
     ("GET", "/cases/{case_id}/exit/{action}"): CLINICAL,
     ("POST", "/cases/{case_id}/exit"): CLINICAL,
+    ("POST", "/cases/{case_id}/reject"): CLINICAL,
+    ("POST", "/api/cases/{case_id}/rejections"): CLINICAL,
     ("GET", "/cases/{case_id}/label.pdf"): PHARMACY,
     ("GET", "/records/{sha}.pdf"): READERS,
     ("GET", "/archive"): AUDIT,
@@ -287,6 +290,8 @@ def prepare(site: Site, purposes: tuple[str, ...] = ()) -> Ctx:
             site.bedside.sign_step(
                 view.case.case_id, view.version, "hold_checks", values, cred("n.alvarez")
             )
+        if purpose in ("page_reject", "api_reject"):  # a preparation the pharmacist may send back
+            view = site.walk_to("pharmacy_verification", view)
         ctx.cases[purpose] = view.case.case_id
     for name in ("n.target", "n.target1", "n.target2", "n.target3", "n.target4"):
         site.bedside.identity.add_user(name, f"Target Nurse {name}", ["nurse"], PASSWORD, by="test")
@@ -361,6 +366,28 @@ def _exit_body(ctx: Ctx, purpose: str, api: bool) -> Built:
     return "n.alvarez", path, body, (200,) if api else (303,)
 
 
+def _reject_body(ctx: Ctx) -> Built:
+    view = ctx.site.bedside.load(ctx.cases["page_reject"])
+    form = {
+        "expected_version": str(view.version),
+        "send_back_reconstitution": "Send back to be redone",
+        "reject_reason": "the vial label is not readable in the photo",
+        "password": PASSWORD,
+    }
+    return "p.lindqvist", f"/cases/{view.case.case_id}/reject", form, (303,)
+
+
+def _api_reject_body(ctx: Ctx) -> Built:
+    view = ctx.site.bedside.load(ctx.cases["api_reject"])
+    body = {
+        "expected_version": view.version,
+        "step": "dilution",
+        "reason": "the bag label is not in the photo",
+        "password": PASSWORD,
+    }
+    return "p.lindqvist", f"/api/cases/{view.case.case_id}/rejections", body, (200,)
+
+
 def _correction_body(ctx: Ctx) -> Built:
     view = ctx.site.bedside.load(ctx.cases["correction"])
     body = {
@@ -388,6 +415,8 @@ POSTS: dict[tuple[str, str], Callable[[Ctx], Built]] = {
     ("POST", "/logout"): lambda c: ("n.alvarez", "/logout", {}, (303,)),
     ("POST", "/cases/{case_id}/steps/{step_id}"): lambda c: _step_body(c, "page_step", False),
     ("POST", "/cases/{case_id}/exit"): lambda c: _exit_body(c, "page_exit", False),
+    ("POST", "/cases/{case_id}/reject"): lambda c: _reject_body(c),
+    ("POST", "/api/cases/{case_id}/rejections"): lambda c: _api_reject_body(c),
     ("POST", "/archive/{sha}/verify"): lambda c: (
         "a.ibrahim",
         f"/archive/{c.sha}/verify",
@@ -513,7 +542,15 @@ POSTS[("POST", "/api/fhir/MedicationRequest")] = lambda c: (
     {"resourceType": "Patient"},
     (400,),
 )
-PURPOSES = ("page_step", "page_exit", "api_step", "api_exit", "correction")
+PURPOSES = (
+    "page_step",
+    "page_exit",
+    "api_step",
+    "api_exit",
+    "correction",
+    "page_reject",
+    "api_reject",
+)
 
 
 # --- 1. every route ------------------------------------------------------------------------

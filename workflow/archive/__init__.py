@@ -34,6 +34,7 @@ from workflow.records.case_records import record_documents
 from workflow.records.case_register import CaseRegister
 from workflow.records.document import RecordDocument
 from workflow.records.embed import extract_events
+from workflow.records.photos import photo_store, thumbnail_jpeg
 from workflow.records.pki import (
     PkiPaths,
     describe_incomplete,
@@ -87,6 +88,7 @@ class Archive:
         self.pki_dir = home / PKI_DIR
         self.blobs = BlobStore(home / ARCHIVE_DIR, suffix=".pdf")
         self.register = CaseRegister(home / ARCHIVE_DIR / REGISTER_DIR)
+        self.photos = photo_store(home / ARCHIVE_DIR)
 
     @property
     def ready(self) -> bool:
@@ -104,6 +106,13 @@ class Archive:
     def trust_roots(self) -> list[object]:
         return list(load_trust_roots(self.pki_dir))
 
+    def thumbnail(self, sha256: str) -> bytes | None:
+        """The record's small JPEG of a stored photo; None when its file is missing or altered
+        (the record then says so beside the hash, and ``archive verify`` reports it)."""
+        if sha256 not in self.photos or not self.photos.verify_blob(sha256):
+            return None
+        return thumbnail_jpeg(self.photos.get(sha256))
+
     # -- writing ---------------------------------------------------------------------------------
     def archive_case(self, case: Case, chain_hash: str) -> list[str]:
         """Render, sign, store and index the case's records; returns their SHA-256s.
@@ -120,7 +129,7 @@ class Archive:
         (checkpoints.py).
         """
         load_signer(self.pki_dir)  # refuse missing or exposed signing material before any work
-        documents = record_documents(case, chain_hash, self.tz)
+        documents = record_documents(case, chain_hash, self.tz, self.thumbnail)
         existing = self.store.search_archive(case_id=case.case_id, limit=500)
         out: list[str | None] = []
         for document in documents:

@@ -1,5 +1,7 @@
 """``bedside archive verify``: every archived record, every file the index does not know.
 
+Every photo signed into an archived case's events is in the photo store, unaltered.
+
 For each index row: the file is there, hashes to its name, its signature is intact, trusted and
 covers the whole file, and the events signed into it (``events.json``) agree with the case's
 events as the database holds them now (signed_events.py). Each PDF is parsed once: the
@@ -34,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from workflow.core.errors import IntegrityError, NotFound
 from workflow.core.events import canonical_json
+from workflow.core.photos import photos_of
 from workflow.core.signed_events import first_difference
 from workflow.records.embed import EVENTS_FILE_NAME, parse_events
 from workflow.records.verify import (
@@ -280,6 +283,7 @@ def verify_archive(
     failed: list[tuple[str, str]] = []
     indexed: set[str] = set()
     placeholders = compared = n = 0
+    photo_cases: set[str] = set()
     total = archive.store.count_archived()
     kinds: dict[str, tuple[str, str]] = {}  # sha -> (case, kind) of records sent to the workers
     stats = VerifierStats()
@@ -301,6 +305,7 @@ def verify_archive(
                     progress(n, max(total, n))
                 continue
             kinds[rec.sha256] = (rec.case_id, rec.kind)
+            photo_cases.add(rec.case_id)  # its photo files are checked after the records
             yield rec.sha256, str(archive.blobs.path(rec.sha256))
 
     for answer in _answers(files(), roots, jobs, stats):
@@ -324,6 +329,7 @@ def verify_archive(
                 )
         if progress is not None:
             progress(n, max(total, n))
+    failed.extend(_photo_failures(archive, cases, photo_cases))
     verifier = Verifier(roots)
     unindexed = _unindexed(archive, verifier, cases, indexed)
     leftovers = _leftovers(archive)
@@ -339,6 +345,26 @@ def verify_archive(
         stats.cross_checked + verifier.stats.cross_checked,
         tuple(stats.disagreements + verifier.stats.disagreements),
     )
+
+
+def _photo_failures(
+    archive: Archive, cases: _CaseEvents, case_ids: set[str]
+) -> list[tuple[str, str]]:
+    """Every photo the archived cases' events name is in the photo store and hashes to its
+    name: the hash is signed into the event (and the record), the file is not."""
+    out: list[tuple[str, str]] = []
+    for case_id in sorted(case_ids):
+        stored = cases.get(case_id)
+        if stored is None:
+            continue
+        for event in stored.events:
+            for ref in photos_of(event.get("data") or {}):
+                what = f"photo '{ref.id}' of step {event.get('step')} of case {case_id}"
+                if ref.sha256 not in archive.photos:
+                    out.append((ref.sha256, f"{what}: file missing from the archive"))
+                elif not archive.photos.verify_blob(ref.sha256):
+                    out.append((ref.sha256, f"{what}: file does not match its SHA-256"))
+    return out
 
 
 def _unindexed(

@@ -310,6 +310,7 @@ _ACTIONS = (
     "cancel",
     "waste",
     "correct",
+    "reject",
 )
 
 
@@ -327,6 +328,8 @@ def run_script(args: argparse.Namespace) -> int:
           - {resume: {reason: criteria_met, note: "..."}, by: dr.okafor}
           - {correct: {target_seq: 2, values: {dosing_weight_kg: "72"}, reason: typo},
              by: dr.okafor}
+          - {reject: {step: reconstitution, reason: "lot in the photo differs"},
+             by: p.lindqvist}
 
     ``values: auto`` enters what the case's own plan, patient and label say (for demos and
     drills); ``case:`` names a case, else the one most recently opened is used.
@@ -451,6 +454,12 @@ def _apply(
             dict(body.get("values") or {}),
             str(body.get("reason", "")),
             proof,
+        )
+    if kind == "reject":  # the verifier sends a step back to be redone (issue 16.2)
+        if not isinstance(body, dict) or "step" not in body:
+            raise InputError(f"{where}.reject", "needs step and reason")
+        return app.reject_step(
+            view.case.case_id, view.version, str(body["step"]), str(body.get("reason", "")), proof
         )
     body = body if isinstance(body, dict) else {"reason": body}
     return app.side_exit(

@@ -64,6 +64,8 @@ def _transitions(protocol: Protocol) -> list[dict[str, Any]]:
     # A correction reopens the walk, or finds the double check differing again, or fires a rule.
     mismatches = [s.id + MISMATCH_SUFFIX for s in steps if s.blinded_against]
     to("do_correct", active, [*walk, *mismatches, HELD_STATE, "discontinued"])
+    # A verifier sends a step it verifies back: the case returns to that step (rejection.py).
+    to("do_reject", [s.id for s in steps if s.verifies], walk)
     for exit_state in ("discontinued", "cancelled", "wasted"):
         to("do_exit_" + exit_state, [*active, HELD_STATE], [exit_state])
     return out

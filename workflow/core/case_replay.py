@@ -18,6 +18,7 @@ from workflow.core.items import (
     to_stored,
 )
 from workflow.core.protocol.model import HELD_STATE, Step
+from workflow.core.rejection import judge_rejection
 from workflow.core.rules import Firing
 
 
@@ -43,6 +44,7 @@ class CaseReplay(CaseJudging):
             ev.WASTED: self._apply_exit,
             ev.CORRECTION: self._apply_correction,
             ev.SIGNATURE_FAILED: self._apply_failed,
+            ev.STEP_REJECTED: self._apply_reject,
         }.get(event.type)
         if handler is None:
             raise IntegrityError(f"unknown event type {event.type!r}")
@@ -147,6 +149,14 @@ class CaseReplay(CaseJudging):
             self.trigger("do_assess_held" if self.state == HELD_STATE else "do_assess", dest=dest)
         elif firings:
             self._record_findings(event, firings)
+
+    def _apply_reject(self, event: Event) -> None:
+        rejected = str(event.data.get("rejected_step"))
+        signer = self._actor(event)
+        superseded = judge_rejection(self, rejected, str(event.data.get("reason", "")), signer)
+        for sid in superseded:
+            self.current.pop(sid).superseded_by = event.seq
+        self.trigger("do_reject", dest=rejected)
 
     def _apply_resume(self, event: Event) -> None:
         signer = self._actor(event)

@@ -28,6 +28,7 @@ CANCELLED = "cancelled"
 WASTED = "wasted"
 CORRECTION = "correction"
 SIGNATURE_FAILED = "signature_failed"
+STEP_REJECTED = "step_rejected"  # a verifier sends a step back to be redone (issue 16.2)
 
 EVENT_TYPES = frozenset(
     {
@@ -41,6 +42,7 @@ EVENT_TYPES = frozenset(
         WASTED,
         CORRECTION,
         SIGNATURE_FAILED,
+        STEP_REJECTED,
     }
 )
 

@@ -25,7 +25,9 @@ from workflow.core.events import Event, Signer
 from workflow.core.items import (
     to_stored,
 )
+from workflow.core.photos import PhotoRef, check_acknowledged, check_photos
 from workflow.core.protocol.model import Protocol
+from workflow.core.rejection import REJECT_MEANING, judge_rejection
 from workflow.core.schedule import NextDose
 
 
@@ -96,10 +98,19 @@ class Case(CaseReplay):
         at: datetime,
         *,
         corrects: int | None = None,
+        photos: Mapping[str, PhotoRef] | None = None,
+        acknowledge_barcodes: bool = False,
     ) -> Event:
         step = self._step(step_id)
+        acknowledged = check_acknowledged(self, step, acknowledge_barcodes)
         typed, outcome, _dest = self._judge_sign(step, values, signer, at, meaning=step.meaning)
         stored = {k: to_stored(self._item(step, k), v) for k, v in typed.items()}
+        data: dict[str, Any] = {"values": stored, "outcome": outcome}
+        taken = check_photos(step, photos or {}, typed)
+        if taken:  # absent, not empty, when none: events from before photos hash the same
+            data["photos"] = taken
+        if acknowledged:
+            data["acknowledged_barcodes"] = acknowledged
         if corrects is None:
             previous = self.current.get(step_id)
             if previous is not None and self.state.endswith(MISMATCH_SUFFIX):
@@ -108,7 +119,7 @@ class Case(CaseReplay):
             ev.STEP_SIGNED,
             at,
             signer,
-            {"values": stored, "outcome": outcome},
+            data,
             step=step_id,
             meaning=step.meaning,
             corrects=corrects,
@@ -142,6 +153,21 @@ class Case(CaseReplay):
 
     def waste(self, signer: Signer, at: datetime, reason: str, note: str = "") -> Event:
         return self.apply(self._exit_event(ev.WASTED, "waste", signer, at, reason, note))
+
+    def reject(self, step_id: str, reason: str, signer: Signer, at: datetime) -> Event:
+        """The verifier sends ``step_id`` back to be redone, with the reason (rejection.py)."""
+        judge_rejection(self, step_id, reason, signer)
+        verifier = self.next_step()
+        return self.apply(
+            self._event(
+                ev.STEP_REJECTED,
+                at,
+                signer,
+                {"rejected_step": step_id, "reason": reason.strip()},
+                step=verifier.id if verifier else None,
+                meaning=REJECT_MEANING,
+            )
+        )
 
     def correct(
         self, target_seq: int, values: Mapping[str, Any], reason: str, signer: Signer, at: datetime

@@ -7,18 +7,19 @@ that never reached compounding gets only an administration record.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from datetime import UTC, datetime, tzinfo
 from functools import cache
 from typing import Literal
 
 from workflow.core.dosing import fmt
-from workflow.core.events import format_time, parse_time
+from workflow.core.events import STEP_REJECTED, format_time, parse_time
 from workflow.core.gravimetric import recorded_weighings
 from workflow.core.items import display
 from workflow.core.machine import Case, Entry
 from workflow.core.names import with_id
+from workflow.core.photos import photos_of
 from workflow.core.protocol.model import Item, RecordSection, RecordSpec, Step
 from workflow.core.rules import Firing
 from workflow.core.titles import event_title, role_title, warning_title
@@ -29,6 +30,7 @@ from workflow.records.document import (
     Section,
     SignatureManifestation,
     Table,
+    Thumbnail,
 )
 
 RecordKind = Literal["compounding", "administration"]
@@ -195,6 +197,12 @@ def _history(case: Case, steps: Iterable[str], tz: tzinfo) -> Section | None:
     old = [e for e in case.history if e.superseded_by is not None and e.step in wanted]
     if not old:
         return None
+    # Entries a verifier sent back (core/rejection.py) say who did and why.
+    sent_back = {
+        ev.seq: f"sent back by {ev.actor.name if ev.actor else '-'}: {ev.data.get('reason', '')}"
+        for ev in case.events
+        if ev.type == STEP_REJECTED
+    }
     rows = []
     for e in old:
         step = case.protocol.step(e.step)
@@ -206,7 +214,8 @@ def _history(case: Case, steps: Iterable[str], tz: tzinfo) -> Section | None:
             Row(
                 f"{step.title} (event {e.seq})",
                 values,
-                note=f"{_who(case, e, tz)}; superseded by event {e.superseded_by}",
+                note=f"{_who(case, e, tz)}; superseded by event {e.superseded_by}"
+                + (f" ({sent_back[e.superseded_by]})" if e.superseded_by in sent_back else ""),
                 flag="superseded",
             )
         )
@@ -465,8 +474,11 @@ def _gravimetric_section(case: Case) -> Section | None:
     return Section("gravimetric", "Gravimetric verification", tuple(rows))
 
 
-def _record(case: Case, spec: RecordSpec, chain_hash: str, tz: tzinfo) -> RecordDocument:
+def _record(
+    case: Case, spec: RecordSpec, chain_hash: str, tz: tzinfo, added: tuple[Section, ...] = ()
+) -> RecordDocument:
     sections = [_section(case, s, tz) for s in spec.sections]
+    sections += added
     if spec.kind == "administration" and case.assessments:
         sections.append(
             Section(
@@ -520,13 +532,49 @@ def _record(case: Case, spec: RecordSpec, chain_hash: str, tz: tzinfo) -> Record
     )
 
 
-def compounding_record(case: Case, chain_hash: str, tz: tzinfo = UTC) -> RecordDocument | None:
+# The small JPEG of a stored photo by its SHA-256, or None when the file is not there.
+Thumbnails = Callable[[str], bytes | None]
+
+
+def compounding_record(
+    case: Case, chain_hash: str, tz: tzinfo = UTC, thumbnails: Thumbnails | None = None
+) -> RecordDocument | None:
     spec = case.protocol.record("compounding")
     if spec is None:
         return None
     if spec.from_step is not None and spec.from_step not in {e.step for e in case.history}:
         return None
-    return _record(case, spec, chain_hash, tz)
+    photos = _photos_section(case, spec.steps, thumbnails)
+    return _record(case, spec, chain_hash, tz, () if photos is None else (photos,))
+
+
+def _photos_section(
+    case: Case, steps: Iterable[str], thumbnails: Thumbnails | None
+) -> Section | None:
+    """The in-process photos of the record's current entries (issue 16.2): each with its
+    SHA-256 (the hash signed into the step's event) and a thumbnail when the file is there."""
+    wanted = set(steps)
+    events = {e.seq: e for e in case.events}
+    rows: list[Row] = []
+    thumbs: list[Thumbnail] = []
+    for entry in sorted(case.current.values(), key=lambda e: e.seq):
+        if entry.step not in wanted or entry.seq not in events:
+            continue
+        step = case.protocol.step(entry.step)
+        labels = {p.id: p.label for p in step.photos}
+        for ref in photos_of(events[entry.seq].data):
+            title = f"{step.title}: {labels.get(ref.id, ref.id)}"
+            jpeg = thumbnails(ref.sha256) if thumbnails is not None else None
+            note = ref.barcode_note or None
+            flag = "barcode differs" if ref.barcode_agrees is False else None
+            if jpeg is None:
+                note = "; ".join(x for x in (note, "photo file not in the archive") if x)
+            else:
+                thumbs.append(Thumbnail(title, ref.sha256, jpeg))
+            rows.append(Row(title, f"SHA-256 {ref.sha256}", note=note, flag=flag))
+    if not rows:
+        return None
+    return Section("photos", "In-process photos", tuple(rows), thumbnails=tuple(thumbs))
 
 
 def _double_check_table(case: Case, tz: tzinfo) -> Table | None:
@@ -610,11 +658,13 @@ def administration_record(case: Case, chain_hash: str, tz: tzinfo = UTC) -> Reco
     return _record(case, spec, chain_hash, tz)
 
 
-def record_documents(case: Case, chain_hash: str, tz: tzinfo = UTC) -> list[RecordDocument]:
+def record_documents(
+    case: Case, chain_hash: str, tz: tzinfo = UTC, thumbnails: Thumbnails | None = None
+) -> list[RecordDocument]:
     """The case's records, times shown in ``tz`` (the site's zone; the embedded events keep
-    UTC ISO times for replay)."""
+    UTC ISO times for replay), with the photos' thumbnails when ``thumbnails`` finds them."""
     docs = []
-    comp = compounding_record(case, chain_hash, tz)
+    comp = compounding_record(case, chain_hash, tz, thumbnails)
     if comp is not None:
         docs.append(comp)
     docs.append(administration_record(case, chain_hash, tz))

@@ -89,6 +89,23 @@ class Table:
 
 
 @dataclass(frozen=True)
+class Thumbnail:
+    """A small JPEG of an in-process photo (issue 16.2), printed with the photo's SHA-256 (the
+    hash of the original the step's signed event names, not of this re-encoded copy)."""
+
+    title: str
+    sha256: str
+    jpeg: bytes
+
+    def __post_init__(self) -> None:
+        _text("thumbnail.title", self.title)
+        _text("thumbnail.sha256", self.sha256)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"title": self.title, "sha256": self.sha256, "jpeg_sha256": sha256_hex(self.jpeg)}
+
+
+@dataclass(frozen=True)
 class Section:
     """A titled group of rows and tables. ``key`` lets the layout order and retitle it."""
 
@@ -96,20 +113,25 @@ class Section:
     title: str
     rows: tuple[Row, ...] = ()
     tables: tuple[Table, ...] = ()
+    thumbnails: tuple[Thumbnail, ...] = ()
 
     def __post_init__(self) -> None:
         _text("section.key", self.key)
         _text("section.title", self.title)
         object.__setattr__(self, "rows", tuple(self.rows))
         object.__setattr__(self, "tables", tuple(self.tables))
+        object.__setattr__(self, "thumbnails", tuple(self.thumbnails))
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "key": self.key,
             "title": self.title,
             "rows": [r.to_json() for r in self.rows],
             "tables": [t.to_json() for t in self.tables],
         }
+        if self.thumbnails:  # absent otherwise: records without photos hash as before
+            out["thumbnails"] = [t.to_json() for t in self.thumbnails]
+        return out
 
 
 @dataclass(frozen=True)

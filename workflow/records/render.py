@@ -20,11 +20,13 @@ from reportlab.lib import colors
 from reportlab.lib.pagesizes import A4, LETTER
 from reportlab.lib.styles import ParagraphStyle
 from reportlab.lib.units import mm
+from reportlab.lib.utils import ImageReader
 from reportlab.pdfgen.canvas import Canvas
 from reportlab.platypus import (
     BaseDocTemplate,
     Flowable,
     Frame,
+    Image,
     KeepTogether,
     PageTemplate,
     Paragraph,
@@ -202,7 +204,36 @@ def _section(
         out.append(_rows_table(section.rows, layout, st, width))
     for table in section.tables:
         out += _free_table(table, layout, st, width)
+    out += _thumbnails(section, st, width)
     return out
+
+
+_THUMB_WIDTH_MM = 55.0
+
+
+def _thumbnails(section: Section, st: _Styles, width: float) -> list[Flowable]:
+    """In-process photos, three to a row, each over its title and the photo's SHA-256."""
+    if not section.thumbnails:
+        return []
+    cells: list[list[Flowable]] = []
+    box = min(_THUMB_WIDTH_MM * mm, width / 3 - 6)
+    for thumb in section.thumbnails:
+        reader = ImageReader(BytesIO(thumb.jpeg))
+        w, h = reader.getSize()
+        scale = box / max(w, h)
+        image = Image(BytesIO(thumb.jpeg), width=w * scale, height=h * scale)
+        cells.append(
+            [
+                image,
+                _para(thumb.title, st.body),
+                _para(f"{thumb.sha256[:32]} {thumb.sha256[32:]}", st.small),
+            ]
+        )
+    rows = [cells[i : i + 3] for i in range(0, len(cells), 3)]
+    rows[-1] += [[]] * (3 - len(rows[-1]))
+    grid = Table(rows, colWidths=[width / 3] * 3)
+    grid.setStyle(TableStyle([("VALIGN", (0, 0), (-1, -1), "TOP")]))
+    return [Spacer(1, 3), grid]
 
 
 def _subject(document: RecordDocument, layout: Layout, st: _Styles, width: float) -> list[Flowable]:

@@ -78,6 +78,8 @@ def sign_step(
     values: dict[str, Any],
     password: str,
     username: str | None,
+    photos: dict[str, bytes] | None = None,
+    acknowledge_barcodes: bool = False,
 ) -> CaseView:
     return _signed(
         web,
@@ -86,7 +88,9 @@ def sign_step(
         step_id,
         password,
         username,
-        lambda proof: web.bedside.sign_step(case_id, expected_version, step_id, values, proof),
+        lambda proof: web.bedside.sign_step(
+            case_id, expected_version, step_id, values, proof, photos, acknowledge_barcodes
+        ),
     )
 
 

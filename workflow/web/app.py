@@ -23,6 +23,7 @@ from . import (
     api_courses,
     api_interop,
     api_orders,
+    api_photos,
     balance,
     errors,
     pages_audit,
@@ -31,6 +32,7 @@ from . import (
     pages_danger,
     pages_formulary,
     pages_orders,
+    photos,
 )
 from .context import Web
 from .settings import WebSettings, default_templates_dir
@@ -91,6 +93,8 @@ def create_app(
         api_interop.router,
         api_orders.router,
         balance.router,
+        api_photos.router,
+        photos.router,
     ):
         app.include_router(router)
     errors.install(app, templates)

@@ -197,4 +197,8 @@ def install(app: FastAPI, templates: Jinja2Templates) -> None:
         return page(request, 422, body)
 
     # Bodies past the limit are refused as they arrive (413, this shape), never buffered whole.
-    app.add_middleware(BodyLimit, max_bytes=app.state.web.settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=app.state.web.settings.max_body_bytes,
+        max_photo_bytes=app.state.web.settings.max_photo_body_bytes,
+    )

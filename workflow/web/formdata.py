@@ -14,6 +14,7 @@ from fastapi import Depends, Request
 from starlette.datastructures import FormData, UploadFile
 
 from workflow.core.errors import InputError
+from workflow.core.photos import PHOTO_FIELD_PREFIX
 
 NUL = "\x00"
 
@@ -32,6 +33,16 @@ def _refuse(request: Request, name: str, message: str) -> InputError:
 
 
 async def _form(request: Request) -> FormData:
+    return await _checked_form(request, files=False)
+
+
+async def _form_with_photos(request: Request) -> FormData:
+    """A step's form: as ``_form``, except that ``photo_<id>`` parts may be files (the
+    camera's upload; the service checks their content)."""
+    return await _checked_form(request, files=True)
+
+
+async def _checked_form(request: Request, *, files: bool) -> FormData:
     """The posted form, refused (422, naming the field) when a part is a file (no page takes
     one, and its text would otherwise be the upload's repr), when a value holds a NUL character
     (no text a person types; PostgreSQL refuses it) or bytes that are not UTF-8 (Starlette would
@@ -40,17 +51,22 @@ async def _form(request: Request) -> FormData:
     form = await request.form()
     for name, value in form.multi_items():
         if isinstance(value, UploadFile):
+            if files and name.startswith(PHOTO_FIELD_PREFIX):
+                continue
             await form.close()
             raise _refuse(request, name, "a file cannot be posted here")
         if NUL in value or NUL in name:
             raise _refuse(request, name, "must not contain a NUL character")
-    bad = _not_utf8(body, form, request.headers.get("content-type", ""))
+    has_files = any(isinstance(v, UploadFile) for _, v in form.multi_items())
+    bad = _not_utf8(body, form, request.headers.get("content-type", ""), has_files)
     if bad is not None:
         raise _refuse(request, bad, "is not valid UTF-8 text")
     return form
 
 
-def _not_utf8(body: bytes, form: FormData, content_type: str) -> str | None:
+def _not_utf8(
+    body: bytes, form: FormData, content_type: str, has_files: bool = False
+) -> str | None:
     """The first field whose bytes are not UTF-8, or None when all of them are."""
     if content_type.startswith("application/x-www-form-urlencoded"):
         for pair in body.split(b"&"):
@@ -69,6 +85,8 @@ def _not_utf8(body: bytes, form: FormData, content_type: str) -> str | None:
     except UnicodeDecodeError:
         pass
     for name, value in form.multi_items():  # Starlette read the bad part as Latin-1
+        if isinstance(value, UploadFile):
+            continue  # a photo's bytes are not text
         try:
             raw = str(value).encode("latin-1")
         except UnicodeEncodeError:
@@ -78,7 +96,9 @@ def _not_utf8(body: bytes, form: FormData, content_type: str) -> str | None:
                 raw.decode("utf-8")
             except UnicodeDecodeError:
                 return _field(name)
-    return "form"
+    # With a photo in it the body is binary anyway: only its text parts had to be UTF-8.
+    return None if has_files else "form"
 
 
 FORM: Any = Depends(_form)
+PHOTO_FORM: Any = Depends(_form_with_photos)

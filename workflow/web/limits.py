@@ -9,6 +9,8 @@ that never reads its body (a GET) is not concerned.
 
 from __future__ import annotations
 
+import re
+
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -19,28 +21,38 @@ class BodyTooLarge(HTTPException):
         super().__init__(413, f"request body: larger than the limit of {limit:,} bytes")
 
 
+# A step's form may carry the camera's photos (issue 16.2): those posts get the larger limit.
+STEP_POST = re.compile(r"^/cases/[^/]+/steps/[^/]+$")
+
+
 class BodyLimit:
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, max_photo_bytes: int = 0) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.max_photo_bytes = max(max_bytes, max_photo_bytes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = Headers(scope=scope).get("content-length", "")
-        too_big = declared.isdigit() and int(declared) > self.max_bytes
+        headers = Headers(scope=scope)
+        photos = STEP_POST.match(scope["path"]) and headers.get("content-type", "").startswith(
+            "multipart/form-data"
+        )  # only a multipart form carries files: any other body keeps the usual limit
+        limit = self.max_photo_bytes if photos else self.max_bytes
+        declared = headers.get("content-length", "")
+        too_big = declared.isdigit() and int(declared) > limit
         seen = 0
 
         async def limited() -> Message:
             nonlocal seen
             if too_big:
-                raise BodyTooLarge(self.max_bytes)
+                raise BodyTooLarge(limit)
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise BodyTooLarge(self.max_bytes)
+                if seen > limit:
+                    raise BodyTooLarge(limit)
             return message
 
         await self.app(scope, limited, send)

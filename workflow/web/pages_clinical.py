@@ -8,24 +8,25 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
-from starlette.datastructures import FormData
+from starlette.datastructures import FormData, UploadFile
 
 from workflow.board import STAGES
 from workflow.core.blinding import blinded_pair, is_unprimed, refuse_while_blinded
 from workflow.core.errors import BedsideError, InputError, StepRefused
 from workflow.core.events import format_time
 from workflow.core.gs1 import parse_scan
+from workflow.core.photos import ACK_FIELD
 from workflow.core.protocol.model import Protocol, Step
 from workflow.core.titles import EXIT_CONSEQUENCES, exit_title
 from workflow.records.labels import bag_label_pdf
 from workflow.service import CaseView
 from workflow.vocabulary import AuthRefused
 
-from . import actions
+from . import actions, photos
 from .balance import balance_context
 from .context import Web, web_of
 from .evidence import evidence_json
-from .formdata import FORM
+from .formdata import PHOTO_FORM
 from .forms import form_echo, grouped, values_from_form
 from .pages_formulary import kind_names
 from .present import case_json, signed_flash, zone_name
@@ -176,6 +177,8 @@ def case_context(
         context["evidence"] = evidence_json(
             view.case, step, viewer.user.id, web.bedside.tz, now, blinding, earlier
         )
+        context["photo_inputs"] = photos.photo_inputs(step)
+        context["verified_photos"] = photos.verifier_panel(view, step, web.bedside.tz, blinding)
         # The blinded second checker signs with their own id on this tablet.
         context["ask_username"] = viewer.signing_lapsed or bool(step.blinded_against)
     # During a mismatch either checker may re-enter: one link each, by the step's title.
@@ -209,7 +212,9 @@ def case_page(
 
 
 @router.post("/cases/{case_id}/steps/{step_id}")
-def sign_step(request: Request, case_id: str, step_id: str, form: FormData = FORM) -> Response:
+def sign_step(
+    request: Request, case_id: str, step_id: str, form: FormData = PHOTO_FORM
+) -> Response:
     web = web_of(request)
     viewer = web.viewer(request, CLINICAL)
     check_csrf(viewer, str(form.get("csrf_token", "")))
@@ -218,7 +223,7 @@ def sign_step(request: Request, case_id: str, step_id: str, form: FormData = FOR
     step = view.case.protocol.step(step_id) if step_id in view.case.protocol.step_ids() else None
     if step is None:
         raise InputError("step", f"'{step_id}' is not a step of this case's protocol")
-    fields = {k: str(v) for k, v in form.items()}
+    fields = {k: str(v) for k, v in form.items() if not isinstance(v, UploadFile)}
     request.state.retry = (
         "case.html",
         case_context(web, viewer, case_id, step_id, form_echo(step, fields), view=view),
@@ -241,6 +246,8 @@ def sign_step(request: Request, case_id: str, step_id: str, form: FormData = FOR
             values,
             fields.get("password", ""),
             fields.get("username") or None,
+            photos.uploads(form),
+            fields.get(ACK_FIELD) == "on",
         )
     except AuthRefused:
         # The refused signature is in the case's trail, so its version moved on: the form shown

@@ -46,6 +46,8 @@ class WebSettings:
     touch_every: timedelta = timedelta(seconds=20)
     worklist_limit: int = 100
     max_body_bytes: int = 1024 * 1024
+    # A step's form with its photos (records/photos.py: up to 8 MB each, a step takes ~3).
+    max_photo_body_bytes: int = 25 * 1024 * 1024
     # Ended sessions (their verifiers already wiped) are deleted this long after they ended
     # (``web.session_retention_days`` in bedside.yaml); the sweep that ends idle sessions and
     # drops lapsed verifiers runs this often (web/sweeper.py).

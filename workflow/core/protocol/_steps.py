@@ -11,12 +11,12 @@ from typing import cast
 
 from workflow.core.events import MEANINGS
 
-from . import _display, _groups
+from . import _display, _groups, _photos
 from ._context import Context
 from ._fields import MapReader
 from ._items import read_items
 from ._yaml import YList, is_float_text
-from .model import BAG_ITEMS, FINAL_STATES, Item, ScanSpec, Step
+from .model import BAG_ITEMS, FINAL_STATES, Item, PhotoSpec, ScanSpec, Step
 
 _FLAGS = (
     "evaluates_rules",
@@ -126,6 +126,10 @@ def _step(ctx: Context, r: MapReader, sid: str | None) -> Step | None:
         else ()
     )
     scans = _scans(ctx, r, items)
+    photos_list = r.seq("photos", required=False)
+    photos: tuple[PhotoSpec, ...] = ()
+    if photos_list is not None:
+        photos = _photos.photos(ctx.issues, photos_list, r.where, scans, items or ())
     r.done()
     _check_roles_and_meaning(ctx, r, roles, meaning)
     if items is not None:
@@ -153,6 +157,7 @@ def _step(ctx: Context, r: MapReader, sid: str | None) -> Step | None:
         compare=compare,
         sets_beyond_use=sets_bud,
         scans=scans,
+        photos=photos,
         normal_groups=groups,
         **flags,
     )

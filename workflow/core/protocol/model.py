@@ -147,6 +147,18 @@ class NormalGroup:
 
 
 @dataclass(frozen=True)
+class PhotoSpec:
+    """A photo a step asks for (issue 16.2: the verifier sees what was done, not only what was
+    typed). ``scan`` names one of the step's ``scans`` kinds: a barcode read in the photo is
+    compared with that product's scanned or typed identification."""
+
+    id: str
+    label: str
+    required: bool = False
+    scan: str | None = None
+
+
+@dataclass(frozen=True)
 class Step:
     id: str
     title: str
@@ -175,6 +187,7 @@ class Step:
     checks_bag: bool = False
     # Groups of findings with an "all normal" tap (hold checks, observation).
     normal_groups: tuple[NormalGroup, ...] = ()
+    photos: tuple[PhotoSpec, ...] = ()
 
     def item(self, item_id: str) -> Item | None:
         for it in self.items:
