@@ -322,42 +322,14 @@ class Identity:
         """Check one password. With ``session``, its verifier may stand in for argon2id (a
         match only: a mismatch gets the full check), and it leaves with a verifier for the
         hash now stored."""
-        accounts = self.accounts
         typed = (username or "").strip().lower()
-        row = accounts.by_id(user_id) if user_id else accounts.by_username(typed)
-
-        def refuse(
-            reason: str,
-            shown: str,
-            message: str,
-            row: Account | None = row,
-            trail_name: str | None = None,
-        ) -> NoReturn:
-            accounts.record(
-                AuthEvent(
-                    now, trail_name or typed, row.id if row else None, action, audit.REFUSED, reason
-                )
-            )
-            raise e.AuthRefused(shown, message)
-
+        row = self.accounts.by_id(user_id) if user_id else self.accounts.by_username(typed)
         if row is None:
-            # An unknown username locks after as many guesses as an account does, with the same
-            # words, or the lockout message would tell which usernames exist. The trail keeps a
-            # digest of the name, never the text: it may be a password typed in the wrong field.
-            ghost = unknown_name(typed, self._site_key)
-            until = accounts.unknown_locked_until(ghost, self.policy.lockout, now)
-            if until is not None:
-                refuse(e.ACCOUNT_LOCKED, e.ACCOUNT_LOCKED, _locked_message(until), trail_name=ghost)
-            self.passwords.burn(password)
-            failed = accounts.count_unknown(
-                AuthEvent(now, ghost, None, action, audit.REFUSED, e.UNKNOWN_USER),
-                self.policy.max_failed_attempts,
-            )
-            # The same words as for an account, tries left included: lockout tells no names.
-            raise e.AuthRefused(e.BAD_CREDENTIALS, self.policy.refused_message(failed))
+            self._refuse_unknown(typed, password, now, action)
+        refuse = _Refusal(self.accounts, now, typed, row.id, action)
         if row.locked_until is not None and row.locked_until > now:
             # No password check while locked: otherwise guessing could go on at full speed.
-            refuse(e.ACCOUNT_LOCKED, e.ACCOUNT_LOCKED, _locked_message(row.locked_until))
+            refuse(e.ACCOUNT_LOCKED, _locked_message(row.locked_until))
         fast = (
             session is not None
             and session.verifier is not None
@@ -368,25 +340,60 @@ class Identity:
             failed = self._count_failure(row, typed, action, now)
             raise e.AuthRefused(e.BAD_CREDENTIALS, self.policy.refused_message(failed))
         # From here on the person proved the password, so precise reasons leak nothing.
-        if not row.active:
-            refuse(
-                e.ACCOUNT_DEACTIVATED,
-                e.ACCOUNT_DEACTIVATED,
-                "This account is deactivated; ask an administrator.",
+        self._check_usable(row, now, refuse, allow_stale=allow_stale)
+        return self._succeeded(row, password, now, action, session=session, fast=fast)
+
+    def _refuse_unknown(self, typed: str, password: str, now: datetime, action: str) -> NoReturn:
+        """A username nobody holds locks after as many guesses as an account does, with the
+        same words, or the lockout message would tell which usernames exist. The trail keeps a
+        digest of the name, never the text: it may be a password typed in the wrong field."""
+        ghost = unknown_name(typed, self._site_key)
+        until = self.accounts.unknown_locked_until(ghost, self.policy.lockout, now)
+        if until is not None:
+            _Refusal(self.accounts, now, ghost, None, action)(
+                e.ACCOUNT_LOCKED, _locked_message(until)
             )
-        if not allow_stale and row.must_change_password:
+        self.passwords.burn(password)  # the same time as a real check
+        failed = self.accounts.count_unknown(
+            AuthEvent(now, ghost, None, action, audit.REFUSED, e.UNKNOWN_USER),
+            self.policy.max_failed_attempts,
+        )
+        # The same words as for an account, tries left included: lockout tells no names.
+        raise e.AuthRefused(e.BAD_CREDENTIALS, self.policy.refused_message(failed))
+
+    def _check_usable(
+        self, row: Account, now: datetime, refuse: _Refusal, *, allow_stale: bool
+    ) -> None:
+        """After the password was proved: a deactivated account, a reset or an expired
+        password still stop the signature (a password change is allowed through as stale)."""
+        if not row.active:
+            refuse(e.ACCOUNT_DEACTIVATED, "This account is deactivated; ask an administrator.")
+        if allow_stale:
+            return
+        if row.must_change_password:
             refuse(
-                e.PASSWORD_CHANGE_REQUIRED,
                 e.PASSWORD_CHANGE_REQUIRED,
                 "Your password was reset; choose a new one before signing.",
             )
         max_age = self.policy.password_max_age
-        if not allow_stale and max_age is not None and now - row.password_changed_at > max_age:
+        if max_age is not None and now - row.password_changed_at > max_age:
             refuse(
-                e.PASSWORD_EXPIRED,
                 e.PASSWORD_EXPIRED,
                 f"Your password is older than {max_age.days} days; choose a new one.",
             )
+
+    def _succeeded(
+        self,
+        row: Account,
+        password: str,
+        now: datetime,
+        action: str,
+        *,
+        session: SigningSession | None,
+        fast: bool,
+    ) -> User:
+        """Clear the failure count, rehash a hash made with older parameters, give the signing
+        session a verifier for the hash now stored, and record the success."""
         changes: dict[str, Any] = {}
         if row.failed_attempts or row.locked_until is not None:
             changes.update(failed_attempts=0, locked_until=None)
@@ -400,7 +407,7 @@ class Identity:
             if action != audit.PASSWORD_CHANGE  # the change itself records its success
             else None
         )
-        return user_from_row(accounts.succeeded(row.id, changes, entry))
+        return user_from_row(self.accounts.succeeded(row.id, changes, entry))
 
     def _count_failure(self, row: Account, typed: str, action: str, now: datetime) -> int:
         """Count a wrong password; returns the failures in a row so far (the tries left)."""
@@ -410,6 +417,23 @@ class Identity:
             self.policy.max_failed_attempts,
             self.policy.lockout,
         )
+
+
+class _Refusal:
+    """Refuse a signature or sign-in for a reason, writing it to the authentication trail
+    first (never the password)."""
+
+    def __init__(
+        self, accounts: Accounts, now: datetime, name: str, user_id: str | None, action: str
+    ) -> None:
+        self.accounts, self.now, self.name = accounts, now, name
+        self.user_id, self.action = user_id, action
+
+    def __call__(self, reason: str, message: str) -> NoReturn:
+        self.accounts.record(
+            AuthEvent(self.now, self.name, self.user_id, self.action, audit.REFUSED, reason)
+        )
+        raise e.AuthRefused(reason, message)
 
 
 def _locked_message(until: datetime) -> str:
