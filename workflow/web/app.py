@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader
@@ -78,24 +78,7 @@ def create_app(
     )
     app.state.web = Web(bedside, settings, templates, archive)
     app.mount("/static", StaticFiles(directory=str(folder / "static")), name="static")
-    routers = (
-        pages_auth.router,
-        pages_clinical.router,
-        pages_orders.router,
-        pages_formulary.router,
-        pages_danger.router,
-        pages_audit.router,
-        api.router,
-    )
-    for router in (
-        *routers,
-        api_courses.router,
-        api_interop.router,
-        api_orders.router,
-        balance.router,
-        api_photos.router,
-        photos.router,
-    ):
+    for router in ROUTERS:
         app.include_router(router)
     errors.install(app, templates)
 
@@ -107,26 +90,7 @@ def create_app(
         with recording() as timings:
             response = await call_next(request)
         response.headers["Server-Timing"] = timings.header(time.perf_counter() - started)
-        # Clinical pages must not be kept by shared browsers or proxies.
-        response.headers.setdefault("Cache-Control", "no-store")
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("X-Frame-Options", "DENY")
-        response.headers.setdefault("Referrer-Policy", "same-origin")
-        response.headers.setdefault(
-            "Content-Security-Policy",
-            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-            "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'",
-        )
-        if pages_auth.secure(request):
-            # ASVS 14.4.5: once reached over HTTPS, never again over plain HTTP.
-            response.headers.setdefault(
-                "Strict-Transport-Security", "max-age=31536000; includeSubDomains"
-            )
-        if request.url.path.startswith("/api/") and response.headers.get(
-            "content-type", ""
-        ).startswith("application/json"):
-            # ASVS 14.4.2: an API answer opened in a browser is a download, never a page.
-            response.headers.setdefault("Content-Disposition", 'attachment; filename="api.json"')
+        _security_headers(request, response)
         return response
 
     return app
@@ -141,3 +105,45 @@ def _time_rendering(templates: Jinja2Templates) -> None:
             return render(*args, **kwargs)
 
     templates.TemplateResponse = timed  # type: ignore[method-assign]
+
+
+# Pages first, then the JSON API; each module owns its routes (the order is the match order).
+ROUTERS = (
+    pages_auth.router,
+    pages_clinical.router,
+    pages_orders.router,
+    pages_formulary.router,
+    pages_danger.router,
+    pages_audit.router,
+    api.router,
+    api_courses.router,
+    api_interop.router,
+    api_orders.router,
+    balance.router,
+    api_photos.router,
+    photos.router,
+)
+
+
+def _security_headers(request: Request, response: Response) -> None:
+    """Headers every answer carries (OWASP ASVS 14.4)."""
+    # Clinical pages must not be kept by shared browsers or proxies.
+    response.headers.setdefault("Cache-Control", "no-store")
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+    response.headers.setdefault(
+        "Content-Security-Policy",
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'",
+    )
+    if pages_auth.secure(request):
+        # ASVS 14.4.5: once reached over HTTPS, never again over plain HTTP.
+        response.headers.setdefault(
+            "Strict-Transport-Security", "max-age=31536000; includeSubDomains"
+        )
+    if request.url.path.startswith("/api/") and response.headers.get("content-type", "").startswith(
+        "application/json"
+    ):
+        # ASVS 14.4.2: an API answer opened in a browser is a download, never a page.
+        response.headers.setdefault("Content-Disposition", 'attachment; filename="api.json"')
