@@ -7,7 +7,7 @@ Each form posts to one route that calls the same service command as the CLI (``p
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -15,7 +15,7 @@ from fastapi.responses import RedirectResponse, Response
 from starlette.datastructures import FormData
 
 from workflow.core.errors import InputError
-from workflow.vocabulary import COURSE_ACTIVE, Patient
+from workflow.vocabulary import COURSE_ACTIVE, Course, Patient
 
 from .context import Web, web_of
 from .formdata import FORM
@@ -92,38 +92,8 @@ def patient_context(
     now = b.clock.now()
     courses = b.patient_courses(patient.id)
     active = next((c for c in courses if c.status == COURSE_ACTIVE), None)
-    doses: list[dict[str, Any]] = []
-    due: dict[str, Any] | None = None
-    if active is not None:
-        for view in b.course_doses(active.id):
-            c = view.case
-            nxt = c.next_step()
-            doses.append(
-                {
-                    "id": c.case_id,
-                    "cycle": c.cycle,
-                    "dose_in_cycle": c.dose_in_cycle,
-                    "dose_in_course": c.dose_in_course,
-                    "due_local": local(view.record.scheduled_at, tz),
-                    "given_local": local(c.given_at, tz),
-                    "state": c.state.replace("_", " "),
-                    "next": nxt.title if nxt and not c.closed else "",
-                    "on_hold": c.on_hold,
-                    "closed": c.closed,
-                }
-            )
-        nd = b.next_due(active.id)
-        # Shown and prefilled to the minute, rounded up: never before the schedule allows.
-        due_at = _ceil_minute(nd.due_at) if nd.due_at else None
-        due = {
-            "at_local": local(due_at, tz),
-            "time": due_at.astimezone(tz).strftime("%H:%M") if due_at else "",
-            "input": due_at.astimezone(tz).strftime("%Y-%m-%dT%H:%M") if due_at else "",
-            "now": nd.due_at is not None and nd.due_at <= now,
-            "why_not": nd.why_not,
-            "opens_now": nd.opens_now,
-            "dose": nd.dose,
-        }
+    doses = _doses(web, active.id) if active is not None else []
+    due = _next_due(web, active.id) if active is not None else None
     spec = b.protocol.course_start
     block = b.retreatment_block_for(patient.id) if active is None else None
     order_step = b.protocol.step(b.protocol.initial)
@@ -138,17 +108,7 @@ def patient_context(
             "name": patient.display_name,
             "date_of_birth": patient.date_of_birth.isoformat(),
         },
-        "courses": [
-            {
-                "id": c.id,
-                "status": c.status,
-                "started_local": local(c.started_at, tz),
-                "protocol_version": c.protocol_version,
-                "override": (c.start_record or {}).get("retreatment_override"),
-                "signer": ((c.start_record or {}).get("by") or {}).get("name", ""),
-            }
-            for c in courses
-        ],
+        "courses": [_course_row(c, tz) for c in courses],
         "active": active,
         "doses": doses,
         "due": due,
@@ -167,6 +127,59 @@ def patient_context(
         },
         "widgets": widgets(order_step, echo),
         "ask_username": viewer.signing_lapsed,
+    }
+
+
+def _doses(web: Web, course_id: str) -> list[dict[str, Any]]:
+    """The active course's doses as the patient page lists them."""
+    tz = web.bedside.tz
+    rows = []
+    for view in web.bedside.course_doses(course_id):
+        c = view.case
+        nxt = c.next_step()
+        rows.append(
+            {
+                "id": c.case_id,
+                "cycle": c.cycle,
+                "dose_in_cycle": c.dose_in_cycle,
+                "dose_in_course": c.dose_in_course,
+                "due_local": local(view.record.scheduled_at, tz),
+                "given_local": local(c.given_at, tz),
+                "state": c.state.replace("_", " "),
+                "next": nxt.title if nxt and not c.closed else "",
+                "on_hold": c.on_hold,
+                "closed": c.closed,
+            }
+        )
+    return rows
+
+
+def _next_due(web: Web, course_id: str) -> dict[str, Any]:
+    """When the course's next dose is due (or why none can open), in the site's zone."""
+    tz, now = web.bedside.tz, web.bedside.clock.now()
+    nd = web.bedside.next_due(course_id)
+    # Shown and prefilled to the minute, rounded up: never before the schedule allows.
+    due_at = _ceil_minute(nd.due_at) if nd.due_at else None
+    return {
+        "at_local": local(due_at, tz),
+        "time": due_at.astimezone(tz).strftime("%H:%M") if due_at else "",
+        "input": due_at.astimezone(tz).strftime("%Y-%m-%dT%H:%M") if due_at else "",
+        "now": nd.due_at is not None and nd.due_at <= now,
+        "why_not": nd.why_not,
+        "opens_now": nd.opens_now,
+        "dose": nd.dose,
+    }
+
+
+def _course_row(c: Course, tz: tzinfo) -> dict[str, Any]:
+    start = c.start_record or {}
+    return {
+        "id": c.id,
+        "status": c.status,
+        "started_local": local(c.started_at, tz),
+        "protocol_version": c.protocol_version,
+        "override": start.get("retreatment_override"),
+        "signer": (start.get("by") or {}).get("name", ""),
     }
 
 
