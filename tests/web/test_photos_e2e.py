@@ -4,6 +4,7 @@ the step's form, and the verifier's page shows it (loaded under the site's CSP).
 from __future__ import annotations
 
 import hashlib
+import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,8 @@ def test_photo_taken_on_the_tablet_reaches_the_verifier(
     tab.fill_step(values_for(view.case, "reconstitution", site.clock.now()))
     camera.set_input_files(str(photo))
     tab.sign()
-    tab.page.wait_for_url(f"{server}/cases/{cid}")
+    # Back on the case, which confirms the signature just made (?signed=<event>).
+    tab.page.wait_for_url(re.compile(rf"/cases/{cid}(\?signed=\d+)?$"))
     ref = _signed_photos(site, cid, "reconstitution")["vials"]
     assert ref.sha256 == hashlib.sha256(photo.read_bytes()).hexdigest()
     assert ref.barcode_agrees is True

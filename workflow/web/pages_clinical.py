@@ -11,7 +11,7 @@ from fastapi.responses import RedirectResponse, Response
 from starlette.datastructures import FormData, UploadFile
 
 from workflow.board import STAGES
-from workflow.core.blinding import blinded_pair, is_unprimed, refuse_while_blinded
+from workflow.core.blinding import Blinding, blinded_pair, is_unprimed, refuse_while_blinded
 from workflow.core.errors import BedsideError, InputError, StepRefused
 from workflow.core.events import format_time
 from workflow.core.gs1 import parse_scan
@@ -141,46 +141,7 @@ def case_context(
         "flash": signed_flash(view.case, signed, web.bedside.tz, blinding),
     }
     if step_id is not None:
-        step = view.case.protocol.step(step_id)
-        n, m = view.case.step_number(step_id)
-        fill = actions.course_facts(web, view, step_id, blinding, web.bedside.tz)
-        fill.update(actions.proposals(view, step_id, blinding, now, web.bedside.tz))
-        fill.update(actions.prefill(view, step_id, blinding))
-        if echo:
-            fill.update({k: v for k, v in echo.items() if v is not None})
-        context["step"] = {
-            "id": step.id,
-            "title": step.title,
-            "n": n,
-            "m": m,
-            "instructions": step.instructions,
-            "meaning": step.meaning,
-            # An independent check: the signer works from the label and the wristband alone.
-            "blinded": is_unprimed(view.case.protocol, step),
-            "paired": blinded_pair(view.case.protocol, step) is not None,
-            "second_checker": bool(step.blinded_against),
-            "starts_infusion": step.starts_infusion,
-            "stops_infusion": step.stops_infusion,
-        }
-        context["groups"], context["widgets"] = grouped(step, fill, invalid, web.bedside.tz)
-        # A wristband scan identifies the patient where the step asks for the MRN.
-        context["wristband"] = any(it.expect == "patient.mrn" for it in step.items)
-        earlier = (
-            [
-                c
-                for c in web.bedside.course_cases(view.case.course_id)
-                if c.case_id != view.case.case_id
-            ]
-            if view.case.protocol.initial in step.verifies
-            else []
-        )
-        context["evidence"] = evidence_json(
-            view.case, step, viewer.user.id, web.bedside.tz, now, blinding, earlier
-        )
-        context["photo_inputs"] = photos.photo_inputs(step)
-        context["verified_photos"] = photos.verifier_panel(view, step, web.bedside.tz, blinding)
-        # The blinded second checker signs with their own id on this tablet.
-        context["ask_username"] = viewer.signing_lapsed or bool(step.blinded_against)
+        context.update(_step_form(web, viewer, view, step_id, blinding, echo, invalid))
     # During a mismatch either checker may re-enter: one link each, by the step's title.
     context["reentry"] = [
         {"id": sid, "title": view.case.protocol.step(sid).title}
@@ -199,6 +160,57 @@ def case_context(
         "compounding",
     )
     return context
+
+
+def _step_form(
+    web: Web,
+    viewer: Viewer,
+    view: CaseView,
+    step_id: str,
+    blinding: Blinding,
+    echo: dict[str, Any] | None,
+    invalid: Collection[str],
+) -> dict[str, Any]:
+    """The form of the step this viewer signs next: its fields filled with what the viewer
+    may see, the evidence, the photos and the signature's fields."""
+    tz, now = web.bedside.tz, web.bedside.clock.now()
+    step = view.case.protocol.step(step_id)
+    n, m = view.case.step_number(step_id)
+    fill = actions.course_facts(web, view, step_id, blinding, tz)
+    fill.update(actions.proposals(view, step_id, blinding, now, tz))
+    fill.update(actions.prefill(view, step_id, blinding))
+    if echo:
+        fill.update({k: v for k, v in echo.items() if v is not None})
+    form: dict[str, Any] = {
+        "step": {
+            "id": step.id,
+            "title": step.title,
+            "n": n,
+            "m": m,
+            "instructions": step.instructions,
+            "meaning": step.meaning,
+            # An independent check: the signer works from the label and the wristband alone.
+            "blinded": is_unprimed(view.case.protocol, step),
+            "paired": blinded_pair(view.case.protocol, step) is not None,
+            "second_checker": bool(step.blinded_against),
+            "starts_infusion": step.starts_infusion,
+            "stops_infusion": step.stops_infusion,
+        }
+    }
+    form["groups"], form["widgets"] = grouped(step, fill, invalid, tz)
+    # A wristband scan identifies the patient where the step asks for the MRN.
+    form["wristband"] = any(it.expect == "patient.mrn" for it in step.items)
+    earlier = (
+        [c for c in web.bedside.course_cases(view.case.course_id) if c.case_id != view.case.case_id]
+        if view.case.protocol.initial in step.verifies
+        else []
+    )
+    form["evidence"] = evidence_json(view.case, step, viewer.user.id, tz, now, blinding, earlier)
+    form["photo_inputs"] = photos.photo_inputs(step)
+    form["verified_photos"] = photos.verifier_panel(view, step, tz, blinding)
+    # The blinded second checker signs with their own id on this tablet.
+    form["ask_username"] = viewer.signing_lapsed or bool(step.blinded_against)
+    return form
 
 
 @router.get("/cases/{case_id}")

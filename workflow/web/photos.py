@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.datastructures import FormData, UploadFile
 
-from workflow.core.blinding import Blinding
+from workflow.core.blinding import Blinding, is_unprimed
 from workflow.core.errors import InputError
 from workflow.core.photos import PHOTO_FIELD_PREFIX, photos_of
 from workflow.core.protocol.model import Step
@@ -49,6 +49,10 @@ def verifier_panel(view: CaseView, step: Step, tz: Any, blinding: Blinding) -> l
     """For a step that verifies others: each verified step's current entry and its photos, so
     the pharmacist outside the clean room checks what was done against what was typed."""
     case = view.case
+    if is_unprimed(case.protocol, step):
+        # An independent check verifies the first checker's entry: showing it would prime the
+        # second checker (workflow.core.blinding); the comparison is the machine's.
+        return []
     events = {e.seq: e for e in case.events}
     out = []
     for sid in step.verifies:
