@@ -27,7 +27,6 @@ from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from workflow.board import PHARMACY_PHASES, Standing, counts, standing, start_of_day
 from workflow.core.clock import Clock, SystemClock
 from workflow.core.course import carried_holds, course_status
 from workflow.core.course_start import (
@@ -54,8 +53,10 @@ from workflow.core.schedule import NextDose, earliest_time, next_dose
 from workflow.identity import AuthRefused, Credentials, Identity, SessionPassword
 from workflow.identity.errors import WRONG_ROLE
 from workflow.resources import default_protocol_path
-from workflow.service_people import People
-from workflow.service_queries import Queries
+from workflow.service.board import PHARMACY_PHASES, Standing, counts, standing, start_of_day
+from workflow.service.people import People
+from workflow.service.queries import Queries
+from workflow.service.tablet_signing import TabletProof
 from workflow.settings import Settings
 from workflow.store import (
     COURSE_ACTIVE,
@@ -70,12 +71,11 @@ from workflow.store import (
 from workflow.store import formulary as formulary_rows
 from workflow.store.formulary import FormularyEvent, FormularyProduct
 from workflow.store.web_sessions import SignatureMark
-from workflow.tablet_signing import TabletProof
 from workflow.timing import phase
 
 if TYPE_CHECKING:  # pyserial loads only when a balance is read
     from workflow.interop.balance import Weight
-    from workflow.order_intake import HL7Reply, OrderResult
+    from workflow.service.orders import HL7Reply, OrderResult
 
 # A signer's proof: both components, the password inside a continuous session, or either of
 # those typed at a web tablet (recorded in its session with the signed event).
@@ -644,7 +644,7 @@ class Bedside(People, Queries):
     ) -> CaseView:
         """Open the course's next dose for a signer already established: a person who signed
         in (:meth:`open_case`; ``session``: the web session a tablet's signature is recorded
-        in) or the ordering provider an order from the hospital names (workflow.order_intake).
+        in) or the ordering provider an order from the hospital names (workflow.service.orders).
         The schedule rules judge it the same either way."""
         if signer.role not in OPENING_ROLES:
             raise StepRefused(
@@ -869,33 +869,33 @@ class Bedside(People, Queries):
         sends it back to verification, DC/CA takes the order's unprepared doses off the queue
         and flags a prepared one for waste. One transaction with its interface log entry; a
         control id already applied is acknowledged again, not applied twice. See
-        workflow.order_intake."""
-        from workflow import order_intake
+        workflow.service.orders."""
+        from workflow.service import orders
 
-        return order_intake.receive_order(self, message)
+        return orders.receive_order(self, message)
 
     def receive_hl7(self, text: str) -> HL7Reply:
         """One HL7 v2 message as the MLLP listener received it: read, applied through
         :meth:`receive_order`, and answered (AA / AE / AR with the reason)."""
-        from workflow import order_intake
+        from workflow.service import orders
 
-        return order_intake.receive_hl7(self, text)
+        return orders.receive_hl7(self, text)
 
     def receive_fhir(self, body: Any, raw: str) -> OrderResult:
         """A FHIR R4 MedicationRequest (a Bundle with its Patient, or with contained
         resources), read and applied through :meth:`receive_order`; ``raw`` is kept in the
         interface log."""
-        from workflow import order_intake
+        from workflow.service import orders
 
-        return order_intake.receive_fhir(self, body, raw)
+        return orders.receive_fhir(self, body, raw)
 
     def reject_message(
         self, channel: str, raw: str, control_id: str | None, kind: str, error: BedsideError
     ) -> OrderResult:
         """Log a message that could not be read as an order (answered AR)."""
-        from workflow import order_intake
+        from workflow.service import orders
 
-        return order_intake.reject_unreadable(self, channel, raw, control_id, kind, error)
+        return orders.reject_unreadable(self, channel, raw, control_id, kind, error)
 
     def interface_log(
         self, *, limit: int = 100, placer_order: str | None = None
