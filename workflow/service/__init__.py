@@ -17,13 +17,13 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from workflow.service.bedside import (
+    from workflow.service.bedside import Bedside, open_bedside
+    from workflow.service.views import (
         ADMINISTRATION_RECORD,
         FORMULARY_MEANING,
         FORMULARY_ROLE,
         FORMULARY_SOURCE,
         OPENING_ROLES,
-        Bedside,
         BoardRow,
         CaseView,
         CatchUp,
@@ -32,27 +32,26 @@ if TYPE_CHECKING:
         PharmacyQueue,
         Proof,
         gs1_check_digit_ok,
-        open_bedside,
         patient_ref,
     )
 
 _WHERE = {
-    "ADMINISTRATION_RECORD": "workflow.service.bedside",
+    "ADMINISTRATION_RECORD": "workflow.service.views",
     "Bedside": "workflow.service.bedside",
-    "BoardRow": "workflow.service.bedside",
-    "CaseView": "workflow.service.bedside",
-    "CatchUp": "workflow.service.bedside",
-    "FORMULARY_MEANING": "workflow.service.bedside",
-    "FORMULARY_ROLE": "workflow.service.bedside",
-    "FORMULARY_SOURCE": "workflow.service.bedside",
-    "InterfaceEvent": "workflow.service.bedside",
-    "NextDue": "workflow.service.bedside",
-    "OPENING_ROLES": "workflow.service.bedside",
-    "PharmacyQueue": "workflow.service.bedside",
-    "Proof": "workflow.service.bedside",
-    "gs1_check_digit_ok": "workflow.service.bedside",
+    "BoardRow": "workflow.service.views",
+    "CaseView": "workflow.service.views",
+    "CatchUp": "workflow.service.views",
+    "FORMULARY_MEANING": "workflow.service.views",
+    "FORMULARY_ROLE": "workflow.service.views",
+    "FORMULARY_SOURCE": "workflow.service.views",
+    "InterfaceEvent": "workflow.service.views",
+    "NextDue": "workflow.service.views",
+    "OPENING_ROLES": "workflow.service.views",
+    "PharmacyQueue": "workflow.service.views",
+    "Proof": "workflow.service.views",
+    "gs1_check_digit_ok": "workflow.service.views",
     "open_bedside": "workflow.service.bedside",
-    "patient_ref": "workflow.service.bedside",
+    "patient_ref": "workflow.service.views",
 }
 
 
