@@ -33,7 +33,7 @@ HEAVY = (
     "tqdm",
     "workflow.dev.seed",
     "workflow.store",
-    "workflow.service",
+    "workflow.service.bedside",
     "workflow.archive",
 )
 BEDSIDE = [sys.executable, "-m", "workflow.cli"]

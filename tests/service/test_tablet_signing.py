@@ -13,8 +13,8 @@ from workflow.core.errors import ConflictError
 from workflow.dev.demo import _SIGNERS, DEMO_PASSWORD
 from workflow.dev.walk import values_for
 from workflow.service import Bedside, CaseView
+from workflow.service.vocabulary import SessionEnded, WebSession, tablet_proof
 from workflow.store.web_sessions import COSIGNERS, VERIFIER
-from workflow.vocabulary import SessionEnded, WebSession, tablet_proof
 
 from .test_service import clock_of, new_course, open_and_order, step
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from workflow.core.errors import InputError, NotFound
-from workflow.vocabulary import ROLES
+from workflow.service.vocabulary import ROLES
 
 from ._app import add_password_stdin, hold_home, home_of, open_app, read_password
 from ._common import print_json
@@ -111,7 +111,7 @@ def _confirm_flag(parser: Any) -> None:
 
 def _check_name_first(args: argparse.Namespace) -> None:
     from workflow.core.names import MixedScriptName, check_script_mix
-    from workflow.vocabulary import clean_printed_name
+    from workflow.service.vocabulary import clean_printed_name
 
     # The same check add_user makes, before anyone types a password for nothing.
     try:

@@ -15,15 +15,15 @@ if TYPE_CHECKING:
     # The service and the store (SQLAlchemy, pyHanko through the archive) load when a command
     # opens the home, never for `bedside --help` or `bedside dose` (start-up, issue 15).
     from workflow.core.clock import Clock
-    from workflow.home import HomeLock
     from workflow.service import Bedside
+    from workflow.service.home import HomeLock
 
 # The home locks this command holds; ``main`` lets them go when the command ends.
 _HELD: list[HomeLock] = []
 
 
 def home_of(args: argparse.Namespace) -> Path:
-    from workflow.home import home_dir
+    from workflow.service.home import home_dir
 
     return home_dir(args.home)
 
@@ -31,7 +31,7 @@ def home_of(args: argparse.Namespace) -> Path:
 def hold_home(args: argparse.Namespace, *, exclusive: bool = False) -> Path:
     """Take the home's lock for the rest of this command (``serve``: for its whole life), so
     a restore cannot replace the database under it (issue 13.3)."""
-    from workflow.home import lock_home
+    from workflow.service.home import lock_home
 
     home = home_of(args)
     _HELD.append(lock_home(home, exclusive=exclusive))

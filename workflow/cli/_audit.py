@@ -478,7 +478,7 @@ def do_backup(args: argparse.Namespace) -> int:
 
 def do_restore(args: argparse.Namespace) -> int:
     from workflow.archive.restore import restore
-    from workflow.home import check_restorable
+    from workflow.service.home import check_restorable
 
     check_restorable(args.db or os.environ.get("BEDSIDE_DATABASE_URL"))
     done = restore(Path(args.file), home_of(args), replace=args.replace)

@@ -15,7 +15,7 @@ from ._common import print_json
 
 if TYPE_CHECKING:  # the service, store and identity load only when a command runs (start-up)
     from workflow.service import Bedside, CaseView
-    from workflow.vocabulary import Credentials
+    from workflow.service.vocabulary import Credentials
 
 
 def register(sub: Any) -> None:
@@ -170,7 +170,7 @@ def signing_app(args: argparse.Namespace) -> Bedside:
 
 
 def course_start(args: argparse.Namespace) -> int:
-    from workflow.vocabulary import Credentials
+    from workflow.service.vocabulary import Credentials
 
     app = signing_app(args)
     patient = _patient(app, args.mrn)
@@ -191,7 +191,7 @@ def course_start(args: argparse.Namespace) -> int:
 
 
 def case_new(args: argparse.Namespace) -> int:
-    from workflow.vocabulary import Credentials
+    from workflow.service.vocabulary import Credentials
 
     app = signing_app(args)
     course = _active_course(app, args.mrn)
@@ -334,7 +334,7 @@ def run_script(args: argparse.Namespace) -> int:
     ``values: auto`` enters what the case's own plan, patient and label say (for demos and
     drills); ``case:`` names a case, else the one most recently opened is used.
     """
-    from workflow.vocabulary import Credentials
+    from workflow.service.vocabulary import Credentials
 
     script, passwords = _read_script(Path(args.script))
     app = signing_app(args)

@@ -42,7 +42,7 @@ def _home_log(home: str | None) -> Path:
     from workflow.private_files import make_private_dir
 
     try:
-        from workflow.home import home_dir
+        from workflow.service.home import home_dir
     except Exception as exc:  # the fault may be in the store's own imports: use the fallback
         raise OSError(f"cannot resolve the home: {exc}") from exc
     root = home_dir(home)

@@ -18,7 +18,7 @@ from workflow.core.events import format_decimal
 from workflow.core.items import rounded
 from workflow.core.protocol.model import Step
 from workflow.service import BoardRow, CaseView
-from workflow.vocabulary import ArchivedRecord, TabletProof, User
+from workflow.service.vocabulary import ArchivedRecord, TabletProof, User
 
 from .context import Web
 from .present import board_row

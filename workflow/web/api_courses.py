@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 
 from workflow.core.errors import InputError
-from workflow.vocabulary import Course
+from workflow.service.vocabulary import Course
 
 from .api import BODY_ERRORS, CLINICAL_POST, ERRORS, In, _viewer, no_nul_in_url
 from .context import web_of

@@ -28,7 +28,7 @@ from workflow.core.errors import (
     StepRefused,
     Unavailable,
 )
-from workflow.vocabulary import WRONG_ROLE, AuthRefused, SessionEnded
+from workflow.service.vocabulary import WRONG_ROLE, AuthRefused, SessionEnded
 
 from .limits import BodyLimit
 from .security import CsrfFailed, Forbidden, NotSignedIn

@@ -11,7 +11,7 @@ from starlette.datastructures import FormData
 from workflow.core.errors import InputError
 from workflow.core.names import MixedScriptName
 from workflow.core.titles import role_title
-from workflow.vocabulary import ROLES
+from workflow.service.vocabulary import ROLES
 
 from . import actions
 from .context import web_of

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.datastructures import FormData
 
-from workflow.vocabulary import SignIn
+from workflow.service.vocabulary import SignIn
 
 from .context import web_of
 from .formdata import FORM

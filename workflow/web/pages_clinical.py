@@ -10,7 +10,6 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.datastructures import FormData, UploadFile
 
-from workflow.board import STAGES
 from workflow.core.blinding import Blinding, blinded_pair, is_unprimed, refuse_while_blinded
 from workflow.core.errors import BedsideError, InputError, StepRefused
 from workflow.core.events import format_time
@@ -20,7 +19,8 @@ from workflow.core.protocol.model import Protocol, Step
 from workflow.core.titles import EXIT_CONSEQUENCES, exit_title
 from workflow.records.labels import bag_label_pdf
 from workflow.service import CaseView
-from workflow.vocabulary import AuthRefused
+from workflow.service.board import STAGES
+from workflow.service.vocabulary import AuthRefused
 
 from . import actions, photos
 from .balance import balance_context

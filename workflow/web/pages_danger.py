@@ -12,7 +12,7 @@ from fastapi.responses import RedirectResponse, Response
 from starlette.datastructures import FormData
 
 from workflow.core.errors import NotFound
-from workflow.vocabulary import AuthRefused
+from workflow.service.vocabulary import AuthRefused
 
 from . import actions
 from .context import Web, web_of

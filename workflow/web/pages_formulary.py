@@ -15,7 +15,7 @@ from starlette.datastructures import FormData
 
 from workflow.core.events import format_time
 from workflow.core.protocol.model import Protocol
-from workflow.vocabulary import AuthRefused
+from workflow.service.vocabulary import AuthRefused
 
 from .context import Web, web_of
 from .formdata import FORM

@@ -15,7 +15,7 @@ from fastapi.responses import RedirectResponse, Response
 from starlette.datastructures import FormData
 
 from workflow.core.errors import InputError
-from workflow.vocabulary import COURSE_ACTIVE, Course, Patient
+from workflow.service.vocabulary import COURSE_ACTIVE, Course, Patient
 
 from .context import Web, web_of
 from .formdata import FORM

@@ -11,7 +11,6 @@ import math
 from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
-from workflow.board import is_overdue as past_schedule
 from workflow.core.blinding import Blinding, difference_labels
 from workflow.core.events import format_time
 from workflow.core.items import display
@@ -19,7 +18,8 @@ from workflow.core.machine import Case, Entry, Flag
 from workflow.core.protocol.model import Step
 from workflow.core.titles import event_title, role_title
 from workflow.service import BoardRow, CaseView
-from workflow.vocabulary import CaseRecord
+from workflow.service.board import is_overdue as past_schedule
+from workflow.service.vocabulary import CaseRecord
 
 
 def local(dt: datetime | None, tz: tzinfo) -> str:
@@ -78,7 +78,7 @@ def step_json(case: Case, step: Step) -> dict[str, Any]:
 
 
 def is_overdue(record: CaseRecord, case: Case, now: datetime) -> bool:
-    """Past its scheduled minute and not given (workflow.board decides, for every screen)."""
+    """Past its scheduled minute and not given (``service.board`` decides, for every screen)."""
     return past_schedule(case, record.scheduled_at, now)
 
 

@@ -17,7 +17,7 @@ from fastapi import Request
 
 from workflow.core.errors import AuthError, BedsideError, NotFound
 from workflow.service import Bedside
-from workflow.vocabulary import TabletProof, User, WebSession, tablet_proof
+from workflow.service.vocabulary import TabletProof, User, WebSession, tablet_proof
 
 from .settings import WebSettings
 
@@ -129,5 +129,5 @@ def signing_proof(viewer: Viewer, password: str, username: str | None) -> Tablet
     """Part 11: every signature asks for the password. Inside a continuous signing session the
     password alone; after the session lapsed (or for a second person at the same tablet, such
     as the blinded second checker) the username as well. The service checks it, appends the
-    event and records it in this session in one transaction (workflow/tablet_signing.py)."""
+    event and records it in this session in one transaction (workflow/service/tablet_signing.py)."""
     return tablet_proof(viewer.session, password, username)

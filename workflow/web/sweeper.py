@@ -15,7 +15,7 @@ import logging
 
 from workflow.core.errors import BedsideError
 from workflow.service import Bedside
-from workflow.vocabulary import Swept
+from workflow.service.vocabulary import Swept
 
 from .settings import WebSettings
 

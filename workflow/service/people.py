@@ -3,7 +3,7 @@ sign-in sessions. Part of :class:`workflow.service.Bedside`, the one door the we
 line use: they never reach ``workflow.identity`` or the session table themselves.
 
 A web signature's session bookkeeping is not here: the service's signing commands take a
-:class:`workflow.tablet_signing.TabletProof` and record it with the signed event, in one
+:class:`workflow.service.tablet_signing.TabletProof` and record it with the signed event, in one
 transaction.
 """
 

@@ -18,7 +18,8 @@ from workflow.identity.sessions import Credentials, SessionPassword, SigningSess
 from workflow.identity.users import User, clean_printed_name
 
 if TYPE_CHECKING:
-    from workflow.service_people import SignIn
+    from workflow.service.people import SignIn
+    from workflow.service.tablet_signing import TabletProof, tablet_proof
     from workflow.store.models import (
         COURSE_ACTIVE,
         COURSE_DISCONTINUED,
@@ -28,7 +29,6 @@ if TYPE_CHECKING:
         Patient,
     )
     from workflow.store.web_sessions import Continuity, SessionEnded, Swept, WebSession
-    from workflow.tablet_signing import TabletProof, tablet_proof
 
 _WHERE = {
     "COURSE_ACTIVE": "workflow.store.models",
@@ -39,11 +39,11 @@ _WHERE = {
     "Course": "workflow.store.models",
     "Patient": "workflow.store.models",
     "SessionEnded": "workflow.store.web_sessions",
-    "SignIn": "workflow.service_people",
+    "SignIn": "workflow.service.people",
     "Swept": "workflow.store.web_sessions",
-    "TabletProof": "workflow.tablet_signing",
+    "TabletProof": "workflow.service.tablet_signing",
     "WebSession": "workflow.store.web_sessions",
-    "tablet_proof": "workflow.tablet_signing",
+    "tablet_proof": "workflow.service.tablet_signing",
 }
 
 

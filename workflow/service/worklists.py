@@ -1,0 +1,95 @@
+"""What the ward and the pharmacy see: the ward board, the pharmacy queue with each dose's
+priority, and what orders from the hospital did to doses. Part of
+:class:`workflow.service.Bedside`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from workflow.core.order_message import ROUTINE
+from workflow.service.base import ServiceBase
+from workflow.service.board import PHARMACY_PHASES, counts, standing, start_of_day
+from workflow.service.views import BoardRow, InterfaceEvent, PharmacyQueue
+from workflow.store import InterfaceEntry
+
+
+class Worklists(ServiceBase):
+    """Mixed into :class:`workflow.service.Bedside`: the board, the queue, the interface."""
+
+    def ward_board(self, *, limit: int = 200) -> list[BoardRow]:
+        """Every dose of the ward in every state: not yet ended, or ended today (the site's
+        day), soonest due first, each with where it stands now."""
+        now = self.clock.now()
+        since = start_of_day(now, self.tz)
+        records = self.store.board(self.protocol.final_states, since, limit=limit)
+        rows = []
+        for record in records:
+            view = self.load(record.id)
+            rows.append(BoardRow(view, standing(view.case, record.scheduled_at, now)))
+        return rows
+
+    def pharmacy_queue(self, *, limit: int = 200) -> PharmacyQueue:
+        """The doses waiting for a pharmacy step (order verification, eligibility, compounding,
+        verification), soonest due first (overdue ones are the soonest), with how many wait at
+        each step. The protocol's order carries no urgency (STAT) item, so due time decides."""
+        now = self.clock.now()
+        states = self.pharmacy_states()
+        records = self.store.worklist(states, limit=limit)
+        rows = []
+        for record in records:
+            view = self.load(record.id)
+            rows.append(BoardRow(view, standing(view.case, record.scheduled_at, now)))
+        rows.sort(key=lambda r: (r.standing.due_at, r.view.case.case_id))
+        steps = [
+            self.protocol.step(r.view.case.state).title for r in rows if not r.view.case.on_hold
+        ]
+        return PharmacyQueue(rows, counts(steps))
+
+    def pharmacy_states(self) -> list[str]:
+        """States where the next signature is pharmacy's: the order's verification, eligibility
+        and every compounding step."""
+        pharmacy = {"pharmacy_technician", "pharmacist"}
+        return [
+            s.id
+            for s in self.protocol.steps
+            if set(s.roles) & pharmacy and s.phase in ("order", "eligibility", *PHARMACY_PHASES)
+        ]
+
+    def order_priorities(self, case_ids: Sequence[str]) -> dict[str, str]:
+        """Each case's priority for the pharmacy queue: ``stat`` or ``routine`` as the
+        hospital's order gave it (ORC-7.6 / TQ1-9, MedicationRequest.priority); a dose opened
+        in Bedside, with no external order, is ``routine``."""
+        found = {o.case_id: o.priority for o in self.store.order_cases(case_ids=case_ids)}
+        return {case_id: found.get(case_id, ROUTINE) for case_id in case_ids}
+
+    def interface_log(
+        self, *, limit: int = 100, placer_order: str | None = None
+    ) -> list[InterfaceEntry]:
+        """The interface log (every message received, applied, duplicate or refused), newest
+        first."""
+        return self.store.interface_log(limit=limit, placer_order=placer_order)
+
+    def interface_events(self, *, limit: int = 50) -> list[InterfaceEvent]:
+        """What orders from the hospital did to doses, newest first: the doses a
+        discontinued order removed from the pharmacy queue, the prepared dose it flagged for
+        waste (``open`` while that dose is still not ended), the doses queued or re-queued."""
+        out: list[InterfaceEvent] = []
+        for entry in self.store.interface_log(limit=limit, with_effects=True):
+            for effect in entry.effects:
+                state = effect.get("state", "")
+                if effect["effect"] == "flagged_for_waste":
+                    state = self.store.get_case(effect["case_id"]).state
+                out.append(
+                    InterfaceEvent(
+                        at=entry.received_at,
+                        kind=entry.kind,
+                        control_id=entry.control_id or "",
+                        placer_order=entry.placer_order or "",
+                        case_id=effect["case_id"],
+                        effect=effect["effect"],
+                        state=state,
+                        open=state not in self.protocol.final_states,
+                        detail=entry.detail,
+                    )
+                )
+        return out
