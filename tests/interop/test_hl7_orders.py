@@ -40,6 +40,21 @@ def cases(app: Bedside) -> list[str]:
     return [r.id for r in app.store.list_cases()]
 
 
+def test_a_stat_order_comes_first_on_the_pharmacy_queue(app: Bedside, sender: Sender) -> None:
+    """STAT before routine, whatever the due times (issue 16.5); the page and the API say so."""
+    new_course(app, mrn="MRN-1")
+    new_course(app, mrn="MRN-2")
+    routine = sender.send(order("MSG0101", placer="ORD2001", mrn="MRN-1", start="202611020800"))
+    stat = sender.send(
+        order("MSG0102", placer="ORD2002", mrn="MRN-2", start="202611021000", priority="S")
+    )
+    assert msa(routine)[0] == msa(stat)[0] == "AA", (routine, stat)
+    queue = app.pharmacy_queue()
+    mrns = [app.patient(r.view.record.patient_id).mrn for r in queue.rows]
+    assert mrns == ["MRN-2", "MRN-1"]  # the later STAT dose first
+    assert [r.priority for r in queue.rows] == ["stat", "routine"]
+
+
 def test_new_order_queues_the_dose_for_the_pharmacist(app: Bedside, sender: Sender) -> None:
     new_course(app)
     ack = sender.send(order("MSG0001", priority="S"))

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from workflow.core.machine import Case, PatientRef
+from workflow.core.order_message import ROUTINE
 from workflow.core.schedule import NextDose
 from workflow.identity import Credentials, SessionPassword
 from workflow.service.board import Standing
@@ -87,6 +88,7 @@ class BoardRow:
 
     view: CaseView
     standing: Standing
+    priority: str = ROUTINE  # STAT for a STAT order from the hospital (the pharmacy queue)
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from workflow.core.order_message import ROUTINE
+from workflow.core.order_message import ROUTINE, STAT
 from workflow.service.base import ServiceBase
 from workflow.service.board import PHARMACY_PHASES, counts, standing, start_of_day
 from workflow.service.views import BoardRow, InterfaceEvent, PharmacyQueue
@@ -30,16 +30,19 @@ class Worklists(ServiceBase):
 
     def pharmacy_queue(self, *, limit: int = 200) -> PharmacyQueue:
         """The doses waiting for a pharmacy step (order verification, eligibility, compounding,
-        verification), soonest due first (overdue ones are the soonest), with how many wait at
-        each step. The protocol's order carries no urgency (STAT) item, so due time decides."""
+        verification): STAT orders from the hospital first (the order's priority, issue 16.5),
+        then soonest due (overdue ones are the soonest), with how many wait at each step. A
+        dose opened in Bedside carries no urgency and is routine."""
         now = self.clock.now()
         states = self.pharmacy_states()
         records = self.store.worklist(states, limit=limit)
+        priority = self.order_priorities([r.id for r in records])
         rows = []
         for record in records:
             view = self.load(record.id)
-            rows.append(BoardRow(view, standing(view.case, record.scheduled_at, now)))
-        rows.sort(key=lambda r: (r.standing.due_at, r.view.case.case_id))
+            standing_now = standing(view.case, record.scheduled_at, now)
+            rows.append(BoardRow(view, standing_now, priority[record.id]))
+        rows.sort(key=lambda r: (r.priority != STAT, r.standing.due_at, r.view.case.case_id))
         steps = [
             self.protocol.step(r.view.case.state).title for r in rows if not r.view.case.on_hold
         ]

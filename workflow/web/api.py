@@ -167,6 +167,9 @@ class WorklistRow(BaseModel):
     waiting: str
     minutes_left: int | None = Field(description="Infusing: planned minutes still to run")
     holds: list[str] = Field(description="The rules holding the dose, in words")
+    stat: bool = Field(
+        default=False, description="A STAT order from the hospital (pharmacy queue: first)"
+    )
 
 
 class CaseOut(BaseModel):

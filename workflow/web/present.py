@@ -267,6 +267,7 @@ def board_row(row: BoardRow, tz: tzinfo, now: datetime, blinding: Blinding) -> d
         waiting=_duration(waited),
         minutes_left=st.minutes_left,
         holds=list(st.holds),
+        stat=row.priority == "stat",
     )
     return out
 
