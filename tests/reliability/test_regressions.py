@@ -151,9 +151,15 @@ def test_a_signature_is_answered_with_the_version_it_made(tmp_path: Path) -> Non
         real_sign = app.sign_step
 
         def then_another_tablet(
-            case_id: str, version: int, step_id: str, values: dict[str, Any], proof: Any
+            case_id: str,
+            version: int,
+            step_id: str,
+            values: dict[str, Any],
+            proof: Any,
+            *more: Any,
+            **options: Any,
         ) -> CaseView:
-            mine = real_sign(case_id, version, step_id, values, proof)
+            mine = real_sign(case_id, version, step_id, values, proof, *more, **options)
             # A second technician's tablet lands the next step before this answer is built.
             dilution = entries(mine.case, "dilution")
             real_sign(case_id, mine.version, "dilution", dilution, Credentials("t.rel", PASSWORD))

@@ -24,8 +24,10 @@ FIELD_ROLES = {"textbox", "combobox", "checkbox", "radio", "spinbutton", "search
 HEADINGS = (
     "() => Array.from(document.querySelectorAll('h1,h2,h3,h4,h5,h6')).map(h => +h.tagName[1])"
 )
+# Fields, not buttons: a submit input is named by its value (the AX tree check below sees it).
 UNLABELLED = """() => Array.from(document.querySelectorAll(
-  'input:not([type=hidden]), select, textarea')).filter(el => {
+  'input:not([type=hidden]):not([type=submit]):not([type=button]), select, textarea'))
+  .filter(el => {
     const label = Array.from(el.labels || []).map(l => l.textContent.trim()).join(' ');
     const by = (el.getAttribute('aria-labelledby') || '').split(/\\s+/).filter(Boolean)
       .map(id => (document.getElementById(id) || {}).textContent || '').join(' ').trim();
