@@ -18,6 +18,9 @@ DISCONTINUE = "discontinue"  # DC
 CANCEL = "cancel"  # CA
 CONTROLS = (NEW, CHANGE, DISCONTINUE, CANCEL)
 
+# Body weight observations an order's weight may come from (LOINC): "Body weight" and "Body
+# weight Measured"; the same codes in an HL7 v2 OBX-3 and a FHIR Observation.code.
+WEIGHT_CODES = ("29463-7", "3141-9")
 # Priorities the pharmacy queue sorts by (ORC-7.6 / TQ1-9: S = STAT; FHIR priority stat).
 STAT = "stat"
 ROUTINE = "routine"

@@ -26,6 +26,7 @@ from workflow.core.order_message import (
     NEW,
     ROUTINE,
     STAT,
+    WEIGHT_CODES,
     OrderDose,
     Orderer,
     OrderMessage,
@@ -33,7 +34,6 @@ from workflow.core.order_message import (
 )
 
 STATUSES = {"active": NEW, "stopped": DISCONTINUE, "cancelled": CANCEL, "entered-in-error": CANCEL}
-WEIGHT_CODES = ("29463-7", "3141-9")
 DOSE_UNITS = ("IU/kg", "[iU]/kg", "U/kg")
 MR = "MR"  # HL7 v2 table 0203: medical record number
 

@@ -30,6 +30,7 @@ from workflow.core.order_message import (
     NEW,
     ROUTINE,
     STAT,
+    WEIGHT_CODES,
     OrderDose,
     Orderer,
     OrderMessage,
@@ -38,8 +39,6 @@ from workflow.core.order_message import (
 
 ORDER_CONTROLS = {"NW": NEW, "XO": CHANGE, "DC": DISCONTINUE, "CA": CANCEL}
 MESSAGE_TYPES = ("RDE^O11", "ORM^O01")
-# Body weight observations (LOINC): "Body weight" and "Body weight Measured".
-WEIGHT_CODES = ("29463-7", "3141-9")
 # Units an ordered dose per kg may be written in (plain and UCUM).
 DOSE_UNITS = ("IU/kg", "[iU]/kg", "unt/kg", "U/kg")
 # HL7 table 0027 priority: S = STAT, A = ASAP (both go to the front), R = routine, and others.

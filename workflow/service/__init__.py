@@ -13,8 +13,9 @@ service itself (SQLAlchemy, pyHanko) loads on first use. mypy reads the TYPE_CHE
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from workflow.service._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from workflow.service.bedside import Bedside, open_bedside
@@ -55,13 +56,7 @@ _WHERE = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _WHERE, globals())
 
 
 __all__ = [

@@ -9,13 +9,13 @@ TYPE_CHECKING imports.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from workflow.identity.errors import WRONG_ROLE, AuthRefused
 from workflow.identity.roles import ROLES
 from workflow.identity.sessions import Credentials, SessionPassword, SigningSession
 from workflow.identity.users import User, clean_printed_name
+from workflow.service._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from workflow.service.people import SignIn
@@ -47,13 +47,7 @@ _WHERE = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _WHERE, globals())
 
 
 __all__ = [
