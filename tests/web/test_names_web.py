@@ -118,13 +118,18 @@ def test_pages_records_and_label_show_names_in_order_and_signers_with_their_ids(
     auditor = site.client("a.ibrahim")
     for sha in shas:
         pdf = auditor.get(f"/api/archive/{sha}/pdf").content
+        (tmp_path / f"{sha}.pdf").write_bytes(pdf)
         text = " ".join(
-            subprocess.run(["pdftotext", "-", "-"], input=pdf, capture_output=True, check=True)
+            subprocess.run(
+                ["pdftotext", "-raw", "-", "-"], input=pdf, capture_output=True, check=True
+            )
             .stdout.decode()
             .split()
         )
-        # Each signature line: the printed name and the user id beside it (the id may wrap
-        # inside its narrow column, so compare without spaces); the index keeps the same.
+        # Each signature line: the printed name and the user id under it (the id may wrap
+        # inside its narrow column, so compare without spaces; -raw keeps a cell's lines
+        # together instead of interleaving them with the next column's); the index keeps the
+        # same.
         record = site.archive.store.get_archived_record(sha)
         signers = record.signers.split("; ")
         assert signers and all(re.fullmatch(r".+ \([0-9a-f]{32}\)", who) for who in signers)

@@ -36,7 +36,7 @@ from reportlab.platypus import (
 )
 
 from . import text as printed
-from .document import ProtocolRef, RecordDocument, Row, Section
+from .document import ProtocolRef, RecordDocument, Row, Section, SignatureManifestation
 from .document import Table as DocTable
 from .embed import attach_events
 from .fonts import FontChain, FontFile
@@ -264,7 +264,7 @@ def _signatures(
     for sig in document.signatures:
         data.append(
             [
-                _para(sig.signer, st.label),
+                _signer(sig, st),
                 _para(sig.role, st.body),
                 _para(sig.signed_at_utc, st.body),
                 _para(sig.meaning, st.label),
@@ -273,6 +273,18 @@ def _signatures(
         )
     out.append(_table(data, layout.signature_widths, width, layout))
     return out
+
+
+def _signer(sig: SignatureManifestation, st: _Styles) -> Flowable | list[Flowable]:
+    """The printed name, then the account id on its own line in the mono face.
+
+    The id is one 32-character word: run on after the name it broke at whatever hex digit the
+    column ended on, and an auditor read three fragments of it. On its own line it breaks only
+    where the mono face's fixed width says, the same for every id.
+    """
+    if sig.user_id is None:
+        return _para(sig.printed_name, st.label)
+    return [_para(sig.printed_name, st.label), _para(f"({sig.user_id})", st.mono)]
 
 
 _QR_MASK = 0
