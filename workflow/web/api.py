@@ -122,6 +122,12 @@ class StepIn(Signature):
         description="A wristband scan (the MRN): checked against the dose's patient, it fills "
         "the MRN the step asks for",
     )
+    acknowledge_photo_barcodes: bool = Field(
+        default=False,
+        description="A verifying step: the verifier has seen that a barcode read in a verified "
+        "step's photo disagrees with its entry (the web form's checkbox); without it such a "
+        "step is refused",
+    )
 
 
 class ExitIn(Signature):
@@ -365,6 +371,20 @@ def sign_step(
     body: StepIn,
     viewer: Viewer = CLINICAL_POST,
 ) -> CaseOut:
+    """Sign a step. A step that takes photos takes them through ``.../with-photos``."""
+    return signed_step(request, viewer, case_id, step_id, body)
+
+
+def signed_step(
+    request: Request,
+    viewer: Viewer,
+    case_id: str,
+    step_id: str,
+    body: StepIn,
+    photos: dict[str, bytes] | None = None,
+) -> CaseOut:
+    """The one way the API signs a step, with or without photos (the same service call as the
+    page's form: photos checked by content, stored, their barcodes read and compared)."""
     web = web_of(request)
     values = dict(body.values)
     if body.wristband and body.wristband.strip():
@@ -386,6 +406,8 @@ def sign_step(
         values,
         body.password,
         body.username,
+        photos,
+        body.acknowledge_photo_barcodes,
     )
     return _case(request, viewer, case_id, view=view)
 

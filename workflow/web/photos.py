@@ -17,7 +17,7 @@ from workflow.service import CaseView
 
 from .context import web_of
 from .formdata import PHOTO_FORM
-from .present import entry_json
+from .present import entry_json, photo_json
 from .security import check_csrf, signing_proof
 from .settings import CLINICAL
 
@@ -59,16 +59,8 @@ def verifier_panel(view: CaseView, step: Step, tz: Any, blinding: Blinding) -> l
         entry = case.current.get(sid)
         if entry is None:
             continue
-        labels = {p.id: p.label for p in case.protocol.step(sid).photos}
         photos = [
-            {
-                "label": labels.get(ref.id, ref.id),
-                "sha256": ref.sha256,
-                "url": f"/cases/{case.case_id}/photos/{ref.sha256}",
-                "barcode": ref.barcode,
-                "barcode_agrees": ref.barcode_agrees,
-                "barcode_note": ref.barcode_note,
-            }
+            photo_json(case, sid, ref)
             for ref in photos_of(events[entry.seq].data if entry.seq in events else {})
         ]
         shown = entry_json(case, entry, tz, blinding)

@@ -15,6 +15,7 @@ from workflow.core.blinding import Blinding, difference_labels
 from workflow.core.events import format_time
 from workflow.core.items import display
 from workflow.core.machine import Case, Entry, Flag
+from workflow.core.photos import PhotoRef, photos_of
 from workflow.core.protocol.model import Step
 from workflow.core.titles import event_title, role_title
 from workflow.service import BoardRow, CaseView
@@ -59,6 +60,29 @@ def entry_json(case: Case, entry: Entry, tz: tzinfo, blinding: Blinding) -> dict
         "values": shown,
         "withheld": withheld,  # values not shown during an independent check
     }
+
+
+def photo_json(case: Case, step_id: str, ref: PhotoRef) -> dict[str, Any]:
+    """One photo of a signed entry: its label, hash, where to fetch it and the barcode read."""
+    labels = {p.id: p.label for p in case.protocol.step(step_id).photos}
+    return {
+        "id": ref.id,
+        "label": labels.get(ref.id, ref.id),
+        "sha256": ref.sha256,
+        "url": f"/cases/{case.case_id}/photos/{ref.sha256}",
+        "barcode": ref.barcode,
+        "barcode_agrees": ref.barcode_agrees,
+        "barcode_note": ref.barcode_note,
+    }
+
+
+def entry_photos(case: Case, entry: Entry, blinding: Blinding) -> list[dict[str, Any]]:
+    """The photos signed with ``entry``; none for a viewer who may sign an independent check
+    of the case now (a label in a photo shows what the check asks for)."""
+    if blinding:
+        return []
+    event = next((e for e in case.events if e.seq == entry.seq), None)
+    return [photo_json(case, entry.step, ref) for ref in photos_of(event.data if event else {})]
 
 
 def step_json(case: Case, step: Step) -> dict[str, Any]:
@@ -169,7 +193,7 @@ def case_json(view: CaseView, tz: tzinfo, now: datetime, blinding: Blinding) -> 
         "timer": timer_json(case, tz, now, b),
         "end": case.end,
         "entries": [
-            entry_json(case, e, tz, b)
+            {**entry_json(case, e, tz, b), "photos": entry_photos(case, e, b)}
             for e in sorted(case.current.values(), key=lambda e: e.seq)
             if not b.hides_entry(e.step)
         ],
