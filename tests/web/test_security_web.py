@@ -104,6 +104,7 @@ ROUTE_ROLES: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/cases/{case_id}/exit"): CLINICAL,
     ("POST", "/cases/{case_id}/reject"): CLINICAL,
     ("POST", "/api/cases/{case_id}/rejections"): CLINICAL,
+    ("POST", "/api/cases/{case_id}/steps/{step_id}/with-photos"): CLINICAL,
     ("GET", "/cases/{case_id}/label.pdf"): PHARMACY,
     ("GET", "/records/{sha}.pdf"): READERS,
     ("GET", "/archive"): AUDIT,
@@ -321,6 +322,9 @@ def send(
         return client.get(path, follow_redirects=False)
     if is_api(path):
         headers = {"X-CSRF-Token": csrf} if csrf is not None else {}
+        if path.endswith("/with-photos"):  # multipart: the step's JSON body as part "step"
+            step = (None, json.dumps(body), "application/json")
+            return client.post(path, files={"step": step}, headers=headers, follow_redirects=False)
         return client.post(path, json=body, headers=headers, follow_redirects=False)
     data = {**body, **({"csrf_token": csrf} if csrf is not None else {})}
     return client.post(path, data=data, follow_redirects=False)
@@ -343,10 +347,10 @@ def snapshot(site: Site) -> dict[str, list[str]]:
 Built = tuple[str, str, dict[str, Any], tuple[int, ...]]  # who, path, body, success statuses
 
 
-def _step_body(ctx: Ctx, purpose: str, api: bool) -> Built:
+def _step_body(ctx: Ctx, purpose: str, api: bool, suffix: str = "") -> Built:
     view = ctx.site.bedside.load(ctx.cases[purpose])
     values = values_for(view.case, "hold_checks", ctx.site.clock.now())
-    path = f"{'/api' if api else ''}/cases/{view.case.case_id}/steps/hold_checks"
+    path = f"{'/api' if api else ''}/cases/{view.case.case_id}/steps/hold_checks{suffix}"
     if api:
         body = {"expected_version": view.version, "values": values, "password": PASSWORD}
         return "n.alvarez", path, body, (200,)
@@ -450,6 +454,9 @@ POSTS: dict[tuple[str, str], Callable[[Ctx], Built]] = {
     ),
     ("POST", "/api/session/end"): lambda c: ("n.alvarez", "/api/session/end", {}, (204,)),
     ("POST", "/api/cases/{case_id}/steps/{step_id}"): lambda c: _step_body(c, "api_step", True),
+    ("POST", "/api/cases/{case_id}/steps/{step_id}/with-photos"): lambda c: _step_body(
+        c, "api_photo_step", True, "/with-photos"
+    ),
     ("POST", "/api/cases/{case_id}/exit"): lambda c: _exit_body(c, "api_exit", True),
     ("POST", "/api/cases/{case_id}/corrections"): _correction_body,
     ("POST", "/api/archive/{sha}/verify"): lambda c: (
@@ -546,6 +553,7 @@ PURPOSES = (
     "page_step",
     "page_exit",
     "api_step",
+    "api_photo_step",
     "api_exit",
     "correction",
     "page_reject",

@@ -12,14 +12,15 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from starlette.datastructures import FormData
+from starlette.datastructures import FormData, UploadFile
 
 from workflow.core.errors import InputError
 from workflow.core.protocol.model import Protocol
 
 from .context import Web, web_of
-from .formdata import FORM
+from .formdata import PHOTO_FORM
 from .forms import form_echo
+from .photos import uploads
 from .security import check_csrf
 from .settings import PHARMACY
 
@@ -48,7 +49,9 @@ def balance_context(web: Web, protocol: Protocol, step_id: str | None) -> dict[s
 
 
 @router.post("/cases/{case_id}/steps/{step_id}/balance")
-def read_into_form(request: Request, case_id: str, step_id: str, form: FormData = FORM) -> Response:
+def read_into_form(
+    request: Request, case_id: str, step_id: str, form: FormData = PHOTO_FORM
+) -> Response:
     from .pages_clinical import case_context  # the case page's own context, shown again
 
     web = web_of(request)
@@ -59,7 +62,10 @@ def read_into_form(request: Request, case_id: str, step_id: str, form: FormData 
     protocol = view.case.protocol
     if step_id not in protocol.step_ids():
         raise InputError("step", f"'{step_id}' is not a step of this case's protocol")
-    fields = {k: str(v) for k, v in form.items()}
+    # The step form has the camera's file inputs, which a browser posts even when empty: they
+    # are taken, and not kept (a page cannot put a file back into a file input).
+    fields = {k: str(v) for k, v in form.items() if not isinstance(v, UploadFile)}
+    dropped = [name for name, data in uploads(form).items() if data]
     echo = form_echo(protocol.step(step_id), fields)
     # A refused reading (no balance, overload, no stable weight) shows the form again as typed.
     request.state.retry = ("case.html", case_context(web, viewer, case_id, step_id, echo, view))
@@ -71,5 +77,9 @@ def read_into_form(request: Request, case_id: str, step_id: str, form: FormData 
     echo[target] = str(weight.grams)
     echo[f"{wanted[target]['addition']}_weighed_by"] = "balance"
     context = case_context(web, viewer, case_id, step_id, echo, view)
-    context["balance_read"] = {"label": wanted[target]["label"], "reply": weight.reply}
+    context["balance_read"] = {
+        "label": wanted[target]["label"],
+        "reply": weight.reply,
+        "photos_dropped": bool(dropped),
+    }
     return web.templates.TemplateResponse(request, "case.html", context)

@@ -21,9 +21,11 @@ class BodyTooLarge(HTTPException):
         super().__init__(413, f"request body: larger than the limit of {limit:,} bytes")
 
 
-# A step's form may carry the camera's photos (issue 16.2), and so may the API's step signed
-# with photos: those posts get the larger limit.
-STEP_POST = re.compile(r"^(/cases/[^/]+/steps/[^/]+|/api/cases/[^/]+/steps/[^/]+/with-photos)$")
+# A step's form may carry the camera's photos (issue 16.2), also when posted to read the
+# balance, and so may the API's step signed with photos: those posts get the larger limit.
+STEP_POST = re.compile(
+    r"^(/cases/[^/]+/steps/[^/]+(/balance)?|/api/cases/[^/]+/steps/[^/]+/with-photos)$"
+)
 
 
 class BodyLimit:

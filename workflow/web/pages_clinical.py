@@ -82,10 +82,44 @@ def pharmacy(request: Request) -> Response:
             "viewer": viewer,
             "rows": rows,
             "per_step": queue.per_step,
+            "interface_effects": interface_effects(web),
             "title": "Compounding queue",
             "zone": zone_name(web.bedside.tz, web.bedside.clock.now()),
         },
     )
+
+
+# What a discontinued or cancelled order from the hospital did, in words (issue 16.5): the
+# queue page shows it, since a dose that silently vanished from the queue would be a question.
+EFFECT_WORDS = {
+    "removed": "Removed from the queue",
+    "flagged_for_waste": "Already prepared: flagged for waste",
+}
+
+
+def interface_effects(web: Web, limit: int = 10) -> list[dict[str, Any]]:
+    """The latest doses orders from the hospital took off the queue or flagged for waste."""
+    tz = web.bedside.tz
+    out = []
+    for e in web.bedside.interface_events(limit=100):
+        if e.effect not in EFFECT_WORDS:
+            continue  # queued and re-queued doses are on the queue itself
+        waste_open = e.effect == "flagged_for_waste" and e.open
+        out.append(
+            {
+                "at_local": e.at.astimezone(tz).strftime("%Y-%m-%d %H:%M %Z"),
+                "order": e.placer_order,
+                "message": f"{e.kind} {e.control_id}".strip(),
+                "effect": EFFECT_WORDS[e.effect]
+                + (" (waste not yet recorded)" if waste_open else ""),
+                "open": waste_open,
+                "case_id": e.case_id,
+                "detail": e.detail,
+            }
+        )
+        if len(out) == limit:
+            break
+    return out
 
 
 def offered_exits(view: CaseView, viewer: Viewer) -> list[dict[str, Any]]:
