@@ -22,6 +22,7 @@ from workflow.dev.walk import values_for
 from workflow.resources import default_protocol_path
 
 from .conftest import PASSWORD, Site, csrf_of, form_of, version_of
+from .photo_images import plain_photo
 
 
 @pytest.fixture
@@ -116,3 +117,36 @@ def test_the_weighed_volume_is_judged_when_the_form_is_signed(sqlite_site: Site)
     )
     assert r.status_code == 303, r.text
     assert site.bedside.load(cid).case.state == "pharmacy_verification"
+
+
+def test_read_balance_takes_the_form_a_browser_posts_with_its_camera_inputs(
+    sqlite_site: Site, balances: list[FakeBalance]
+) -> None:
+    """A browser posts every file input, an empty one as a file part with no name: the button
+    used to be refused ("a file cannot be posted here") on the dilution form, which has the
+    final bag's camera input. A photo already chosen is not kept, and the page says so."""
+    site = sqlite_site
+    view = site.walk_to("dilution")
+    cid = view.case.case_id
+    tech = site.client("t.mensah")
+    with_balance(site, balances, "S S      61.250 g")
+    page = tech.get(f"/cases/{cid}")
+    values = values_for(site.bedside.load(cid).case, "dilution", site.clock.now())
+    form = form_of(values) | {
+        "csrf_token": csrf_of(page.text),
+        "expected_version": version_of(page.text),
+        "weigh": "dose_added_before_g",
+    }
+    url = f"/cases/{cid}/steps/dilution/balance"
+    r = tech.post(url, data=form, files={"photo_final_bag": ("", b"", "application/octet-stream")})
+    assert r.status_code == 200, r.text
+    assert field_value(r.text, "dose_added_before_g") == "61.250"
+    assert "not kept" not in r.text
+    photo = plain_photo()
+    r = tech.post(url, data=form, files={"photo_final_bag": ("bag.jpg", photo, "image/jpeg")})
+    assert r.status_code == 200, r.text
+    assert "The photos chosen before the reading were not kept: choose them again." in r.text
+    # Only the camera's parts: any other file is still refused, naming it.
+    r = tech.post(url, data=form, files={"v_d5w_lot": ("x.txt", b"x", "text/plain")})
+    assert r.status_code == 422 and "a file cannot be posted here" in r.text
+    assert site.bedside.load(cid).version == view.version
