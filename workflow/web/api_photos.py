@@ -14,6 +14,7 @@ from starlette.datastructures import FormData, UploadFile
 from workflow.core.errors import InputError
 from workflow.core.photos import PHOTO_FIELD_PREFIX
 from workflow.core.rejection import MAX_REASON
+from workflow.records.photos import MAX_PHOTO_BYTES
 
 from .api import (
     BODY_ERRORS,
@@ -56,8 +57,8 @@ WITH_PHOTOS_BODY: dict[str, Any] = {
                         f"^{PHOTO_FIELD_PREFIX}[A-Za-z0-9_]+$": {
                             "type": "string",
                             "format": "binary",
-                            "description": "A photo the step declares (photo_<id>): JPEG or "
-                            "PNG, judged by its content, up to the photo size limit",
+                            "description": "A photo the step declares (photo_<id>): JPEG, PNG "
+                            f"or WebP, judged by its content, up to {MAX_PHOTO_BYTES // 2**20} MB",
                         }
                     },
                     "additionalProperties": False,
