@@ -12,7 +12,7 @@ from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.medicationrequest import MedicationRequest
 from fhir.resources.R4B.operationoutcome import OperationOutcome
 
-from .conftest import Site
+from .conftest import Site, cred
 
 MRN, FAMILY, BORN = "MRN-8001", "Mbeki", "1959-09-30"
 
@@ -232,3 +232,35 @@ def test_a_lone_medication_request_with_contained_resources(site: Site) -> None:
         "MedicationRequest active",
     )
     assert '"mr-55"' in entry.message  # the request as received is kept
+
+
+def test_the_queue_page_shows_what_a_stopped_order_did(sqlite_site: Site) -> None:
+    """The /pharmacy page lists the doses discontinued orders removed or flagged for waste; a
+    prepared dose's waste not yet recorded stands out until someone records it."""
+    site = sqlite_site
+    site.new_course(MRN, FAMILY, "Thabo", BORN)
+    prescriber = site.client("dr.okafor")
+    assert prescriber.post("/api/fhir/MedicationRequest", json=bundle()).status_code == 201
+    [case] = site.bedside.store.list_cases()
+    pharmacist = site.client("p.lindqvist")
+    assert 'id="interface-effects"' not in pharmacist.get("/pharmacy").text  # nothing stopped
+    view = site.walk_to("double_check_first", site.bedside.load(case.id))  # the bag is made
+    prescriber, pharmacist = site.client("dr.okafor"), site.client("p.lindqvist")  # idle: again
+    r = prescriber.post("/api/fhir/MedicationRequest", json=bundle("stopped", ident="req-9"))
+    assert r.status_code == 201, r.text
+    page = pharmacist.get("/pharmacy").text
+    effects = page[page.index('id="interface-effects"') :]
+    assert "RX-77" in effects and f'href="/cases/{case.id}"' in effects
+    assert "Already prepared: flagged for waste (waste not yet recorded)" in effects
+    assert 'class="tag red"' in effects
+    view = site.bedside.load(case.id)
+    site.bedside.side_exit(
+        case.id,
+        view.version,
+        "waste",
+        view.case.protocol.side_exits["waste"].reasons[0].id,
+        "",
+        cred("p.lindqvist"),
+    )
+    effects = pharmacist.get("/pharmacy").text.split('id="interface-effects"')[1]
+    assert "Already prepared: flagged for waste" in effects and "not yet recorded" not in effects
