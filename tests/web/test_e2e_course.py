@@ -34,7 +34,7 @@ from workflow.core.bag_check import bag_code_of
 from workflow.core.gs1 import bag_element_string
 from workflow.dev.walk import order_values, values_for
 
-from .conftest import PASSWORD, Site
+from .conftest import EVIL_NAME, PASSWORD, Site
 from .photo_images import GTIN as VIAL_GTIN
 from .photo_images import plain_photo, vial_photo
 from .test_bag_label_loop import decoded
@@ -327,6 +327,9 @@ def test_whole_course_dose_in_the_browser(
     words = " ".join(error.inner_text().split())
     assert "This is not the bag for this dose; do not hang it." in words
     assert "another dose: check whose bag it is" in words and "for MOREAU, Élise" in words
+    # Whose bag it is, by name (as text: the fixture's name is markup), never by identifiers.
+    assert f"The scanned bag was prepared for RIVERA, {EVIL_NAME} (dose 1 of cycle 1)" in words
+    assert "MRN-7001" not in words
     nurse.shot("bag-scan-mismatch")
     assert site.bedside.load(cid).case.state == "pre_infusion"
     # ... then this bag's own label code.

@@ -13,8 +13,9 @@ from decimal import Decimal
 from typing import Any
 
 from workflow.core.blinding import Blinding, blinding_for, is_unprimed, refuse_while_blinded
-from workflow.core.errors import InputError, NotFound
+from workflow.core.errors import InputError, NotFound, StepRefused
 from workflow.core.events import format_decimal
+from workflow.core.gs1 import parse_bag_code
 from workflow.core.items import rounded
 from workflow.core.protocol.model import Step
 from workflow.service import BoardRow, CaseView
@@ -81,16 +82,44 @@ def sign_step(
     photos: dict[str, bytes] | None = None,
     acknowledge_barcodes: bool = False,
 ) -> CaseView:
-    return _signed(
-        web,
-        viewer,
-        case_id,
-        step_id,
-        password,
-        username,
-        lambda proof: web.bedside.sign_step(
-            case_id, expected_version, step_id, values, proof, photos, acknowledge_barcodes
-        ),
+    try:
+        return _signed(
+            web,
+            viewer,
+            case_id,
+            step_id,
+            password,
+            username,
+            lambda proof: web.bedside.sign_step(
+                case_id, expected_version, step_id, values, proof, photos, acknowledge_barcodes
+            ),
+        )
+    except StepRefused as exc:
+        if exc.reason != "wrong_bag":
+            raise
+        raise StepRefused(
+            exc.reason,
+            f"{exc.message}{whose_bag(web, values.get('bag_scan'))}",
+            field=exc.field,
+            details=exc.details,
+            fields=exc.fields,
+        ) from exc
+
+
+def whose_bag(web: Web, scanned: Any) -> str:
+    """The patient a wrong bag was prepared for, in words (the core's refusal names the bag
+    by its case id alone: it knows only this case). The name only, never the identifiers an
+    independent check asks for; nothing when the code names no case here."""
+    try:
+        code = parse_bag_code(str(scanned))
+        other = web.bedside.load(code.case_id).case
+    except (StepRefused, NotFound):
+        return ""
+    if other.patient is None:
+        return ""
+    return (
+        f". The scanned bag was prepared for {other.patient.name} (dose {other.dose_in_cycle} "
+        f"of cycle {other.cycle})"
     )
 
 
