@@ -95,15 +95,24 @@ def sign_step(
             ),
         )
     except StepRefused as exc:
-        if exc.reason != "wrong_bag":
+        named = naming_the_bag(web, exc, values.get("bag_scan"))
+        if named is exc:
             raise
-        raise StepRefused(
-            exc.reason,
-            f"{exc.message}{whose_bag(web, values.get('bag_scan'))}",
-            field=exc.field,
-            details=exc.details,
-            fields=exc.fields,
-        ) from exc
+        raise named from exc
+
+
+def naming_the_bag(web: Web, exc: StepRefused, scanned: Any) -> StepRefused:
+    """A ``wrong_bag`` refusal with the patient the scanned bag was prepared for added to its
+    words (signing the bedside step and the bag-scan API alike); any other refusal as it is."""
+    if exc.reason != "wrong_bag":
+        return exc
+    return StepRefused(
+        exc.reason,
+        f"{exc.message}{whose_bag(web, scanned)}",
+        field=exc.field,
+        details=exc.details,
+        fields=exc.fields,
+    )
 
 
 def whose_bag(web: Web, scanned: Any) -> str:
