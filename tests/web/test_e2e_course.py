@@ -105,8 +105,8 @@ class Person:
         form.locator("button[type=submit]").click()
 
     def step(self, site: Site, case_id: str, step_id: str, **changes: Any) -> None:
-        """Fill the step the way the case's own plan, label and wristband say, less what the
-        test scans or changes, and sign it."""
+        """Open the step's page and fill it the way the case's own plan, label and wristband
+        say (``values_for``), less what the test scans (None) or changes; the caller signs."""
         self.open_case(case_id)
         values = values_for(site.bedside.load(case_id).case, step_id, site.clock.now())
         values.update(changes)
