@@ -121,6 +121,9 @@ def test_another_doses_bag_is_refused_naming_both(sqlite_site: Site) -> None:
     r = nurse.post(f"/api/cases/{cid}/bag-scan", json={"text": wrong})
     assert r.status_code == 422, r.text
     assert r.json()["code"] == "wrong_bag" and "this dose: case" in r.json()["message"]
+    # The web names whose bag it is (the name only: no MRN at this unprimed step).
+    assert "The scanned bag was prepared for OKOYE, Ben (dose 1 of cycle 1)" in r.json()["message"]
+    assert "MRN-7002" not in r.json()["message"]
     r = nurse.post(f"/api/cases/{cid}/bag-scan", json={"text": label_code(site, mine)})
     assert r.status_code == 200 and r.json()["bag_entry"] == "scanned"
     assert site.client("t.mensah").post(

@@ -149,7 +149,7 @@ def test_abnormal_value_is_still_typed_and_still_holds(sqlite_site: Site) -> Non
     data = {"v_sbp_mmhg": "112", "v_spo2_pct": "88", **_groups_ticked(step)}
     r = _post_step(site, nurse, cid, "hold_checks", data)
     assert r.status_code == 200 and 'id="holds"' in r.text
-    assert "spo2_pct = <b>88</b>" in r.text
+    assert "Oxygen saturation (SpO2): <b>88 %</b>" in r.text
     assert site.bedside.load(cid).case.on_hold
 
 

@@ -303,6 +303,6 @@ def test_hold_fires_in_chromium(
     do_step(site, tab, cid, "hold_checks", "hold-checks-portrait", values=values)
     banner = tab.page.locator("#holds")
     assert banner.is_visible()
-    assert "spo2_pct = 88" in banner.inner_text()
+    assert "Oxygen saturation (SpO2): 88 %" in banner.inner_text()
     tab.shot("hold-banner")
     assert site.bedside.load(cid).case.on_hold

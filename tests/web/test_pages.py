@@ -142,7 +142,7 @@ def test_hold_banner_shows_rule_and_values(sqlite_site: Site) -> None:
     )
     assert r.status_code == 200
     assert "DOSE HELD" in r.text and 'id="holds"' in r.text
-    assert "lethargy = <b>moderate</b>" in r.text
+    assert "Lethargy or somnolence: <b>Moderate</b>" in r.text  # the item and option in words
     assert site.bedside.load(cid).case.on_hold
 
 

@@ -13,12 +13,12 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.datastructures import FormData
 
-from workflow.core.events import format_time
 from workflow.core.protocol.model import Protocol
 from workflow.service.vocabulary import AuthRefused
 
 from .context import Web, web_of
 from .formdata import FORM
+from .present import local
 from .security import Viewer, check_csrf, require, signing_proof
 from .settings import PHARMACY
 
@@ -58,14 +58,14 @@ def formulary_context(
                 "kind": names.get(p.kind, p.kind),
                 "description": p.description,
                 "strength": p.strength,
-                "added": format_time(p.added_at.astimezone(tz)),
+                "added": local(p.added_at, tz),
                 "by": users.get(p.added_by_user_id, p.added_by_user_id),
             }
             for p in b.formulary()
         ],
         "events": [
             {
-                "at": format_time(e.at.astimezone(tz)),
+                "at": local(e.at, tz),
                 "action": e.action,
                 "gtin": e.gtin,
                 "detail": e.detail,

@@ -8,7 +8,9 @@ takes that decision and leaves out (``None`` or empty) whatever it hides.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from datetime import datetime, timedelta, tzinfo
+from decimal import Decimal
 from typing import Any
 
 from workflow.core.blinding import Blinding, difference_labels
@@ -83,6 +85,23 @@ def entry_photos(case: Case, entry: Entry, blinding: Blinding) -> list[dict[str,
         return []
     event = next((e for e in case.events if e.seq == entry.seq), None)
     return [photo_json(case, entry.step, ref) for ref in photos_of(event.data if event else {})]
+
+
+def findings(case: Case, values: Mapping[str, Any], tz: tzinfo) -> list[dict[str, str]]:
+    """A rule's values as the nurse entered them, in words: the item's label and the value
+    with its unit or option label ("Oxygen saturation (SpO2): 88 %"), not the item ids."""
+    judged = [s for s in case.protocol.steps if s.evaluates_rules]
+    out = []
+    for item_id, value in values.items():
+        item = next((it for s in judged if (it := s.item(item_id)) is not None), None)
+        if item is None:
+            out.append({"label": item_id, "value": str(value)})
+            continue
+        text = display(item, value, tz)
+        if item.unit and item.type in ("number", "integer") and not isinstance(value, Decimal):
+            text = f"{text} {item.unit}"  # a replayed value is text: display adds no unit
+        out.append({"label": item.label, "value": text})
+    return out
 
 
 def step_json(case: Case, step: Step) -> dict[str, Any]:
@@ -174,6 +193,7 @@ def case_json(view: CaseView, tz: tzinfo, now: datetime, blinding: Blinding) -> 
                 "confirmed": f.confirmed,
                 "reason": f.reason,
                 "values": {k: str(v) for k, v in f.values.items()},
+                "findings": findings(case, f.values, tz),
                 "description": f.describe(),
             }
             for f in case.active_holds
