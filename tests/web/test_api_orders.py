@@ -8,9 +8,15 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import pytest
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.medicationrequest import MedicationRequest
 from fhir.resources.R4B.operationoutcome import OperationOutcome
+
+from interop.hl7_support import order
+from workflow.core.errors import InputError
+from workflow.core.order_message import DOSE_UNITS
+from workflow.interop import fhir_order, hl7v2
 
 from .conftest import Site
 
@@ -232,3 +238,35 @@ def test_a_lone_medication_request_with_contained_resources(site: Site) -> None:
         "MedicationRequest active",
     )
     assert '"mr-55"' in entry.message  # the request as received is kept
+
+
+def test_both_readers_accept_the_same_dose_units() -> None:
+    """Issue 16 (orders16.4): one list of dose units, in core/order_message, for HL7 and FHIR.
+    Only spellings of the international unit pass; UCUM's "U" (the enzyme unit) and HL7's
+    "unt" (a bare unit) are refused by both, naming the field and the allowed units."""
+    import pytest
+    from interop.hl7_support import order
+
+    from workflow.core.errors import InputError
+    from workflow.core.order_message import DOSE_UNITS
+    from workflow.interop import fhir_order, hl7v2
+
+    def fhir(units: str) -> dict[str, Any]:
+        body = bundle()
+        quantity = body["entry"][0]["resource"]["dosageInstruction"][0]["doseAndRate"][0]
+        quantity["doseQuantity"].update(code=units, unit=units)
+        return body
+
+    assert DOSE_UNITS == ("IU/kg", "[iU]/kg", "[IU]/kg")
+    for units in DOSE_UNITS:
+        assert hl7v2.parse_order(order("U1", units=units)).dose is not None
+        assert fhir_order.parse_medication_request(fhir(units)).dose is not None
+    for units in ("unt/kg", "U/kg", "mg/kg"):
+        with pytest.raises(InputError) as hl7_err:
+            hl7v2.parse_order(order("U2", units=units))
+        with pytest.raises(InputError) as fhir_err:
+            fhir_order.parse_medication_request(fhir(units))
+        assert hl7_err.value.field == "RXE-5"
+        assert fhir_err.value.field.endswith("doseQuantity.code")
+        for err in (hl7_err.value, fhir_err.value):
+            assert "IU/kg, [iU]/kg, [IU]/kg" in err.message, err.message
