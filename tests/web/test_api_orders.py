@@ -12,8 +12,8 @@ import pytest
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.medicationrequest import MedicationRequest
 from fhir.resources.R4B.operationoutcome import OperationOutcome
-
 from interop.hl7_support import order
+
 from workflow.core.errors import InputError
 from workflow.core.order_message import DOSE_UNITS
 from workflow.interop import fhir_order, hl7v2
@@ -244,12 +244,6 @@ def test_both_readers_accept_the_same_dose_units() -> None:
     """Issue 16 (orders16.4): one list of dose units, in core/order_message, for HL7 and FHIR.
     Only spellings of the international unit pass; UCUM's "U" (the enzyme unit) and HL7's
     "unt" (a bare unit) are refused by both, naming the field and the allowed units."""
-    import pytest
-    from interop.hl7_support import order
-
-    from workflow.core.errors import InputError
-    from workflow.core.order_message import DOSE_UNITS
-    from workflow.interop import fhir_order, hl7v2
 
     def fhir(units: str) -> dict[str, Any]:
         body = bundle()
