@@ -18,7 +18,8 @@ from workflow.core.errors import InputError
 from workflow.core.order_message import DOSE_UNITS
 from workflow.interop import fhir_order, hl7v2
 
-from .conftest import Site
+from .conftest import PASSWORD, Site
+from .test_orders import ATTESTED, page_client
 
 MRN, FAMILY, BORN = "MRN-8001", "Mbeki", "1959-09-30"
 
@@ -264,3 +265,44 @@ def test_both_readers_accept_the_same_dose_units() -> None:
         assert fhir_err.value.field.endswith("doseQuantity.code")
         for err in (hl7_err.value, fhir_err.value):
             assert "IU/kg, [iU]/kg, [IU]/kg" in err.message, err.message
+
+
+def test_a_fhir_order_without_a_course_waits_on_the_queue_board_and_patient_page(
+    site: Site,
+) -> None:
+    """Issue 16 (orders16.1) on the web: a patient unknown to Bedside is registered from the
+    order, the order waits (who ordered it, when) on the pharmacy queue, the ward board, the
+    patient's page and the JSON API; the prescriber's course start on the patient page opens
+    its dose for the pharmacist's verification."""
+    pharmacist = site.client("p.lindqvist")
+    r = pharmacist.post("/api/fhir/MedicationRequest", json=bundle(ident="wait-1"))
+    assert r.status_code == 201, r.text
+    assert "waiting for a prescriber to start the course" in r.json()["issue"][0]["diagnostics"]
+    patient = site.bedside.store.find_patient_by_mrn(MRN)
+    assert patient is not None and patient.family_name == FAMILY
+    assert site.bedside.store.list_cases() == []
+
+    [listed] = pharmacist.get("/api/pending-orders").json()
+    assert (listed["placer_order"], listed["mrn"], listed["stat"]) == ("RX-77", MRN, True)
+    assert "Amara Okafor" in listed["orderer"] and listed["received_local"]
+    assert pharmacist.get(f"/api/pending-orders?patient_id={patient.id}").json() == [listed]
+    for client, path in (
+        (pharmacist, "/pharmacy"),
+        (site.client("n.alvarez"), "/ward"),
+        (pharmacist, f"/patients/{patient.id}"),
+    ):
+        page = client.get(path).text
+        assert "Orders waiting for the course start" in page, path
+        assert 'data-order="RX-77"' in page and listed["received_local"] in page, path
+        assert "Amara Okafor" in page, path
+
+    prescriber, token = page_client(site, "dr.okafor")
+    body = {"csrf_token": token, "password": PASSWORD, **{f"a_{a}": "on" for a in ATTESTED}}
+    r = prescriber.post(f"/patients/{patient.id}/courses", data=body, follow_redirects=False)
+    assert r.status_code == 303, r.text
+    assert pharmacist.get("/api/pending-orders").json() == []
+    assert "Orders waiting for the course start" not in pharmacist.get("/pharmacy").text
+    [row] = pharmacist.get("/api/pharmacy").json()
+    assert row["step"] == "Pharmacist verifies the order"
+    [case] = site.bedside.store.list_cases()
+    assert site.bedside.load(case.id).case.current["order"].signer.user_id == "external:dr.okafor"

@@ -29,7 +29,7 @@ from .evidence import evidence_json
 from .formdata import PHOTO_FORM
 from .forms import form_echo, grouped, values_from_form
 from .pages_formulary import kind_names
-from .present import case_json, signed_flash, zone_name
+from .present import case_json, pending_json, signed_flash, zone_name
 from .security import Viewer, check_csrf
 from .settings import CLINICAL, PHARMACY, RECORD_READERS, WARD
 
@@ -62,6 +62,7 @@ def ward(request: Request) -> Response:
             "viewer": viewer,
             "rows": rows,
             "groups": [g for g in groups if g["rows"]],
+            "pending": [pending_json(o, web.bedside.tz) for o in web.bedside.pending_orders()],
             "title": "Ward board",
             "zone": zone_name(web.bedside.tz, web.bedside.clock.now()),
         },
@@ -82,6 +83,7 @@ def pharmacy(request: Request) -> Response:
             "viewer": viewer,
             "rows": rows,
             "per_step": queue.per_step,
+            "pending": [pending_json(o, web.bedside.tz) for o in web.bedside.pending_orders()],
             "title": "Compounding queue",
             "zone": zone_name(web.bedside.tz, web.bedside.clock.now()),
         },

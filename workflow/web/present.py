@@ -17,13 +17,35 @@ from workflow.core.items import display
 from workflow.core.machine import Case, Entry, Flag
 from workflow.core.protocol.model import Step
 from workflow.core.titles import event_title, role_title
-from workflow.service import BoardRow, CaseView
+from workflow.service import BoardRow, CaseView, PendingOrderView
 from workflow.service.board import is_overdue as past_schedule
 from workflow.service.vocabulary import CaseRecord
 
 
 def local(dt: datetime | None, tz: tzinfo) -> str:
     return dt.astimezone(tz).strftime("%Y-%m-%d %H:%M %Z") if dt else ""
+
+
+def pending_json(pending: PendingOrderView, tz: tzinfo) -> dict[str, Any]:
+    """An order from the hospital waiting for the prescriber to start the patient's course:
+    whose, who ordered it and when, the dose as ordered, when it is due."""
+    o = pending.order
+    return {
+        "placer_order": o.placer_order,
+        "patient_id": pending.patient.id,
+        "patient": pending.patient.display_name,
+        "mrn": pending.patient.mrn,
+        "stat": o.priority == "stat",
+        "priority": o.priority,
+        "orderer": o.orderer,
+        "channel": o.channel,
+        "received_at": o.received_at.isoformat(),
+        "received_local": local(o.received_at, tz),
+        "due_at": pending.scheduled_at.isoformat(),
+        "due_local": local(pending.scheduled_at, tz),
+        "dose": pending.dose,
+        "waiting_for": "the prescriber to start the course",
+    }
 
 
 def entry_json(case: Case, entry: Entry, tz: tzinfo, blinding: Blinding) -> dict[str, Any]:
