@@ -8,15 +8,27 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
 
 from interop.hl7_support import Sender, listener, msa, order
-from interop.support import clock_of, installation, new_course, step, who
+from interop.support import (
+    clock_of,
+    installation,
+    new_course,
+    next_slot,
+    open_and_order,
+    step,
+    walk,
+    who,
+)
+from workflow.core.errors import StepRefused
+from workflow.core.machine import Case
 from workflow.core.protocol import Protocol
 from workflow.dev.walk import course_attestations
+from workflow.records.case_records import compounding_record
 from workflow.service import Bedside
 from workflow.store import pinning
 
@@ -403,3 +415,85 @@ def test_the_same_message_on_two_connections_at_once_is_applied_once(app: Bedsid
     assert [a[0] for a in answers] == ["AA", "AA"], answers
     assert len(cases(app)) == 1
     assert sorted(e.status for e in app.interface_log()) == ["applied", "duplicate"]
+
+
+def test_a_change_with_a_new_start_time_moves_the_due_time(app: Bedside, sender: Sender) -> None:
+    """Issue 16 (orders16.2): XO's TQ1-7 moves the dose's due time on the queue, signed into
+    the case (replay and the records carry it); a time the schedule refuses is AE naming it."""
+    new_course(app)
+    assert msa(sender.send(order("MSG0120", start="202611020800")))[0] == "AA"
+    [case_id] = cases(app)
+    clock_of(app).advance(minutes=5)
+    code, _, text = msa(sender.send(order("MSG0121", "XO", start="202611021000")))
+    assert code == "AA", text
+    moved = datetime(2026, 11, 2, 10, 0, tzinfo=UTC)
+    view = app.load(case_id)
+    assert view.record.scheduled_at == moved and view.case.scheduled_at == moved
+    [row] = app.pharmacy_queue().rows
+    assert row.standing.due_at == moved
+    notice = view.case.events[-1]
+    assert notice.type == "order_notice" and notice.actor is not None
+    assert notice.actor.user_id == "external:1234"
+    assert notice.data["previous_scheduled_at"].startswith("2026-11-02T08:00")
+    assert "XO, message MSG0121" in notice.data["note"]
+    assert app.interface_log()[0].effects[0]["effect"] == "rescheduled"
+    # Nothing else changed: the order entry stands, the dose stays where it was.
+    assert view.case.state == "order_verification"
+    assert len(view.case.history) == 1
+
+
+def test_a_change_to_a_time_the_schedule_refuses_is_refused_naming_the_rule(
+    app: Bedside, sender: Sender
+) -> None:
+    course_id = new_course(app, mrn="MRN-1")
+    given = walk(app, open_and_order(app, course_id))  # dose 1 given and completed
+    assert given.case.state == "completed"
+    next_slot(app, course_id)
+    assert msa(sender.send(order("MSG0130", start=f"{clock_of(app).now():%Y%m%d%H%M}")))[0] == "AA"
+    case_id = next(c for c in cases(app) if c != given.record.id)
+    before = app.load(case_id)
+    too_soon = given.case.given_at + timedelta(hours=2)  # type: ignore[operator]
+    code, _, text = msa(sender.send(order("MSG0131", "XO", start=f"{too_soon:%Y%m%d%H%M}")))
+    assert code == "AE", text
+    assert text.startswith("TQ1-7 / timing: the new due time"), text
+    after = app.load(case_id)
+    assert after.version == before.version
+    assert after.record.scheduled_at == before.record.scheduled_at
+
+
+def test_a_dose_discontinued_after_its_bag_was_made_is_refused_at_every_step(
+    app: Bedside, sender: Sender
+) -> None:
+    """Issue 16 (orders16.3): the DC/CA of a prepared dose is signed into the case, and every
+    later step (double checks, bedside identification, infusion start) is refused saying which
+    message, when, and that the bag is to be wasted; the waste side exit stays open."""
+    new_course(app)
+    assert msa(sender.send(order("MSG0140", start="202611020630")))[0] == "AA"
+    [case_id] = cases(app)
+    view = app.load(case_id)
+    while not view.case.bag_prepared:
+        view = step(app, view)
+    clock_of(app).advance(minutes=5)
+    code, _, text = msa(sender.send(order("MSG0141", "DC", reason="^Creatinine rising")))
+    assert code == "AA", text
+    view = app.load(case_id)
+    assert view.case.order_stop is not None
+    with pytest.raises(StepRefused) as refused:
+        step(app, view)
+    err = refused.value
+    assert err.reason == "order_discontinued"
+    assert "DC, message MSG0141" in err.message and "Creatinine rising" in err.message
+    assert "received 2026-11-02" in err.message and "the bag is to be wasted" in err.message
+    assert app.load(case_id).version == view.version  # nothing written
+    # Replayed from the store, the case still refuses (the notice is an event of the case).
+    assert Case.replay(app.protocol, case_id, view.case.events).order_stop is not None
+    # The records carry it.
+    record = compounding_record(view.case, "0" * 64)
+    assert record is not None
+    [notices] = [s for s in record.sections if s.key == "order_notices"]
+    assert notices.rows[0].label == "Order discontinued"
+    assert "MSG0141" in (notices.rows[0].note or "")
+    # The bag is wasted: the side exit is open.
+    clock_of(app).advance(minutes=5)
+    ended = app.side_exit(case_id, view.version, "waste", "dose_not_given", "", who("p.lindqvist"))
+    assert ended.case.state == "wasted"

@@ -17,6 +17,7 @@ from workflow.core.items import (
     display,
     to_stored,
 )
+from workflow.core.order_notice import apply_notice, judge_notice
 from workflow.core.protocol.model import HELD_STATE, Step
 from workflow.core.rejection import judge_rejection
 from workflow.core.rules import Firing
@@ -45,6 +46,7 @@ class CaseReplay(CaseJudging):
             ev.CORRECTION: self._apply_correction,
             ev.SIGNATURE_FAILED: self._apply_failed,
             ev.STEP_REJECTED: self._apply_reject,
+            ev.ORDER_NOTICE: self._apply_notice,
         }.get(event.type)
         if handler is None:
             raise IntegrityError(f"unknown event type {event.type!r}")
@@ -149,6 +151,10 @@ class CaseReplay(CaseJudging):
             self.trigger("do_assess_held" if self.state == HELD_STATE else "do_assess", dest=dest)
         elif firings:
             self._record_findings(event, firings)
+
+    def _apply_notice(self, event: Event) -> None:
+        judge_notice(self, event.data)
+        apply_notice(self, event.data, event.at)
 
     def _apply_reject(self, event: Event) -> None:
         rejected = str(event.data.get("rejected_step"))

@@ -154,6 +154,17 @@ class Case(CaseReplay):
     def waste(self, signer: Signer, at: datetime, reason: str, note: str = "") -> Event:
         return self.apply(self._exit_event(ev.WASTED, "waste", signer, at, reason, note))
 
+    def order_notice(
+        self, action: str, data: Mapping[str, Any], signer: Signer, at: datetime
+    ) -> Event:
+        """The hospital's order tells the dose a new due time, or that it was discontinued
+        after the bag was made (order_notice.py), signed as the order's signer."""
+        body = {**dict(data), "action": action}
+        order_step = self.protocol.step(self.protocol.initial)
+        return self.apply(
+            self._event(ev.ORDER_NOTICE, at, signer, body, meaning=order_step.meaning)
+        )
+
     def reject(self, step_id: str, reason: str, signer: Signer, at: datetime) -> Event:
         """The verifier sends ``step_id`` back to be redone, with the reason (rejection.py)."""
         judge_rejection(self, step_id, reason, signer)

@@ -14,7 +14,7 @@ from functools import cache
 from typing import Literal
 
 from workflow.core.dosing import fmt
-from workflow.core.events import STEP_REJECTED, format_time, parse_time
+from workflow.core.events import ORDER_NOTICE, STEP_REJECTED, format_time, parse_time
 from workflow.core.gravimetric import recorded_weighings
 from workflow.core.items import display
 from workflow.core.machine import Case, Entry
@@ -190,6 +190,37 @@ def _flags(case: Case) -> Section | None:
             for f in case.flags
         ),
     )
+
+
+def _order_notices(case: Case, tz: tzinfo) -> Section | None:
+    """What the hospital's orders told this dose beyond its order entry (core/order_notice.py):
+    a moved due time, a discontinuation after the bag was made (the bag is wasted)."""
+    rows = []
+    for e in case.events:
+        if e.type != ORDER_NOTICE:
+            continue
+        data = e.data
+        who = with_id(e.actor.name, e.actor.user_id) if e.actor else "-"
+        if data.get("action") == "rescheduled":
+            value = (
+                f"due {_when_text(data.get('scheduled_at'), tz)} (was "
+                f"{_when_text(data.get('previous_scheduled_at'), tz)})"
+            )
+            title, flag = "Due time changed", None
+        else:
+            value, title, flag = "do not give: waste the bag", "Order discontinued", "stop"
+        rows.append(
+            Row(
+                title,
+                value,
+                note=f"{data.get('note', '')}; {data.get('message', '')}; {who}, "
+                f"{_when(e.at, tz)} (event {e.seq})",
+                flag=flag,
+            )
+        )
+    if not rows:
+        return None
+    return Section("order_notices", "Orders from the hospital", tuple(rows))
 
 
 def _history(case: Case, steps: Iterable[str], tz: tzinfo) -> Section | None:
@@ -498,7 +529,12 @@ def _record(
         weighed = _gravimetric_section(case)
         if weighed is not None:
             sections.append(weighed)
-    for extra in (_course_section(case, tz), _flags(case), _history(case, spec.steps, tz)):
+    for extra in (
+        _course_section(case, tz),
+        _order_notices(case, tz),
+        _flags(case),
+        _history(case, spec.steps, tz),
+    ):
         if extra is not None:
             sections.append(extra)
     sigs = _signatures(case, tz, spec.steps)

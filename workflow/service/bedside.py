@@ -107,6 +107,8 @@ class Bedside(Courses, Bench, Photos, Worklists, People, Queries):
                 protocol_version=proto.version,
                 protocol_hash=proto.content_hash,
                 state=case.state,
+                # The due time is the case's (an order from the hospital may move it).
+                scheduled_at=case.scheduled_at,
                 session=session,
             )
         if case.state == "discontinued":

@@ -42,9 +42,11 @@ from workflow.core.errors import (
     InputError,
     StepRefused,
 )
-from workflow.core.events import Event, Signer
+from workflow.core.events import Event, Signer, format_time
 from workflow.core.machine import Case
 from workflow.core.order_message import CHANGE, NEW, OrderDose, OrderMessage
+from workflow.core.order_notice import DISCONTINUED as DISCONTINUED_NOTICE
+from workflow.core.order_notice import RESCHEDULED as RESCHEDULED_NOTICE
 from workflow.core.schedule import next_dose
 from workflow.store import Course, InterfaceEntry, OrderCase, Patient, PendingOrder
 
@@ -59,6 +61,7 @@ EXIT = "cancel"
 EXIT_REASON = "other"
 # Effects an order has on doses, as the interface log and the pharmacy queue show them.
 QUEUED, REQUEUED, REMOVED, FLAGGED_FOR_WASTE = "queued", "requeued", "removed", "flagged_for_waste"
+RESCHEDULED_EFFECT = "rescheduled"  # XO moved the dose's due time
 # ... and on orders waiting for their patient's course to be started (no dose yet).
 PENDING, PENDING_CHANGED, PENDING_REMOVED = "pending", "pending_changed", "pending_removed"
 # A pending order's status: waiting for the course start, opened (its dose is on the queue),
@@ -463,6 +466,9 @@ def _change(
         entry = case.current.get(case.protocol.initial)
         if entry is None:
             raise StepRefused("not_ready", f"order {message.placer_order} has no signed order")
+        if case.scheduled_at != dose.scheduled_at:
+            view = _reschedule(bedside, view, signer, message, dose.scheduled_at)
+            effects.append(_effect(view, RESCHEDULED_EFFECT))
         wanted = _order_values(message, dose)
         changes = {k: v for k, v in wanted.items() if _stored(entry.values.get(k)) != _stored(v)}
         if not changes:
@@ -503,6 +509,11 @@ def _discontinue(
             given += 1  # the drug is already running or given: nothing to take back
             continue
         if case.bag_prepared:
+            # Signed into the case: every step is refused from now on (core/order_notice.py);
+            # a person wastes the bag with the waste side exit.
+            view = bedside.act_as(
+                view, signer, _notice(DISCONTINUED_NOTICE, {"note": note}, message), archive=False
+            )
             effects.append(_effect(view, FLAGGED_FOR_WASTE))
             continue
         view = bedside.act_as(
@@ -519,6 +530,50 @@ def _discontinue(
         f"order {message.placer_order} {word}: {removed} dose(s) removed from the queue, "
         f"{flagged} prepared dose(s) flagged for waste{running}"
     )
+
+
+def _notice(
+    action: str, data: dict[str, Any], message: OrderMessage
+) -> Callable[[Case, Signer, datetime], Event]:
+    body = {**data, "message": f"{message.kind} {message.control_id}"}
+    return lambda c, s, now: c.order_notice(action, body, s, now)
+
+
+def _reschedule(
+    bedside: Bedside, view: CaseView, signer: Signer, message: OrderMessage, at: datetime
+) -> CaseView:
+    """XO with a new start time: the dose's due time follows, if the schedule rules allow the
+    dose (this cycle and dose number) at that time; else AE naming the rule."""
+    case = view.case
+    others = [c for c in bedside.course_cases(case.course_id) if c.case_id != case.case_id]
+    status = course_status(others, case.protocol.course_rules)
+    try:
+        slot = next_dose(case.protocol, status, at, bedside.tz)
+    except StepRefused as exc:
+        raise StepRefused(
+            exc.reason,
+            f"TQ1-7 / timing: the new due time {at:%Y-%m-%d %H:%M} UTC is refused by the "
+            f"schedule: {exc.message}",
+        ) from None
+    if (slot.cycle, slot.dose_in_cycle, slot.dose_in_course) != (
+        case.cycle,
+        case.dose_in_cycle,
+        case.dose_in_course,
+    ):
+        raise StepRefused(
+            "schedule_changed",
+            f"TQ1-7 / timing: due at {at:%Y-%m-%d %H:%M} UTC this dose would be cycle "
+            f"{slot.cycle} dose {slot.dose_in_cycle}, not the ordered cycle {case.cycle} dose "
+            f"{case.dose_in_cycle}: refused by the schedule; discontinue it and order again",
+        )
+    previous = case.scheduled_at
+    why = f"Due time changed by the hospital (XO, message {message.control_id})"
+    data = {
+        "scheduled_at": format_time(at),
+        "previous_scheduled_at": format_time(previous) if previous else "",
+        "note": why + (f": {message.reason}" if message.reason else ""),
+    }
+    return bedside.act_as(view, signer, _notice(RESCHEDULED_NOTICE, data, message), archive=False)
 
 
 def _end_note(message: OrderMessage) -> str:
