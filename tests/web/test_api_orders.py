@@ -16,9 +16,11 @@ from interop.hl7_support import order
 
 from workflow.core.errors import InputError
 from workflow.core.order_message import DOSE_UNITS
+from workflow.dev.demo import _SIGNERS
+from workflow.dev.walk import values_for
 from workflow.interop import fhir_order, hl7v2
 
-from .conftest import PASSWORD, Site
+from .conftest import PASSWORD, Site, form_of
 from .test_orders import ATTESTED, page_client
 
 MRN, FAMILY, BORN = "MRN-8001", "Mbeki", "1959-09-30"
@@ -306,3 +308,58 @@ def test_a_fhir_order_without_a_course_waits_on_the_queue_board_and_patient_page
     assert row["step"] == "Pharmacist verifies the order"
     [case] = site.bedside.store.list_cases()
     assert site.bedside.load(case.id).case.current["order"].signer.user_id == "external:dr.okafor"
+
+
+def test_a_dose_stopped_after_its_bag_was_made_is_refused_on_the_web_and_the_api(
+    site: Site,
+) -> None:
+    """Issue 16 (orders16.3): after a FHIR stop of a prepared dose, the JSON API and the web
+    form refuse the next step (4xx, nothing written) with the core's words; the case page and
+    GET /api/cases/{id} say so; the waste side exit stays available."""
+    site.new_course(MRN, FAMILY, "Thabo", BORN)
+    prescriber = site.client("dr.okafor")
+    r = prescriber.post("/api/fhir/MedicationRequest", json=bundle(ident="w-1"))
+    assert r.status_code == 201, r.text
+    [case] = site.bedside.store.list_cases()
+    view = site.bedside.load(case.id)
+    steps = [s.id for s in view.case.protocol.steps]
+    prepared = next(s.id for s in view.case.protocol.steps if s.sets_beyond_use)
+    after = steps[steps.index(prepared) + 1]
+    view = site.walk_to(after, view)
+    assert view.case.bag_prepared
+    site.clock.advance(minutes=5)
+    prescriber = site.client("dr.okafor")  # signed in again after the walk
+    r = prescriber.post("/api/fhir/MedicationRequest", json=bundle("stopped", ident="w-2"))
+    assert r.status_code == 201, r.text
+    view = site.bedside.load(case.id)
+
+    signer = _SIGNERS[after]
+    client = site.client(signer)
+    values = values_for(view.case, after, site.clock.now())
+    body = {"expected_version": view.version, "values": values, "password": PASSWORD}
+    r = client.post(f"/api/cases/{case.id}/steps/{after}", json=body)
+    assert 400 <= r.status_code < 500, r.text
+    message = r.json()["message"]
+    assert "discontinued by the hospital (DC, message w-2" in message, message
+    assert "Capillary leak syndrome" in message and "the bag is to be wasted" in message
+
+    browser, token = page_client(site, signer)
+    form = {"csrf_token": token, "expected_version": str(view.version), "password": PASSWORD}
+    r = browser.post(f"/cases/{case.id}/steps/{after}", data={**form, **form_of(values)})
+    assert 400 <= r.status_code < 500 and "the bag is to be wasted" in r.text
+    assert site.bedside.load(case.id).version == view.version  # nothing written
+
+    shown = client.get(f"/api/cases/{case.id}").json()
+    assert shown["order_stopped"] == message
+    assert "ORDER DISCONTINUED" in browser.get(f"/cases/{case.id}").text
+
+    pharmacist = site.client("p.lindqvist")
+    exit_body = {
+        "expected_version": view.version,
+        "password": PASSWORD,
+        "action": "waste",
+        "reason": "dose_not_given",
+    }
+    r = pharmacist.post(f"/api/cases/{case.id}/exit", json=exit_body)
+    assert r.status_code == 200, r.text
+    assert r.json()["state"] == "wasted"

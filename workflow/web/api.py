@@ -201,6 +201,7 @@ class CaseOut(BaseModel):
     difference_items: list[str]
     difference_details: list[str]
     mismatch: bool
+    order_stopped: str | None = None  # the order was discontinued after the bag was made
     flags: list[dict[str, Any]]
     infusion_started_at: str | None
     infusion_stopped_at: str | None

@@ -12,9 +12,11 @@ from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
 from workflow.core.blinding import Blinding, difference_labels
+from workflow.core.errors import StepRefused
 from workflow.core.events import format_time
 from workflow.core.items import display
 from workflow.core.machine import Case, Entry, Flag
+from workflow.core.order_notice import refuse_if_discontinued
 from workflow.core.protocol.model import Step
 from workflow.core.titles import event_title, role_title
 from workflow.service import BoardRow, CaseView, PendingOrderView
@@ -24,6 +26,16 @@ from workflow.service.vocabulary import CaseRecord
 
 def local(dt: datetime | None, tz: tzinfo) -> str:
     return dt.astimezone(tz).strftime("%Y-%m-%d %H:%M %Z") if dt else ""
+
+
+def order_stopped(case: Case) -> str | None:
+    """Why this dose must not be given, when its order was discontinued after the bag was
+    made: the core's own refusal text, so the page says what a signature would be told."""
+    try:
+        refuse_if_discontinued(case)
+    except StepRefused as exc:
+        return exc.message
+    return None
 
 
 def pending_json(pending: PendingOrderView, tz: tzinfo) -> dict[str, Any]:
@@ -182,6 +194,8 @@ def case_json(view: CaseView, tz: tzinfo, now: datetime, blinding: Blinding) -> 
         "difference_items": list(case.difference_items),
         "difference_details": list(case.differences) if not b.differences else [],
         "mismatch": mismatch,
+        # The hospital discontinued the order after the bag was made (core/order_notice.py).
+        "order_stopped": order_stopped(case),
         "flags": [flag_json(case, f, b) for f in case.flags],
         "infusion_started_at": format_time(case.given_at) if case.given_at else None,
         "infusion_started_local": local(case.given_at, tz),
