@@ -13,6 +13,7 @@ from workflow.core.case_state import _ITEM, Entry, Flag, PatientRef
 from workflow.core.dosing import DosePlan
 from workflow.core.errors import IntegrityError, StepRefused
 from workflow.core.events import Event
+from workflow.core.gravimetric import check_balance_readings
 from workflow.core.items import (
     display,
     to_stored,
@@ -86,6 +87,9 @@ class CaseReplay(CaseJudging):
         typed, outcome, dest = self._judge_sign(
             step, raw, signer, event.at, meaning=event.meaning, replay=True
         )
+        readings = event.data.get("balance_readings")
+        if readings:  # the balance's replies must still be the weights signed
+            check_balance_readings(self.protocol, step, typed, readings)
         outcome = self._recorded_outcome(event, outcome)
         entry = Entry(
             event.seq,

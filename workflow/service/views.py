@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 
 from workflow.core.machine import Case, PatientRef
 from workflow.core.order_message import ROUTINE
@@ -91,6 +92,28 @@ class BoardRow:
     view: CaseView
     standing: Standing
     priority: str = ROUTINE  # STAT for a STAT order from the hospital (the pharmacy queue)
+
+
+@dataclass(frozen=True)
+class BalanceReading:
+    """A weight read from the bench's balance for one item of a step: the balance's reply line
+    and serial number (MT-SICS I4; "" when it gives none), when, and the server's seal that
+    lets the signature keep them (Bench.balance_readings)."""
+
+    item: str
+    grams: Decimal
+    reply: str
+    serial: str
+    read_at: str
+    seal: str
+
+    def form_value(self) -> dict[str, str]:
+        return {
+            "reply": self.reply,
+            "serial": self.serial,
+            "read_at": self.read_at,
+            "seal": self.seal,
+        }
 
 
 @dataclass(frozen=True)

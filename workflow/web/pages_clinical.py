@@ -23,7 +23,7 @@ from workflow.service.board import STAGES
 from workflow.service.vocabulary import AuthRefused
 
 from . import actions, photos
-from .balance import balance_context
+from .balance import balance_context, readings_from_form, readings_to_sign
 from .context import Web, web_of
 from .evidence import evidence_json
 from .formdata import PHOTO_FORM
@@ -262,6 +262,7 @@ def sign_step(
             fields.get("username") or None,
             photos.uploads(form),
             fields.get(ACK_FIELD) == "on",
+            readings_to_sign(view.case.protocol, step_id, fields, values),
         )
     except AuthRefused:
         # The refused signature is in the case's trail, so its version moved on: the form shown
@@ -279,6 +280,10 @@ def sign_step(
             case_context(web, viewer, case_id, step_id, echo, view=view, invalid=bad),
         )
         request.state.retry[1]["formulary_offers"] = offers
+        # The balance readings made on this form stay with it (hidden fields).
+        request.state.retry[1]["balance"] = balance_context(
+            web, view.case.protocol, step_id, readings_from_form(fields)
+        )
         raise
     return _signed_redirect(case_id, signed)
 
