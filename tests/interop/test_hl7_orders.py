@@ -426,6 +426,7 @@ def test_a_change_with_a_new_start_time_moves_the_due_time(app: Bedside, sender:
     clock_of(app).advance(minutes=5)
     code, _, text = msa(sender.send(order("MSG0121", "XO", start="202611021000")))
     assert code == "AA", text
+    assert text == "order ORD1001 changed; 1 dose(s) now due 2026-11-02 10:00 UTC", text
     moved = datetime(2026, 11, 2, 10, 0, tzinfo=UTC)
     view = app.load(case_id)
     assert view.record.scheduled_at == moved and view.case.scheduled_at == moved

@@ -489,9 +489,12 @@ def _change(
             f"order {message.placer_order}: the change alters no entry of its dose (priority "
             f"{message.priority})"
         )
-    return effects, (
-        f"order {message.placer_order} changed; {len(effects)} dose(s) back to {_next_title(view)}"
-    )
+    requeued = sum(1 for e in effects if e["effect"] == REQUEUED)
+    moved = [e for e in effects if e["effect"] == RESCHEDULED_EFFECT]
+    said = [f"{requeued} dose(s) back to {_next_title(view)}"] if requeued else []
+    if moved:
+        said.append(f"{len(moved)} dose(s) now due {dose.scheduled_at:%Y-%m-%d %H:%M} UTC")
+    return effects, f"order {message.placer_order} changed; {', '.join(said)}"
 
 
 def _discontinue(
