@@ -354,6 +354,9 @@ def test_a_dose_stopped_after_its_bag_was_made_is_refused_on_the_web_and_the_api
     assert "ORDER DISCONTINUED" in browser.get(f"/cases/{case.id}").text
 
     pharmacist = site.client("p.lindqvist")
+    [row] = [r for r in pharmacist.get("/api/ward").json() if r["id"] == case.id]
+    assert row["order_stopped"] is True
+    assert "ORDER STOPPED: WASTE THE BAG" in pharmacist.get("/ward").text
     exit_body = {
         "expected_version": view.version,
         "password": PASSWORD,

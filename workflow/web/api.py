@@ -170,6 +170,10 @@ class WorklistRow(BaseModel):
     stat: bool = Field(
         default=False, description="A STAT order from the hospital (pharmacy queue: first)"
     )
+    order_stopped: bool = Field(
+        default=False,
+        description="The hospital discontinued the order after the bag was made: waste it",
+    )
 
 
 class CaseOut(BaseModel):

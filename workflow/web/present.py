@@ -304,6 +304,8 @@ def board_row(row: BoardRow, tz: tzinfo, now: datetime, blinding: Blinding) -> d
         minutes_left=st.minutes_left,
         holds=list(st.holds),
         stat=row.priority == "stat",
+        # The hospital stopped the order after the bag was made: waste it, never give it.
+        order_stopped=row.view.case.order_stop is not None and not row.view.case.closed,
     )
     return out
 
