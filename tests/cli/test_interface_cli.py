@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 from interop.hl7_support import Sender, msa, order
 
-from cli.test_cli_store import Cli, setup_site
+from cli.test_cli_safety import script
+from cli.test_cli_store import SIGNERS, Cli, setup_site
+from workflow.service import open_bedside
 
 
 @pytest.fixture
@@ -71,3 +73,48 @@ def test_the_listener_answers_and_logs_each_message(cli: Cli) -> None:
     assert code == 2 and "limit" in err
     code, _, err = cli("interface", "hl7", "--listen", "nowhere")
     assert code == 2 and "HOST:PORT" in err
+
+
+def test_bedside_run_refuses_a_dose_stopped_after_its_bag_was_made(
+    cli: Cli, tmp_path: Path
+) -> None:
+    """Issue 16 (orders16.3) at `bedside run`: the dose an HL7 order opened is prepared, the
+    hospital's DC flags it, and the next scripted step is refused with the core's words while
+    the waste side exit is still taken."""
+    setup_site(cli)  # MRN-9 on an active course
+    now = datetime.now(UTC)
+    start = f"{now + timedelta(minutes=30):%Y%m%d%H%M}+0000"
+    weighed = f"{now - timedelta(hours=1):%Y%m%d%H%M}+0000"
+    app = open_bedside(cli.home)
+    try:
+        reply = app.receive_hl7(order("RUN0001", mrn="MRN-9", start=start, weighed=weighed))
+        assert reply.result.ack_code == "AA", reply.result.detail
+        [case] = app.store.list_cases()
+        steps = [s for s in app.protocol.steps if s.id != "order"]
+        prepared = next(i for i, s in enumerate(steps) if s.sets_beyond_use)
+        walk = [
+            {"sign": s.id, "by": SIGNERS[s.id], "values": "auto", "case": case.id}
+            for s in steps[: prepared + 1]
+        ]
+        code, _out, err = cli("run", str(script(tmp_path / "a.yaml", walk)))
+        assert code == 0, err
+        dc = order("RUN0002", "DC", mrn="MRN-9", start=start, weighed=weighed)
+        assert app.receive_hl7(dc).result.ack_code == "AA"
+    finally:
+        app.store.close()
+    after = steps[prepared + 1]
+    nxt = [{"sign": after.id, "by": SIGNERS[after.id], "values": "auto", "case": case.id}]
+    code, out, err = cli("run", str(script(tmp_path / "b.yaml", nxt)))
+    assert code != 0
+    said = out + err
+    assert "discontinued by the hospital (DC, message RUN0002" in said, said
+    assert "the bag is to be wasted" in said
+    waste = [
+        {
+            "waste": {"reason": "dose_not_given"},
+            "by": SIGNERS["pharmacy_verification"],
+            "case": case.id,
+        }
+    ]
+    code, out, err = cli("run", str(script(tmp_path / "c.yaml", waste)))
+    assert code == 0, out + err

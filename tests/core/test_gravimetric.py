@@ -266,3 +266,45 @@ def test_typed_weights_need_a_reason_and_the_record_says_so(
 def test_volume_is_weight_over_specific_gravity() -> None:
     water = Quantity(Decimal("1.02"), "g/mL", "site_sop", True, "")
     assert volume_ml(Decimal("10.000"), Decimal("20.200"), water) == Decimal("10")
+
+
+def test_the_balance_reply_is_kept_only_when_it_is_the_weight_signed(
+    confirmed: Protocol, clock: FixedClock
+) -> None:
+    """Issue 16 (orders16.5): the balance's reply lines ride in the step's event; the core
+    refuses one that is not the weight entered, one for a weight the step does not weigh, or
+    one for an addition marked typed; replay checks them again."""
+    case = at_dilution(confirmed, clock)
+    gained = (planned(case) * Decimal("1.02")).quantize(Decimal("0.001"))
+    after = str(Decimal("61.250") + gained)
+    clock.advance(minutes=5)
+    values = values_for(case, "dilution", clock.now()) | {
+        "dose_added_before_g": "61.250",
+        "dose_added_after_g": after,
+        "dose_added_weighed_by": "balance",
+    }
+    reply = {"reply": "S S      61.250 g", "serial": "B1", "read_at": "2026-11-02T06:00:00Z"}
+    bad = [
+        ({"dose_added_before_g": {**reply, "reply": "S S      61.251 g"}}, values),
+        ({"dose_added_before_g": {**reply, "reply": "S D      61.250 g"}}, values),
+        ({"vial_lot": reply}, values),
+        (
+            {"dose_added_before_g": reply},
+            values | {"dose_added_weighed_by": "typed", "dose_added_typed_reason": "balance_down"},
+        ),
+    ]
+    for readings, entered in bad:
+        with pytest.raises(StepRefused) as refused:
+            case.sign("dilution", entered, TECH, clock.now(), balance=readings)
+        assert refused.value.reason == "balance_reading", readings
+    assert case.state == "dilution"  # nothing signed
+    event = case.sign("dilution", values, TECH, clock.now(), balance={"dose_added_before_g": reply})
+    assert event.data["balance_readings"] == {"dose_added_before_g": reply}
+    again = Case.replay(confirmed, case.case_id, case.events)
+    assert again.state == case.state
+    record = compounding_record(case, "0" * 64)
+    assert record is not None
+    [grav] = [s for s in record.sections if s.key == "gravimetric"]
+    notes = [row.note or "" for row in grav.rows]
+    assert "reply 'S S      61.250 g', balance serial B1" in notes[0]
+    assert notes[1] == "read from the balance; no balance reply kept"

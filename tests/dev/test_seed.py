@@ -202,6 +202,7 @@ def test_migration_0006_on_a_populated_database(db_url: str, protocol: Protocol)
         "0008_course_start",
         "0009_formulary",
         "0010_interface",
+        "0011_orders16_pending_orders",
     ]
     try:
         after = list(store.iter_archive())

@@ -19,10 +19,12 @@ from workflow.interop.balance import parse_reply, read_stable
 
 
 class FakeBalance:
-    """Answers each ``SI`` with the next scripted reply (the last one repeats)."""
+    """Answers each ``SI`` with the next scripted reply (the last one repeats), and ``I4``
+    with its serial number (``ES``, as a balance without one, when ``serial`` is empty)."""
 
-    def __init__(self, replies: list[str]) -> None:
+    def __init__(self, replies: list[str], serial: str = "B842315077") -> None:
         self.replies = replies
+        self.serial = serial
         self.commands: list[str] = []
         self.master, slave = os.openpty()
         tty.setraw(slave)
@@ -45,6 +47,10 @@ class FakeBalance:
             while b"\r\n" in pending:
                 line, pending = pending.split(b"\r\n", 1)
                 self.commands.append(line.decode())
+                if line == b"I4":
+                    reply = f'I4 A "{self.serial}"' if self.serial else "ES"
+                    os.write(self.master, reply.encode() + b"\r\n")
+                    continue
                 reply = self.replies.pop(0) if len(self.replies) > 1 else self.replies[0]
                 os.write(self.master, reply.encode() + b"\r\n")
 
@@ -73,14 +79,22 @@ def test_a_stable_weight_is_read(balance: list[FakeBalance]) -> None:
     b = fake(balance, "S S      12.345 g")
     weight = read_stable(b.port, timeout_s=3, poll_s=0.01)
     assert weight.grams == Decimal("12.345") and weight.reply == "S S      12.345 g"
-    assert b.commands == ["SI"]
+    assert weight.serial == "B842315077"  # asked first with I4 (orders16.5)
+    assert b.commands == ["I4", "SI"]
+
+
+def test_a_balance_without_a_serial_number_is_still_read(balance: list[FakeBalance]) -> None:
+    b = FakeBalance(["S S      12.345 g"], serial="")
+    balance.append(b)
+    weight = read_stable(b.port, timeout_s=3, poll_s=0.01)
+    assert (weight.grams, weight.serial) == (Decimal("12.345"), "")
 
 
 def test_a_moving_weight_is_waited_out(balance: list[FakeBalance]) -> None:
     b = fake(balance, "S D      12.101 g", "S I", "S D      12.340 g", "S S      12.344 g")
     weight = read_stable(b.port, timeout_s=3, poll_s=0.01)
     assert weight.grams == Decimal("12.344")
-    assert b.commands == ["SI"] * 4  # asked again until the balance called it stable
+    assert b.commands == ["I4"] + ["SI"] * 4  # asked again until the balance called it stable
 
 
 def test_never_stable_is_refused_after_the_timeout(balance: list[FakeBalance]) -> None:

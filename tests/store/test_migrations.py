@@ -157,8 +157,23 @@ def test_0010_adds_the_interface_tables_to_a_0009_database(db_url: str, clock: F
     try:
         migrate(engine, target="0009_formulary", clock=clock)
         assert not inspect(engine).has_table("interface_log")
-        assert migrate(engine, clock=clock) == ["0010_interface"]
+        assert migrate(engine, clock=clock) == ["0010_interface", "0011_orders16_pending_orders"]
         assert {"interface_log", "order_cases"} <= set(inspect(engine).get_table_names())
         assert Store(engine, clock).interface_log() == []
+    finally:
+        engine.dispose()
+
+
+def test_0011_adds_the_pending_orders_table_to_a_0010_database(
+    db_url: str, clock: FixedClock
+) -> None:
+    """Orders waiting for a course start get their table in place."""
+    engine = make_engine(db_url)
+    try:
+        migrate(engine, target="0010_interface", clock=clock)
+        assert not inspect(engine).has_table("pending_orders")
+        assert migrate(engine, clock=clock) == ["0011_orders16_pending_orders"]
+        assert inspect(engine).has_table("pending_orders")
+        assert Store(engine, clock).pending_orders() == []
     finally:
         engine.dispose()

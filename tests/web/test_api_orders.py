@@ -8,11 +8,20 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import pytest
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.medicationrequest import MedicationRequest
 from fhir.resources.R4B.operationoutcome import OperationOutcome
+from interop.hl7_support import order
 
-from .conftest import Site, cred
+from workflow.core.errors import InputError
+from workflow.core.order_message import DOSE_UNITS
+from workflow.dev.demo import _SIGNERS
+from workflow.dev.walk import values_for
+from workflow.interop import fhir_order, hl7v2
+
+from .conftest import PASSWORD, Site, cred, form_of
+from .test_orders import ATTESTED, page_client
 
 MRN, FAMILY, BORN = "MRN-8001", "Mbeki", "1959-09-30"
 
@@ -264,3 +273,128 @@ def test_the_queue_page_shows_what_a_stopped_order_did(sqlite_site: Site) -> Non
     )
     effects = pharmacist.get("/pharmacy").text.split('id="interface-effects"')[1]
     assert "Already prepared: flagged for waste" in effects and "not yet recorded" not in effects
+
+
+def test_both_readers_accept_the_same_dose_units() -> None:
+    """Issue 16 (orders16.4): one list of dose units, in core/order_message, for HL7 and FHIR.
+    Only spellings of the international unit pass; UCUM's "U" (the enzyme unit) and HL7's
+    "unt" (a bare unit) are refused by both, naming the field and the allowed units."""
+
+    def fhir(units: str) -> dict[str, Any]:
+        body = bundle()
+        quantity = body["entry"][0]["resource"]["dosageInstruction"][0]["doseAndRate"][0]
+        quantity["doseQuantity"].update(code=units, unit=units)
+        return body
+
+    assert DOSE_UNITS == ("IU/kg", "[iU]/kg", "[IU]/kg")
+    for units in DOSE_UNITS:
+        assert hl7v2.parse_order(order("U1", units=units)).dose is not None
+        assert fhir_order.parse_medication_request(fhir(units)).dose is not None
+    for units in ("unt/kg", "U/kg", "mg/kg"):
+        with pytest.raises(InputError) as hl7_err:
+            hl7v2.parse_order(order("U2", units=units))
+        with pytest.raises(InputError) as fhir_err:
+            fhir_order.parse_medication_request(fhir(units))
+        assert hl7_err.value.field == "RXE-5"
+        assert fhir_err.value.field.endswith("doseQuantity.code")
+        for err in (hl7_err.value, fhir_err.value):
+            assert "IU/kg, [iU]/kg, [IU]/kg" in err.message, err.message
+
+
+def test_a_fhir_order_without_a_course_waits_on_the_queue_board_and_patient_page(
+    site: Site,
+) -> None:
+    """Issue 16 (orders16.1) on the web: a patient unknown to Bedside is registered from the
+    order, the order waits (who ordered it, when) on the pharmacy queue, the ward board, the
+    patient's page and the JSON API; the prescriber's course start on the patient page opens
+    its dose for the pharmacist's verification."""
+    pharmacist = site.client("p.lindqvist")
+    r = pharmacist.post("/api/fhir/MedicationRequest", json=bundle(ident="wait-1"))
+    assert r.status_code == 201, r.text
+    assert "waiting for a prescriber to start the course" in r.json()["issue"][0]["diagnostics"]
+    patient = site.bedside.store.find_patient_by_mrn(MRN)
+    assert patient is not None and patient.family_name == FAMILY
+    assert site.bedside.store.list_cases() == []
+
+    [listed] = pharmacist.get("/api/pending-orders").json()
+    assert (listed["placer_order"], listed["mrn"], listed["stat"]) == ("RX-77", MRN, True)
+    assert "Amara Okafor" in listed["orderer"] and listed["received_local"]
+    assert pharmacist.get(f"/api/pending-orders?patient_id={patient.id}").json() == [listed]
+    for client, path in (
+        (pharmacist, "/pharmacy"),
+        (site.client("n.alvarez"), "/ward"),
+        (pharmacist, f"/patients/{patient.id}"),
+    ):
+        page = client.get(path).text
+        assert "Orders waiting for the course start" in page, path
+        assert 'data-order="RX-77"' in page and listed["received_local"] in page, path
+        assert "Amara Okafor" in page, path
+
+    prescriber, token = page_client(site, "dr.okafor")
+    body = {"csrf_token": token, "password": PASSWORD, **{f"a_{a}": "on" for a in ATTESTED}}
+    r = prescriber.post(f"/patients/{patient.id}/courses", data=body, follow_redirects=False)
+    assert r.status_code == 303, r.text
+    assert pharmacist.get("/api/pending-orders").json() == []
+    assert "Orders waiting for the course start" not in pharmacist.get("/pharmacy").text
+    [row] = pharmacist.get("/api/pharmacy").json()
+    assert row["step"] == "Pharmacist verifies the order"
+    [case] = site.bedside.store.list_cases()
+    assert site.bedside.load(case.id).case.current["order"].signer.user_id == "external:dr.okafor"
+
+
+def test_a_dose_stopped_after_its_bag_was_made_is_refused_on_the_web_and_the_api(
+    site: Site,
+) -> None:
+    """Issue 16 (orders16.3): after a FHIR stop of a prepared dose, the JSON API and the web
+    form refuse the next step (4xx, nothing written) with the core's words; the case page and
+    GET /api/cases/{id} say so; the waste side exit stays available."""
+    site.new_course(MRN, FAMILY, "Thabo", BORN)
+    prescriber = site.client("dr.okafor")
+    r = prescriber.post("/api/fhir/MedicationRequest", json=bundle(ident="w-1"))
+    assert r.status_code == 201, r.text
+    [case] = site.bedside.store.list_cases()
+    view = site.bedside.load(case.id)
+    steps = [s.id for s in view.case.protocol.steps]
+    prepared = next(s.id for s in view.case.protocol.steps if s.sets_beyond_use)
+    after = steps[steps.index(prepared) + 1]
+    view = site.walk_to(after, view)
+    assert view.case.bag_prepared
+    site.clock.advance(minutes=5)
+    prescriber = site.client("dr.okafor")  # signed in again after the walk
+    r = prescriber.post("/api/fhir/MedicationRequest", json=bundle("stopped", ident="w-2"))
+    assert r.status_code == 201, r.text
+    view = site.bedside.load(case.id)
+
+    signer = _SIGNERS[after]
+    client = site.client(signer)
+    values = values_for(view.case, after, site.clock.now())
+    body = {"expected_version": view.version, "values": values, "password": PASSWORD}
+    r = client.post(f"/api/cases/{case.id}/steps/{after}", json=body)
+    assert 400 <= r.status_code < 500, r.text
+    message = r.json()["message"]
+    assert "discontinued by the hospital (DC, message w-2" in message, message
+    assert "Capillary leak syndrome" in message and "the bag is to be wasted" in message
+
+    browser, token = page_client(site, signer)
+    form = {"csrf_token": token, "expected_version": str(view.version), "password": PASSWORD}
+    r = browser.post(f"/cases/{case.id}/steps/{after}", data={**form, **form_of(values)})
+    assert 400 <= r.status_code < 500 and "the bag is to be wasted" in r.text
+    assert site.bedside.load(case.id).version == view.version  # nothing written
+
+    shown = client.get(f"/api/cases/{case.id}").json()
+    assert shown["order_stopped"] == message
+    assert "ORDER DISCONTINUED" in browser.get(f"/cases/{case.id}").text
+
+    pharmacist = site.client("p.lindqvist")
+    [row] = [r for r in pharmacist.get("/api/ward").json() if r["id"] == case.id]
+    assert row["order_stopped"] is True
+    assert "ORDER STOPPED: WASTE THE BAG" in pharmacist.get("/ward").text
+    exit_body = {
+        "expected_version": view.version,
+        "password": PASSWORD,
+        "action": "waste",
+        "reason": "dose_not_given",
+    }
+    r = pharmacist.post(f"/api/cases/{case.id}/exit", json=exit_body)
+    assert r.status_code == 200, r.text
+    assert r.json()["state"] == "wasted"

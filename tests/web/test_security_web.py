@@ -120,6 +120,7 @@ ROUTE_ROLES: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/api/session/end"): ANYONE,
     ("GET", "/api/ward"): WARD,
     ("GET", "/api/pharmacy"): PHARMACY,
+    ("GET", "/api/pending-orders"): CLINICAL,
     ("GET", "/api/cases/{case_id}"): CLINICAL,
     ("POST", "/api/cases/{case_id}/steps/{step_id}"): CLINICAL,
     ("POST", "/api/cases/{case_id}/exit"): CLINICAL,

@@ -26,7 +26,7 @@ def read(args: argparse.Namespace) -> int:
 
     weight = read_stable(args.port, baud=args.baud, timeout_s=args.timeout)
     if args.json:
-        print_json({"grams": float(weight.grams), "reply": weight.reply})
+        print_json({"grams": float(weight.grams), "reply": weight.reply, "serial": weight.serial})
     else:
         print(f"{weight.grams} g")
     return 0

@@ -18,6 +18,7 @@ from workflow.core.items import (
     parse_value,
     to_stored,
 )
+from workflow.core.order_notice import refuse_if_discontinued
 from workflow.core.protocol.model import HELD_STATE, Step
 from workflow.core.rules import Firing, evaluate
 from workflow.core.schedule import check_interval
@@ -38,6 +39,7 @@ class CaseJudging(CaseChecks):
     ) -> tuple[dict[str, Value], dict[str, Any], str]:
         if step.id not in self.allowed_steps():
             raise self._out_of_order(step)
+        refuse_if_discontinued(self)  # a bag whose order was stopped is wasted, never given
         self._check_signer(step, signer, meaning)
         # Time limits first: an expired bag or a dose too soon is the news that matters.
         if step.within_beyond_use:

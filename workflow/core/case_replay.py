@@ -13,10 +13,12 @@ from workflow.core.case_state import _ITEM, Entry, Flag, PatientRef
 from workflow.core.dosing import DosePlan
 from workflow.core.errors import IntegrityError, StepRefused
 from workflow.core.events import Event
+from workflow.core.gravimetric import check_balance_readings
 from workflow.core.items import (
     display,
     to_stored,
 )
+from workflow.core.order_notice import apply_notice, judge_notice
 from workflow.core.protocol.model import HELD_STATE, Step
 from workflow.core.rejection import judge_rejection
 from workflow.core.rules import Firing
@@ -45,6 +47,7 @@ class CaseReplay(CaseJudging):
             ev.CORRECTION: self._apply_correction,
             ev.SIGNATURE_FAILED: self._apply_failed,
             ev.STEP_REJECTED: self._apply_reject,
+            ev.ORDER_NOTICE: self._apply_notice,
         }.get(event.type)
         if handler is None:
             raise IntegrityError(f"unknown event type {event.type!r}")
@@ -84,6 +87,9 @@ class CaseReplay(CaseJudging):
         typed, outcome, dest = self._judge_sign(
             step, raw, signer, event.at, meaning=event.meaning, replay=True
         )
+        readings = event.data.get("balance_readings")
+        if readings:  # the balance's replies must still be the weights signed
+            check_balance_readings(self.protocol, step, typed, readings)
         outcome = self._recorded_outcome(event, outcome)
         entry = Entry(
             event.seq,
@@ -149,6 +155,10 @@ class CaseReplay(CaseJudging):
             self.trigger("do_assess_held" if self.state == HELD_STATE else "do_assess", dest=dest)
         elif firings:
             self._record_findings(event, firings)
+
+    def _apply_notice(self, event: Event) -> None:
+        judge_notice(self, event.data)
+        apply_notice(self, event.data, event.at)
 
     def _apply_reject(self, event: Event) -> None:
         rejected = str(event.data.get("rejected_step"))

@@ -100,6 +100,9 @@ class CaseState:
         self.scheduled_at: datetime | None = None
         self.last_given_at: datetime | None = None
         self.end: dict[str, Any] | None = None
+        # Set when the hospital discontinued the order after the bag was made (order_notice.py):
+        # every step is then refused; the bag is wasted.
+        self.order_stop: dict[str, Any] | None = None
         self.differences: tuple[str, ...] = ()
         # Which compared items differ (ids), for screens that may name them but must not show
         # either checker's value before the re-entry.

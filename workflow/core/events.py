@@ -29,6 +29,7 @@ WASTED = "wasted"
 CORRECTION = "correction"
 SIGNATURE_FAILED = "signature_failed"
 STEP_REJECTED = "step_rejected"  # a verifier sends a step back to be redone (issue 16.2)
+ORDER_NOTICE = "order_notice"  # the hospital's order moved the due time or stopped the dose
 
 EVENT_TYPES = frozenset(
     {
@@ -43,6 +44,7 @@ EVENT_TYPES = frozenset(
         CORRECTION,
         SIGNATURE_FAILED,
         STEP_REJECTED,
+        ORDER_NOTICE,
     }
 )
 

@@ -10,6 +10,7 @@ whether they are confirmed, for the compounding record to print.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
@@ -135,6 +136,68 @@ def check_weighings(
             f"{fmt(w.tolerance.value, 2)} %{caveat}. Prepare it again or record it as wasted.",
             field=f"{w.addition.id}_after_g",
         )
+
+
+# The balance's own line for a stable weight in grams (MT-SICS ``SI``: "S S      12.345 g"),
+# as workflow.interop.balance accepts it; the weight in the entry must be the one it says.
+_STABLE_REPLY = re.compile(r"^S S\s+(-?[0-9]+(?:\.[0-9]+)?)\s+g$")
+SERIAL_MAX = 64
+
+
+def check_balance_readings(
+    protocol: Protocol, step: Step, values: Mapping[str, Any], readings: Mapping[str, Any]
+) -> dict[str, dict[str, str]]:
+    """The balance's replies kept with a step's weights (issue 16, orders16.5): each names a
+    weight item of an addition weighed at this step, the addition is marked weighed by the
+    balance, and the reply is a stable MT-SICS weight in grams equal to the entry. Returns
+    them as the event keeps them: ``{item: {reply, serial, read_at}}`` (serial "" when the
+    balance gave none). Refuses naming the item otherwise."""
+    g = protocol.gravimetric
+    items = {
+        f"{a.id}_{suffix}": a.id
+        for a in (g.at(step.id) if g is not None else ())
+        for suffix in ("before_g", "after_g")
+    }
+    out: dict[str, dict[str, str]] = {}
+    for item_id, reading in readings.items():
+        if item_id not in items:
+            raise StepRefused(
+                "balance_reading",
+                f"a balance reading for '{item_id}', which is not a weight this step weighs",
+                field=item_id,
+            )
+        if values.get(f"{items[item_id]}_weighed_by") != "balance":
+            raise StepRefused(
+                "balance_reading",
+                f"'{item_id}' comes with the balance's reply but is not marked weighed by the "
+                "balance",
+                field=item_id,
+            )
+        data = reading if isinstance(reading, Mapping) else {}
+        reply = str(data.get("reply", "")).strip()
+        serial = str(data.get("serial") or "").strip()[:SERIAL_MAX]
+        found = _STABLE_REPLY.match(reply)
+        entered = values.get(item_id)
+        if found is None or entered is None or Decimal(found.group(1)) != Decimal(str(entered)):
+            raise StepRefused(
+                "balance_reading",
+                f"'{item_id}': the weight entered ({entered}) is not the balance's reply "
+                f"('{reply}'); read the balance again",
+                field=item_id,
+            )
+        out[item_id] = {"reply": reply, "serial": serial, "read_at": str(data.get("read_at", ""))}
+    return out
+
+
+def balance_replies(case: CaseState, step_id: str) -> Mapping[str, Mapping[str, str]]:
+    """The balance's replies kept with the step's current entry (none for a typed weight, or
+    for an entry made before replies were kept, or a correction that typed a new weight)."""
+    entry = case.current.get(step_id)
+    if entry is None:
+        return {}
+    event = case.events[entry.seq - 1]
+    found = event.data.get("balance_readings")
+    return found if isinstance(found, Mapping) else {}
 
 
 def recorded_weighings(case: CaseState) -> list[Weighing]:

@@ -22,6 +22,7 @@ from workflow.core.case_replay import CaseReplay
 from workflow.core.case_state import Entry, Flag, PatientRef
 from workflow.core.errors import StepRefused
 from workflow.core.events import Event, Signer
+from workflow.core.gravimetric import check_balance_readings
 from workflow.core.items import (
     to_stored,
 )
@@ -100,7 +101,10 @@ class Case(CaseReplay):
         corrects: int | None = None,
         photos: Mapping[str, PhotoRef] | None = None,
         acknowledge_barcodes: bool = False,
+        balance: Mapping[str, Mapping[str, str]] | None = None,
     ) -> Event:
+        """Sign a step; ``balance``: the balance's replies for weights read from it, by item
+        (kept in the event for the record: core/gravimetric.check_balance_readings)."""
         step = self._step(step_id)
         acknowledged = check_acknowledged(self, step, acknowledge_barcodes)
         typed, outcome, _dest = self._judge_sign(step, values, signer, at, meaning=step.meaning)
@@ -111,6 +115,8 @@ class Case(CaseReplay):
             data["photos"] = taken
         if acknowledged:
             data["acknowledged_barcodes"] = acknowledged
+        if balance:  # absent when none, like photos
+            data["balance_readings"] = check_balance_readings(self.protocol, step, typed, balance)
         if corrects is None:
             previous = self.current.get(step_id)
             if previous is not None and self.state.endswith(MISMATCH_SUFFIX):
@@ -153,6 +159,17 @@ class Case(CaseReplay):
 
     def waste(self, signer: Signer, at: datetime, reason: str, note: str = "") -> Event:
         return self.apply(self._exit_event(ev.WASTED, "waste", signer, at, reason, note))
+
+    def order_notice(
+        self, action: str, data: Mapping[str, Any], signer: Signer, at: datetime
+    ) -> Event:
+        """The hospital's order tells the dose a new due time, or that it was discontinued
+        after the bag was made (order_notice.py), signed as the order's signer."""
+        body = {**dict(data), "action": action}
+        order_step = self.protocol.step(self.protocol.initial)
+        return self.apply(
+            self._event(ev.ORDER_NOTICE, at, signer, body, meaning=order_step.meaning)
+        )
 
     def reject(self, step_id: str, reason: str, signer: Signer, at: datetime) -> Event:
         """The verifier sends ``step_id`` back to be redone, with the reason (rejection.py)."""

@@ -25,6 +25,13 @@ WEIGHT_CODES = ("29463-7", "3141-9")
 STAT = "stat"
 ROUTINE = "routine"
 PRIORITIES = (STAT, ROUTINE)
+# Units an ordered dose per kg may be written in, the same for both readers (HL7 RXE-5 /
+# RXO-4, FHIR doseQuantity.code or .unit). Only spellings that mean the international unit:
+# "IU/kg" as written on the label, and UCUM's "[iU]/kg" with its synonym "[IU]/kg".
+# Refused on purpose: "U/kg" (in UCUM "U" is the enzyme unit, 1 umol/min, not the IU) and
+# "unt/kg" (no UCUM code at all; a bare "unit" does not say which unit): reading either as IU
+# would be a guess about the dose, and a unit guessed wrong is a dose off by that factor.
+DOSE_UNITS = ("IU/kg", "[iU]/kg", "[IU]/kg")
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ EVENT_TITLES: dict[str, str] = {
     ev.WASTED: "Record the bag as wasted",
     ev.CORRECTION: "Correction",
     ev.SIGNATURE_FAILED: "Refused signature",
+    ev.ORDER_NOTICE: "Order from the hospital",
 }
 
 # The side exits (protocol ``side_exits`` keys) and the event each one signs.

@@ -4,7 +4,9 @@ MT-SICS level 0 is what nearly every laboratory balance understands: the host se
 (the weight now) and the balance answers one line, ``S S      12.345 g`` when the weight is
 stable, ``S D      12.341 g`` while it still moves, ``S I`` when it cannot answer now, ``S +``
 or ``S -`` above or below its range; ``ES``, ``ET`` and ``EL`` are syntax, transmission and
-logical errors. :func:`read_stable` asks until the weight is stable (a moving weight is never
+logical errors. ``I4`` asks for the balance's serial number (``I4 A "0123456789"``, also level
+0); a balance that does not give one is still read, its serial left empty. :func:`read_stable`
+asks until the weight is stable (a moving weight is never
 recorded) or the time is up, and refuses anything else with a message that says why.
 
 pyserial opens the port, so a real ``/dev/ttyUSB0``, a USB adapter or a pseudo-terminal
@@ -32,10 +34,20 @@ _ERRORS = {
 }
 
 
+_SERIAL = re.compile(r'^I4 A "([^"]{1,64})"$')
+
+
 @dataclass(frozen=True)
 class Weight:
     grams: Decimal
     reply: str  # the balance's own line, kept for the record
+    serial: str = ""  # the balance's serial number (MT-SICS I4), "" when it gave none
+
+
+def parse_serial(line: str) -> str:
+    """The serial number of an ``I4`` reply, or "" for anything else (ES, I4 I, noise)."""
+    found = _SERIAL.match(line.strip())
+    return found.group(1).strip() if found else ""
 
 
 def parse_reply(line: str) -> Weight | None:
@@ -75,6 +87,9 @@ def read_stable(
     last = "no reply"
     with link:
         link.reset_input_buffer()
+        # Which balance: its serial number goes with the weight into the record.
+        link.write(b"I4\r\n")
+        number = parse_serial(link.readline().decode("ascii", "replace"))
         while time.monotonic() < deadline:
             link.write(b"SI\r\n")
             raw = link.readline()
@@ -84,7 +99,7 @@ def read_stable(
             last = raw.decode("ascii", "replace").strip()
             weight = parse_reply(last)
             if weight is not None:
-                return weight
+                return Weight(weight.grams, weight.reply, number)
             time.sleep(poll_s)
     raise StepRefused(
         "balance_error",

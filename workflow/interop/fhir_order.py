@@ -23,6 +23,7 @@ from workflow.core.order_message import (
     CANCEL,
     CHANGE,
     DISCONTINUE,
+    DOSE_UNITS,
     NEW,
     ROUTINE,
     STAT,
@@ -34,7 +35,6 @@ from workflow.core.order_message import (
 )
 
 STATUSES = {"active": NEW, "stopped": DISCONTINUE, "cancelled": CANCEL, "entered-in-error": CANCEL}
-DOSE_UNITS = ("IU/kg", "[iU]/kg", "U/kg")
 MR = "MR"  # HL7 v2 table 0203: medical record number
 
 

@@ -27,6 +27,7 @@ from workflow.core.order_message import (
     CANCEL,
     CHANGE,
     DISCONTINUE,
+    DOSE_UNITS,
     NEW,
     ROUTINE,
     STAT,
@@ -39,8 +40,6 @@ from workflow.core.order_message import (
 
 ORDER_CONTROLS = {"NW": NEW, "XO": CHANGE, "DC": DISCONTINUE, "CA": CANCEL}
 MESSAGE_TYPES = ("RDE^O11", "ORM^O01")
-# Units an ordered dose per kg may be written in (plain and UCUM).
-DOSE_UNITS = ("IU/kg", "[iU]/kg", "unt/kg", "U/kg")
 # HL7 table 0027 priority: S = STAT, A = ASAP (both go to the front), R = routine, and others.
 STAT_CODES = ("S", "A")
 

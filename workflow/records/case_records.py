@@ -7,15 +7,15 @@ that never reached compounding gets only an administration record.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime, tzinfo
 from functools import cache
 from typing import Literal
 
 from workflow.core.dosing import fmt
-from workflow.core.events import STEP_REJECTED, format_time, parse_time
-from workflow.core.gravimetric import recorded_weighings
+from workflow.core.events import ORDER_NOTICE, STEP_REJECTED, format_time, parse_time
+from workflow.core.gravimetric import balance_replies, recorded_weighings
 from workflow.core.items import display
 from workflow.core.machine import Case, Entry
 from workflow.core.names import with_id
@@ -190,6 +190,37 @@ def _flags(case: Case) -> Section | None:
             for f in case.flags
         ),
     )
+
+
+def _order_notices(case: Case, tz: tzinfo) -> Section | None:
+    """What the hospital's orders told this dose beyond its order entry (core/order_notice.py):
+    a moved due time, a discontinuation after the bag was made (the bag is wasted)."""
+    rows = []
+    for e in case.events:
+        if e.type != ORDER_NOTICE:
+            continue
+        data = e.data
+        who = with_id(e.actor.name, e.actor.user_id) if e.actor else "-"
+        if data.get("action") == "rescheduled":
+            value = (
+                f"due {_when_text(data.get('scheduled_at'), tz)} (was "
+                f"{_when_text(data.get('previous_scheduled_at'), tz)})"
+            )
+            title, flag = "Due time changed", None
+        else:
+            value, title, flag = "do not give: waste the bag", "Order discontinued", "stop"
+        rows.append(
+            Row(
+                title,
+                value,
+                note=f"{data.get('note', '')}; {data.get('message', '')}; {who}, "
+                f"{_when(e.at, tz)} (event {e.seq})",
+                flag=flag,
+            )
+        )
+    if not rows:
+        return None
+    return Section("order_notices", "Orders from the hospital", tuple(rows))
 
 
 def _history(case: Case, steps: Iterable[str], tz: tzinfo) -> Section | None:
@@ -445,10 +476,19 @@ def _gravimetric_section(case: Case) -> Section | None:
         if w.typed_reason:
             item = case.protocol.step(w.addition.step).item(f"{w.addition.id}_typed_reason")
             how += f": {display(item, w.typed_reason) if item else w.typed_reason}"
+        replies = balance_replies(case, w.addition.step)
         sg, tol = w.specific_gravity, w.tolerance
         rows += [
-            Row(f"{w.addition.title}: before", f"{fmt(w.before_g, 3)} g", note=how),
-            Row(f"{w.addition.title}: after", f"{fmt(w.after_g, 3)} g", note=how),
+            Row(
+                f"{w.addition.title}: before",
+                f"{fmt(w.before_g, 3)} g",
+                note=_weighed_how(how, w.weighed_by, replies.get(f"{w.addition.id}_before_g")),
+            ),
+            Row(
+                f"{w.addition.title}: after",
+                f"{fmt(w.after_g, 3)} g",
+                note=_weighed_how(how, w.weighed_by, replies.get(f"{w.addition.id}_after_g")),
+            ),
             Row(
                 f"{w.addition.title}: volume",
                 f"{fmt(w.volume_ml, 2)} mL = ({fmt(w.after_g, 3)} g - {fmt(w.before_g, 3)} g)"
@@ -472,6 +512,16 @@ def _gravimetric_section(case: Case) -> Section | None:
     if not rows:
         return None
     return Section("gravimetric", "Gravimetric verification", tuple(rows))
+
+
+def _weighed_how(how: str, weighed_by: str, reply: Mapping[str, str] | None) -> str:
+    """How a weight was taken, with the balance's own reply line and serial number when the
+    balance gave it (kept in the signed event), so the auditor sees it came from the balance."""
+    if reply is None:
+        return how + ("; no balance reply kept" if weighed_by == "balance" else "")
+    serial = reply.get("serial") or "not given"
+    said, at = reply.get("reply", ""), reply.get("read_at", "")
+    return f"{how}: reply '{said}', balance serial {serial}, read {at}"
 
 
 def _record(
@@ -498,7 +548,12 @@ def _record(
         weighed = _gravimetric_section(case)
         if weighed is not None:
             sections.append(weighed)
-    for extra in (_course_section(case, tz), _flags(case), _history(case, spec.steps, tz)):
+    for extra in (
+        _course_section(case, tz),
+        _order_notices(case, tz),
+        _flags(case),
+        _history(case, spec.steps, tz),
+    ):
         if extra is not None:
             sections.append(extra)
     sigs = _signatures(case, tz, spec.steps)

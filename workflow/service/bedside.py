@@ -107,6 +107,8 @@ class Bedside(Courses, Bench, Photos, Worklists, People, Queries):
                 protocol_version=proto.version,
                 protocol_hash=proto.content_hash,
                 state=case.state,
+                # The due time is the case's (an order from the hospital may move it).
+                scheduled_at=case.scheduled_at,
                 session=session,
             )
         if case.state == "discontinued":
@@ -135,11 +137,15 @@ class Bedside(Courses, Bench, Photos, Worklists, People, Queries):
         proof: Proof,
         photos: Mapping[str, bytes] | None = None,
         acknowledge_barcodes: bool = False,
+        balance: Mapping[str, Mapping[str, str]] | None = None,
     ) -> CaseView:
         """Sign a step; ``photos`` are the images the step asks for, by photo id (the upload's
         bytes): each is checked (JPEG/PNG/WebP, size), stored write-once in the archive, its
         barcode read, and its SHA-256 signed into the step's event. A verifying step whose
-        verified photos show a disagreeing barcode needs ``acknowledge_barcodes``."""
+        verified photos show a disagreeing barcode needs ``acknowledge_barcodes``.
+        ``balance``: the readings of weights read from the balance, as the form sent them
+        back (sealed by :meth:`read_balance_for`): their replies are kept in the event."""
+        readings = self.balance_readings(case_id, balance) if balance else None
         step = self._step(case_id, step_id)
         refs = self._store_photos(step, photos or {})
 
@@ -147,7 +153,13 @@ class Bedside(Courses, Bench, Photos, Worklists, People, Queries):
             if step.starts_infusion and step_id in case.allowed_steps():
                 self._check_schedule(case, now)
             return case.sign(
-                step_id, values, signer, now, photos=refs, acknowledge_barcodes=acknowledge_barcodes
+                step_id,
+                values,
+                signer,
+                now,
+                photos=refs,
+                acknowledge_barcodes=acknowledge_barcodes,
+                balance=readings,
             )
 
         return self._act(case_id, expected_version, proof, step.roles, build, step=step_id)

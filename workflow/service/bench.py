@@ -4,13 +4,19 @@ pharmacist's signature), the bag's label code, the balance, the patient's wristb
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import secrets
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from workflow.core.errors import InputError, NotFound, StepRefused
+from workflow.core.events import format_time
 from workflow.service.base import ServiceBase
 from workflow.service.views import (
     FORMULARY_MEANING,
     FORMULARY_ROLE,
+    BalanceReading,
     CaseView,
     Proof,
     gs1_check_digit_ok,
@@ -95,6 +101,40 @@ class Bench(ServiceBase):
         from workflow.interop.balance import read_stable
 
         return read_stable(self.settings.balance_port, baud=self.settings.balance_baud)
+
+    def read_balance_for(self, case_id: str, item_id: str) -> BalanceReading:
+        """One stable weight for ``item_id`` of the case, with the balance's reply line and
+        serial number and a seal over them: the form carries the reading to the signature,
+        where :meth:`balance_readings` checks the seal, so the reply kept in the signed event
+        is the one this server read (a reading typed or altered in the browser is refused)."""
+        weight = self.read_balance()
+        read_at = format_time(self.clock.now())
+        seal = self._seal(case_id, item_id, weight.reply, weight.serial, read_at)
+        return BalanceReading(item_id, weight.grams, weight.reply, weight.serial, read_at, seal)
+
+    def balance_readings(
+        self, case_id: str, sent: Mapping[str, Mapping[str, str]]
+    ) -> dict[str, dict[str, str]]:
+        """The readings a signed form sends back, by item, each checked against its seal (this
+        server process read it for this case and item); StepRefused naming the item if not."""
+        out: dict[str, dict[str, str]] = {}
+        for item_id, r in sent.items():
+            reply, serial, read_at = r.get("reply", ""), r.get("serial", ""), r.get("read_at", "")
+            expected = self._seal(case_id, item_id, reply, serial, read_at)
+            if not hmac.compare_digest(expected, str(r.get("seal", ""))):
+                raise StepRefused(
+                    "balance_reading",
+                    f"'{item_id}': this balance reading was not made here for this dose (or the "
+                    "server restarted since): read the balance again",
+                    field=item_id,
+                )
+            out[item_id] = {"reply": reply, "serial": serial, "read_at": read_at}
+        return out
+
+    def _seal(self, case_id: str, item_id: str, reply: str, serial: str, read_at: str) -> str:
+        key = self.__dict__.setdefault("_balance_key", secrets.token_bytes(32))
+        text = "\x1f".join((case_id, item_id, reply, serial, read_at)).encode()
+        return hmac.new(key, text, hashlib.sha256).hexdigest()
 
     def check_wristband(self, view: CaseView, scanned: str, *, show_dose_mrn: bool) -> str:
         """The MRN a wristband scan carries, once it is this dose's patient's.

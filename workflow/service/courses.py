@@ -7,7 +7,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from workflow.core.course import carried_holds, course_status
 from workflow.core.course_start import (
@@ -24,6 +24,9 @@ from workflow.service.base import ServiceBase
 from workflow.service.views import OPENING_ROLES, CaseView, NextDue, Proof, patient_ref
 from workflow.store import COURSE_ACTIVE, COURSE_DISCONTINUED, CaseRecord, Course
 from workflow.store.web_sessions import SignatureMark
+
+if TYPE_CHECKING:
+    from workflow.service import Bedside
 
 
 class Courses(ServiceBase):
@@ -58,7 +61,7 @@ class Courses(ServiceBase):
             self.protocol, attestations, signer, self.clock.now(), block, override_reason
         )
         p = self.protocol
-        return self.store.start_course(
+        course = self.store.start_course(
             patient.id,
             protocol_id=p.id,
             protocol_version=p.version,
@@ -66,6 +69,12 @@ class Courses(ServiceBase):
             start_record=record,
             session=self._mark(proof),
         )
+        # Orders from the hospital that waited for this start open their doses now (every
+        # door a prescriber starts a course by comes through here).
+        from workflow.service.orders import open_pending_orders
+
+        open_pending_orders(cast("Bedside", self), course)
+        return course
 
     def active_course(self, patient_id: str) -> Course:
         """The patient's active course, or why there is none (a permanent discontinuation is

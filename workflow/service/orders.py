@@ -18,8 +18,13 @@ with nothing but the log entry written. A message control id already applied is 
 again and not applied twice.
 
 A course is never started by an interface: its start is the prescriber's signed attestation of
-the boxed warning's conditions, which only a person signs in Bedside. An order for a patient
-without an active course is refused (AE) naming how to start one.
+the boxed warning's conditions, which only a person signs in Bedside. A new order for a patient
+without an active course (a patient not yet registered is registered from the order's two
+identifiers) is accepted and kept as a **pending order**, waiting for the prescriber to start
+the course: the order entry is judged now by the order step's rules (so the hospital hears at
+once what Bedside would refuse), XO rewrites it, DC/CA removes it, and the course start
+(:func:`open_pending_orders`, called by ``Bedside.start_course`` whatever door the prescriber
+used) opens its dose exactly as NW does.
 """
 
 from __future__ import annotations
@@ -31,15 +36,19 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from workflow.core.course import course_status
 from workflow.core.errors import (
     BedsideError,
     InputError,
     StepRefused,
 )
-from workflow.core.events import Event, Signer
+from workflow.core.events import Event, Signer, format_time
 from workflow.core.machine import Case
 from workflow.core.order_message import CHANGE, NEW, OrderDose, OrderMessage
-from workflow.store import InterfaceEntry, OrderCase, Patient
+from workflow.core.order_notice import DISCONTINUED as DISCONTINUED_NOTICE
+from workflow.core.order_notice import RESCHEDULED as RESCHEDULED_NOTICE
+from workflow.core.schedule import next_dose
+from workflow.store import Course, InterfaceEntry, OrderCase, Patient, PendingOrder
 
 if TYPE_CHECKING:
     from workflow.service import Bedside, CaseView
@@ -52,6 +61,12 @@ EXIT = "cancel"
 EXIT_REASON = "other"
 # Effects an order has on doses, as the interface log and the pharmacy queue show them.
 QUEUED, REQUEUED, REMOVED, FLAGGED_FOR_WASTE = "queued", "requeued", "removed", "flagged_for_waste"
+RESCHEDULED_EFFECT = "rescheduled"  # XO moved the dose's due time
+# ... and on orders waiting for their patient's course to be started (no dose yet).
+PENDING, PENDING_CHANGED, PENDING_REMOVED = "pending", "pending_changed", "pending_removed"
+# A pending order's status: waiting for the course start, opened (its dose is on the queue),
+# removed by DC/CA, failed (the course start could not open its dose: ``detail`` says why).
+WAITING, OPENED, ENDED, FAILED = "waiting", "opened", "removed", "failed"
 
 
 @dataclass(frozen=True)
@@ -161,6 +176,9 @@ def _apply(
         return _new(bedside, message, signer)
     links = bedside.store.order_cases(placer_order=message.placer_order)
     if not links:
+        pending = bedside.store.pending_orders(placer_order=message.placer_order)
+        if pending:
+            return _pending_control(bedside, message, signer, pending[0])
         raise StepRefused(
             "unknown_order", f"ORC-2: order {message.placer_order} is not known to Bedside"
         )
@@ -182,29 +200,35 @@ def _new(
 ) -> tuple[list[dict[str, str]], str]:
     dose = _dose(message)
     _check_drug(bedside, dose)
-    patient = _match_patient(bedside, message)
-    if bedside.store.order_cases(placer_order=message.placer_order):
+    patient = _patient_for_new(bedside, message, signer)
+    known = bedside.store.order_cases(placer_order=message.placer_order) or (
+        bedside.store.pending_orders(placer_order=message.placer_order)
+    )
+    if known:
         raise StepRefused(
             "order_exists",
             f"ORC-2: order {message.placer_order} was already received; a change is sent as XO",
         )
-    course = bedside.active_course(patient.id)
-    view = bedside.open_case_as(course, dose.scheduled_at, signer)
     values = _order_values(message, dose)
-    order_step = bedside.protocol.initial  # the prescriber's order, as the protocol names it
-    view = bedside.act_as(
-        view, signer, lambda c, s, now: c.sign(order_step, values, s, now), archive=False
-    )
-    bedside.store.link_order_case(
+    try:
+        course = bedside.active_course(patient.id)
+    except StepRefused as no_course:
+        return _keep_pending(bedside, message, signer, patient, dose, values, no_course.message)
+    view = _open_order(
+        bedside,
+        course,
+        signer,
+        values,
+        dose.scheduled_at,
         OrderCase(
-            case_id=view.record.id,
+            case_id="",
             placer_order=message.placer_order,
             course_id=course.id,
             channel=message.channel,
             priority=message.priority,
             orderer=signer.name,
             created_at=bedside.clock.now(),
-        )
+        ),
     )
     effect = _effect(view, QUEUED)
     # The MRN and not the name: this line is the ACK's text and the listener's log line.
@@ -213,6 +237,208 @@ def _new(
         f"{view.case.dose_in_cycle} for MRN {patient.mrn}, "
         f"{message.priority}; next: {_next_title(view)}"
     )
+
+
+def _open_order(
+    bedside: Bedside,
+    course: Course,
+    signer: Signer,
+    values: dict[str, Any],
+    scheduled_at: datetime,
+    link: OrderCase,
+) -> CaseView:
+    """Open the course's next dose and sign its order as the external orderer: NW, and a
+    pending order when its course is started, both come here."""
+    view = bedside.open_case_as(course, scheduled_at, signer)
+    order_step = bedside.protocol.initial  # the prescriber's order, as the protocol names it
+    view = bedside.act_as(
+        view, signer, lambda c, s, now: c.sign(order_step, values, s, now), archive=False
+    )
+    bedside.store.link_order_case(replace(link, case_id=view.record.id))
+    return view
+
+
+def _patient_for_new(bedside: Bedside, message: OrderMessage, signer: Signer) -> Patient:
+    """The patient a new order names: matched by both identifiers, or, when the MRN is not
+    registered, registered from them (the store's rules for a name and a date of birth apply;
+    a bad one refuses the order naming the field)."""
+    given = message.patient
+    if bedside.store.find_patient_by_mrn(given.mrn) is None:
+        return bedside.store.add_patient(
+            mrn=given.mrn,
+            family_name=given.family_name,
+            given_name=given.given_name,
+            date_of_birth=given.date_of_birth,
+            created_by=signer.user_id,
+        )
+    return _match_patient(bedside, message)
+
+
+def _judge_order(
+    bedside: Bedside, patient: Patient, signer: Signer, values: dict[str, Any], at: datetime
+) -> None:
+    """Judge a pending order's entry now by the order step's own rules, on a dose that is
+    opened in memory only (the course's first, as the course start will open it) and never
+    stored: what Bedside would refuse at the course start is refused (AE) on arrival."""
+    from workflow.service.views import patient_ref
+
+    protocol = bedside.protocol
+    dose = next_dose(protocol, course_status([], protocol.course_rules), at, bedside.tz)
+    now = bedside.clock.now()
+    case, _ = Case.open(
+        protocol,
+        "pending-order-check",
+        patient=patient_ref(patient),
+        course_id="pending",
+        dose=dose,
+        scheduled_at=at,
+        actor=signer,
+        at=now,
+    )
+    case.sign(protocol.initial, values, signer, now)
+
+
+def _keep_pending(
+    bedside: Bedside,
+    message: OrderMessage,
+    signer: Signer,
+    patient: Patient,
+    dose: OrderDose,
+    values: dict[str, Any],
+    why: str,
+) -> tuple[list[dict[str, str]], str]:
+    _judge_order(bedside, patient, signer, values, dose.scheduled_at)
+    now = bedside.clock.now()
+    bedside.store.add_pending_order(
+        PendingOrder(
+            placer_order=message.placer_order,
+            patient_id=patient.id,
+            channel=message.channel,
+            control_id=message.control_id,
+            kind=message.kind,
+            priority=message.priority,
+            orderer_id=signer.user_id,
+            orderer=signer.name,
+            order=_pending_values(values, dose),
+            received_at=now,
+            updated_at=now,
+            detail=why,
+        )
+    )
+    return [_pending_effect(message.placer_order, PENDING)], (
+        f"order {message.placer_order} received for MRN {patient.mrn}, {message.priority}: "
+        "pending, waiting for a prescriber to start the course in Bedside (no active course)"
+    )
+
+
+def _pending_values(values: dict[str, Any], dose: OrderDose) -> dict[str, str]:
+    return {**{k: str(v) for k, v in values.items()}, "scheduled_at": dose.scheduled_at.isoformat()}
+
+
+def _pending_effect(placer_order: str, effect: str) -> dict[str, str]:
+    return {"case_id": "", "placer_order": placer_order, "effect": effect, "state": WAITING}
+
+
+def _pending_control(
+    bedside: Bedside, message: OrderMessage, signer: Signer, pending: PendingOrder
+) -> tuple[list[dict[str, str]], str]:
+    """XO or DC/CA of an order still waiting for its course start."""
+    patient = _match_patient(bedside, message)
+    if pending.patient_id != patient.id:
+        raise StepRefused(
+            "identifier_mismatch",
+            f"order {message.placer_order} belongs to another patient than MRN "
+            f"{message.patient.mrn}: refused",
+        )
+    if pending.status != WAITING:
+        raise StepRefused(
+            "order_ended",
+            f"order {message.placer_order} is no longer pending ({pending.status}: "
+            f"{pending.detail})",
+        )
+    now = bedside.clock.now()
+    if message.control == CHANGE:
+        dose = _dose(message)
+        _check_drug(bedside, dose)
+        values = _order_values(message, dose)
+        _judge_order(bedside, patient, signer, values, dose.scheduled_at)
+        bedside.store.update_pending_order(
+            replace(
+                pending,
+                control_id=message.control_id,
+                priority=message.priority,
+                orderer_id=signer.user_id,
+                orderer=signer.name,
+                order=_pending_values(values, dose),
+                updated_at=now,
+            )
+        )
+        return [_pending_effect(message.placer_order, PENDING_CHANGED)], (
+            f"pending order {message.placer_order} changed ({message.priority}); still waiting "
+            "for a prescriber to start the course"
+        )
+    word = "discontinued" if message.control != "cancel" else "cancelled"
+    note = _end_note(message)
+    bedside.store.update_pending_order(
+        replace(pending, status=ENDED, detail=note, control_id=message.control_id, updated_at=now)
+    )
+    effect = {**_pending_effect(message.placer_order, PENDING_REMOVED), "state": ENDED}
+    return [effect], f"pending order {message.placer_order} {word}: removed, no dose was opened"
+
+
+def open_pending_orders(bedside: Bedside, course: Course) -> list[PendingOrder]:
+    """A prescriber started ``course``: every order of its patient waiting for that opens its
+    dose now, exactly as a new order (NW) would have, signed as the external orderer's order
+    and queued for the pharmacist's verification. Each in its own transaction; one the
+    schedule or the order step refuses now is marked ``failed`` with the reason (the course
+    start stands: it is the prescriber's, not the order's). Returns the orders as they ended."""
+    out = []
+    for pending in bedside.store.pending_orders(patient_id=course.patient_id, statuses=[WAITING]):
+        order = dict(pending.order)
+        scheduled_at = datetime.fromisoformat(order.pop("scheduled_at"))
+        signer = Signer(pending.orderer_id, pending.orderer, "prescriber")
+        try:
+            with bedside.store.atomic():
+                view = _open_order(
+                    bedside,
+                    course,
+                    signer,
+                    order,
+                    scheduled_at,
+                    OrderCase(
+                        case_id="",
+                        placer_order=pending.placer_order,
+                        course_id=course.id,
+                        channel=pending.channel,
+                        priority=pending.priority,
+                        orderer=pending.orderer,
+                        created_at=bedside.clock.now(),
+                    ),
+                )
+                ended = replace(
+                    pending,
+                    status=OPENED,
+                    case_id=view.record.id,
+                    updated_at=bedside.clock.now(),
+                    detail=(
+                        f"opened cycle {view.case.cycle} dose {view.case.dose_in_cycle} at the "
+                        f"course start; next: {_next_title(view)}"
+                    ),
+                )
+                bedside.store.update_pending_order(ended)
+        except BedsideError as exc:
+            ended = replace(
+                pending,
+                status=FAILED,
+                updated_at=bedside.clock.now(),
+                detail=f"not opened at the course start: {exc.message}",
+            )
+            bedside.store.update_pending_order(ended)
+            log.warning("pending order %s not opened: %s", pending.placer_order, exc.message)
+        else:
+            log.info("pending order %s opened case %s", pending.placer_order, view.record.id)
+        out.append(ended)
+    return out
 
 
 def _change(
@@ -240,6 +466,9 @@ def _change(
         entry = case.current.get(case.protocol.initial)
         if entry is None:
             raise StepRefused("not_ready", f"order {message.placer_order} has no signed order")
+        if case.scheduled_at != dose.scheduled_at:
+            view = _reschedule(bedside, view, signer, message, dose.scheduled_at)
+            effects.append(_effect(view, RESCHEDULED_EFFECT))
         wanted = _order_values(message, dose)
         changes = {k: v for k, v in wanted.items() if _stored(entry.values.get(k)) != _stored(v)}
         if not changes:
@@ -260,22 +489,19 @@ def _change(
             f"order {message.placer_order}: the change alters no entry of its dose (priority "
             f"{message.priority})"
         )
-    return effects, (
-        f"order {message.placer_order} changed; {len(effects)} dose(s) back to {_next_title(view)}"
-    )
+    requeued = sum(1 for e in effects if e["effect"] == REQUEUED)
+    moved = [e for e in effects if e["effect"] == RESCHEDULED_EFFECT]
+    said = [f"{requeued} dose(s) back to {_next_title(view)}"] if requeued else []
+    if moved:
+        said.append(f"{len(moved)} dose(s) now due {dose.scheduled_at:%Y-%m-%d %H:%M} UTC")
+    return effects, f"order {message.placer_order} changed; {', '.join(said)}"
 
 
 def _discontinue(
     bedside: Bedside, message: OrderMessage, signer: Signer, views: Sequence[CaseView]
 ) -> tuple[list[dict[str, str]], str]:
     word = "discontinued" if message.control != "cancel" else "cancelled"
-    code = "DC" if message.control != "cancel" else "CA"
-    note = (
-        f"Order {message.placer_order} {word} by the hospital ({code}, message "
-        f"{message.control_id}, by {message.orderer.display})"
-    )
-    if message.reason:
-        note += f": {message.reason}"
+    note = _end_note(message)
     effects: list[dict[str, str]] = []
     given = 0
     for view in views:
@@ -286,6 +512,11 @@ def _discontinue(
             given += 1  # the drug is already running or given: nothing to take back
             continue
         if case.bag_prepared:
+            # Signed into the case: every step is refused from now on (core/order_notice.py);
+            # a person wastes the bag with the waste side exit.
+            view = bedside.act_as(
+                view, signer, _notice(DISCONTINUED_NOTICE, {"note": note}, message), archive=False
+            )
             effects.append(_effect(view, FLAGGED_FOR_WASTE))
             continue
         view = bedside.act_as(
@@ -302,6 +533,63 @@ def _discontinue(
         f"order {message.placer_order} {word}: {removed} dose(s) removed from the queue, "
         f"{flagged} prepared dose(s) flagged for waste{running}"
     )
+
+
+def _notice(
+    action: str, data: dict[str, Any], message: OrderMessage
+) -> Callable[[Case, Signer, datetime], Event]:
+    body = {**data, "message": f"{message.kind} {message.control_id}"}
+    return lambda c, s, now: c.order_notice(action, body, s, now)
+
+
+def _reschedule(
+    bedside: Bedside, view: CaseView, signer: Signer, message: OrderMessage, at: datetime
+) -> CaseView:
+    """XO with a new start time: the dose's due time follows, if the schedule rules allow the
+    dose (this cycle and dose number) at that time; else AE naming the rule."""
+    case = view.case
+    others = [c for c in bedside.course_cases(case.course_id) if c.case_id != case.case_id]
+    status = course_status(others, case.protocol.course_rules)
+    try:
+        slot = next_dose(case.protocol, status, at, bedside.tz)
+    except StepRefused as exc:
+        raise StepRefused(
+            exc.reason,
+            f"TQ1-7 / timing: the new due time {at:%Y-%m-%d %H:%M} UTC is refused by the "
+            f"schedule: {exc.message}",
+        ) from None
+    if (slot.cycle, slot.dose_in_cycle, slot.dose_in_course) != (
+        case.cycle,
+        case.dose_in_cycle,
+        case.dose_in_course,
+    ):
+        raise StepRefused(
+            "schedule_changed",
+            f"TQ1-7 / timing: due at {at:%Y-%m-%d %H:%M} UTC this dose would be cycle "
+            f"{slot.cycle} dose {slot.dose_in_cycle}, not the ordered cycle {case.cycle} dose "
+            f"{case.dose_in_cycle}: refused by the schedule; discontinue it and order again",
+        )
+    previous = case.scheduled_at
+    why = f"Due time changed by the hospital (XO, message {message.control_id})"
+    data = {
+        "scheduled_at": format_time(at),
+        "previous_scheduled_at": format_time(previous) if previous else "",
+        "note": why + (f": {message.reason}" if message.reason else ""),
+    }
+    return bedside.act_as(view, signer, _notice(RESCHEDULED_NOTICE, data, message), archive=False)
+
+
+def _end_note(message: OrderMessage) -> str:
+    """What a DC/CA says on what it ends: which order, which message, who, why."""
+    word = "discontinued" if message.control != "cancel" else "cancelled"
+    code = "DC" if message.control != "cancel" else "CA"
+    note = (
+        f"Order {message.placer_order} {word} by the hospital ({code}, message "
+        f"{message.control_id}, by {message.orderer.display})"
+    )
+    if message.reason:
+        note += f": {message.reason}"
+    return note
 
 
 def _next_title(view: CaseView) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 
 from workflow.core.machine import Case, PatientRef
 from workflow.core.order_message import ROUTINE
@@ -13,7 +14,7 @@ from workflow.core.schedule import NextDose
 from workflow.identity import Credentials, SessionPassword
 from workflow.service.board import Standing
 from workflow.service.tablet_signing import TabletProof
-from workflow.store import CaseRecord, Patient
+from workflow.store import CaseRecord, Patient, PendingOrder
 
 # A signer's proof: both components, the password inside a continuous session, or either of
 # those typed at a web tablet (recorded in its session with the signed event).
@@ -60,8 +61,10 @@ class CaseView:
 class InterfaceEvent:
     """One thing an order from the hospital did to a dose (see Bedside.interface_events):
     ``effect`` is queued, requeued, removed (a discontinued order took the dose off the queue)
-    or flagged_for_waste (the dose was prepared: a person records the waste); ``open`` is true
-    while the dose has not ended."""
+    or flagged_for_waste (the dose was prepared: a person records the waste); on an order
+    waiting for its course start (``case_id`` empty) pending, pending_changed or
+    pending_removed, ``state`` then the pending order's status (waiting, opened, removed,
+    failed). ``open`` is true while the dose has not ended (the order is still waiting)."""
 
     at: datetime
     kind: str
@@ -89,6 +92,45 @@ class BoardRow:
     view: CaseView
     standing: Standing
     priority: str = ROUTINE  # STAT for a STAT order from the hospital (the pharmacy queue)
+
+
+@dataclass(frozen=True)
+class BalanceReading:
+    """A weight read from the bench's balance for one item of a step: the balance's reply line
+    and serial number (MT-SICS I4; "" when it gives none), when, and the server's seal that
+    lets the signature keep them (Bench.balance_readings)."""
+
+    item: str
+    grams: Decimal
+    reply: str
+    serial: str
+    read_at: str
+    seal: str
+
+    def form_value(self) -> dict[str, str]:
+        return {
+            "reply": self.reply,
+            "serial": self.serial,
+            "read_at": self.read_at,
+            "seal": self.seal,
+        }
+
+
+@dataclass(frozen=True)
+class PendingOrderView:
+    """An order from the hospital waiting for a prescriber to start the patient's course."""
+
+    order: PendingOrder
+    patient: Patient
+
+    @property
+    def scheduled_at(self) -> datetime:
+        return datetime.fromisoformat(self.order.order["scheduled_at"])
+
+    @property
+    def dose(self) -> str:
+        o = self.order.order
+        return f"{o['dose_iu_per_kg']} IU/kg on {o['dosing_weight_kg']} kg"
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from workflow.core.order_message import ROUTINE, STAT
 from workflow.service.base import ServiceBase
 from workflow.service.board import PHARMACY_PHASES, counts, standing, start_of_day
-from workflow.service.views import BoardRow, InterfaceEvent, PharmacyQueue
+from workflow.service.views import BoardRow, InterfaceEvent, PendingOrderView, PharmacyQueue
 from workflow.store import InterfaceEntry
 
 
@@ -58,6 +58,17 @@ class Worklists(ServiceBase):
             if set(s.roles) & pharmacy and s.phase in ("order", "eligibility", *PHARMACY_PHASES)
         ]
 
+    def pending_orders(self, patient_id: str | None = None) -> list[PendingOrderView]:
+        """Orders from the hospital waiting for a prescriber to start their patient's course
+        (STAT first, then oldest), each with its patient, who ordered it and when; for the
+        pharmacy queue, the ward board and the patient's page."""
+        from workflow.service.orders import WAITING
+
+        waiting = self.store.pending_orders(patient_id=patient_id, statuses=[WAITING])
+        views = [PendingOrderView(o, self.store.get_patient(o.patient_id)) for o in waiting]
+        views.sort(key=lambda v: (v.order.priority != STAT, v.order.received_at))
+        return views
+
     def order_priorities(self, case_ids: Sequence[str]) -> dict[str, str]:
         """Each case's priority for the pharmacy queue: ``stat`` or ``routine`` as the
         hospital's order gave it (ORC-7.6 / TQ1-9, MedicationRequest.priority); a dose opened
@@ -82,6 +93,10 @@ class Worklists(ServiceBase):
                 state = effect.get("state", "")
                 if effect["effect"] == "flagged_for_waste":
                     state = self.store.get_case(effect["case_id"]).state
+                is_open = state not in self.protocol.final_states
+                if not effect["case_id"]:  # a pending order (no dose yet): where it is now
+                    [pending] = self.store.pending_orders(placer_order=effect["placer_order"])
+                    state, is_open = pending.status, pending.status == "waiting"
                 out.append(
                     InterfaceEvent(
                         at=entry.received_at,
@@ -91,7 +106,7 @@ class Worklists(ServiceBase):
                         case_id=effect["case_id"],
                         effect=effect["effect"],
                         state=state,
-                        open=state not in self.protocol.final_states,
+                        open=is_open,
                         detail=entry.detail,
                     )
                 )

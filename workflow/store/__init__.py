@@ -22,6 +22,7 @@ from .models import (
     InterfaceEntry,
     OrderCase,
     Patient,
+    PendingOrder,
     StoredSignature,
 )
 from .patients import new_id
@@ -43,6 +44,7 @@ __all__ = [
     "InterfaceEntry",
     "OrderCase",
     "Patient",
+    "PendingOrder",
     "Store",
     "StoredSignature",
     "applied_migrations",

@@ -324,3 +324,29 @@ order_cases = Table(
     Column("orderer", String(200), nullable=False),  # who ordered it, as the message names them
     Column("created_at", UTCDateTime(), nullable=False),
 )
+
+# --- 0011_orders16_pending_orders ------------------------------------------------------------
+# An order from the hospital for a patient with no active course: received (AA) and kept here,
+# waiting for a prescriber to start the course in Bedside (never the interface); the course
+# start opens its dose. One row per placer order number; XO rewrites it, DC/CA ends it.
+
+pending_orders = Table(
+    "pending_orders",
+    metadata,
+    Column("placer_order", String(64), primary_key=True),
+    Column("patient_id", _ID, ForeignKey("patients.id"), nullable=False, index=True),
+    Column("channel", String(16), nullable=False),
+    Column("control_id", String(200), nullable=False),  # the message that wrote it last
+    Column("kind", String(64), nullable=False),
+    Column("priority", String(16), nullable=False),  # "stat" or "routine"
+    Column("orderer_id", String(64), nullable=False),  # "external:<id>", the order's signer
+    Column("orderer", String(200), nullable=False),  # as the order's signature names them
+    Column("order_json", Text(), nullable=False),  # the dose as ordered (JSON, values as text)
+    Column("received_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    # waiting | opened (the course start opened its dose) | removed (DC/CA) | failed (the
+    # course start could not open it: ``detail`` says why)
+    Column("status", String(16), nullable=False, index=True),
+    Column("detail", Text(), nullable=False, default=""),
+    Column("case_id", _ID),  # the dose it opened
+)

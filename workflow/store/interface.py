@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError as DBIntegrityError
 from workflow.core.errors import ConflictError
 
 from . import _schema as s
-from .models import InterfaceEntry, OrderCase
+from .models import InterfaceEntry, OrderCase, PendingOrder
 
 # The log keeps what was received, up to this many characters (a message is a few kB).
 MESSAGE_KEPT = 20_000
@@ -105,6 +105,62 @@ def order_cases(
             return []
         query = query.where(s.order_cases.c.case_id.in_(list(case_ids)))
     return [OrderCase(**r._mapping) for r in conn.execute(query)]
+
+
+def add_pending_order(conn: Connection, order: PendingOrder) -> None:
+    conn.execute(insert(s.pending_orders).values(**_pending_values(order)))
+
+
+def update_pending_order(conn: Connection, order: PendingOrder) -> None:
+    values = _pending_values(order)
+    del values["placer_order"]
+    conn.execute(
+        update(s.pending_orders)
+        .where(s.pending_orders.c.placer_order == order.placer_order)
+        .values(**values)
+    )
+
+
+def pending_orders(
+    conn: Connection,
+    *,
+    patient_id: str | None,
+    placer_order: str | None,
+    statuses: Collection[str] | None,
+) -> list[PendingOrder]:
+    t = s.pending_orders
+    query = select(t).order_by(t.c.received_at, t.c.placer_order)
+    if patient_id is not None:
+        query = query.where(t.c.patient_id == patient_id)
+    if placer_order is not None:
+        query = query.where(t.c.placer_order == placer_order)
+    if statuses is not None:
+        query = query.where(t.c.status.in_(list(statuses)))
+    out = []
+    for row in conn.execute(query):
+        values = dict(row._mapping)
+        values["order"] = json.loads(values.pop("order_json"))
+        out.append(PendingOrder(**values))
+    return out
+
+
+def _pending_values(order: PendingOrder) -> dict[str, Any]:
+    return {
+        "placer_order": order.placer_order[:64],
+        "patient_id": order.patient_id,
+        "channel": order.channel,
+        "control_id": order.control_id[:200],
+        "kind": order.kind[:64],
+        "priority": order.priority,
+        "orderer_id": order.orderer_id[:64],
+        "orderer": order.orderer[:200],
+        "order_json": json.dumps(dict(order.order), sort_keys=True),
+        "received_at": order.received_at,
+        "updated_at": order.updated_at,
+        "status": order.status,
+        "detail": order.detail,
+        "case_id": order.case_id,
+    }
 
 
 def _entry(row: Row[Any]) -> InterfaceEntry:

@@ -83,6 +83,7 @@ MIGRATIONS: Sequence[Migration] = (
     Migration("0008_course_start", _course_start),
     Migration("0009_formulary", _create("formulary_products", "formulary_events")),
     Migration("0010_interface", _create("interface_log", "order_cases")),
+    Migration("0011_orders16_pending_orders", _create("pending_orders")),
 )
 
 

@@ -194,6 +194,29 @@ class InterfaceEntry:
 
 
 @dataclass(frozen=True)
+class PendingOrder:
+    """An order from the hospital waiting for its patient's course to be started (a course
+    is only ever started by a prescriber in Bedside). ``order`` holds the dose as ordered,
+    values as text: drug, dose_iu_per_kg, weight_kg, weight_source, weight_measured_at,
+    scheduled_at, deviation_reason, reason. ``status``: waiting, opened, removed, failed."""
+
+    placer_order: str
+    patient_id: str
+    channel: str
+    control_id: str
+    kind: str
+    priority: str
+    orderer_id: str
+    orderer: str
+    order: Mapping[str, str]
+    received_at: datetime
+    updated_at: datetime
+    status: str = "waiting"
+    detail: str = ""
+    case_id: str | None = None
+
+
+@dataclass(frozen=True)
 class OrderCase:
     """A dose case opened by an external order; ``priority`` is ``stat`` or ``routine``."""
 

@@ -42,6 +42,7 @@ from .models import (
     InterfaceEntry,
     OrderCase,
     Patient,
+    PendingOrder,
     StoredSignature,
 )
 from .web_sessions import SignatureMark
@@ -460,6 +461,29 @@ class Store:
         """A changed order's priority (``stat`` or ``routine``) for all of its doses."""
         with self._write() as conn:
             interface.set_order_priority(conn, placer_order, priority)
+
+    def add_pending_order(self, order: PendingOrder) -> None:
+        """Keep an order waiting for its patient's course to be started."""
+        with self._write() as conn:
+            interface.add_pending_order(conn, order)
+
+    def update_pending_order(self, order: PendingOrder) -> None:
+        """Rewrite a pending order (changed by XO, ended by DC/CA, opened by a course start)."""
+        with self._write() as conn:
+            interface.update_pending_order(conn, order)
+
+    def pending_orders(
+        self,
+        *,
+        patient_id: str | None = None,
+        placer_order: str | None = None,
+        statuses: Collection[str] | None = None,
+    ) -> list[PendingOrder]:
+        """Pending orders, oldest first: of one patient, one order number, in these statuses."""
+        with self._read() as conn:
+            return interface.pending_orders(
+                conn, patient_id=patient_id, placer_order=placer_order, statuses=statuses
+            )
 
     def order_cases(
         self, *, placer_order: str | None = None, case_ids: Collection[str] | None = None

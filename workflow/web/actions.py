@@ -81,6 +81,7 @@ def sign_step(
     username: str | None,
     photos: dict[str, bytes] | None = None,
     acknowledge_barcodes: bool = False,
+    balance: dict[str, dict[str, str]] | None = None,
 ) -> CaseView:
     try:
         return _signed(
@@ -91,7 +92,14 @@ def sign_step(
             password,
             username,
             lambda proof: web.bedside.sign_step(
-                case_id, expected_version, step_id, values, proof, photos, acknowledge_barcodes
+                case_id,
+                expected_version,
+                step_id,
+                values,
+                proof,
+                photos,
+                acknowledge_barcodes,
+                balance,
             ),
         )
     except StepRefused as exc:

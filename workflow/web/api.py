@@ -22,7 +22,7 @@ from . import actions
 from .context import web_of
 from .pages_audit import parse_day
 from .pages_auth import set_session_cookie, sign_in
-from .present import case_json
+from .present import case_json, pending_json
 from .security import CSRF_HEADER, Viewer, check_csrf, csrf_token_for
 from .settings import ADMIN, AUDIT, CLINICAL, PHARMACY, RECORD_READERS, WARD
 
@@ -176,6 +176,10 @@ class WorklistRow(BaseModel):
     stat: bool = Field(
         default=False, description="A STAT order from the hospital (pharmacy queue: first)"
     )
+    order_stopped: bool = Field(
+        default=False,
+        description="The hospital discontinued the order after the bag was made: waste it",
+    )
 
 
 class CaseOut(BaseModel):
@@ -207,6 +211,7 @@ class CaseOut(BaseModel):
     difference_items: list[str]
     difference_details: list[str]
     mismatch: bool
+    order_stopped: str | None = None  # the order was discontinued after the bag was made
     flags: list[dict[str, Any]]
     infusion_started_at: str | None
     infusion_stopped_at: str | None
@@ -352,6 +357,16 @@ def pharmacy(request: Request) -> list[WorklistRow]:
     viewer = _viewer(request, PHARMACY)
     queue = web.bedside.pharmacy_queue(limit=web.settings.worklist_limit)
     return [WorklistRow(**r) for r in actions.board_rows(web, viewer, queue.rows)]
+
+
+@router.get("/pending-orders")
+def pending_orders(request: Request, patient_id: str | None = None) -> list[dict[str, Any]]:
+    """Orders from the hospital waiting for a prescriber to start their patient's course (the
+    pharmacy queue's, the ward board's and the patient page's list), STAT first, then oldest."""
+    web = web_of(request)
+    _viewer(request, CLINICAL)
+    pending = web.bedside.pending_orders(patient_id)
+    return [pending_json(o, web.bedside.tz) for o in pending]
 
 
 @router.get("/cases/{case_id}", response_model=CaseOut)

@@ -23,13 +23,13 @@ from workflow.service.board import STAGES
 from workflow.service.vocabulary import AuthRefused
 
 from . import actions, photos
-from .balance import balance_context
+from .balance import balance_context, readings_from_form, readings_to_sign
 from .context import Web, web_of
 from .evidence import evidence_json
 from .formdata import PHOTO_FORM
 from .forms import form_echo, grouped, values_from_form
 from .pages_formulary import kind_names
-from .present import case_json, signed_flash, zone_name
+from .present import case_json, pending_json, signed_flash, zone_name
 from .security import Viewer, check_csrf
 from .settings import CLINICAL, PHARMACY, RECORD_READERS, WARD
 
@@ -62,6 +62,7 @@ def ward(request: Request) -> Response:
             "viewer": viewer,
             "rows": rows,
             "groups": [g for g in groups if g["rows"]],
+            "pending": [pending_json(o, web.bedside.tz) for o in web.bedside.pending_orders()],
             "title": "Ward board",
             "zone": zone_name(web.bedside.tz, web.bedside.clock.now()),
         },
@@ -83,6 +84,7 @@ def pharmacy(request: Request) -> Response:
             "rows": rows,
             "per_step": queue.per_step,
             "interface_effects": interface_effects(web),
+            "pending": [pending_json(o, web.bedside.tz) for o in web.bedside.pending_orders()],
             "title": "Compounding queue",
             "zone": zone_name(web.bedside.tz, web.bedside.clock.now()),
         },
@@ -294,6 +296,7 @@ def sign_step(
             fields.get("username") or None,
             photos.uploads(form),
             fields.get(ACK_FIELD) == "on",
+            readings_to_sign(view.case.protocol, step_id, fields, values),
         )
     except AuthRefused:
         # The refused signature is in the case's trail, so its version moved on: the form shown
@@ -311,6 +314,10 @@ def sign_step(
             case_context(web, viewer, case_id, step_id, echo, view=view, invalid=bad),
         )
         request.state.retry[1]["formulary_offers"] = offers
+        # The balance readings made on this form stay with it (hidden fields).
+        request.state.retry[1]["balance"] = balance_context(
+            web, view.case.protocol, step_id, readings_from_form(fields)
+        )
         raise
     return _signed_redirect(case_id, signed)
 

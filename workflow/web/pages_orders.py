@@ -20,7 +20,7 @@ from workflow.service.vocabulary import COURSE_ACTIVE, Course, Patient
 from .context import Web, web_of
 from .formdata import FORM
 from .forms import form_echo, values_from_form, widgets
-from .present import local, zone_name
+from .present import local, pending_json, zone_name
 from .security import Viewer, check_csrf, signing_proof
 from .settings import CLINICAL
 
@@ -109,6 +109,7 @@ def patient_context(
             "date_of_birth": patient.date_of_birth.isoformat(),
         },
         "courses": [_course_row(c, tz) for c in courses],
+        "pending": [pending_json(o, tz) for o in b.pending_orders(patient.id)],
         "active": active,
         "doses": doses,
         "due": due,

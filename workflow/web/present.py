@@ -14,19 +14,53 @@ from decimal import Decimal
 from typing import Any
 
 from workflow.core.blinding import Blinding, difference_labels
+from workflow.core.errors import StepRefused
 from workflow.core.events import format_time
 from workflow.core.items import display
 from workflow.core.machine import Case, Entry, Flag
+from workflow.core.order_notice import refuse_if_discontinued
 from workflow.core.photos import PhotoRef, photos_of
 from workflow.core.protocol.model import Step
 from workflow.core.titles import event_title, role_title
-from workflow.service import BoardRow, CaseView
+from workflow.service import BoardRow, CaseView, PendingOrderView
 from workflow.service.board import is_overdue as past_schedule
 from workflow.service.vocabulary import CaseRecord
 
 
 def local(dt: datetime | None, tz: tzinfo) -> str:
     return dt.astimezone(tz).strftime("%Y-%m-%d %H:%M %Z") if dt else ""
+
+
+def order_stopped(case: Case) -> str | None:
+    """Why this dose must not be given, when its order was discontinued after the bag was
+    made: the core's own refusal text, so the page says what a signature would be told."""
+    try:
+        refuse_if_discontinued(case)
+    except StepRefused as exc:
+        return exc.message
+    return None
+
+
+def pending_json(pending: PendingOrderView, tz: tzinfo) -> dict[str, Any]:
+    """An order from the hospital waiting for the prescriber to start the patient's course:
+    whose, who ordered it and when, the dose as ordered, when it is due."""
+    o = pending.order
+    return {
+        "placer_order": o.placer_order,
+        "patient_id": pending.patient.id,
+        "patient": pending.patient.display_name,
+        "mrn": pending.patient.mrn,
+        "stat": o.priority == "stat",
+        "priority": o.priority,
+        "orderer": o.orderer,
+        "channel": o.channel,
+        "received_at": o.received_at.isoformat(),
+        "received_local": local(o.received_at, tz),
+        "due_at": pending.scheduled_at.isoformat(),
+        "due_local": local(pending.scheduled_at, tz),
+        "dose": pending.dose,
+        "waiting_for": "the prescriber to start the course",
+    }
 
 
 def entry_json(case: Case, entry: Entry, tz: tzinfo, blinding: Blinding) -> dict[str, Any]:
@@ -204,6 +238,8 @@ def case_json(view: CaseView, tz: tzinfo, now: datetime, blinding: Blinding) -> 
         "difference_items": list(case.difference_items),
         "difference_details": list(case.differences) if not b.differences else [],
         "mismatch": mismatch,
+        # The hospital discontinued the order after the bag was made (core/order_notice.py).
+        "order_stopped": order_stopped(case),
         "flags": [flag_json(case, f, b) for f in case.flags],
         "infusion_started_at": format_time(case.given_at) if case.given_at else None,
         "infusion_started_local": local(case.given_at, tz),
@@ -312,6 +348,8 @@ def board_row(row: BoardRow, tz: tzinfo, now: datetime, blinding: Blinding) -> d
         minutes_left=st.minutes_left,
         holds=list(st.holds),
         stat=row.priority == "stat",
+        # The hospital stopped the order after the bag was made: waste it, never give it.
+        order_stopped=row.view.case.order_stop is not None and not row.view.case.closed,
     )
     return out
 
