@@ -190,7 +190,9 @@ def test_hl7_order_to_infusion_with_photos_weights_and_a_discontinued_next_dose(
             assert page.locator("input[name=v_dose_added_after_g]").input_value() == str(
                 after_g.quantize(Decimal("0.001"))
             )
-            assert balance.commands == ["SI", "SI", "SI"]  # unstable, stable; stable
+            # Each reading asks the serial number (I4), then a stable weight: unstable, stable;
+            # stable.
+            assert balance.commands == ["I4", "SI", "SI", "I4", "SI"]
             page.locator("input[name=photo_final_bag]").set_input_files(str(bag))
             tab.shot("dilution-weighed")
             sign(tab)
@@ -285,6 +287,8 @@ def test_hl7_order_to_infusion_with_photos_weights_and_a_discontinued_next_dose(
         assert sha[:32] in text and sha[32:] in text, sha
     assert "61.250" in words and f"{after_g:.3f}" in words, words
     assert re.search(r"balance", words, re.I)
+    # Each weight with the balance's own reply line, as read over the serial port.
+    assert "read from the balance: reply" in words, words
     listing = subprocess.run(
         ["pdfimages", "-list", str(pdf)], check=True, capture_output=True, text=True
     ).stdout
