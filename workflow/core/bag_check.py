@@ -19,12 +19,13 @@ from typing import TYPE_CHECKING, Any
 
 from workflow.core.errors import StepRefused
 from workflow.core.events import format_time
-from workflow.core.gs1 import BagCode, parse_bag_code
+from workflow.core.gs1 import BagCode, parse_bag_code, stored_form
 from workflow.core.items import Value, display, matches_expected
 from workflow.core.protocol.model import BAG_ITEMS, Item, Step
 
 __all__ = [
     "BAG_ITEMS",
+    "asked_now",
     "bag_code_of",
     "bag_fills",
     "check_bag",
@@ -151,6 +152,17 @@ def _asked(step: Step) -> frozenset[str]:
     return frozenset(item.expect for item in step.items if item.expect is not None)
 
 
+def asked_now(case: CaseState) -> frozenset[str]:
+    """What the steps the case is at that scan the bag ask for: a bag scan checked on its own
+    (the CLI, the JSON API) must not tell a checker at a double check what it asks."""
+    out: frozenset[str] = frozenset()
+    for step_id in case.allowed_steps():
+        step = case.protocol.step(step_id)
+        if step.checks_bag:
+            out |= _asked(step)
+    return out
+
+
 def bag_fills(step: Step) -> dict[str, str]:
     """Item id -> the bag code's field it is filled from, on a step that ``checks_bag``."""
     if not step.checks_bag:
@@ -184,23 +196,24 @@ def _posted(item: Item, value: Any) -> str:
     return str(value)
 
 
-def complete_from_bag(step: Step, values: Mapping[str, Any]) -> dict[str, Any]:
+def complete_from_bag(
+    case: CaseState, step: Step, values: Mapping[str, Any], at: datetime
+) -> dict[str, Any]:
     """Fill what a scanned bag entry left blank from the label's code: how the bag was
     identified ("scanned" when a code is given) and each item the code carries
     (:func:`bag_fills`), so the checker types only what the label's code cannot say. What was
-    typed stays, and :func:`check_bag_entry` then holds it to the code. An unreadable code is
-    refused here, naming the scan, before any item is called missing."""
+    typed stays, and :func:`check_bag_entry` then holds it to the code. The code is checked
+    here first (:func:`check_bag`), so a wrong, expired or unreadable bag is the refusal,
+    not the items it would have filled; it is kept as one printable line (``<GS>``)."""
     code_text = _scanned(step, values)
     if code_text is None:
         return dict(values)
     out = dict(values)
     if not out.get("bag_entry"):
         out["bag_entry"] = "scanned"
-    fills = bag_fills(step)
-    if not fills:
-        return out
-    code = parse_bag_code(code_text)
-    for item_id, attr in fills.items():
+    out["bag_scan"] = stored_form(code_text)
+    code = check_bag(case, code_text, at, _asked(step))
+    for item_id, attr in bag_fills(step).items():
         carried = _carried(code, attr)
         blank = out.get(item_id) is None or (
             isinstance(out[item_id], str) and not out[item_id].strip()

@@ -127,7 +127,7 @@ class CaseChecks(CaseState):
         """Typed values, or one refusal that lists every problem at once (each with the item's
         label, the allowed range and the unit)."""
         values = complete_from_scans(self.protocol, step, values, at)
-        values = complete_from_bag(step, values)
+        values = complete_from_bag(self, step, values, at)
         typed, problems = parse_entries(
             step.items, values, at, unknown_what=f"'{step.title}' has no such item"
         )
