@@ -39,9 +39,7 @@ def test_the_code_carries_what_the_label_prints_and_old_codes_still_parse() -> N
         Decimal(40800000), Decimal("52.3"),
     )  # fmt: skip
     text = bag_element_string(code)
-    assert text == (
-        "(7003)2611040640(91)9f3c-1(92)C1D3(93)aldesleukin(94)40800000(95)52.3"
-    )
+    assert text == ("(7003)2611040640(91)9f3c-1(92)C1D3(93)aldesleukin(94)40800000(95)52.3")
     assert parse_bag_code(text) == code
     # As a keyboard scanner types it: FNC1 as the group separator, no parentheses.
     raw = (
@@ -71,9 +69,7 @@ def test_a_scan_fills_what_the_code_carries_and_the_check_is_signed(protocol: Pr
     filled = complete_from_bag(case, step, values, clock.now())
     assert filled["drug_name"] == "aldesleukin" and filled["cycle"] == "1"
     plan = case.plan
-    assert plan is not None and Decimal(filled["final_volume_ml"]) == round(
-        plan.final_volume_ml, 1
-    )
+    assert plan is not None and Decimal(filled["final_volume_ml"]) == round(plan.final_volume_ml, 1)
     event = case.sign("double_check_first", values, NURSE_A, clock.now())
     assert case.state == "double_check_second"
     # The filled values are on the record as entered values, compared as before.

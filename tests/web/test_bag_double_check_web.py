@@ -88,9 +88,7 @@ def test_another_doses_bag_is_refused_on_the_page_naming_both(sqlite_site: Site)
     cid = view.case.case_id
     asked = asked_values(site, cid)
     mine = bag_code_of(view.case)
-    other = BagCode(
-        "another-case-4711", 2, 3, mine.use_before + timedelta(hours=8), "aldesleukin"
-    )
+    other = BagCode("another-case-4711", 2, 3, mine.use_before + timedelta(hours=8), "aldesleukin")
     nurse = page_login(site, "n.alvarez")
     values = values_for(view.case, "double_check_first", site.clock.now())
     values["bag_scan"] = bag_element_string(other)

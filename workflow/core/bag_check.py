@@ -128,9 +128,7 @@ def check_bag(
         )
     if code.use_before != expected.use_before:
         theirs = (
-            ""
-            if "case.beyond_use_at" in asked
-            else f", use before {_when(expected.use_before)}"
+            "" if "case.beyond_use_at" in asked else f", use before {_when(expected.use_before)}"
         )
         raise StepRefused(
             "label_mismatch",

@@ -127,6 +127,15 @@ class Bench(ServiceBase):
             field="scan_wristband",
         )
 
+    def badge_pdf(self, username: str) -> bytes:
+        """A test staff badge for this account (NotFound when none has the user id)."""
+        from workflow.core.titles import role_title
+        from workflow.records.badge import badge_pdf
+
+        user = self.identity.get_user(username.strip())
+        roles = [role_title(self.protocol, r) for r in sorted(user.roles)]
+        return badge_pdf(user.username, user.printed_name, roles)
+
     def wristband_pdf(self, mrn: str) -> bytes:
         """A test wristband for the patient with this MRN (NotFound when none has it)."""
         from workflow.records.wristband import wristband_pdf

@@ -184,6 +184,13 @@ def _scanned_when_scan_given(step: Step, form: Mapping[str, str]) -> Mapping[str
     return out
 
 
+def user_id_of(form: Mapping[str, Any]) -> str:
+    """The signer's user id: as typed, else the staff badge's scan (a page without script posts
+    the scan field and leaves the user id blank; with script the page copies it over)."""
+    typed = str(form.get("username") or "").strip()
+    return typed or str(form.get("scan_badge") or "").strip()
+
+
 def datetime_hint(item: Item, tz: tzinfo) -> str:
     """What the date-time picker takes, in words that match it (not the API's ISO form)."""
     zone = datetime.now(tz).strftime("%Z") or str(tz)
