@@ -119,7 +119,8 @@ def widgets(
             attrs["aria-invalid"] = "true"
             attrs["aria-describedby"] = "error"
         if item.id in from_bag:
-            hint = f"Filled from the bag label's code when it is scanned; else type it. {hint}"
+            typed = f" ({hint})" if hint else ""
+            hint = f"Filled from the bag label's code when it is scanned; else type it{typed}."
         out.append(Widget(item, kind, value, hint.strip(), attrs))
     return out
 
