@@ -11,6 +11,11 @@ runs on any version of the pages:
 - a field already showing the value wanted is left alone (a pre-filled value only confirmed);
 - a group with an "all normal" control is tapped once when every wanted value in it is normal;
 - a wristband scan field is scanned (typed by the scanner, then Enter: counted as a scan);
+- a bag label code field is scanned (the label's GS1 code, then Enter: a scan); what the code
+  carries is left to the code (``values_for`` leaves it out), "how identified" is tapped only
+  if the page did not tick it;
+- a "Scan your badge" field (sign-in, a signature that asks the user id) is scanned: the badge
+  carries the user id (a scan), the password is always typed;
 - a vial, sterile water or D5W bag is scanned when the site formulary lists it (this walk lists
   one of each, made-up GTINs, where the version has a site formulary), else typed with a reason;
 - each person works on their own device, signed in until the idle timeout;
@@ -100,9 +105,23 @@ class Walker:
         page = self.page
         page.goto(self.base + "/login")
         self.c.load_ms["login"].append(page.evaluate(NAV_MS))
-        self.type(page.locator("input[name=username]"), username)
+        self.user_id(page.locator("form[action='/login']"), username, ROLE[username])
         self.type(page.locator("input[name=password]"), DEMO_PASSWORD)
         self.tap(page.locator("button[type=submit]"))
+
+    def scan(self, locator: Any, text: str, role: str) -> None:
+        """A scanner acting as a keyboard: the code, then Enter."""
+        self.c.scans[role] += 1
+        locator.fill(text)
+        locator.press("Enter")
+
+    def user_id(self, form: Any, username: str, role: str) -> None:
+        """The user id: the badge scanned where the page offers it, else typed."""
+        badge = form.locator("input[data-badge]")
+        if badge.count():
+            self.scan(badge, username, role)
+        else:
+            self.type(form.locator("input[name=username]"), username, role)
 
     def open_step(self, case_id: str, step_id: str) -> None:
         """The step's form, as the person reaches it: already on screen after their last
@@ -143,6 +162,11 @@ class Walker:
             field.press("Enter")
             if form.locator(f"input[name=v_{spec.kind}_entry][value=scanned]").count():
                 wanted[f"{spec.kind}_entry"] = "scanned"  # tapped unless the form infers it
+        bag = form.locator("input[name=v_bag_scan]")
+        if bag.count() and wanted.get("bag_entry") == "scanned" and "bag_scan" in wanted:
+            self.scan(bag, str(wanted.pop("bag_scan")), role)
+            if form.locator("input[name=v_bag_entry][value=scanned]").is_checked():
+                wanted.pop("bag_entry")  # the page ticked "scanned" from the code
         for group in form.locator("[data-normal]").all():
             normal = json.loads(group.get_attribute("data-normal") or "{}")
             if all(_same(wanted.get(k, v), v) for k, v in normal.items()):
@@ -186,9 +210,8 @@ class Walker:
     def sign(self, signer: str) -> None:
         form = self.page.locator("form.stepform")
         role = ROLE[signer]
-        user = form.locator("input[name=username]")
-        if user.count():
-            self.type(user, signer, role)
+        if form.locator("input[name=username]").count():
+            self.user_id(form, signer, role)
         password = form.locator("input[name=password]")
         if password.count():
             self.type(password, DEMO_PASSWORD, role)

@@ -66,7 +66,9 @@ def test_the_label_scans_as_this_dose_and_signing_with_it_passes(sqlite_site: Si
     view = at_bedside(site)
     cid = view.case.case_id
     code = label_code(site, view)
-    assert code.startswith("(7003)") and code.endswith(f"(91){cid}(92)C1D1")
+    assert code.startswith("(7003)") and f"(91){cid}(92)C1D1(93)aldesleukin(94)" in code
+    plan = view.case.plan
+    assert plan is not None and code.endswith(f"(95){plan.final_volume_ml:.1f}")
     checked = site.bedside.check_bag_scan(cid, code)
     assert checked["case_id"] == cid and checked["dose_in_cycle"] == 1
     # The QR Code a site may choose instead decodes to the same element string; the settings

@@ -13,7 +13,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from workflow.core.items import display
-from workflow.dev.walk import order_values, values_for
+from workflow.dev.walk import label_values, order_values, values_for
 
 from .conftest import PASSWORD, Site, cred, csrf_of, form_of, version_of
 
@@ -42,7 +42,7 @@ def asked_values(site: Site, case_id: str) -> list[str]:
         out.add(str(plan_json[name]))
     out.add(f"{int(plan.dose_iu):,}")  # the dose as the pages print it
     step = case.protocol.step("double_check_first")
-    typed = values_for(case, "double_check_first", site.clock.now())  # what a checker enters
+    typed = label_values(case)  # what a checker reads (and types, unless the scan fills it)
     for item_id in ("dose_iu", "pump_rate_ml_per_h", "final_volume_ml", "dosing_weight_kg"):
         item = step.item(item_id)
         assert item is not None

@@ -112,6 +112,7 @@ ROUTE_ROLES: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/archive/{sha}/verify"): AUDIT,
     ("GET", "/admin/users"): ADMIN,
     ("GET", "/admin/wristband.pdf"): ADMIN,
+    ("GET", "/admin/badge.pdf"): ADMIN,
     ("POST", "/admin/users"): ADMIN,
     ("GET", "/admin/users/{username}/deactivate"): ADMIN,
     ("POST", "/admin/users/{username}/deactivate"): ADMIN,

@@ -43,6 +43,8 @@ HEADER = (
     "case.dose_in_cycle",
     "case.dose_in_course",
 )
+# What a bag label's code says besides the case id (workflow/core/gs1.py, AIs 7003, 92, 94, 95).
+BAG_CODE_CARRIES = (PLAN, BEYOND_USE, "case.cycle", "case.dose_in_cycle")
 # The protocol's own drug is the application's context (one drug per protocol): it is on
 # every screen's title and cannot be hidden; the label is still what the checker reads.
 NEVER_HIDDEN_NAMESPACES = ("protocol",)
@@ -178,7 +180,9 @@ def _sources_of(protocol: Protocol, refs: set[str]) -> set[str]:
 
 def _items_revealing(protocol: Protocol, refs: set[str]) -> set[tuple[str, str]]:
     """Earlier entries that carry a hidden value: any item expecting a hidden reference (the
-    dilution's final volume is the plan's), and the time the beyond-use clock starts from."""
+    dilution's final volume is the plan's), the time the beyond-use clock starts from, and a
+    scanned bag code (it carries the dose, the volume, the beyond-use time and the dose
+    number, as the label prints them)."""
     out: set[tuple[str, str]] = set()
     hide = Blinding(refs=frozenset(refs)).hides
     for step in protocol.steps:
@@ -187,6 +191,8 @@ def _items_revealing(protocol: Protocol, refs: set[str]) -> set[tuple[str, str]]
                 out.add((step.id, item.id))
         if step.sets_beyond_use and hide(BEYOND_USE):
             out.add((step.id, step.sets_beyond_use))
+        if step.checks_bag and any(hide(ref) for ref in BAG_CODE_CARRIES):
+            out.add((step.id, "bag_scan"))
     return out
 
 

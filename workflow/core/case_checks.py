@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from datetime import date, datetime
 from typing import Any
 
-from workflow.core.bag_check import check_bag_entry
+from workflow.core.bag_check import check_bag_entry, complete_from_bag
 from workflow.core.case_state import CaseState, Entry
 from workflow.core.errors import StepRefused, raise_all
 from workflow.core.events import Signer
@@ -127,6 +127,7 @@ class CaseChecks(CaseState):
         """Typed values, or one refusal that lists every problem at once (each with the item's
         label, the allowed range and the unit)."""
         values = complete_from_scans(self.protocol, step, values, at)
+        values = complete_from_bag(self, step, values, at)
         typed, problems = parse_entries(
             step.items, values, at, unknown_what=f"'{step.title}' has no such item"
         )

@@ -18,6 +18,7 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
 from functools import cache
 from typing import Any
 
@@ -115,12 +116,19 @@ def parse_scan(text: str) -> Scan:
 AI_BEYOND_USE = "7003"  # YYMMDDhhmm; Bedside writes and reads it in UTC
 AI_CASE = "91"  # the case id: one dose of one course
 AI_DOSE = "92"  # "C{cycle}D{dose}", e.g. C1D3
+# What the label prints of the preparation (issue 12.4: the double checks scan it instead of
+# typing it). Optional on reading: codes printed before protocol 1.6.0 lack them and replay.
+AI_DRUG = "93"  # the protocol's drug, as the label prints it: "aldesleukin"
+AI_DOSE_IU = "94"  # the dose in IU, a whole number: "4080000"
+AI_VOLUME_ML = "95"  # the final volume in mL, as the label prints it: "50.0"
 # No patient identifier: the case id names the patient, and the step that scans the bag is
 # unprimed (the MRN would show on the record to a nurse who must read it off the wristband).
 # The GS1 AI encodable character set 82 (for the X..90 company-internal AIs), less the
 # parentheses, which would end a value early in the human-readable form.
 _GS1_TEXT = re.compile(r"^[!\"%&'*+,\-./0-9:;<=>?A-Z_a-z]{1,90}$")
 _DOSE = re.compile(r"^C([0-9]{1,3})D([0-9]{1,3})$")
+_WHOLE = re.compile(r"^[0-9]{1,12}$")
+_VOLUME = re.compile(r"^[0-9]{1,6}(\.[0-9]{1,3})?$")
 
 
 @dataclass(frozen=True)
@@ -131,6 +139,10 @@ class BagCode:
     cycle: int
     dose_in_cycle: int
     use_before: datetime  # UTC, to the minute (7003 has no seconds)
+    # What the label prints of the preparation; None in a code printed before they were added.
+    drug: str | None = None
+    dose_iu: Decimal | None = None
+    final_volume_ml: Decimal | None = None
 
 
 def gs1_text_problem(what: str, value: str) -> str | None:
@@ -150,10 +162,20 @@ def bag_element_string(code: BagCode) -> str:
     if problem:
         raise InputError("label", problem)
     bud = code.use_before.astimezone(UTC)
-    return (
+    text = (
         f"({AI_BEYOND_USE}){bud:%y%m%d%H%M}({AI_CASE}){code.case_id}"
         f"({AI_DOSE})C{code.cycle}D{code.dose_in_cycle}"
     )
+    if code.drug is not None:
+        problem = gs1_text_problem("drug", code.drug)
+        if problem:
+            raise InputError("label", problem)
+        text += f"({AI_DRUG}){code.drug}"
+    if code.dose_iu is not None:
+        text += f"({AI_DOSE_IU}){code.dose_iu:f}"
+    if code.final_volume_ml is not None:
+        text += f"({AI_VOLUME_ML}){code.final_volume_ml:f}"
+    return text
 
 
 def parse_bag_code(text: str) -> BagCode:
@@ -193,12 +215,28 @@ def parse_bag_code(text: str) -> BagCode:
     case_id = found[AI_CASE].value
     if GROUP_SEPARATOR in case_id or not case_id.isprintable():
         raise _not_a_bag("the case id runs into another field (a group separator is missing)")
+    drug = found[AI_DRUG].value if AI_DRUG in found else None
+    if drug is not None and (GROUP_SEPARATOR in drug or not drug.isprintable()):
+        raise _not_a_bag("the drug runs into another field (a group separator is missing)")
     return BagCode(
         case_id=case_id,
         cycle=int(dose.group(1)),
         dose_in_cycle=int(dose.group(2)),
         use_before=bud.replace(tzinfo=UTC),
+        drug=drug,
+        dose_iu=_number(found, AI_DOSE_IU, _WHOLE, "dose (94)"),
+        final_volume_ml=_number(found, AI_VOLUME_ML, _VOLUME, "volume (95)"),
     )
+
+
+def _number(found: Mapping[str, Any], ai: str, form: re.Pattern[str], what: str) -> Decimal | None:
+    """An optional number of the bag code (absent in codes printed before it was added)."""
+    if ai not in found:
+        return None
+    value = str(found[ai].value)
+    if not form.match(value):
+        raise _not_a_bag(f"{what} '{value}' is not a number")
+    return Decimal(value)
 
 
 def _not_a_bag(why: str) -> StepRefused:

@@ -14,7 +14,7 @@ from datetime import date, datetime, timedelta
 from functools import cache
 from typing import Any
 
-from workflow.core.bag_check import bag_code_of
+from workflow.core.bag_check import bag_code_of, bag_fills
 from workflow.core.clock import FixedClock
 from workflow.core.course import carried_holds, course_status
 from workflow.core.dosing import DosePlan, fmt
@@ -125,7 +125,12 @@ def values_for(case: Case, step_id: str, now: datetime) -> dict[str, Any]:
     elif step_id == "dilution" and case.plan is not None:
         out.update(_dilution_values(case.plan, now))
     elif step_id in ("double_check_first", "double_check_second") and case.plan and case.patient:
-        out.update(_double_check_values(case, case.plan, case.patient))
+        values = label_values(case)
+        if out.get("bag_entry") == "scanned":
+            # The label's code fills what it carries (bag_check.complete_from_bag): not typed.
+            for item_id in bag_fills(step):
+                values.pop(item_id, None)
+        out.update(values)
     elif step_id == "pre_infusion" and case.plan and case.patient:
         out.update(
             patient_identifier_mrn=case.patient.mrn,
@@ -179,8 +184,12 @@ def _dilution_values(plan: DosePlan, now: datetime) -> dict[str, Any]:
     }
 
 
-def _double_check_values(case: Case, plan: DosePlan, patient: PatientRef) -> dict[str, Any]:
-    """What each nurse reads off the bag label and the wristband."""
+def label_values(case: Case) -> dict[str, Any]:
+    """Every value a double check asks for, as the bag label and the wristband show it. A
+    checker who scans the label types only those its code does not carry (``values_for``)."""
+    plan, patient = case.plan, case.patient
+    if plan is None or patient is None:
+        return {}
     bud = case.beyond_use_at
     return {
         "drug_name": case.protocol.drug,

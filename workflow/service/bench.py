@@ -74,11 +74,12 @@ class Bench(ServiceBase):
         """The bag's label code checked against this dose now (closed loop, issue 16.4), by
         the same core check that signing the bedside step runs (``bag_check.check_bag``):
         the entry values it proves, or StepRefused naming both the bag and this dose."""
-        from workflow.core.bag_check import check_bag
+        from workflow.core.bag_check import asked_now, check_bag
         from workflow.core.gs1 import stored_form
 
         case = self.load(case_id).case
-        code = check_bag(case, text, self.clock.now())
+        code = check_bag(case, text, self.clock.now(), asked_now(case))
+        # Only what the code itself says (the label the person holds), never the plan's.
         return {
             "bag_entry": "scanned",
             "bag_scan": stored_form(text),
@@ -86,6 +87,9 @@ class Bench(ServiceBase):
             "cycle": code.cycle,
             "dose_in_cycle": code.dose_in_cycle,
             "use_before": code.use_before.isoformat(),
+            "drug": code.drug,
+            "dose_iu": int(code.dose_iu) if code.dose_iu is not None else None,
+            "final_volume_ml": str(code.final_volume_ml) if code.final_volume_ml else None,
         }
 
     def read_balance(self) -> Weight:
@@ -162,6 +166,15 @@ class Bench(ServiceBase):
             "find the patient this dose is for",
             field="scan_wristband",
         )
+
+    def badge_pdf(self, username: str) -> bytes:
+        """A test staff badge for this account (NotFound when none has the user id)."""
+        from workflow.core.titles import role_title
+        from workflow.records.badge import badge_pdf
+
+        user = self.identity.get_user(username.strip())
+        roles = [role_title(self.protocol, r) for r in sorted(user.roles)]
+        return badge_pdf(user.username, user.printed_name, roles)
 
     def wristband_pdf(self, mrn: str) -> bytes:
         """A test wristband for the patient with this MRN (NotFound when none has it)."""

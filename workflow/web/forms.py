@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from typing import Any
 
+from workflow.core.bag_check import bag_fills
 from workflow.core.errors import InputError
 from workflow.core.items import allowed_text
 from workflow.core.protocol.model import Item, NormalGroup, Step
@@ -80,11 +81,16 @@ def widgets(
     is a browser date-time picker in the site's zone ``tz``: its hint and its value say so."""
     out = []
     prefill = prefill or {}
+    from_bag = bag_fills(step)
     for item in step.items:
         value = prefill.get(item.id)
         ranged = item.type in ("number", "integer", "expiry", "datetime")
         hint = item.help or (allowed_text(item) if ranged else "")
         attrs: dict[str, str] = {}
+        if item.id in from_bag:
+            # The scanned label's code fills it on signing (bag_check.complete_from_bag):
+            # the page shows nothing of the plan, the checker may still type it from the label.
+            attrs["data-bag-fill"] = "1"
         if item.type == "boolean":
             kind = "checkbox" if item.must_be else "yesno"
         elif item.type == "choice":
@@ -112,7 +118,10 @@ def widgets(
         if item.id in invalid:
             attrs["aria-invalid"] = "true"
             attrs["aria-describedby"] = "error"
-        out.append(Widget(item, kind, value, hint, attrs))
+        if item.id in from_bag:
+            typed = f" ({hint})" if hint else ""
+            hint = f"Filled from the bag label's code when it is scanned; else type it{typed}."
+        out.append(Widget(item, kind, value, hint.strip(), attrs))
     return out
 
 
@@ -174,6 +183,13 @@ def _scanned_when_scan_given(step: Step, form: Mapping[str, str]) -> Mapping[str
         if (form.get(scan) or "").strip() and not (form.get(entry) or "").strip():
             out[entry] = "scanned"
     return out
+
+
+def user_id_of(form: Mapping[str, Any]) -> str:
+    """The signer's user id: as typed, else the staff badge's scan (a page without script posts
+    the scan field and leaves the user id blank; with script the page copies it over)."""
+    typed = str(form.get("username") or "").strip()
+    return typed or str(form.get("scan_badge") or "").strip()
 
 
 def datetime_hint(item: Item, tz: tzinfo) -> str:

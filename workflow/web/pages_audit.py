@@ -123,6 +123,21 @@ def wristband(request: Request, mrn: str = "") -> Response:
     )
 
 
+@router.get("/admin/badge.pdf")
+def badge(request: Request, username: str = "") -> Response:
+    """A test staff badge (Code 128 of the user id), to try signing in with a badge scan."""
+    web = web_of(request)
+    web.viewer(request, ADMIN)
+    if not username.strip():
+        raise InputError("username", "type the person's user id")
+    pdf = web.bedside.badge_pdf(username)
+    return Response(
+        pdf,
+        media_type="application/pdf",
+        headers={"Content-Disposition": 'inline; filename="badge-test.pdf"'},
+    )
+
+
 def users_context(
     request: Request, viewer: Viewer, notice: str = "", typed: dict[str, object] | None = None
 ) -> dict[str, object]:

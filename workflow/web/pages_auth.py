@@ -14,6 +14,7 @@ from workflow.service.vocabulary import SignIn
 
 from .context import web_of
 from .formdata import FORM
+from .forms import user_id_of
 from .security import (
     LOGIN_CSRF_COOKIE,
     SIGNED_OUT,
@@ -141,7 +142,7 @@ def login(request: Request, form: FormData = FORM) -> Response:
         "login.html",
         {"csrf": cookie, "next": safe_next(next_) or "", "viewer": None},
     )
-    username = str(form.get("username", ""))
+    username = user_id_of(form)
     signed_in = sign_in(request, username, str(form.get("password", "")))
     target = safe_next(str(form.get("next", ""))) or home_for(signed_in.user.roles)
     response = RedirectResponse(target, status_code=303)

@@ -27,7 +27,7 @@ from .balance import balance_context, readings_from_form, readings_to_sign
 from .context import Web, web_of
 from .evidence import evidence_json
 from .formdata import PHOTO_FORM
-from .forms import form_echo, grouped, values_from_form
+from .forms import form_echo, grouped, user_id_of, values_from_form
 from .pages_formulary import kind_names
 from .present import case_json, pending_json, signed_flash, zone_name
 from .security import Viewer, check_csrf
@@ -293,7 +293,7 @@ def sign_step(
             _version(form),
             values,
             fields.get("password", ""),
-            fields.get("username") or None,
+            user_id_of(fields) or None,
             photos.uploads(form),
             fields.get(ACK_FIELD) == "on",
             readings_to_sign(view.case.protocol, step_id, fields, values),

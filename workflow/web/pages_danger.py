@@ -17,6 +17,7 @@ from workflow.service.vocabulary import AuthRefused
 from . import actions
 from .context import Web, web_of
 from .formdata import FORM
+from .forms import user_id_of
 from .pages_clinical import _version, case_context, offered_exits
 from .security import Viewer, check_csrf
 from .settings import CLINICAL
@@ -72,7 +73,7 @@ def side_exit(request: Request, case_id: str, form: FormData = FORM) -> Response
             typed["reason"],
             typed["note"],
             str(form.get("password", "")),
-            str(form.get("username", "")) or None,
+            user_id_of(form) or None,
         )
     except AuthRefused:
         request.state.retry = retry()  # the refusal moved the case's version on

@@ -18,6 +18,7 @@ from workflow.service.vocabulary import AuthRefused
 
 from .context import Web, web_of
 from .formdata import FORM
+from .forms import user_id_of
 from .present import local
 from .security import Viewer, check_csrf, require, signing_proof
 from .settings import PHARMACY
@@ -98,7 +99,7 @@ def add_product(request: Request, form: FormData = FORM) -> Response:
     require(viewer, EDITORS)
     fields = {k: str(form.get(k, "")) for k in ("gtin", "kind", "description", "strength")}
     request.state.retry = ("formulary.html", formulary_context(web, viewer, fields))
-    proof = signing_proof(viewer, str(form.get("password", "")), str(form.get("username", "")))
+    proof = signing_proof(viewer, str(form.get("password", "")), user_id_of(form))
     try:
         web.bedside.add_to_formulary(
             fields["gtin"], fields["kind"], fields["description"], fields["strength"], proof

@@ -19,7 +19,7 @@ from workflow.service.vocabulary import COURSE_ACTIVE, Course, Patient
 
 from .context import Web, web_of
 from .formdata import FORM
-from .forms import form_echo, values_from_form, widgets
+from .forms import form_echo, user_id_of, values_from_form, widgets
 from .present import local, pending_json, zone_name
 from .security import Viewer, check_csrf, signing_proof
 from .settings import CLINICAL
@@ -220,7 +220,7 @@ def start_course(request: Request, patient_id: str, form: FormData = FORM) -> Re
     reason = _text(form, "override_reason")
     typed = {f"a_{k}": "on" for k in attestations} | {"override_reason": reason}
     request.state.retry = ("patient.html", patient_context(web, viewer, patient, typed=typed))
-    proof = signing_proof(viewer, _text(form, "password"), _text(form, "username") or None)
+    proof = signing_proof(viewer, _text(form, "password"), user_id_of(form) or None)
     web.bedside.start_course(patient.id, proof, attestations, override_reason=reason)
     return RedirectResponse(f"/patients/{patient.id}", status_code=303)
 
@@ -240,7 +240,7 @@ def open_dose(request: Request, patient_id: str, form: FormData = FORM) -> Respo
     course = b.active_course(patient.id)
     due_at = _due_at(web, _text(form, "due_at"))
     values = values_from_form(step, fields, b.tz)
-    proof = signing_proof(viewer, fields.get("password", ""), fields.get("username") or None)
+    proof = signing_proof(viewer, fields.get("password", ""), user_id_of(fields) or None)
     view = b.open_dose(course.id, due_at, values, proof)
     return RedirectResponse(f"/patients/{patient.id}#dose-{view.case.case_id}", status_code=303)
 

@@ -17,6 +17,7 @@ from workflow.service import CaseView
 
 from .context import web_of
 from .formdata import PHOTO_FORM
+from .forms import user_id_of
 from .present import entry_json, photo_json
 from .security import check_csrf, signing_proof
 from .settings import CLINICAL
@@ -100,6 +101,6 @@ def reject_step(request: Request, case_id: str, form: FormData = PHOTO_FORM) -> 
         version,
         step_id,
         fields.get("reject_reason", ""),
-        signing_proof(viewer, fields.get("password", ""), fields.get("username") or None),
+        signing_proof(viewer, fields.get("password", ""), user_id_of(fields) or None),
     )
     return RedirectResponse(f"/cases/{case_id}", status_code=303)

@@ -38,28 +38,55 @@
     var radio = t.form.querySelector("input[name='v_" + m[1] + "_entry'][value='scanned']");
     if (radio) radio.checked = true;
   });
-  // The tablet's camera reads the wristband where the browser has a BarcodeDetector; typing
-  // (or a scanner acting as a keyboard) always works without it.
-  var camera = document.querySelector("button.camera");
-  if (camera && "BarcodeDetector" in window && navigator.mediaDevices) {
-    camera.hidden = false;
-    camera.addEventListener("click", function () {
-      var field = document.querySelector("input[data-wristband]");
-      var video = document.querySelector("video.camera-view");
-      var detector = new window.BarcodeDetector({ formats: ["code_128", "data_matrix"] });
-      navigator.mediaDevices.getUserMedia({ video: { facingMode: "environment" } }).then(function (stream) {
-        video.srcObject = stream;
-        video.hidden = false;
-        video.play();
-        var stop = function () { stream.getTracks().forEach(function (t) { t.stop(); }); video.hidden = true; };
-        var look = function () {
-          detector.detect(video).then(function (codes) {
-            if (codes.length) { field.value = codes[0].rawValue; stop(); field.focus(); return; }
-            window.setTimeout(look, 250);
-          }, stop);
-        };
-        look();
-      }, function () { camera.hidden = true; });
+  // A staff badge scan (issue 12.4): the scanner types the user id and Enter; put it in the
+  // user id field and move to the password, never submit (the password is always typed).
+  var badgeScanned = function (field) {
+    var id = field.value.trim();
+    var user = field.form && field.form.querySelector("input[name=username]");
+    if (!id || !user) return;
+    user.value = id;
+    var password = field.form.querySelector("input[type=password]");
+    if (password) password.focus();
+  };
+  document.addEventListener("keydown", function (ev) {
+    var t = ev.target;
+    if (ev.key !== "Enter" || !t || t.tagName !== "INPUT" || !t.hasAttribute("data-badge")) return;
+    ev.preventDefault();
+    badgeScanned(t);
+  });
+  document.addEventListener("change", function (ev) {
+    if (ev.target && ev.target.hasAttribute && ev.target.hasAttribute("data-badge")) badgeScanned(ev.target);
+  });
+  // The tablet's camera reads the wristband or the badge where the browser has a
+  // BarcodeDetector; typing (or a scanner acting as a keyboard) always works without it.
+  if ("BarcodeDetector" in window && navigator.mediaDevices) {
+    Array.prototype.forEach.call(document.querySelectorAll("button.camera"), function (camera) {
+      var box = camera.parentElement;
+      var field = box.querySelector("input[data-wristband],input[data-badge]");
+      var video = box.querySelector("video.camera-view");
+      if (!field || !video) return;
+      camera.hidden = false;
+      camera.addEventListener("click", function () {
+        var detector = new window.BarcodeDetector({ formats: ["code_128", "data_matrix"] });
+        navigator.mediaDevices.getUserMedia({ video: { facingMode: "environment" } }).then(function (stream) {
+          video.srcObject = stream;
+          video.hidden = false;
+          video.play();
+          var stop = function () { stream.getTracks().forEach(function (t) { t.stop(); }); video.hidden = true; };
+          var look = function () {
+            detector.detect(video).then(function (codes) {
+              if (codes.length) {
+                field.value = codes[0].rawValue;
+                stop();
+                if (field.hasAttribute("data-badge")) badgeScanned(field); else field.focus();
+                return;
+              }
+              window.setTimeout(look, 250);
+            }, stop);
+          };
+          look();
+        }, function () { camera.hidden = true; });
+      });
     });
   }
   // The infusion timer: elapsed time since the signed start, flagged past the planned minutes.
