@@ -41,7 +41,7 @@ from .chain import GENESIS_HASH
 from .models import ChainReport
 
 # Below this many events per worker, starting the workers costs more than it saves.
-MIN_RANGE = 25_000
+MIN_RANGE = 10_000
 # At most this many events per range: a range's signature rows are held while it is checked.
 MAX_RANGE = 200_000
 RANGES_PER_JOB = 3  # a few ranges per worker: a worker slowed by the machine does not hold all
@@ -265,7 +265,9 @@ def _signature_texts(rows: list[Any], quoted: _Quoted) -> dict[int, tuple[str | 
         if len(signed_at) != _TIME_LENGTH or signed_at[10] != " ":
             raise ValueError("a signature time not in the stored shape")
         text = (
-            f'{{"content_hash":{quoted[content_hash]},"meaning":{quoted[meaning]},'
+            # The content hash goes in unquoted: the event passes only if it equals the hex
+            # digest of the event's content, which JSON quoting leaves as it is.
+            f'{{"content_hash":"{content_hash}","meaning":{quoted[meaning]},'
             f'"printed_name":{quoted[printed_name]},"role":{quoted[role]},'
             f'"signed_at":"{signed_at[:10]}T{signed_at[11:]}Z","user_id":{quoted[user_id]}}}'
         )
