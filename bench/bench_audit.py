@@ -5,7 +5,7 @@ verify --jobs 1`) and in two worker processes (`--jobs 2`). Prints events/s per 
 per CPU second of this process and its workers (PostgreSQL's own server processes are not
 counted), and the 1,000,000-event projection.
 
-    python bench/bench_audit.py [--doses 1000] [--runs 3] [--no-postgres]
+    python bench/bench_audit.py [--doses 1000] [--runs 3] [--no-postgres] [--db URL ...]
 
 Target: >= 100,000 events/s on both databases.
 """
@@ -13,6 +13,7 @@ Target: >= 100,000 events/s on both databases.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import sys
 import tempfile
@@ -32,27 +33,29 @@ from workflow.core.protocol import load_protocol  # noqa: E402
 from workflow.dev.seed import seed  # noqa: E402
 from workflow.identity import Identity  # noqa: E402
 from workflow.resources import default_protocol_path  # noqa: E402
-from workflow.store import open_store  # noqa: E402
+from workflow.store import Store, open_store, verify_quick  # noqa: E402
 
 
 def measure(url: str, doses: int, runs: int) -> None:
-    """Seed a log, then walk it each way, best of ``runs``: the full walk alone (the old path,
-    the yardstick), the quick pass in this process, and in two worker processes."""
+    """Seed a log (``doses`` 0: use the one at ``url``), then walk it each way, best of
+    ``runs``: the full walk alone (the old path, the yardstick), the quick pass in this
+    process, and in two worker processes."""
     store = open_store(url, clock=FixedClock(END))
-    identity = Identity(store, hasher=PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
-    protocol = load_protocol(default_protocol_path())
-    seeded = time.perf_counter()
-    seed(
-        store,
-        protocol,
-        patients=max(1, doses // 25),
-        doses=doses,
-        end=END,
-        identity=identity,
-        signed_sample=0,
-    )
-    print(f"  seeded in {time.perf_counter() - seeded:.0f} s")
+    if doses:
+        hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+        seeded = time.perf_counter()
+        seed(
+            store,
+            load_protocol(default_protocol_path()),
+            patients=max(1, doses // 25),
+            doses=doses,
+            end=END,
+            identity=Identity(store, hasher=hasher),
+            signed_sample=0,
+        )
+        print(f"  seeded in {time.perf_counter() - seeded:.0f} s")
     backend = store.dialect
+    floors(store, runs)
     for label, jobs, quick in (
         ("full walk", 1, False),
         ("--jobs 1", 1, True),
@@ -73,6 +76,56 @@ def measure(url: str, doses: int, runs: int) -> None:
     store.close()
 
 
+def floors(store: Store, runs: int) -> None:
+    """The limits the quick pass is compared with, per CPU second: the database driver handing
+    over the same columns (events and signatures, no checks), and the three SHA-256 an event
+    needs alone (over buffers the size of the average event's inputs)."""
+    dialect = store.dialect
+    time_sql = verify_quick._PG_TIME if dialect == "postgresql" else verify_quick._SQLITE_TIME
+    p = "%s" if dialect == "postgresql" else "?"
+    events_sql = verify_quick._EVENTS.format(p=p, at=time_sql.format(c="e.at"))
+    sigs_sql = verify_quick._SIGNATURES.format(p=p, signed_at=time_sql.format(c="s.signed_at"))
+    length, _ = store.log_head()
+    best = 0.0
+    for _ in range(runs):
+        raw = store.engine.raw_connection()
+        try:
+            before = time.process_time()
+            cur = raw.cursor()
+            cur.execute(sigs_sql, (1, length))
+            cur.fetchall()
+            cur.close()
+            if dialect == "postgresql":
+                cur = raw.driver_connection.cursor(name="bench")  # type: ignore[union-attr]
+            else:
+                cur = raw.cursor()
+            cur.execute(events_sql, (1, length))
+            data_bytes = n = 0
+            while rows := cur.fetchmany(5000):
+                n += len(rows)
+                data_bytes += sum(len(row[11]) for row in rows)
+            cur.close()
+            best = max(best, n / (time.process_time() - before))
+        finally:
+            raw.rollback()
+            raw.close()
+    average = data_bytes // max(1, n)
+    event = b"x" * (average + 330)  # the event's JSON around its data
+    record = b"x" * (len(event) + 64 + 130 + 250)  # prev hash, protocol, one signature
+    link = b"x" * 140
+    sha256 = hashlib.sha256
+    before = time.process_time()
+    for _ in range(100_000):
+        sha256(event).hexdigest()
+        sha256(record).hexdigest()
+        sha256(link).hexdigest()
+    hashing = 100_000 / (time.process_time() - before)
+    print(
+        f"{dialect} floors, per CPU second: the driver reading the columns {best:,.0f} "
+        f"events/s; the three SHA-256 alone {hashing:,.0f} events/s (data {average} bytes)"
+    )
+
+
 def show(label: str, events: int, wall_rate: float, cpu_rate: float) -> None:
     print(
         f"{label:<22} {events:>7} events: {wall_rate:>9,.0f} events/s wall, "
@@ -87,7 +140,14 @@ def main() -> None:
     parser.add_argument("--doses", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument(
+        "--db", action="append", default=[], metavar="URL", help="walk this seeded log instead"
+    )
     args = parser.parse_args()
+    if args.db:
+        for url in args.db:
+            measure(url, 0, args.runs)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         measure(f"sqlite:///{tmp}/audit.db", args.doses, args.runs)
     if not args.no_postgres:
