@@ -16,7 +16,7 @@ from ._app import home_of, open_app, parse_time
 from ._common import print_json
 from ._progress import Progress
 
-MAX_JOBS = 64  # worker processes for `archive verify --jobs`
+MAX_JOBS = 64  # worker processes for `archive verify --jobs` and `audit verify --jobs`
 
 if TYPE_CHECKING:  # pyHanko, SQLAlchemy and the archive load when a command runs (start-up)
     from workflow.archive import Archive
@@ -48,6 +48,13 @@ def _register_audit(sub: Any) -> None:
         default=[],
         metavar="DIR",
         help="also check the checkpoints in DIR (an exported copy, e.g. WORM storage)",
+    )
+    v.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        metavar="N",
+        help=f"worker processes checking ranges of the log, 1 to {MAX_JOBS} (default: all cores)",
     )
     v.set_defaults(handler=audit_verify)
     lg = as_.add_parser("log", help="a case's trail, every event in order")
@@ -135,11 +142,12 @@ def audit_verify(args: argparse.Namespace) -> int:
         where_changed,
     )
 
+    jobs = _jobs(args.jobs)
     app = open_app(args)
     home = home_of(args)
     found = _read_checkpoints(home, [Path(d) for d in args.checkpoints])
     checkpoints = [cp for s in found for cp in s.checkpoints]
-    report = app.verify_chains({cp.length for cp in checkpoints})
+    report = app.verify_chains({cp.length for cp in checkpoints}, jobs)
     problems = [p for s in found for p in s.problems] + check_against(checkpoints, report)
     if report.ok and not problems:
         print(
@@ -176,6 +184,16 @@ def audit_verify(args: argparse.Namespace) -> int:
     if narrowed:
         print(f"  {narrowed}", file=sys.stderr)
     return 1
+
+
+def _jobs(asked: int | None) -> int:
+    """``--jobs``: 1 to MAX_JOBS, by default all the cores this process may use."""
+    from workflow.archive.verify import default_jobs
+
+    jobs = default_jobs() if asked is None else asked
+    if not 1 <= jobs <= MAX_JOBS:
+        raise InputError("jobs", f"must be a whole number from 1 to {MAX_JOBS}, not {jobs}")
+    return jobs
 
 
 def _read_checkpoints(home: Path, exported: list[Path]) -> list[CheckpointSet]:
@@ -379,11 +397,9 @@ def archive_export(args: argparse.Namespace) -> int:
 
 
 def archive_verify(args: argparse.Namespace) -> int:
-    from workflow.archive.verify import LEFTOVER_AGE_S, default_jobs
+    from workflow.archive.verify import LEFTOVER_AGE_S
 
-    jobs = default_jobs() if args.jobs is None else args.jobs
-    if not 1 <= jobs <= MAX_JOBS:
-        raise InputError("jobs", f"must be a whole number from 1 to {MAX_JOBS}, not {jobs}")
+    jobs = _jobs(args.jobs)
     _app, arch = _archive(args)
     bars: list[Progress] = []
 

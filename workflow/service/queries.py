@@ -91,9 +91,9 @@ class Queries:
         """The case's events in order, its hash chain checked (IntegrityError if broken)."""
         return self.store.load_events(case_id)
 
-    def verify_chains(self, positions: Collection[int] = ()) -> ChainReport:
-        """Check the whole log (``bedside audit verify``)."""
-        return self.store.verify_chains(positions)
+    def verify_chains(self, positions: Collection[int] = (), jobs: int = 1) -> ChainReport:
+        """Check the whole log (``bedside audit verify``), in ``jobs`` worker processes."""
+        return self.store.verify_chains(positions, jobs)
 
     # -- the archive index -----------------------------------------------------------------
     def search_archive(

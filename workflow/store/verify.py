@@ -25,6 +25,7 @@ from . import _schema as s
 from ._rows import event_from_row, signature_from_row
 from .chain import GENESIS_HASH, event_hash, link_hash
 from .models import ChainProblem, ChainReport
+from .verify_quick import quick_verify
 
 MAX_PROBLEMS = 100
 
@@ -66,10 +67,20 @@ class _Walk:
         self.add(ChainProblem(before, case_id, seq, "is missing from the log (deleted)"))
 
 
-def verify_chains(conn: Connection, positions: Collection[int] = ()) -> ChainReport:
+def verify_chains(
+    conn: Connection, positions: Collection[int] = (), jobs: int = 1, quick: bool = True
+) -> ChainReport:
     """Walk the whole log once. ``positions`` are log positions whose whole-log chain hash the
     caller wants back (``report.chain_at``): signed checkpoints name a position and the hash
-    it had, and are checked against these (workflow/archive/checkpoints.py)."""
+    it had, and are checked against these (workflow/archive/checkpoints.py).
+
+    First the quick pass (verify_quick.py, in ``jobs`` processes) tries to prove the log
+    intact; anything it cannot prove is walked here, one event after another, which finds and
+    names every problem (``quick=False`` walks here straight away: the benchmarks' yardstick)."""
+    if quick:
+        proven = quick_verify(conn, set(positions), jobs)
+        if proven is not None:
+            return proven
     walk = _Walk()
     log = _walk_log(conn, walk, set(positions))
     head = conn.execute(select(s.log_head).where(s.log_head.c.id == 1)).first()
