@@ -102,6 +102,10 @@ def test_another_doses_bag_is_refused_naming_both(sqlite_site: Site) -> None:
     with pytest.raises(StepRefused) as signing:
         site.bedside.sign_step(cid, mine.version, "pre_infusion", values, cred("n.alvarez"))
     assert signing.value.reason == "wrong_bag"
+    # The service names whose bag it is, for every door (web, JSON API, CLI).
+    assert (
+        "The scanned bag was prepared for OKOYE, Ben (dose 1 of cycle 1)" in signing.value.message
+    )
     assert site.bedside.load(cid).case.state == "pre_infusion"
     # The page's form: the same refusal, shown on the form again.
     nurse = site.client("n.alvarez")
@@ -172,6 +176,9 @@ def test_cli_checks_the_bag_against_the_dose(
     assert code == 0 and "scanned" in out, out
     code, out = cli(home, db, capsys, "scan", "--item", "bag", "--case", old.case.case_id, good)
     assert code == 2 and "This is not the bag for this dose" in out and "this dose:" in out
+    # Whose bag it is, in the same words as the web's (the name only: no MRN, no birth date).
+    assert "The scanned bag was prepared for HADDAD, Lina (dose 1 of cycle 1)" in out, out
+    assert "MRN-7003" not in out and "1975-06-07" not in out
     expired = label_code(site, old)
     code, out = cli(home, db, capsys, "scan", "--item", "bag", "--case", old.case.case_id, expired)
     assert code == 2 and "past its beyond-use time" in out, out

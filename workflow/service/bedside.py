@@ -162,7 +162,14 @@ class Bedside(Courses, Bench, Photos, Worklists, People, Queries):
                 balance=readings,
             )
 
-        return self._act(case_id, expected_version, proof, step.roles, build, step=step_id)
+        try:
+            return self._act(case_id, expected_version, proof, step.roles, build, step=step_id)
+        except StepRefused as exc:
+            # A bag scanned for another dose: say whose it is (Bench.naming_the_bag).
+            named = self.naming_the_bag(exc, values.get("bag_scan"))
+            if named is exc:
+                raise
+            raise named from exc
 
     def reject_step(
         self, case_id: str, expected_version: int, step_id: str, reason: str, proof: Proof

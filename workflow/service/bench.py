@@ -78,7 +78,10 @@ class Bench(ServiceBase):
         from workflow.core.gs1 import stored_form
 
         case = self.load(case_id).case
-        code = check_bag(case, text, self.clock.now(), asked_now(case))
+        try:
+            code = check_bag(case, text, self.clock.now(), asked_now(case))
+        except StepRefused as exc:
+            raise self.naming_the_bag(exc, text) from exc
         # Only what the code itself says (the label the person holds), never the plan's.
         return {
             "bag_entry": "scanned",
@@ -91,6 +94,40 @@ class Bench(ServiceBase):
             "dose_iu": int(code.dose_iu) if code.dose_iu is not None else None,
             "final_volume_ml": str(code.final_volume_ml) if code.final_volume_ml else None,
         }
+
+    def naming_the_bag(self, exc: StepRefused, scanned: object) -> StepRefused:
+        """A ``wrong_bag`` refusal with the patient the scanned bag was prepared for added to its
+        words; any other refusal as it is. Every door's bag scan comes here (checking a scan on
+        its own, signing the step that scans the bag), so the web, the JSON API and the CLI say
+        the same words."""
+        if exc.reason != "wrong_bag":
+            return exc
+        return StepRefused(
+            exc.reason,
+            f"{exc.message}{self._whose_bag(scanned)}",
+            field=exc.field,
+            details=exc.details,
+            fields=exc.fields,
+        )
+
+    def _whose_bag(self, scanned: object) -> str:
+        """The patient a wrong bag was prepared for, in words (the core's refusal names the bag
+        by its case id alone: it knows only this case). Blinding: the name, the cycle and the
+        dose number only, never the identifiers an independent check asks for (MRN, date of
+        birth); nothing when the code names no case here."""
+        from workflow.core.gs1 import parse_bag_code
+
+        try:
+            code = parse_bag_code(str(scanned))
+            other = self.load(code.case_id).case
+        except (StepRefused, NotFound):
+            return ""
+        if other.patient is None:
+            return ""
+        return (
+            f". The scanned bag was prepared for {other.patient.name} (dose {other.dose_in_cycle} "
+            f"of cycle {other.cycle})"
+        )
 
     def read_balance(self) -> Weight:
         """One stable weight from the bench's balance (settings ``bench.balance_port``), in

@@ -13,9 +13,8 @@ from decimal import Decimal
 from typing import Any
 
 from workflow.core.blinding import Blinding, blinding_for, is_unprimed, refuse_while_blinded
-from workflow.core.errors import InputError, NotFound, StepRefused
+from workflow.core.errors import InputError, NotFound
 from workflow.core.events import format_decimal
-from workflow.core.gs1 import parse_bag_code
 from workflow.core.items import rounded
 from workflow.core.protocol.model import Step
 from workflow.service import BoardRow, CaseView
@@ -83,60 +82,24 @@ def sign_step(
     acknowledge_barcodes: bool = False,
     balance: dict[str, dict[str, str]] | None = None,
 ) -> CaseView:
-    try:
-        return _signed(
-            web,
-            viewer,
+    # A bag scanned for another dose is named by the service (Bench.naming_the_bag).
+    return _signed(
+        web,
+        viewer,
+        case_id,
+        step_id,
+        password,
+        username,
+        lambda proof: web.bedside.sign_step(
             case_id,
+            expected_version,
             step_id,
-            password,
-            username,
-            lambda proof: web.bedside.sign_step(
-                case_id,
-                expected_version,
-                step_id,
-                values,
-                proof,
-                photos,
-                acknowledge_barcodes,
-                balance,
-            ),
-        )
-    except StepRefused as exc:
-        named = naming_the_bag(web, exc, values.get("bag_scan"))
-        if named is exc:
-            raise
-        raise named from exc
-
-
-def naming_the_bag(web: Web, exc: StepRefused, scanned: Any) -> StepRefused:
-    """A ``wrong_bag`` refusal with the patient the scanned bag was prepared for added to its
-    words (signing the bedside step and the bag-scan API alike); any other refusal as it is."""
-    if exc.reason != "wrong_bag":
-        return exc
-    return StepRefused(
-        exc.reason,
-        f"{exc.message}{whose_bag(web, scanned)}",
-        field=exc.field,
-        details=exc.details,
-        fields=exc.fields,
-    )
-
-
-def whose_bag(web: Web, scanned: Any) -> str:
-    """The patient a wrong bag was prepared for, in words (the core's refusal names the bag
-    by its case id alone: it knows only this case). The name only, never the identifiers an
-    independent check asks for; nothing when the code names no case here."""
-    try:
-        code = parse_bag_code(str(scanned))
-        other = web.bedside.load(code.case_id).case
-    except (StepRefused, NotFound):
-        return ""
-    if other.patient is None:
-        return ""
-    return (
-        f". The scanned bag was prepared for {other.patient.name} (dose {other.dose_in_cycle} "
-        f"of cycle {other.cycle})"
+            values,
+            proof,
+            photos,
+            acknowledge_barcodes,
+            balance,
+        ),
     )
 
 

@@ -10,7 +10,6 @@ from fastapi.responses import Response
 from pydantic import Field
 
 from workflow.core.blinding import blinding_for, refuse_while_blinded
-from workflow.core.errors import StepRefused
 from workflow.core.gs1 import scan_to_values
 from workflow.interop.export import case_bundle, scan_report
 from workflow.pictures.state_diagram import state_diagram_svg
@@ -73,14 +72,8 @@ def bag_scan(
     """The bag label's code checked against this dose (closed loop): the entry values for
     the bedside step, or 422 with reason unreadable|wrong_bag|label_mismatch|bag_expired,
     naming both the bag and this dose. The same core check guards signing the step."""
-    web = web_of(request)
-    try:
-        return web.bedside.check_bag_scan(case_id, body.text)
-    except StepRefused as exc:
-        named = actions.naming_the_bag(web, exc, body.text)
-        if named is exc:
-            raise
-        raise named from exc
+    # A bag scanned for another dose comes back naming whose it is (the service words it).
+    return web_of(request).bedside.check_bag_scan(case_id, body.text)
 
 
 @router.get("/reports/scan-failures")
