@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import yaml
 import zxingcpp
 from PIL import Image
 
@@ -182,5 +183,20 @@ def test_cli_checks_the_bag_against_the_dose(
     expired = label_code(site, old)
     code, out = cli(home, db, capsys, "scan", "--item", "bag", "--case", old.case.case_id, expired)
     assert code == 2 and "past its beyond-use time" in out, out
+    # `bedside run` signing the bedside step with the other dose's bag: refused in the same
+    # words (the service names whose bag it is), and nothing is signed.
+    sign = {
+        "sign": "pre_infusion",
+        "case": fresh.case.case_id,
+        "by": "n.alvarez",
+        "values": "auto",
+        "override": {"bag_entry": "scanned", "bag_scan": expired},
+    }
+    run = tmp_path / "wrong-bag.yaml"
+    run.write_text(yaml.safe_dump({"passwords": {"n.alvarez": PASSWORD}, "actions": [sign]}))
+    code, out = cli(home, db, capsys, "run", str(run))
+    assert code == 2 and "This is not the bag for this dose" in out, out
+    assert "The scanned bag was prepared for RIVERA, " in out and "(dose 1 of cycle 1)" in out
+    assert site.bedside.load(fresh.case.case_id).case.state == "pre_infusion"
     code, out = cli(home, db, capsys, "scan", "--item", "bag", good)
     assert code == 2 and "--case" in out
