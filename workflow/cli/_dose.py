@@ -54,21 +54,22 @@ def run(args: argparse.Namespace) -> int:
         print_json(data)
         return 0
     recon = protocol.dosing.reconstituted_concentration
+    words = plan.words()  # the one rounding for people (core/dosing.PLAN_DECIMALS)
     lines = [
         f"{protocol.name} (protocol {protocol.version})",
-        f"  weight                {fmt(plan.weight_kg)} kg x {fmt(plan.dose_iu_per_kg, 0)} IU/kg",
-        f"  dose                  {fmt(plan.dose_iu, 0)} IU = {fmt(plan.dose_mg, 4)} mg",
+        f"  weight                {words['weight_kg']} kg x {words['dose_iu_per_kg']} IU/kg",
+        f"  dose                  {words['dose_iu']} IU = {words['dose_mg']} mg",
         f"  vials                 {plan.vials} x {fmt(protocol.dosing.vial_content.value, 0)} IU, "
-        f"each + {fmt(plan.reconstitution_volume_ml_per_vial)} mL "
+        f"each + {words['reconstitution_volume_ml_per_vial']} mL "
         f"{protocol.say('reconstitution_diluent')}",
-        f"  withdraw              {fmt(plan.reconstituted_volume_ml, 2)} mL at "
+        f"  withdraw              {words['reconstituted_volume_ml']} mL at "
         f"{fmt(recon.value, 0)} {recon.unit}",
-        f"  dilute in             {fmt(plan.diluent_volume_ml, 0)} mL "
+        f"  dilute in             {words['diluent_volume_ml']} mL "
         f"{protocol.say('final_diluent_short')} ({plan.band_text()})",
-        f"  final                 {fmt(plan.final_volume_ml, 2)} mL at "
-        f"{fmt(plan.final_concentration_mcg_per_ml, 1)} mcg/mL",
-        f"  infuse                over {fmt(plan.infusion_minutes)} min at "
-        f"{fmt(plan.pump_rate_ml_per_h, 1)} mL/h, {protocol.say('in_line_filter').lower()}",
+        f"  final                 {words['final_volume_ml']} mL at "
+        f"{words['final_concentration_mcg_per_ml']} mcg/mL",
+        f"  infuse                over {words['infusion_minutes']} min at "
+        f"{words['pump_rate_ml_per_h']} mL/h, {protocol.say('in_line_filter').lower()}",
         f"  mg convention         {plan.mg_convention}",
     ]
     if prepared and bud:

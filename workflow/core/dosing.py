@@ -20,6 +20,27 @@ _MCG_PER_MG = Decimal(1000)
 _WEIGHT_DECIMALS = 2
 
 
+# How many decimals a person is shown of each plan number; None shows the exact value, trimmed
+# (the weight, the per-vial volume and the minutes are typed or protocol values, never a
+# quotient). These are the decimals the CLI and the signed record printed before this table
+# existed, kept so all three agree; the checklist items' ``decimals:`` say how exactly a value
+# is *entered*, which is a different question.
+PLAN_DECIMALS: dict[str, int | None] = {
+    "weight_kg": None,
+    "dose_iu_per_kg": 0,
+    "dose_iu": 0,
+    "dose_mg": 4,
+    "vials": None,
+    "reconstitution_volume_ml_per_vial": None,
+    "reconstituted_volume_ml": 2,
+    "diluent_volume_ml": 0,
+    "final_volume_ml": 2,
+    "final_concentration_mcg_per_ml": 1,
+    "infusion_minutes": None,
+    "pump_rate_ml_per_h": 1,
+}
+
+
 @dataclass(frozen=True)
 class DoseWarning:
     """Something the person must see before going on. ``code`` is a stable snake_case word."""
@@ -61,6 +82,12 @@ class DosePlan:
         band = self.diluent_band
         text = f"{fmt(band.diluent_volume_ml)} mL {self.diluent_name}".rstrip()
         return f"{text}: {band.note}" if band.note else text
+
+    def words(self) -> dict[str, str]:
+        """The plan's numbers as people read them (no units): the one rounding that the CLI,
+        the signed record and every web page show, so a technician never sees "2.2667 mL".
+        Only the text is rounded; the stored values and the arithmetic stay exact."""
+        return {name: fmt(self.value(name), places) for name, places in PLAN_DECIMALS.items()}
 
     def to_json(self) -> dict[str, Any]:
         """The command-line contract: plain JSON numbers rounded to at most 4 decimals."""

@@ -267,45 +267,45 @@ def _plan_section(case: Case) -> Section:
     d = case.protocol.dosing
     if plan is None:
         return Section("calculations", "Dose calculation", (Row("Plan", "no order signed"),))
+    words = plan.words()  # the one rounding for people (core/dosing.PLAN_DECIMALS)
     rows = [
-        Row("Dosing weight", f"{fmt(plan.weight_kg)} kg"),
+        Row("Dosing weight", f"{words['weight_kg']} kg"),
         Row(
             "Dose",
-            f"{fmt(plan.weight_kg)} kg x {fmt(plan.dose_iu_per_kg, 0)} IU/kg = "
-            f"{fmt(plan.dose_iu, 0)} IU",
+            f"{words['weight_kg']} kg x {words['dose_iu_per_kg']} IU/kg = {words['dose_iu']} IU",
             note=f"source: {d.dose_per_kg.source}",
         ),
-        Row("Dose in mg", f"{fmt(plan.dose_mg, 4)} mg", note=plan.mg_convention),
+        Row("Dose in mg", f"{words['dose_mg']} mg", note=plan.mg_convention),
         Row(
             "Vials",
             f"{plan.vials} x {fmt(d.vial_content.value, 0)} IU ({fmt(d.vial_mass.value)} mg)",
         ),
         Row(
             "Reconstitution",
-            f"{fmt(plan.reconstitution_volume_ml_per_vial)} mL "
+            f"{words['reconstitution_volume_ml_per_vial']} mL "
             f"{case.protocol.say('reconstitution_diluent')} per vial -> "
             f"{fmt(d.reconstituted_concentration.value, 0)} {d.reconstituted_concentration.unit}",
         ),
         Row(
             "Reconstituted volume",
-            f"{fmt(plan.dose_iu, 0)} IU / "
+            f"{words['dose_iu']} IU / "
             f"{fmt(d.reconstituted_concentration.value, 0)} {d.reconstituted_concentration.unit} = "
-            f"{fmt(plan.reconstituted_volume_ml, 2)} mL",
+            f"{words['reconstituted_volume_ml']} mL",
         ),
         Row(
             f"{case.protocol.say('final_diluent_short') or 'Diluent'} volume",
-            f"{fmt(plan.diluent_volume_ml, 0)} mL",
+            f"{words['diluent_volume_ml']} mL",
             note=plan.band_text() + f" [source: {plan.diluent_band.source}]",
         ),
-        Row("Final volume", f"{fmt(plan.final_volume_ml, 2)} mL"),
+        Row("Final volume", f"{words['final_volume_ml']} mL"),
         Row(
             "Final concentration",
-            f"{fmt(plan.final_concentration_mcg_per_ml, 1)} {d.concentration_min.unit}",
+            f"{words['final_concentration_mcg_per_ml']} {d.concentration_min.unit}",
             note=f"window {case.protocol.say('concentration_window')}",
         ),
         Row(
             "Pump rate",
-            f"{fmt(plan.pump_rate_ml_per_h, 1)} mL/h over {fmt(plan.infusion_minutes)} min",
+            f"{words['pump_rate_ml_per_h']} mL/h over {words['infusion_minutes']} min",
         ),
     ]
     for w in plan.warnings:

@@ -161,6 +161,10 @@ class WorklistRow(BaseModel):
     step: str
     phase: str
     plan: dict[str, Any] | None
+    plan_words: dict[str, str] | None = Field(
+        default=None,
+        description="The plan's numbers as text, rounded as the CLI and the record print them",
+    )
     blinded: bool
     stage: str = Field(
         description="ordered, pharmacy, ready, bedside, infusing, after, held, ended"
@@ -205,6 +209,10 @@ class CaseOut(BaseModel):
     blinded_steps: list[str]
     hidden: list[str]
     plan: dict[str, Any] | None
+    plan_words: dict[str, str] | None = Field(
+        default=None,
+        description="The plan's numbers as text, rounded as the CLI and the record print them",
+    )
     beyond_use_at: str | None
     holds: list[dict[str, Any]]
     differences: list[str]

@@ -216,6 +216,9 @@ def case_json(view: CaseView, tz: tzinfo, now: datetime, blinding: Blinding) -> 
         "blinded_steps": list(b.at_steps),
         "hidden": b.hidden(),
         "plan": plan.to_json() if plan else None,
+        # The same numbers in words (rounded as the CLI and the record show them): pages
+        # print these, never the 4-decimal JSON numbers above.
+        "plan_words": plan.words() if plan else None,
         "beyond_use_at": format_time(beyond_use) if beyond_use else None,
         "beyond_use_local": local(beyond_use, tz),
         "holds": [
@@ -321,6 +324,9 @@ def worklist_row(view: CaseView, tz: tzinfo, now: datetime, blinding: Blinding) 
         "step": nxt.title if nxt else case.state.replace("_", " "),
         "phase": nxt.phase if nxt else "",
         "plan": plan.to_json() if plan else None,
+        # The same numbers in words (rounded as the CLI and the record show them): pages
+        # print these, never the 4-decimal JSON numbers above.
+        "plan_words": plan.words() if plan else None,
         "blinded": bool(b),
     }
 
