@@ -320,6 +320,40 @@ def test_the_pharmacy_queue_sorts_by_due_time_and_counts_per_step(site: Site) ->
     assert "Waiting" in html
 
 
+def test_the_pharmacy_queue_filters_by_step(site: Site) -> None:
+    """Issue 16.5: each step's count is the filter for that step; the counts stay the whole
+    queue's; a step that is not the queue's is 422 naming the ones that are, on the page and
+    the JSON API."""
+    b = site.bedside
+    now = site.clock.now()
+    ordered = b.open_case(
+        site.new_course("MRN-7002", "Berg", "Ola", "1980-01-01"), now, cred("dr.okafor")
+    )
+    b.sign_step(
+        ordered.case.case_id,
+        ordered.version,
+        "order",
+        order_values("70", now - timedelta(hours=1)),
+        cred("dr.okafor"),
+    )
+    preparing = site.walk_to("reconstitution")  # the site's own patient, MRN-7001
+    pharmacist = site.client("p.lindqvist")
+    everything = [r["id"] for r in pharmacist.get("/api/pharmacy").json()]
+    assert set(everything) == {ordered.case.case_id, preparing.case.case_id}
+    only = pharmacist.get("/api/pharmacy?step=reconstitution").json()
+    assert [r["id"] for r in only] == [preparing.case.case_id]
+    page = pharmacist.get("/pharmacy?step=order_verification").text
+    assert f'data-case="{ordered.case.case_id}"' in page
+    assert f'data-case="{preparing.case.case_id}"' not in page
+    # Every count still shows, each a link to its filter; the one shown is marked current.
+    assert '<a href="/pharmacy?step=reconstitution">' in page
+    assert 'href="/pharmacy?step=order_verification" aria-current="page"' in page
+    for bad in ("/api/pharmacy?step=infusion_start", "/pharmacy?step=nonsense"):
+        r = pharmacist.get(bad)
+        assert r.status_code == 422, (bad, r.status_code)
+        assert "order_verification" in r.text and "held" in r.text, r.text
+
+
 def test_after_a_contraindicating_toxicity_a_course_needs_the_signed_override(site: Site) -> None:
     b = site.bedside
     dr, token, patient_id = registered(site)

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
         PendingOrderView,
         PharmacyQueue,
         Proof,
+        StepCount,
         gs1_check_digit_ok,
         patient_ref,
     )
@@ -51,6 +52,7 @@ _WHERE = {
     "PendingOrderView": "workflow.service.views",
     "OPENING_ROLES": "workflow.service.views",
     "PharmacyQueue": "workflow.service.views",
+    "StepCount": "workflow.service.views",
     "Proof": "workflow.service.views",
     "gs1_check_digit_ok": "workflow.service.views",
     "open_bedside": "workflow.service.bedside",
@@ -76,6 +78,7 @@ __all__ = [
     "PendingOrderView",
     "PharmacyQueue",
     "Proof",
+    "StepCount",
     "gs1_check_digit_ok",
     "open_bedside",
     "patient_ref",

@@ -7,7 +7,6 @@ One reading, used by the ward board, the pharmacy queue and their JSON twins (th
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta, tzinfo
 
@@ -96,8 +95,3 @@ def start_of_day(now: datetime, tz: tzinfo) -> datetime:
     """Midnight of the site's day ``now`` falls in (what "today" means on the board)."""
     local = now.astimezone(tz)
     return datetime.combine(local.date(), time(0, 0), tzinfo=tz)
-
-
-def counts(steps: list[str]) -> list[tuple[str, int]]:
-    """How many doses wait at each step, in the order first seen."""
-    return list(Counter(steps).items())

@@ -134,11 +134,24 @@ class PendingOrderView:
 
 
 @dataclass(frozen=True)
+class StepCount:
+    """How many doses of the pharmacy queue wait at one step (``held``: on hold)."""
+
+    step: str
+    title: str
+    count: int
+
+
+@dataclass(frozen=True)
 class PharmacyQueue:
-    """The doses pharmacy works on, soonest due first, and how many wait at each step."""
+    """The doses pharmacy works on, soonest due first, and how many wait at each step.
+
+    ``per_step`` counts the whole queue, whatever ``showing`` (the step the rows were filtered
+    to, or None), so each count can be offered as the filter for its step."""
 
     rows: list[BoardRow]
-    per_step: list[tuple[str, int]]
+    per_step: list[StepCount]
+    showing: str | None = None
 
 
 @dataclass(frozen=True)

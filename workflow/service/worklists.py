@@ -4,12 +4,20 @@ priority, and what orders from the hospital did to doses. Part of
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 
+from workflow.core.errors import InputError
 from workflow.core.order_message import ROUTINE, STAT
 from workflow.service.base import ServiceBase
-from workflow.service.board import PHARMACY_PHASES, counts, standing, start_of_day
-from workflow.service.views import BoardRow, InterfaceEvent, PendingOrderView, PharmacyQueue
+from workflow.service.board import PHARMACY_PHASES, standing, start_of_day
+from workflow.service.views import (
+    BoardRow,
+    InterfaceEvent,
+    PendingOrderView,
+    PharmacyQueue,
+    StepCount,
+)
 from workflow.store import InterfaceEntry
 
 
@@ -28,13 +36,19 @@ class Worklists(ServiceBase):
             rows.append(BoardRow(view, standing(view.case, record.scheduled_at, now)))
         return rows
 
-    def pharmacy_queue(self, *, limit: int = 200) -> PharmacyQueue:
+    def pharmacy_queue(self, *, limit: int = 200, step: str | None = None) -> PharmacyQueue:
         """The doses waiting for a pharmacy step (order verification, eligibility, compounding,
         verification): STAT orders from the hospital first (the order's priority, issue 16.5),
         then soonest due (overdue ones are the soonest), with how many wait at each step. A
-        dose opened in Bedside carries no urgency and is routine."""
-        now = self.clock.now()
+        dose opened in Bedside carries no urgency and is routine. ``step`` keeps only the doses
+        waiting at that step (``held``: the doses on hold); the counts stay the whole queue's.
+        A step that is not one of the queue's is refused naming the ones that are."""
         states = self.pharmacy_states()
+        if step is not None and step != HELD and step not in states:
+            raise InputError(
+                "step", f"'{step}' is not a step of the pharmacy queue", ", ".join([*states, HELD])
+            )
+        now = self.clock.now()
         records = self.store.worklist(states, limit=limit)
         priority = self.order_priorities([r.id for r in records])
         rows = []
@@ -43,10 +57,22 @@ class Worklists(ServiceBase):
             standing_now = standing(view.case, record.scheduled_at, now)
             rows.append(BoardRow(view, standing_now, priority[record.id]))
         rows.sort(key=lambda r: (r.priority != STAT, r.standing.due_at, r.view.case.case_id))
-        steps = [
-            self.protocol.step(r.view.case.state).title for r in rows if not r.view.case.on_hold
+        per_step = self._per_step(rows)
+        if step is not None:
+            rows = [r for r in rows if _waiting_at(r) == step]
+        return PharmacyQueue(rows, per_step, step)
+
+    def _per_step(self, rows: Sequence[BoardRow]) -> list[StepCount]:
+        """The count at each step in the order first seen, the held doses last."""
+        seen = Counter(_waiting_at(r) for r in rows)
+        out = [
+            StepCount(step, self.protocol.step(step).title, n)
+            for step, n in seen.items()
+            if step != HELD
         ]
-        return PharmacyQueue(rows, counts(steps))
+        if seen[HELD]:
+            out.append(StepCount(HELD, "On hold", seen[HELD]))
+        return out
 
     def pharmacy_states(self) -> list[str]:
         """States where the next signature is pharmacy's: the order's verification, eligibility
@@ -111,3 +137,12 @@ class Worklists(ServiceBase):
                     )
                 )
         return out
+
+
+# The queue's filter for the doses on hold (a state, not a step of the protocol).
+HELD = "held"
+
+
+def _waiting_at(row: BoardRow) -> str:
+    """The step a dose waits at on the queue, or ``held``."""
+    return HELD if row.view.case.on_hold else row.view.case.state

@@ -359,11 +359,13 @@ def ward(request: Request) -> list[WorklistRow]:
 
 
 @router.get("/pharmacy", response_model=list[WorklistRow])
-def pharmacy(request: Request) -> list[WorklistRow]:
-    """The pharmacy queue's rows (the /pharmacy page's, from the same service query)."""
+def pharmacy(request: Request, step: str | None = None) -> list[WorklistRow]:
+    """The pharmacy queue's rows (the /pharmacy page's, from the same service query);
+    ``step`` keeps the doses waiting at that step (``held``: on hold), 422 naming the
+    queue's steps otherwise."""
     web = web_of(request)
     viewer = _viewer(request, PHARMACY)
-    queue = web.bedside.pharmacy_queue(limit=web.settings.worklist_limit)
+    queue = web.bedside.pharmacy_queue(limit=web.settings.worklist_limit, step=step)
     return [WorklistRow(**r) for r in actions.board_rows(web, viewer, queue.rows)]
 
 

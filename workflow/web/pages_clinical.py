@@ -70,11 +70,12 @@ def ward(request: Request) -> Response:
 
 
 @router.get("/pharmacy")
-def pharmacy(request: Request) -> Response:
-    """The pharmacy queue: soonest due first, how long each dose has waited, counts per step."""
+def pharmacy(request: Request, step: str | None = None) -> Response:
+    """The pharmacy queue: soonest due first, how long each dose has waited, counts per step;
+    ``step`` shows only the doses waiting at that step (each count links to its filter)."""
     web = web_of(request)
     viewer = web.viewer(request, PHARMACY)
-    queue = web.bedside.pharmacy_queue(limit=web.settings.worklist_limit)
+    queue = web.bedside.pharmacy_queue(limit=web.settings.worklist_limit, step=step)
     rows = actions.board_rows(web, viewer, queue.rows)
     return web.templates.TemplateResponse(
         request,
@@ -83,6 +84,7 @@ def pharmacy(request: Request) -> Response:
             "viewer": viewer,
             "rows": rows,
             "per_step": queue.per_step,
+            "showing": queue.showing,
             "interface_effects": interface_effects(web),
             "pending": [pending_json(o, web.bedside.tz) for o in web.bedside.pending_orders()],
             "title": "Compounding queue",
