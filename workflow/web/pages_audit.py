@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
 
 from fastapi import APIRouter, Request
@@ -11,6 +12,7 @@ from starlette.datastructures import FormData
 from workflow.core.errors import InputError
 from workflow.core.names import MixedScriptName
 from workflow.core.titles import role_title
+from workflow.service import Bedside
 from workflow.service.vocabulary import ROLES
 
 from . import actions
@@ -111,30 +113,41 @@ def users(request: Request) -> Response:
 @router.get("/admin/wristband.pdf")
 def wristband(request: Request, mrn: str = "") -> Response:
     """A test wristband for a patient (Code 128 of the MRN), to try the bedside scan."""
-    web = web_of(request)
-    web.viewer(request, ADMIN)
-    if not mrn.strip():
-        raise InputError("mrn", "type the patient's MRN")
-    pdf = web.bedside.wristband_pdf(mrn)
-    return Response(
-        pdf,
-        media_type="application/pdf",
-        headers={"Content-Disposition": 'inline; filename="wristband-test.pdf"'},
+    return _test_print(
+        request, "mrn", mrn, "type the patient's MRN", "wristband", lambda w, v: w.wristband_pdf(v)
     )
 
 
 @router.get("/admin/badge.pdf")
 def badge(request: Request, username: str = "") -> Response:
     """A test staff badge (Code 128 of the user id), to try signing in with a badge scan."""
+    return _test_print(
+        request,
+        "username",
+        username,
+        "type the person's user id",
+        "badge",
+        lambda w, v: w.badge_pdf(v),
+    )
+
+
+# Prints one test barcode PDF through the service: (the service, the MRN or user id) -> PDF.
+Printer = Callable[[Bedside, str], bytes]
+
+
+def _test_print(
+    request: Request, field: str, value: str, missing: str, kind: str, printed: Printer
+) -> Response:
+    """An admin's test print of a barcode (a wristband or a staff badge), inline as a PDF."""
     web = web_of(request)
     web.viewer(request, ADMIN)
-    if not username.strip():
-        raise InputError("username", "type the person's user id")
-    pdf = web.bedside.badge_pdf(username)
+    if not value.strip():
+        raise InputError(field, missing)
+    pdf = printed(web.bedside, value)
     return Response(
         pdf,
         media_type="application/pdf",
-        headers={"Content-Disposition": 'inline; filename="badge-test.pdf"'},
+        headers={"Content-Disposition": f'inline; filename="{kind}-test.pdf"'},
     )
 
 
