@@ -220,15 +220,9 @@ def _new(
         signer,
         values,
         dose.scheduled_at,
-        OrderCase(
-            case_id="",
-            placer_order=message.placer_order,
-            course_id=course.id,
-            channel=message.channel,
-            priority=message.priority,
-            orderer=signer.name,
-            created_at=bedside.clock.now(),
-        ),
+        placer_order=message.placer_order,
+        channel=message.channel,
+        priority=message.priority,
     )
     effect = _effect(view, QUEUED)
     # The MRN and not the name: this line is the ACK's text and the listener's log line.
@@ -245,16 +239,30 @@ def _open_order(
     signer: Signer,
     values: dict[str, Any],
     scheduled_at: datetime,
-    link: OrderCase,
+    *,
+    placer_order: str,
+    channel: str,
+    priority: str,
 ) -> CaseView:
-    """Open the course's next dose and sign its order as the external orderer: NW, and a
-    pending order when its course is started, both come here."""
+    """Open the course's next dose, sign its order as the external orderer and link the dose
+    to the hospital's order number: NW, and a pending order when its course is started, both
+    come here."""
     view = bedside.open_case_as(course, scheduled_at, signer)
     order_step = bedside.protocol.initial  # the prescriber's order, as the protocol names it
     view = bedside.act_as(
         view, signer, lambda c, s, now: c.sign(order_step, values, s, now), archive=False
     )
-    bedside.store.link_order_case(replace(link, case_id=view.record.id))
+    bedside.store.link_order_case(
+        OrderCase(
+            case_id=view.record.id,
+            placer_order=placer_order,
+            course_id=course.id,
+            channel=channel,
+            priority=priority,
+            orderer=signer.name,
+            created_at=bedside.clock.now(),
+        )
+    )
     return view
 
 
@@ -405,15 +413,9 @@ def open_pending_orders(bedside: Bedside, course: Course) -> list[PendingOrder]:
                     signer,
                     order,
                     scheduled_at,
-                    OrderCase(
-                        case_id="",
-                        placer_order=pending.placer_order,
-                        course_id=course.id,
-                        channel=pending.channel,
-                        priority=pending.priority,
-                        orderer=pending.orderer,
-                        created_at=bedside.clock.now(),
-                    ),
+                    placer_order=pending.placer_order,
+                    channel=pending.channel,
+                    priority=pending.priority,
                 )
                 ended = replace(
                     pending,
