@@ -18,49 +18,30 @@ from __future__ import annotations
 import hashlib
 import re
 import subprocess
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import pytest
-from core.test_gravimetric import HEAD, ITEMS
 from interop.hl7_support import Sender, listener, msa
 from interop.test_balance import FakeBalance
 
-from workflow.core.protocol import Protocol, load_protocol
-from workflow.core.protocol.overlay import load_overlay
 from workflow.dev.walk import course_attestations, values_for
-from workflow.resources import default_protocol_path
 
 from .conftest import PASSWORD, Site, cred
 from .photo_images import plain_photo, vial_photo
 from .test_bag_label_loop import decoded
+from .test_balance_web import balances, protocol
 from .test_e2e_dose import Tablet, browser, server
 
-__all__ = ["browser", "server"]  # fixtures, used by name
+# Fixtures, used by name: the gravimetric site's protocol and the simulated balances come
+# from the balance tests.
+__all__ = ["balances", "browser", "protocol", "server"]
 
 MRN = "MRN-4711"
 LOT = "PLK2291"  # the vial lot workflow.dev.walk enters
 BEFORE_G = Decimal("61.250")
-
-
-@pytest.fixture
-def protocol(tmp_path: Path) -> Protocol:
-    """The shipped protocol with a site overlay that weighs the dose into the bag."""
-    path = tmp_path / "site.overlay.yaml"
-    path.write_text(HEAD + ITEMS + "gravimetric:\n  enabled: true\n")
-    return load_overlay(path, load_protocol(default_protocol_path()))
-
-
-@pytest.fixture
-def balances() -> Iterator[list[FakeBalance]]:
-    made: list[FakeBalance] = []
-    yield made
-    for b in made:
-        b.close()
 
 
 def rde(control_id: str, control: str, placer: str, start: str, reason: str = "") -> str:
