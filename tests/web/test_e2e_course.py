@@ -39,13 +39,13 @@ from .photo_images import GTIN as VIAL_GTIN
 from .photo_images import plain_photo, vial_photo
 from .test_bag_label_loop import decoded
 from .test_e2e_dose import DOCS, Tablet, browser, server  # noqa: F401  (fixtures)
+from .test_e2e_orders import SIZES  # the two tablet viewports the orders walk uses
 
 pytestmark = pytest.mark.skipif(
     shutil.which("pdftoppm") is None or shutil.which("pdftotext") is None,
     reason="poppler-utils (pdftoppm, pdftotext) reads the label and the records",
 )
 
-SIZES = {"landscape": (1280, 800), "portrait": (800, 1280)}
 WATER_GTIN = "00614141000418"  # a made-up GTIN with a valid check digit (test data)
 LOT = "PLK2291"
 # The screens the README shows, drawn from the landscape walk with BEDSIDE_SCREENSHOTS=1.
