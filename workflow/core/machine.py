@@ -12,7 +12,7 @@ closed. Never a silent False.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -102,9 +102,12 @@ class Case(CaseReplay):
         photos: Mapping[str, PhotoRef] | None = None,
         acknowledge_barcodes: bool = False,
         balance: Mapping[str, Mapping[str, str]] | None = None,
+        sitting: Sequence[str] = (),
     ) -> Event:
         """Sign a step; ``balance``: the balance's replies for weights read from it, by item
-        (kept in the event for the record: core/gravimetric.check_balance_readings)."""
+        (kept in the event for the record: core/gravimetric.check_balance_readings);
+        ``sitting``: the steps signed together with this one by one signature
+        (core/sittings.py), kept in the event so the record and the audit trail say so."""
         step = self._step(step_id)
         acknowledged = check_acknowledged(self, step, acknowledge_barcodes)
         typed, outcome, _dest = self._judge_sign(step, values, signer, at, meaning=step.meaning)
@@ -117,6 +120,8 @@ class Case(CaseReplay):
             data["acknowledged_barcodes"] = acknowledged
         if balance:  # absent when none, like photos
             data["balance_readings"] = check_balance_readings(self.protocol, step, typed, balance)
+        if sitting:  # absent when signed alone, like photos
+            data["sitting"] = list(sitting)
         if corrects is None:
             previous = self.current.get(step_id)
             if previous is not None and self.state.endswith(MISMATCH_SUFFIX):

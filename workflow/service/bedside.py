@@ -32,6 +32,7 @@ from workflow.core.order_message import OrderMessage
 from workflow.core.protocol import load_protocol
 from workflow.core.protocol.overlay import load_overlay
 from workflow.core.schedule import next_dose
+from workflow.core.sittings import sign_sitting
 from workflow.identity import Identity
 from workflow.resources import default_protocol_path
 from workflow.service.bench import Bench
@@ -39,7 +40,7 @@ from workflow.service.courses import Courses
 from workflow.service.people import People
 from workflow.service.photos import Photos
 from workflow.service.queries import Queries
-from workflow.service.views import ADMINISTRATION_RECORD, CaseView, CatchUp, Proof
+from workflow.service.views import ADMINISTRATION_RECORD, CaseView, CatchUp, Proof, SittingEntry
 from workflow.service.worklists import Worklists
 from workflow.store import COURSE_ACTIVE, COURSE_DISCONTINUED
 from workflow.store.web_sessions import SignatureMark
@@ -62,7 +63,7 @@ class Bedside(Courses, Bench, Photos, Worklists, People, Queries):
         expected_version: int,
         proof: Proof,
         roles: Sequence[str],
-        build: Callable[[Case, Signer, datetime], Event],
+        build: Callable[[Case, Signer, datetime], Event | list[Event]],
         step: str | None = None,
     ) -> CaseView:
         with phase("load"):
@@ -82,13 +83,14 @@ class Bedside(Courses, Bench, Photos, Worklists, People, Queries):
         self,
         view: CaseView,
         signer: Signer,
-        build: Callable[[Case, Signer, datetime], Event],
+        build: Callable[[Case, Signer, datetime], Event | list[Event]],
         *,
         archive: bool = True,
         session: SignatureMark | None = None,
     ) -> CaseView:
-        """Judge and append one event for a signer already established (after
-        :meth:`signer`, or the ordering provider of an order from the hospital). With
+        """Judge and append one event (a sitting: its events, together) for a signer already
+        established (after :meth:`signer`, or the ordering provider of an order from the
+        hospital). With
         ``archive=False`` an ending case's records are left to :meth:`archive_pending` (the
         caller's transaction is still open: files must not be written for a step that may yet
         be rolled back)."""
@@ -96,14 +98,15 @@ class Bedside(Courses, Bench, Photos, Worklists, People, Queries):
         expected_version = view.version
         case = view.case
         with phase("rules"):
-            event = build(case, signer, self.clock.now())
+            built = build(case, signer, self.clock.now())
+        events = built if isinstance(built, list) else [built]
         proto = case.protocol
         # The event and, for a tablet's signature, its session's 11.200 state: one transaction.
         with phase("append"):  # includes its transaction's share of "commit"
             record = self.store.append(
                 case_id,
                 expected_version,
-                [event],
+                events,
                 protocol_version=proto.version,
                 protocol_hash=proto.content_hash,
                 state=case.state,
@@ -145,28 +148,81 @@ class Bedside(Courses, Bench, Photos, Worklists, People, Queries):
         verified photos show a disagreeing barcode needs ``acknowledge_barcodes``.
         ``balance``: the readings of weights read from the balance, as the form sent them
         back (sealed by :meth:`read_balance_for`): their replies are kept in the event."""
-        readings = self.balance_readings(case_id, balance) if balance else None
-        step = self._step(case_id, step_id)
-        refs = self._store_photos(step, photos or {})
+        return self.sign_sitting(
+            case_id,
+            expected_version,
+            [SittingEntry(step_id, values, photos, balance)],
+            proof,
+            acknowledge_barcodes,
+        )
 
-        def build(case: Case, signer: Signer, now: datetime) -> Event:
-            if step.starts_infusion and step_id in case.allowed_steps():
+    def sign_sitting(
+        self,
+        case_id: str,
+        expected_version: int,
+        entries: Sequence[SittingEntry],
+        proof: Proof,
+        acknowledge_barcodes: bool = False,
+    ) -> CaseView:
+        """Sign one step, or the steps of a sitting (core/sittings.py: consecutive steps one
+        person does at one sitting, declared by the protocol) with one signature: each step
+        judged as when signed alone (its photos stored, its balance readings checked, the
+        schedule checked again at the step that starts the infusion), all its events appended
+        in one transaction, or none."""
+        if not entries:
+            raise StepRefused("missing_item", "steps: nothing to sign", field="steps")
+        steps = [self._step(case_id, e.step_id) for e in entries]
+        readings = [
+            self.balance_readings(case_id, e.balance) if e.balance else None for e in entries
+        ]
+        refs = [
+            self._store_photos(step, e.photos or {}) for step, e in zip(steps, entries, strict=True)
+        ]
+        by_step = {e.step_id: i for i, e in enumerate(entries)}
+
+        def sign_one(
+            case: Case,
+            signer: Signer,
+            now: datetime,
+            step_id: str,
+            values: Mapping[str, Any],
+            sitting: Sequence[str],
+        ) -> Event:
+            i = by_step[step_id]
+            if steps[i].starts_infusion and step_id in case.allowed_steps():
                 self._check_schedule(case, now)
             return case.sign(
                 step_id,
                 values,
                 signer,
                 now,
-                photos=refs,
+                photos=refs[i],
                 acknowledge_barcodes=acknowledge_barcodes,
-                balance=readings,
+                balance=readings[i],
+                sitting=sitting,
             )
 
+        def build(case: Case, signer: Signer, now: datetime) -> Event | list[Event]:
+            if len(entries) == 1:
+                return sign_one(case, signer, now, entries[0].step_id, entries[0].values, ())
+            return sign_sitting(
+                case,
+                [(e.step_id, e.values) for e in entries],
+                lambda sid, values, ids: sign_one(case, signer, now, sid, values, ids),
+            )
+
+        # A role that may sign every step of it (the protocol's sitting guarantees one).
+        roles = [r for r in steps[0].roles if all(r in s.roles for s in steps)]
         try:
-            return self._act(case_id, expected_version, proof, step.roles, build, step=step_id)
+            return self._act(
+                case_id, expected_version, proof, roles, build, step=entries[0].step_id
+            )
         except StepRefused as exc:
             # A bag scanned for another dose: say whose it is (Bench.naming_the_bag).
-            named = self.naming_the_bag(exc, values.get("bag_scan"))
+            scanned = next(
+                (e.values.get("bag_scan") for e in entries if e.values.get("bag_scan")), None
+            )
+            named = self.naming_the_bag(exc, scanned)
             if named is exc:
                 raise
             raise named from exc

@@ -4,9 +4,11 @@ and the proof a signer gives."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from workflow.core.machine import Case, PatientRef
 from workflow.core.order_message import ROUTINE
@@ -40,6 +42,17 @@ def gs1_check_digit_ok(gtin14: str) -> bool:
 
 # Who may open a dose case (the order is then signed by a prescriber as the first step).
 OPENING_ROLES = ("prescriber", "pharmacist")
+
+
+@dataclass(frozen=True)
+class SittingEntry:
+    """One step of what is signed with one signature: the step, what was entered, the photos
+    it asks for (by photo id) and the balance readings of its weights."""
+
+    step_id: str
+    values: Mapping[str, Any]
+    photos: Mapping[str, bytes] | None = None
+    balance: Mapping[str, Mapping[str, str]] | None = None
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ SHIPPED = default_protocol_path().read_text(encoding="utf-8")
 
 
 def test_shipped_protocol_loads_with_version_and_hash(protocol: Protocol) -> None:
-    assert protocol.version == "1.6.0"
+    assert protocol.version == "1.7.0"
     assert protocol.content_hash == hashlib.sha256(SHIPPED.encode()).hexdigest()
     assert protocol.initial == "order"
     assert [s.id for s in protocol.ordered_steps_from("order")][-1] == "record_sign_off"
@@ -131,7 +131,7 @@ def _refused(path: Path) -> list[str]:
             "unknown key 'verfies'",
         ),
         # wrong type
-        ('  version: "1.6.0"', "  version: [1, 0]", "version: [1, 0]", "must be text"),
+        ('  version: "1.7.0"', "  version: [1, 0]", "version: [1, 0]", "must be text"),
         (
             "    unprimed: true\n    next: infusion_start",
             "    unprimed: sometimes\n    next: infusion_start",
@@ -172,6 +172,55 @@ def _refused(path: Path) -> list[str]:
             "    roles: [chemist]\n    meaning: verified\n    verifies: [order]",
             "roles: [chemist]",
             "role 'chemist' is not defined",
+        ),
+        # sittings (signed with one signature): each refused for what it would let slip
+        (
+            "  - {steps: [pre_infusion, infusion_start]}",
+            "  - {steps: [pre_infusion, infusion_stop]}",
+            "steps: [pre_infusion, infusion_stop]",
+            "'infusion_stop' does not follow 'pre_infusion'",
+        ),
+        (
+            "  - {steps: [pre_infusion, infusion_start]}",
+            "  - {steps: [double_check_second, pre_infusion]}",
+            "steps: [double_check_second, pre_infusion]",
+            "'double_check_second' is one side of an independent double check",
+        ),
+        (
+            "  - {steps: [pre_infusion, infusion_start]}",
+            "  - {steps: [hold_checks, reconstitution]}",
+            "steps: [hold_checks, reconstitution]",
+            "'hold_checks' evaluates rules, so only the last step may",
+        ),
+        (
+            "  - {steps: [pre_infusion, infusion_start]}",
+            "  - {steps: [infusion_start, infusion_stop]}",
+            "steps: [infusion_start, infusion_stop]",
+            "'infusion_start' starts the infusion, so only the last step may",
+        ),
+        (
+            "  - {steps: [pre_infusion, infusion_start]}",
+            "  - {steps: [dilution, pharmacy_verification]}",
+            "steps: [dilution, pharmacy_verification]",
+            "'pharmacy_verification' checks another step of the same sitting",
+        ),
+        (
+            "  - {steps: [pre_infusion, infusion_start]}",
+            "  - {steps: [order, order_verification]}",
+            "steps: [order, order_verification]",
+            "no role may sign every step of it",
+        ),
+        (
+            "  - {steps: [pre_infusion, infusion_start]}",
+            "  - {steps: [pre_infusion]}",
+            "steps: [pre_infusion]}",
+            "a sitting has at least two steps",
+        ),
+        (
+            "  - {steps: [pre_infusion, infusion_start]}",
+            "  - {steps: [infusion_stop, observation]}",
+            "  - {steps: [infusion_stop, observation]}   # stop",
+            "'infusion_stop' is in sittings[2] too",
         ),
         # dangling item in a rule
         (

@@ -24,6 +24,7 @@ from . import (
     _groups,
     _head,
     _rules,
+    _sittings,
     _steps,
 )
 from ._context import Context
@@ -79,6 +80,7 @@ class _Sections:
     words: dict[str, str] | None = None
     records: tuple[RecordSpec, ...] | None = None
     gravimetric: Gravimetric | None = None
+    sittings: tuple[tuple[str, ...], ...] = ()
 
 
 def _validate(ctx: Context, root: Any, content_hash: str, filename: str) -> Protocol | None:
@@ -131,7 +133,8 @@ def _read_main(ctx: Context, top: MapReader) -> _Sections:
 
 
 def _read_optional(ctx: Context, top: MapReader, s: _Sections) -> None:
-    """The sections older protocol texts lack (acknowledgements, course_start, words, records)."""
+    """The sections older protocol texts lack (acknowledgements, course_start, words, records,
+    gravimetric, sittings)."""
     acks_list = top.seq("acknowledgements", required=False)
     if acks_list is not None:
         elig_step = s.eligibility.step if s.eligibility else None
@@ -150,6 +153,9 @@ def _read_optional(ctx: Context, top: MapReader, s: _Sections) -> None:
     s.records = _display.records(ctx, records_node, s.steps) if records_node else None
     grav_node = top.sub("gravimetric", required=False)
     s.gravimetric = _gravimetric.gravimetric(ctx, grav_node, s.steps) if grav_node else None
+    sittings_list = top.seq("sittings", required=False)
+    if sittings_list is not None:
+        s.sittings = _sittings.sittings(ctx.issues, sittings_list, s.steps)
 
 
 def _check_references(ctx: Context, top: MapReader, s: _Sections) -> None:
@@ -207,4 +213,5 @@ def _assemble(ctx: Context, s: _Sections, content_hash: str, filename: str) -> P
             s.records if s.records is not None else _display.legacy_records(s.steps, s.initial)
         ),
         gravimetric=s.gravimetric,
+        sittings=s.sittings,
     )

@@ -467,6 +467,8 @@ class Protocol:
     words: dict[str, str] = field(default_factory=dict)
     records: tuple[RecordSpec, ...] = ()
     gravimetric: Gravimetric | None = None
+    # Consecutive steps one person signs together with one signature (protocol/_sittings.py).
+    sittings: tuple[tuple[str, ...], ...] = ()
 
     def say(self, key: str) -> str:
         """A display word with its numbers filled from this protocol's (possibly tightened)
@@ -514,6 +516,10 @@ class Protocol:
 
     def step_ids(self) -> tuple[str, ...]:
         return tuple(s.id for s in self.steps)
+
+    def sitting_from(self, step_id: str) -> tuple[str, ...]:
+        """The sitting that starts at ``step_id`` (its steps, ``step_id`` first), else ()."""
+        return next((s for s in self.sittings if s[0] == step_id), ())
 
     def unprimed(self, step: Step) -> bool:
         """An independent check: marked so, or either side of a blinded double check. Its
