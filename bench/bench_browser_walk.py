@@ -207,6 +207,11 @@ class Walker:
                 if first.input_value() != text:
                     self.type(first, text, role)
 
+    def together(self) -> list[str]:
+        """The later steps of a sitting the form shows (none on versions without sittings)."""
+        field = self.page.locator("form.stepform input[name=together]")
+        return (field.get_attribute("value") or "").split() if field.count() else []
+
     def sign(self, signer: str) -> None:
         form = self.page.locator("form.stepform")
         role = ROLE[signer]
@@ -346,7 +351,14 @@ def _one_dose(
                 tablet = devices[signer] = Walker(browser, base, counts)
                 tablet.login(signer)
         tablet.open_step(cid, step.id)
+        # A sitting (protocol ``sittings``): the page shows the steps this person does next in
+        # the same form, signed by the one signature; each is filled as it would be alone.
+        together = tablet.together()
+        tablet.step = "+".join([step.id, *together])
         tablet.fill(step.id, values, signer, view.case.protocol, clock.now())
+        for later in together:
+            more = values_for(view.case, later, clock.now())
+            tablet.fill(later, more, signer, view.case.protocol, clock.now())
         tablet.sign(signer)
         after = bedside.load(cid)
         assert after.version > view.version, f"{step.id} not signed: {tablet.page.url}"

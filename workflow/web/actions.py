@@ -17,7 +17,7 @@ from workflow.core.errors import InputError, NotFound
 from workflow.core.events import format_decimal
 from workflow.core.items import rounded
 from workflow.core.protocol.model import Step
-from workflow.service import BoardRow, CaseView
+from workflow.service import BoardRow, CaseView, SittingEntry
 from workflow.service.vocabulary import ArchivedRecord, TabletProof, User
 
 from .context import Web
@@ -103,6 +103,30 @@ def sign_step(
     )
 
 
+def sign_sitting(
+    web: Web,
+    viewer: Viewer,
+    case_id: str,
+    expected_version: int,
+    entries: list[SittingEntry],
+    password: str,
+    username: str | None,
+    acknowledge_barcodes: bool = False,
+) -> CaseView:
+    """One step, or the steps of a sitting, with one signature (Bedside.sign_sitting)."""
+    return _signed(
+        web,
+        viewer,
+        case_id,
+        entries[0].step_id if entries else None,
+        password,
+        username,
+        lambda proof: web.bedside.sign_sitting(
+            case_id, expected_version, entries, proof, acknowledge_barcodes
+        ),
+    )
+
+
 def side_exit(
     web: Web,
     viewer: Viewer,
@@ -176,6 +200,22 @@ def from_wristband(
                 f"typed '{typed}', but the wristband scan says {mrn}: clear one of them",
                 label=item.label,
             )
+
+
+def wristband_into(
+    web: Web,
+    viewer: Viewer,
+    view: CaseView,
+    entered: list[tuple[Step, dict[str, Any]]],
+    scanned: str | None,
+) -> None:
+    """A wristband scan posted with a form or an API body, into each step that asks for the
+    MRN (:func:`from_wristband`); nothing when no scan was posted."""
+    if not scanned or not scanned.strip():
+        return
+    for step, values in entered:
+        if any(it.expect == "patient.mrn" for it in step.items):
+            from_wristband(web, viewer, view, step, scanned, values)
 
 
 def pick_step(view: CaseView, viewer: Viewer, wanted: str | None) -> str | None:

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 from workflow.core.blinding import refuse_while_blinded
 from workflow.core.errors import InputError
 from workflow.records.labels import bag_label_pdf
-from workflow.service import CaseView
+from workflow.service import CaseView, SittingEntry
 
 from . import actions
 from .context import web_of
@@ -127,6 +127,25 @@ class StepIn(Signature):
         description="A verifying step: the verifier has seen that a barcode read in a verified "
         "step's photo disagrees with its entry (the web form's checkbox); without it such a "
         "step is refused",
+    )
+
+
+class SittingStepIn(In):
+    step: ItemId = Field(description="A step of the sitting, in the protocol's order")
+    values: dict[ItemId, str | bool] = Field(default_factory=dict)
+
+
+class SittingIn(Signature):
+    steps: list[SittingStepIn] = Field(
+        min_length=1,
+        max_length=8,
+        description="The steps of one of the protocol's sittings, first to last, each with its "
+        "values: all signed by this one signature, or none",
+    )
+    wristband: str | None = Field(
+        default=None,
+        max_length=200,
+        description="A wristband scan (the MRN): fills the MRN a step of the sitting asks for",
     )
 
 
@@ -433,6 +452,35 @@ def signed_step(
         body.username,
         photos,
         body.acknowledge_photo_barcodes,
+    )
+    return _case(request, viewer, case_id, view=view)
+
+
+@router.post("/cases/{case_id}/sittings", response_model=CaseOut, responses=BODY_ERRORS)
+def sign_sitting(
+    request: Request, case_id: str, body: SittingIn, viewer: Viewer = CLINICAL_POST
+) -> CaseOut:
+    """Sign the steps of a sitting (the protocol's ``sittings``: consecutive steps one person
+    does at one sitting) with one signature: each step judged as when signed alone, all
+    stored together or, on any refusal, none. The page's form does the same."""
+    web = web_of(request)
+    current = web.bedside.load(case_id)
+    protocol = current.case.protocol
+    entered = []
+    for posted in body.steps:
+        if posted.step not in protocol.step_ids():
+            raise InputError("steps", f"'{posted.step}' is not a step of this case's protocol")
+        entered.append((protocol.step(posted.step), dict(posted.values)))
+    actions.wristband_into(web, viewer, current, entered, body.wristband)
+    entries = [SittingEntry(step.id, values) for step, values in entered]
+    view = actions.sign_sitting(
+        web,
+        viewer,
+        case_id,
+        body.expected_version,
+        entries,
+        body.password,
+        body.username,
     )
     return _case(request, viewer, case_id, view=view)
 

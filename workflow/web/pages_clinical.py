@@ -18,12 +18,12 @@ from workflow.core.photos import ACK_FIELD
 from workflow.core.protocol.model import Protocol, Step
 from workflow.core.titles import EXIT_CONSEQUENCES, exit_title
 from workflow.records.labels import bag_label_pdf
-from workflow.service import CaseView
+from workflow.service import CaseView, SittingEntry
 from workflow.service.board import STAGES
 from workflow.service.vocabulary import AuthRefused
 
 from . import actions, photos
-from .balance import balance_context, readings_from_form, readings_to_sign
+from .balance import balance_context, readings_from_form, readings_to_sign, weight_fields
 from .context import Web, web_of
 from .evidence import evidence_json
 from .formdata import PHOTO_FORM
@@ -214,11 +214,7 @@ def _step_form(
     tz, now = web.bedside.tz, web.bedside.clock.now()
     step = view.case.protocol.step(step_id)
     n, m = view.case.step_number(step_id)
-    fill = actions.course_facts(web, view, step_id, blinding, tz)
-    fill.update(actions.proposals(view, step_id, blinding, now, tz))
-    fill.update(actions.prefill(view, step_id, blinding))
-    if echo:
-        fill.update({k: v for k, v in echo.items() if v is not None})
+    fill = _filled(web, view, step_id, blinding, echo)
     form: dict[str, Any] = {
         "step": {
             "id": step.id,
@@ -248,7 +244,66 @@ def _step_form(
     form["verified_photos"] = photos.verifier_panel(view, step, tz, blinding)
     # The blinded second checker signs with their own id on this tablet.
     form["ask_username"] = viewer.signing_lapsed or bool(step.blinded_against)
+    form["together"] = _sitting_sections(web, viewer, view, step_id, blinding, echo, invalid)
     return form
+
+
+def _filled(
+    web: Web, view: CaseView, step_id: str, blinding: Blinding, echo: dict[str, Any] | None
+) -> dict[str, Any]:
+    """What a step's fields show: the course's facts, the proposals and the pre-filled plan
+    this viewer may see, then what they typed before a refusal."""
+    tz, now = web.bedside.tz, web.bedside.clock.now()
+    fill = actions.course_facts(web, view, step_id, blinding, tz)
+    fill.update(actions.proposals(view, step_id, blinding, now, tz))
+    fill.update(actions.prefill(view, step_id, blinding))
+    if echo:
+        fill.update({k: v for k, v in echo.items() if v is not None})
+    return fill
+
+
+def _sitting_sections(
+    web: Web,
+    viewer: Viewer,
+    view: CaseView,
+    step_id: str,
+    blinding: Blinding,
+    echo: dict[str, Any] | None,
+    invalid: Collection[str],
+) -> list[dict[str, Any]]:
+    """The later steps of the sitting that starts at ``step_id`` (protocol ``sittings``),
+    shown in the same form and signed by the same signature, when the case waits for this
+    step and the viewer holds a role that may sign them all. Not offered where a later step
+    reads weights from the balance (its readings are sealed to one step's form)."""
+    protocol = view.case.protocol
+    ids = protocol.sitting_from(step_id)
+    waiting = view.case.next_step()
+    if not ids or waiting is None or waiting.id != step_id:
+        return []
+    steps = [protocol.step(sid) for sid in ids]
+    common = [r for r in steps[0].roles if all(r in s.roles for s in steps)]
+    if not viewer.has_any(common) or any(weight_fields(protocol, s.id) for s in steps[1:]):
+        return []
+    tz = web.bedside.tz
+    out = []
+    for later in steps[1:]:
+        groups, widgets = grouped(later, _filled(web, view, later.id, blinding, echo), invalid, tz)
+        n, m = view.case.step_number(later.id)
+        out.append(
+            {
+                "id": later.id,
+                "title": later.title,
+                "n": n,
+                "m": m,
+                "meaning": later.meaning,
+                "instructions": later.instructions,
+                "starts_infusion": later.starts_infusion,
+                "groups": groups,
+                "widgets": widgets,
+                "photo_inputs": photos.photo_inputs(later),
+            }
+        )
+    return out
 
 
 @router.get("/cases/{case_id}")
@@ -270,51 +325,58 @@ def sign_step(
     check_csrf(viewer, str(form.get("csrf_token", "")))
     request.state.reload_url = f"/cases/{case_id}"
     view = web.bedside.load(case_id)
-    step = view.case.protocol.step(step_id) if step_id in view.case.protocol.step_ids() else None
-    if step is None:
-        raise InputError("step", f"'{step_id}' is not a step of this case's protocol")
     fields = {k: str(v) for k, v in form.items() if not isinstance(v, UploadFile)}
-    request.state.retry = (
-        "case.html",
-        case_context(web, viewer, case_id, step_id, form_echo(step, fields), view=view),
-    )
-    values = values_from_form(step, fields, web.bedside.tz)
+    steps = _posted_steps(view.case.protocol, step_id, fields)
+
+    def shown_again(echo_view: CaseView | None, invalid: Collection[str] = ()) -> dict[str, Any]:
+        return case_context(
+            web, viewer, case_id, step_id, _echo(steps, fields), echo_view, invalid=invalid
+        )
+
+    request.state.retry = ("case.html", shown_again(view))
+    values = [values_from_form(s, fields, web.bedside.tz) for s in steps]
     # A scan of a product the formulary does not list will be refused: say so with the way
     # to list it (a pharmacist's signed entry), next to the refusal.
-    offers = formulary_offers(view.case.protocol, step, values)
+    offers = [
+        o
+        for s, v in zip(steps, values, strict=True)
+        for o in formulary_offers(view.case.protocol, s, v)
+    ]
     request.state.retry[1]["formulary_offers"] = offers
-    scanned = fields.get("scan_wristband", "")
-    if scanned.strip():
-        actions.from_wristband(web, viewer, view, step, scanned, values)
+    actions.wristband_into(
+        web, viewer, view, list(zip(steps, values, strict=True)), fields.get("scan_wristband")
+    )
+    taken = photos.uploads(form)
+    entries = [
+        SittingEntry(
+            s.id,
+            v,
+            {p.id: taken[p.id] for p in s.photos if p.id in taken},
+            readings_to_sign(view.case.protocol, s.id, fields, v),
+        )
+        for s, v in zip(steps, values, strict=True)
+    ]
     try:
-        signed = actions.sign_step(
+        signed = actions.sign_sitting(
             web,
             viewer,
             case_id,
-            step_id,
             _version(form),
-            values,
+            entries,
             fields.get("password", ""),
             user_id_of(fields) or None,
-            photos.uploads(form),
             fields.get(ACK_FIELD) == "on",
-            readings_to_sign(view.case.protocol, step_id, fields, values),
         )
     except AuthRefused:
         # The refused signature is in the case's trail, so its version moved on: the form shown
         # again must carry the new one, or the retry with the right password would be a 409.
-        echo = form_echo(step, fields)
-        request.state.retry = ("case.html", case_context(web, viewer, case_id, step_id, echo))
+        request.state.retry = ("case.html", shown_again(None))
         raise
     except BedsideError as exc:
         # Shown again with every refused field marked (aria-invalid, tied to the message).
         named: tuple[str, ...] = getattr(exc, "fields", ())
         bad = {str(f) for f in named} | {str(getattr(exc, "field", ""))}
-        echo = form_echo(step, fields)
-        request.state.retry = (
-            "case.html",
-            case_context(web, viewer, case_id, step_id, echo, view=view, invalid=bad),
-        )
+        request.state.retry = ("case.html", shown_again(view, bad))
         request.state.retry[1]["formulary_offers"] = offers
         # The balance readings made on this form stay with it (hidden fields).
         request.state.retry[1]["balance"] = balance_context(
@@ -322,6 +384,28 @@ def sign_step(
         )
         raise
     return _signed_redirect(case_id, signed)
+
+
+def _posted_steps(protocol: Protocol, step_id: str, fields: dict[str, str]) -> list[Step]:
+    """The step posted and, when the form showed its sitting and the person signed them all
+    (not "Sign this step only"), the sitting's later steps; the service holds them to the
+    protocol's sittings."""
+    ids = [step_id]
+    if fields.get("only") != "1":
+        ids += fields.get("together", "").split()
+    known = protocol.step_ids()
+    for sid in ids:
+        if sid not in known:
+            raise InputError("step", f"'{sid}' is not a step of this case's protocol")
+    return [protocol.step(sid) for sid in ids]
+
+
+def _echo(steps: list[Step], fields: dict[str, str]) -> dict[str, Any]:
+    """What was typed on every step of the form, to show again after a refusal."""
+    echo: dict[str, Any] = {}
+    for s in steps:
+        echo.update(form_echo(s, fields))
+    return echo
 
 
 def _signed_redirect(case_id: str, view: CaseView) -> Response:

@@ -269,7 +269,17 @@ def signed_flash(case: Case, seq: int | None, tz: tzinfo, blinding: Blinding) ->
     if event.step is not None and blinding.hides_entry(event.step):
         return None
     at = event.at.astimezone(tz).strftime("%H:%M")
-    return f"Signed: {event_title(case.protocol, event)} by {event.actor.name} at {at}"
+    # A sitting's steps were signed by this one signature: name them all.
+    together = [
+        e
+        for e in case.events
+        if event.data.get("sitting")
+        and e.data.get("sitting") == event.data["sitting"]
+        and e.at == event.at
+        and e.seq <= event.seq
+    ] or [event]
+    titles = " and ".join(event_title(case.protocol, e) for e in together)
+    return f"Signed: {titles} by {event.actor.name} at {at}"
 
 
 def timer_json(case: Case, tz: tzinfo, now: datetime, blinding: Blinding) -> dict[str, Any] | None:

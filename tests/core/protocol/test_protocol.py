@@ -219,7 +219,7 @@ def _refused(path: Path) -> list[str]:
         (
             "  - {steps: [pre_infusion, infusion_start]}",
             "  - {steps: [infusion_stop, observation]}",
-            "  - {steps: [infusion_stop, observation]}   # stop",
+            "  - {steps: [infusion_stop, observation]}        # stop",
             "'infusion_stop' is in sittings[2] too",
         ),
         # dangling item in a rule
