@@ -124,6 +124,7 @@ ROUTE_ROLES: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/pending-orders"): CLINICAL,
     ("GET", "/api/cases/{case_id}"): CLINICAL,
     ("POST", "/api/cases/{case_id}/steps/{step_id}"): CLINICAL,
+    ("POST", "/api/cases/{case_id}/sittings"): CLINICAL,
     ("POST", "/api/cases/{case_id}/exit"): CLINICAL,
     ("POST", "/api/cases/{case_id}/corrections"): CLINICAL,
     ("GET", "/api/cases/{case_id}/label.pdf"): PHARMACY,
@@ -295,6 +296,8 @@ def prepare(site: Site, purposes: tuple[str, ...] = ()) -> Ctx:
             )
         if purpose in ("page_reject", "api_reject"):  # a preparation the pharmacist may send back
             view = site.walk_to("pharmacy_verification", view)
+        if purpose == "api_sitting":  # a bag at the bedside, to hang and start
+            view = site.walk_to("pre_infusion", view)
         ctx.cases[purpose] = view.case.case_id
     for name in ("n.target", "n.target1", "n.target2", "n.target3", "n.target4"):
         site.bedside.identity.add_user(name, f"Target Nurse {name}", ["nurse"], PASSWORD, by="test")
@@ -358,6 +361,18 @@ def _step_body(ctx: Ctx, purpose: str, api: bool, suffix: str = "") -> Built:
         return "n.alvarez", path, body, (200,)
     form = {"expected_version": str(view.version), "password": PASSWORD, **form_of(values)}
     return "n.alvarez", path, form, (303,)
+
+
+def _sitting_body(ctx: Ctx) -> Built:
+    """The bedside sitting (identify, hang and start), both steps under one signature."""
+    view = ctx.site.bedside.load(ctx.cases["api_sitting"])
+    now = ctx.site.clock.now()
+    steps = [
+        {"step": sid, "values": values_for(view.case, sid, now)}
+        for sid in ("pre_infusion", "infusion_start")
+    ]
+    body = {"expected_version": view.version, "steps": steps, "password": PASSWORD}
+    return "n.alvarez", f"/api/cases/{view.case.case_id}/sittings", body, (200,)
 
 
 def _exit_body(ctx: Ctx, purpose: str, api: bool) -> Built:
@@ -459,6 +474,7 @@ POSTS: dict[tuple[str, str], Callable[[Ctx], Built]] = {
     ("POST", "/api/cases/{case_id}/steps/{step_id}/with-photos"): lambda c: _step_body(
         c, "api_photo_step", True, "/with-photos"
     ),
+    ("POST", "/api/cases/{case_id}/sittings"): lambda c: _sitting_body(c),
     ("POST", "/api/cases/{case_id}/exit"): lambda c: _exit_body(c, "api_exit", True),
     ("POST", "/api/cases/{case_id}/corrections"): _correction_body,
     ("POST", "/api/archive/{sha}/verify"): lambda c: (
@@ -555,6 +571,7 @@ PURPOSES = (
     "page_step",
     "page_exit",
     "api_step",
+    "api_sitting",
     "api_photo_step",
     "api_exit",
     "correction",

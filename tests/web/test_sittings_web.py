@@ -33,7 +33,7 @@ def test_the_bedside_sitting_is_one_form_and_one_signature(sqlite_site: Site) ->
     assert 'id="sitting_infusion_start"' in page and "Start the infusion" in page
     assert page.count('name="password"') == 1
     assert "One signature signs these 2 steps" in page
-    assert 'name="only" value="1"' in page  # each step can still be signed alone
+    assert 'name="only" value="Sign “At the bedside before hanging the bag” only"' in page
     assert page.index('name="v_no_in_line_filter"') < page.index('name="v_line_patent"')
     r = nurse.post(
         f"/cases/{cid}/steps/pre_infusion",

@@ -346,15 +346,9 @@ def sign_step(
     actions.wristband_into(
         web, viewer, view, list(zip(steps, values, strict=True)), fields.get("scan_wristband")
     )
-    taken = photos.uploads(form)
     entries = [
-        SittingEntry(
-            s.id,
-            v,
-            {p.id: taken[p.id] for p in s.photos if p.id in taken},
-            readings_to_sign(view.case.protocol, s.id, fields, v),
-        )
-        for s, v in zip(steps, values, strict=True)
+        SittingEntry(s.id, v, shot, readings_to_sign(view.case.protocol, s.id, fields, v))
+        for s, v, shot in zip(steps, values, _photos_by_step(steps, form), strict=True)
     ]
     try:
         signed = actions.sign_sitting(
@@ -391,13 +385,24 @@ def _posted_steps(protocol: Protocol, step_id: str, fields: dict[str, str]) -> l
     (not "Sign this step only"), the sitting's later steps; the service holds them to the
     protocol's sittings."""
     ids = [step_id]
-    if fields.get("only") != "1":
+    if not fields.get("only", "").strip():
         ids += fields.get("together", "").split()
     known = protocol.step_ids()
     for sid in ids:
         if sid not in known:
             raise InputError("step", f"'{sid}' is not a step of this case's protocol")
     return [protocol.step(sid) for sid in ids]
+
+
+def _photos_by_step(steps: list[Step], form: FormData) -> list[dict[str, bytes]]:
+    """The posted photos, each with the step that asks for it; one no step asks for goes with
+    the first step, whose signing then refuses it naming the field."""
+    taken = photos.uploads(form)
+    out: list[dict[str, bytes]] = [{} for _ in steps]
+    for photo_id, data in taken.items():
+        owner = next((i for i, s in enumerate(steps) if any(p.id == photo_id for p in s.photos)), 0)
+        out[owner][photo_id] = data
+    return out
 
 
 def _echo(steps: list[Step], fields: dict[str, str]) -> dict[str, Any]:
