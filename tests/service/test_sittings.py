@@ -4,9 +4,13 @@ all appended together or none."""
 
 from __future__ import annotations
 
+import subprocess
+from pathlib import Path
+
 import pytest
 from interop.support import clock_of, new_course, open_and_order, step, walk, who
 
+from workflow.archive import Archive
 from workflow.core.errors import StepRefused
 from workflow.dev.walk import values_for
 from workflow.service import Bedside, CaseView, SittingEntry
@@ -20,7 +24,9 @@ def at_step(app: Bedside, step_id: str) -> CaseView:
     return view
 
 
-def test_bedside_sitting_signs_both_steps_with_one_signature(app: Bedside) -> None:
+def test_bedside_sitting_signs_both_steps_with_one_signature(
+    app: Bedside, home: Path, tmp_path: Path
+) -> None:
     view = at_step(app, "pre_infusion")
     clock_of(app).advance(minutes=3)
     now = clock_of(app).now()
@@ -47,8 +53,20 @@ def test_bedside_sitting_signs_both_steps_with_one_signature(app: Bedside) -> No
     assert app.store.verify_chains().ok
     again = app.load(view.case.case_id)
     assert again.case.state == "infusion_stop" and again.version == signed.version
-    # And the dose goes on to its end, records and all.
-    assert walk(app, signed).case.state == "completed"
+    # And the dose goes on to its end; its record says which steps one signature signed.
+    done = walk(app, signed)
+    assert done.case.state == "completed"
+    records = app.store.search_archive(case_id=done.case.case_id)
+    (record,) = [r for r in records if r.kind == "administration"]
+    pdf = tmp_path / "administration.pdf"
+    pdf.write_bytes(Archive(home, app.store).blobs.get(record.sha256))
+    text = " ".join(
+        subprocess.run(["pdftotext", "-raw", str(pdf), "-"], capture_output=True, check=True)
+        .stdout.decode()
+        .split()
+    )
+    assert "one signature with: Start the infusion" in text, text
+    assert "one signature with: At the bedside before hanging the bag" in text, text
 
 
 def test_a_refused_step_of_a_sitting_stores_nothing(app: Bedside) -> None:

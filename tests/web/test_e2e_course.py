@@ -96,13 +96,22 @@ class Person:
         self.page.keyboard.type(code)
         self.page.keyboard.press("Enter")
 
-    def sign(self) -> None:
+    def sign(self, only: bool = False) -> None:
+        """The signature: of every step the form shows (a sitting), or with ``only`` of the
+        first alone (the sitting's "Sign ... only")."""
         form = self.page.locator("form.stepform")
         who = form.locator("input[name=username]")
         if who.count():  # a second checker on a shared tablet, or a lapsed signing session
             who.fill(self.username)
         form.locator("input[name=password]").fill(PASSWORD)
-        form.locator("button[type=submit]").click()
+        form.locator("input[name=only]" if only else "button[type=submit]").click()
+
+    def also(self, site: Site, case_id: str, step_id: str, **changes: Any) -> None:
+        """The next step of a sitting, filled on the same page: the same form, one signature."""
+        assert self.page.locator(f"#sitting_{step_id}").is_visible(), self.page.content()[-2500:]
+        values = values_for(site.bedside.load(case_id).case, step_id, site.clock.now())
+        values.update(changes)
+        self.tab.fill_step({k: v for k, v in values.items() if v is not None})
 
     def step(self, site: Site, case_id: str, step_id: str, **changes: Any) -> None:
         """Open the step's page and fill it the way the case's own plan, label and wristband
@@ -189,13 +198,13 @@ def test_whole_course_dose_in_the_browser(
     pharmacist.shot("pharmacy-queue-ordered")
     page.click(f"tr[data-case='{cid}'] a.btn")
     assert "Pharmacist verifies the order" in page.locator(".step h2").first.inner_text()
+    # One sitting: both steps in one form, one signature (each its own signed entry).
     pharmacist.step(site, cid, "order_verification")
-    pharmacist.sign()
-    assert site.bedside.load(cid).case.state == "eligibility", page.content()[-2000:]
-    site.clock.advance(minutes=5)
-    pharmacist.step(site, cid, "eligibility")
+    pharmacist.also(site, cid, "eligibility")
     pharmacist.sign()
     assert site.bedside.load(cid).case.state == "hold_checks", page.content()[-2000:]
+    flash = page.locator("#flash").inner_text()
+    assert "Pharmacist verifies the order and Eligibility on file" in flash, flash
     # The site formulary: the vial and the sterile water the bench scans, each listed signed.
     for gtin, kind, product, strength in (
         (VIAL_GTIN, "vial", "Proleukin (aldesleukin) vial", "22 million IU"),
@@ -266,7 +275,8 @@ def test_whole_course_dose_in_the_browser(
     page.locator("input[name=photo_vials]").set_input_files(str(photo))
     page.locator("input[name=photo_syringe]").set_input_files(str(syringe))
     technician.shot("reconstitution-scanned")
-    technician.sign()
+    # Each stage when it is done, with its photos: the sitting's "Sign ... only".
+    technician.sign(only=True)
     after = site.bedside.load(cid).case
     assert after.state == "dilution", page.content()[-2500:]
     entry = after.current["reconstitution"].values
@@ -325,6 +335,7 @@ def test_whole_course_dose_in_the_browser(
     nurse.sign_in()
     page = nurse.page
     nurse.step(site, cid, "pre_infusion", patient_identifier_mrn=None, bag_scan=None)
+    nurse.also(site, cid, "infusion_start")  # hang and start: the same sitting
     nurse.scan("scan_wristband", "MRN-5150")
     nurse.scan("v_bag_scan", wrong_bag)
     nurse.sign()
@@ -339,28 +350,29 @@ def test_whole_course_dose_in_the_browser(
     nurse.shot("bag-scan-mismatch")
     assert site.bedside.load(cid).case.state == "pre_infusion"
     # ... then this bag's own label code.
+    # ... then this bag's own label code, and the infusion starts with the same signature.
     nurse.step(site, cid, "pre_infusion", patient_identifier_mrn=None, bag_scan=None)
+    nurse.also(site, cid, "infusion_start")
     nurse.scan("scan_wristband", "MRN-5150")
     nurse.scan("v_bag_scan", this_bag)
     nurse.sign()
     after = site.bedside.load(cid).case
-    assert after.state == "infusion_start", page.content()[-2000:]
+    assert after.state == "infusion_stop", page.content()[-2000:]
     assert after.current["pre_infusion"].values["bag_scan"] == this_bag
+    assert after.given_at == site.clock.now()
+    assert "At the bedside before hanging the bag and Start the infusion" in (
+        page.locator("#flash").inner_text()
+    )
 
-    # The infusion: started, its timer on the page, stopped on time, observed, signed off.
-    site.clock.advance(minutes=2)
-    nurse.step(site, cid, "infusion_start")
-    nurse.sign()
+    # The infusion: its timer on the page, stopped on time and observed (one sitting), signed off.
     assert page.locator("#infusion-timer").is_visible(), page.content()[-2000:]
     assert "left" in page.locator("#infusion-timer .countdown").inner_text()
     site.clock.advance(minutes=15)
     nurse.sign_in()
     nurse.step(site, cid, "infusion_stop")
+    nurse.also(site, cid, "observation")
     nurse.sign()
-    site.clock.advance(minutes=30)
-    nurse.sign_in()
-    nurse.step(site, cid, "observation")
-    nurse.sign()
+    assert site.bedside.load(cid).case.state == "record_sign_off", page.content()[-2000:]
     site.clock.advance(minutes=5)
     nurse.step(site, cid, "record_sign_off")
     nurse.sign()

@@ -144,12 +144,20 @@ class Tablet:
             else:
                 first.fill(str(value))
 
-    def sign(self, password: str = PASSWORD, username: str | None = None) -> None:
+    def sign(
+        self, password: str = PASSWORD, username: str | None = None, together: bool = False
+    ) -> None:
+        """Sign the step on screen; where the page shows a sitting (the next steps in the same
+        form), "Sign ... only" unless ``together`` (then the one signature signs them all)."""
         form = self.page.locator("form.stepform")
         if username is not None:
             form.locator("input[name=username]").fill(username)
         form.locator("input[name=password]").fill(password)
-        form.locator("button[type=submit]").click()
+        only = form.locator("input[name=only]")
+        if only.count() and not together:
+            only.click()
+        else:
+            form.locator("button[type=submit]").click()
 
 
 def do_step(site: Site, tab: Tablet, case_id: str, step: str, name: str, **kw: Any) -> None:

@@ -14,7 +14,7 @@ from functools import cache
 from typing import Literal
 
 from workflow.core.dosing import fmt
-from workflow.core.events import ORDER_NOTICE, STEP_REJECTED, format_time, parse_time
+from workflow.core.events import ORDER_NOTICE, STEP_REJECTED, Event, format_time, parse_time
 from workflow.core.gravimetric import balance_replies, recorded_weighings
 from workflow.core.items import display
 from workflow.core.machine import Case, Entry
@@ -94,13 +94,20 @@ def _signatures(
                 user_id=event.actor.user_id,
                 # Words, not ids: "Pharmacist - Order verification" wraps between words.
                 role=f"{role_title(case.protocol, event.actor.role)} - "
-                f"{event_title(case.protocol, event)}",
+                f"{event_title(case.protocol, event)}{_sitting_words(case, event)}",
                 signed_at_utc=_when(event.at, tz),
                 meaning=event.meaning,
                 content_hash=event.content_hash(),
             )
         )
     return tuple(out)
+
+
+def _sitting_words(case: Case, event: Event) -> str:
+    """A step signed in a sitting says which steps the same signature signed with it."""
+    sitting = event.data.get("sitting") or []
+    others = [case.protocol.step(s).title for s in sitting if s != event.step]
+    return f" (one signature with: {'; '.join(others)})" if others else ""
 
 
 def _subject(case: Case) -> tuple[tuple[str, str], ...]:
