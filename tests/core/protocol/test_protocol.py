@@ -16,7 +16,7 @@ SHIPPED = default_protocol_path().read_text(encoding="utf-8")
 
 
 def test_shipped_protocol_loads_with_version_and_hash(protocol: Protocol) -> None:
-    assert protocol.version == "1.6.0"
+    assert protocol.version == "1.7.0"
     assert protocol.content_hash == hashlib.sha256(SHIPPED.encode()).hexdigest()
     assert protocol.initial == "order"
     assert [s.id for s in protocol.ordered_steps_from("order")][-1] == "record_sign_off"
@@ -131,7 +131,7 @@ def _refused(path: Path) -> list[str]:
             "unknown key 'verfies'",
         ),
         # wrong type
-        ('  version: "1.6.0"', "  version: [1, 0]", "version: [1, 0]", "must be text"),
+        ('  version: "1.7.0"', "  version: [1, 0]", "version: [1, 0]", "must be text"),
         (
             "    unprimed: true\n    next: infusion_start",
             "    unprimed: sometimes\n    next: infusion_start",

@@ -59,7 +59,7 @@ def _without_declarations(text: str) -> str:
             block = "      "
             continue
         out.append(line)
-    return "\n".join(out).replace('version: "1.6.0"', 'version: "1.3.0"') + "\n"
+    return "\n".join(out).replace('version: "1.7.0"', 'version: "1.3.0"') + "\n"
 
 
 def test_shipped_protocol_declares_words_scans_and_records(protocol: Protocol) -> None:
