@@ -51,6 +51,7 @@ def test_first_check_on_the_page_and_second_by_the_api(sqlite_site: Site) -> Non
     assert leaked(page.text, asked) == []
     # The route is one of the filled items: its radio is not ticked for the checker.
     assert 'name="v_route" value="intravenous" checked' not in page.text
+    assert "code when it is scanned; else choose it." in page.text
     values = values_for(view.case, "double_check_first", site.clock.now())
     assert not set(FILLED) & set(values)
     # "How identified" left blank and the MRN from the wristband: the scan says both.
