@@ -13,7 +13,7 @@ from workflow.core.protocol import Protocol
 from workflow.core.protocol.model import Step
 from workflow.core.schedule import NextDose
 from workflow.dev.demo import signer_for
-from workflow.dev.walk import TEST_PACE, order_values, values_for, walk_dose
+from workflow.dev.walk import TEST_PACE, label_values, order_values, values_for, walk_dose
 
 PATIENT = PatientRef("p-1", "MRN-5521", "Ada Quist", date(1968, 5, 2))
 PRESCRIBER = Signer("dr.okafor", "Dr. Amara Okafor", "prescriber")
@@ -65,6 +65,19 @@ def sign(
     values.update(overrides)
     values = {k: v for k, v in values.items() if v is not None}
     case.sign(step, values, signer or signer_for(step), clock.now())
+
+
+def label_typed(case: Case, **changes: str) -> dict[str, Any]:
+    """Overrides for a double check whose bag label was not scanned (a reason given): every
+    value typed off the label, with ``changes`` (a misread value: a scanned code would refuse
+    one it contradicts, so a checker who misreads the label is one who did not scan it)."""
+    return {
+        "bag_entry": "typed",
+        "bag_typed_reason": "unreadable_label",
+        "bag_scan": None,
+        **label_values(case),
+        **changes,
+    }
 
 
 def walk_until(case: Case, stop_before: str, clock: FixedClock) -> None:

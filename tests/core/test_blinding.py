@@ -19,7 +19,7 @@ from workflow.core.errors import StepRefused
 from workflow.core.machine import PatientRef
 from workflow.core.protocol import Protocol
 
-from .helpers import NURSE_A, NURSE_B, open_case, sign, walk_until
+from .helpers import NURSE_A, NURSE_B, label_typed, open_case, sign, walk_until
 
 NOBODY_BLINDED = (("prescriber",), ("auditor",), ("admin",), ("pharmacy_technician",))
 
@@ -93,7 +93,7 @@ def test_nothing_is_hidden_before_or_after_the_checks(
 def _mismatch(protocol: Protocol, clock: FixedClock):  # type: ignore[no-untyped-def]
     case = open_case(protocol, clock)
     walk_until(case, "double_check_first", clock)
-    sign(case, "double_check_first", clock, NURSE_A, pump_rate_ml_per_h="777")
+    sign(case, "double_check_first", clock, NURSE_A, **label_typed(case, pump_rate_ml_per_h="777"))
     sign(case, "double_check_second", clock, NURSE_B)
     return case
 

@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-from workflow.core.dosing import beyond_use_at, json_number, plan_dose
+from workflow.core.dosing import beyond_use_at, json_number, order_proposals, plan_dose
 from workflow.core.errors import InputError
 from workflow.core.protocol import Protocol
 
@@ -154,3 +154,17 @@ def test_json_numbers_round_only_when_printed() -> None:
     assert json_number(Decimal("209.333333")) == 209.3333
     assert json_number(Decimal("42000000")) == 42000000
     assert isinstance(json_number(Decimal("2.0000001")), int)
+
+
+def test_the_order_step_proposes_the_label_dose_and_no_other_step_does(
+    protocol: Protocol,
+) -> None:
+    # The label dose, as a form posts it; the prescriber confirms or types another (flagged).
+    assert order_proposals(protocol, protocol.initial) == {"dose_iu_per_kg": "600000"}
+    proposed = order_proposals(protocol, "order")["dose_iu_per_kg"]
+    assert [w.code for w in plan_dose(protocol, "68", proposed).warnings] == []
+    other = plan_dose(protocol, "68", "500000")
+    assert [w.code for w in other.warnings] == ["dose_not_label_dose"]
+    for step in protocol.steps:
+        if step.id != protocol.initial:
+            assert order_proposals(protocol, step.id) == {}, step.id

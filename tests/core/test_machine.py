@@ -26,6 +26,7 @@ from .helpers import (
     PHARMACIST_2,
     PRESCRIBER,
     TECH,
+    label_typed,
     open_case,
     sign,
     walk_all,
@@ -215,7 +216,8 @@ def test_double_check_mismatch_blocks_until_resolved_scenario_11(
     walk_until(case, "double_check_second", clock)
     # The second checker sees nothing of the first's entries.
     assert case.blinded_values("double_check_second") == {}
-    sign(case, "double_check_second", clock, pump_rate_ml_per_h="200")
+    # The label not scanned (a scanned code would refuse a rate it contradicts), misread.
+    sign(case, "double_check_second", clock, **label_typed(case, pump_rate_ml_per_h="200"))
     assert case.state == "double_check_second_mismatch"
     assert any("Pump rate" in d and "200" in d for d in case.differences)
     # Screens may name what differs without either value: the items, by id.
@@ -223,7 +225,7 @@ def test_double_check_mismatch_blocks_until_resolved_scenario_11(
     err = refused(sign, case, "pre_infusion", clock)
     assert err.reason == "double_check_mismatch" and err.details
     # The second checker re-enters the right rate: both entries stay in the record.
-    sign(case, "double_check_second", clock, pump_rate_ml_per_h="209")
+    sign(case, "double_check_second", clock, **label_typed(case, pump_rate_ml_per_h="209"))
     assert case.state == "pre_infusion"
     assert case.difference_items == ()
     entries = [e for e in case.history if e.step == "double_check_second"]
@@ -603,7 +605,13 @@ def test_a_checker_never_corrects_the_other_checkers_blinded_entry(
 def test_a_correction_to_either_check_reopens_the_comparison(
     protocol: Protocol, clock: FixedClock
 ) -> None:
-    case = _at_pre_infusion(protocol, clock)
+    # Both checks typed off the label (not scanned): a scanned code would refuse a corrected
+    # rate it contradicts, naming the item.
+    case = open_case(protocol, clock, weight="70")
+    walk_until(case, "double_check_first", clock)
+    sign(case, "double_check_first", clock, NURSE_A, **label_typed(case))
+    sign(case, "double_check_second", clock, NURSE_B, **label_typed(case))
+    assert case.state == "pre_infusion"
     second = case.current["double_check_second"]
     clock.advance(minutes=1)
     case.correct(second.seq, {"pump_rate_ml_per_h": "200"}, "misread", NURSE_B, clock.now())
@@ -619,8 +627,8 @@ def test_a_correction_to_either_check_reopens_the_comparison(
     case.correct(first.seq, {"pump_rate_ml_per_h": "200"}, "re-read", NURSE_A, clock.now())
     # Both now say 200 where the plan says 209: still a mismatch (the plan is a third source).
     assert case.state == "double_check_second_mismatch"
-    sign(case, "double_check_second", clock, signer=NURSE_B, pump_rate_ml_per_h="209")
-    sign(case, "double_check_first", clock, signer=NURSE_A, pump_rate_ml_per_h="209")
+    sign(case, "double_check_second", clock, NURSE_B, **label_typed(case, pump_rate_ml_per_h="209"))
+    sign(case, "double_check_first", clock, NURSE_A, **label_typed(case, pump_rate_ml_per_h="209"))
     assert case.state == "pre_infusion"
     again = Case.replay(protocol, case.case_id, case.events)
     assert again.state == case.state and again.difference_items == ()

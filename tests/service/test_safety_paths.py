@@ -199,7 +199,7 @@ def test_the_first_checker_cannot_correct_the_second_check(app: Bedside) -> None
         view.case.case_id,
         view.version,
         second.seq,
-        {"pump_rate_ml_per_h": "999"},
+        {"dosing_weight_kg": "99.9"},  # not on the scanned label's code: typed
         "typo",
         who(first_username),
     )
@@ -211,7 +211,7 @@ def test_the_first_checker_cannot_correct_the_second_check(app: Bedside) -> None
         view.case.case_id,
         view.version,
         second.seq,
-        {"pump_rate_ml_per_h": "999"},
+        {"dosing_weight_kg": "99.9"},
         "misread",
         who(second_username),
     )
@@ -219,7 +219,7 @@ def test_the_first_checker_cannot_correct_the_second_check(app: Bedside) -> None
     err = refused(
         app.sign_step, view.case.case_id, view.version, "pre_infusion", {}, who("n.alvarez")
     )
-    assert err.reason == "double_check_mismatch" and "999" not in err.message
+    assert err.reason == "double_check_mismatch" and "99.9" not in err.message
 
 
 # -- 11.11 / 11.12: what a refused signature writes -----------------------------------------

@@ -1,5 +1,6 @@
 """Issue 12.4 through the pages and the JSON API: both double checks scan the bag label. The
-code fills what it carries (drug, dose, volume, beyond-use time, cycle, dose number), checked
+code fills what it carries (drug, dose, volume, infusion time, pump rate, route, beyond-use
+time, cycle, dose number), checked
 by the same core code as at the bedside; the page shows neither the plan nor the first
 checker's entries; a contradicting typed value and another dose's bag are refused."""
 
@@ -16,14 +17,24 @@ from .test_bedside_scan import _post_step
 from .test_blinding_web import asked_values, leaked
 from .test_pages import page_login
 
-FILLED = ("drug_name", "dose_iu", "final_volume_ml", "beyond_use_at", "cycle", "dose_in_cycle")
+FILLED = (
+    "drug_name",
+    "dose_iu",
+    "final_volume_ml",
+    "beyond_use_at",
+    "cycle",
+    "dose_in_cycle",
+    "infusion_minutes",
+    "pump_rate_ml_per_h",
+    "route",
+)
 
 
 def scanner_text(site: Site, cid: str) -> str:
     """The label's code as a keyboard scanner types it: FNC1 as GS, Enter at the end."""
     code = bag_element_string(bag_code_of(site.bedside.load(cid).case))
     raw = code.replace("(7003)", "").replace("(91)", "91")
-    for ai in ("92", "93", "94", "95"):
+    for ai in ("92", "93", "94", "95", "96", "97", "98"):
         raw = raw.replace(f"({ai})", f"{GROUP_SEPARATOR}{ai}")
     return "]d27003" + raw + "\r\n"
 
@@ -38,12 +49,17 @@ def test_first_check_on_the_page_and_second_by_the_api(sqlite_site: Site) -> Non
     assert 'name="v_bag_scan"' in page.text and 'data-bag-fill="1"' in page.text
     assert "Filled from the bag label&#39;s code when it is scanned" in page.text
     assert leaked(page.text, asked) == []
+    # The route is one of the filled items: its radio is not ticked for the checker.
+    assert 'name="v_route" value="intravenous" checked' not in page.text
+    assert "code when it is scanned; else choose it." in page.text
     values = values_for(view.case, "double_check_first", site.clock.now())
     assert not set(FILLED) & set(values)
     # "How identified" left blank and the MRN from the wristband: the scan says both.
     del values["bag_entry"], values["patient_mrn"]
     values["bag_scan"] = scanner_text(site, cid)
     data = {**form_of(values), "scan_wristband": "MRN-7001"}
+    # Typed: the weight and the date of birth; route, minutes and rate are left blank.
+    assert {k.removeprefix("v_") for k in data} & set(FILLED) == set()
     r = _post_step(site, nurse, cid, "double_check_first", data)
     assert r.status_code == 200, _alert(r.text)
     case = site.bedside.load(cid).case
@@ -51,6 +67,10 @@ def test_first_check_on_the_page_and_second_by_the_api(sqlite_site: Site) -> Non
     entered = case.current["double_check_first"].values
     assert entered["bag_entry"] == "scanned" and entered["drug_name"] == "aldesleukin"
     assert str(entered["cycle"]) == "1" and str(entered["dose_in_cycle"]) == "1"
+    plan = case.plan
+    assert plan is not None and entered["route"] == "intravenous"
+    assert entered["infusion_minutes"] == plan.infusion_minutes
+    assert entered["pump_rate_ml_per_h"] == round(plan.pump_rate_ml_per_h, 1)
     # The second checker's page (their own id on this tablet) shows nothing of the first.
     page = nurse.get(f"/cases/{cid}")
     assert 'name="v_bag_scan"' in page.text and 'name="username"' in page.text

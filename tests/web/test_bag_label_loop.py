@@ -69,9 +69,16 @@ def test_the_label_scans_as_this_dose_and_signing_with_it_passes(sqlite_site: Si
     code = label_code(site, view)
     assert code.startswith("(7003)") and f"(91){cid}(92)C1D1(93)aldesleukin(94)" in code
     plan = view.case.plan
-    assert plan is not None and code.endswith(f"(95){plan.final_volume_ml:.1f}")
+    assert plan is not None
+    # What the label prints of the administration too (1.7.0): minutes, rate to 0.1 mL/h, route.
+    rate = f"{plan.pump_rate_ml_per_h:.1f}"
+    assert code.endswith(
+        f"(95){plan.final_volume_ml:.1f}(96){plan.infusion_minutes:f}(97){rate}(98)intravenous"
+    )
     checked = site.bedside.check_bag_scan(cid, code)
     assert checked["case_id"] == cid and checked["dose_in_cycle"] == 1
+    assert checked["infusion_minutes"] == "15" and checked["pump_rate_ml_per_h"] == rate
+    assert checked["route"] == "intravenous"
     # The QR Code a site may choose instead decodes to the same element string; the settings
     # offer exactly the symbologies the label can draw.
     assert label_code(site, view, "gs1_qr") == code

@@ -10,8 +10,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
+from workflow.core.errors import StepRefused
 from workflow.core.protocol.model import Step
 from workflow.dev.demo import _SIGNERS
 from workflow.dev.walk import order_values, values_for
@@ -235,6 +237,27 @@ def test_course_facts_are_proposed_from_the_earlier_dose(sqlite_site: Site) -> N
     page = pharmacist.get(f"/cases/{view.case.case_id}").text
     tested = first["eligibility"].values["stress_test_date"].isoformat()
     assert f'value="{tested}"' in page and 'value="normal" checked' in page
+
+
+def test_the_order_proposes_the_label_dose_and_another_is_still_flagged(
+    sqlite_site: Site,
+) -> None:
+    site = sqlite_site
+    b = site.bedside
+    site.course_id = site.new_course("MRN-7004", "Nakamura", "Ren", "1971-03-04")
+    view = b.open_case(site.course_id, site.clock.now() + timedelta(hours=2), cred("dr.okafor"))
+    page = page_login(site, "dr.okafor").get(f"/cases/{view.case.case_id}").text
+    # The protocol's dose per kg (the label dose), for the prescriber to confirm.
+    assert 'name="v_dose_iu_per_kg" type="text"\n          value="600000"' in page
+    assert 'name="v_dose_deviation_reason" type="text"\n          value=""' in page
+    # Typed over with another dose, the order still needs the prescriber's reason.
+    site.clock.advance(minutes=5)
+    values = order_values("68", site.clock.now() - timedelta(hours=2), dose_per_kg="500000")
+    with pytest.raises(StepRefused) as refused:
+        b.sign_step(view.case.case_id, view.version, "order", values, cred("dr.okafor"))
+    assert refused.value.reason == "acknowledgement_needed"
+    assert refused.value.field == "dose_deviation_reason"
+    assert "Ordered 500,000 IU/kg; the protocol dose is 600,000 IU/kg" in refused.value.message
 
 
 def test_wristband_scan_through_the_json_api(sqlite_site: Site) -> None:

@@ -70,6 +70,19 @@ def sign_api(
     return client.post(f"/api/cases/{case_id}/steps/{step}", json=body)
 
 
+def misread_rate(site: Site, case_id: str) -> dict[str, str]:
+    """A first checker who typed the label's values (not scanned: a scanned code refuses a
+    rate it contradicts) and misread the pump rate."""
+    typed = label_values(site.bedside.load(case_id).case)
+    return {
+        **typed,
+        "bag_entry": "typed",
+        "bag_typed_reason": "unreadable_label",
+        "bag_scan": "",
+        "pump_rate_ml_per_h": WRONG_RATE,
+    }
+
+
 def at_second_check(site: Site) -> tuple[str, list[str], TestClient]:
     """A case whose first checker (n.alvarez) has signed; returns it, the values the check asks
     for, and the first checker's client."""
@@ -149,7 +162,7 @@ def test_after_a_mismatch_only_the_item_names_are_shown(site: Site) -> None:
     view = site.walk_to("double_check_first")
     cid = view.case.case_id
     first, second = site.client("n.alvarez"), site.client("n.chen")
-    r = sign_api(first, site, cid, "double_check_first", "n.alvarez", pump_rate_ml_per_h=WRONG_RATE)
+    r = sign_api(first, site, cid, "double_check_first", "n.alvarez", **misread_rate(site, cid))
     assert r.status_code == 200 and not shows_number(r.text, WRONG_RATE)
     asked = [*asked_values(site, cid), WRONG_RATE]
     r = sign_api(second, site, cid, "double_check_second", "n.chen")
@@ -182,7 +195,7 @@ def test_mismatch_refusal_on_the_page_names_items_only(site: Site) -> None:
     view = site.walk_to("double_check_first")
     cid = view.case.case_id
     first = site.client("n.alvarez")
-    sign_api(first, site, cid, "double_check_first", "n.alvarez", pump_rate_ml_per_h=WRONG_RATE)
+    sign_api(first, site, cid, "double_check_first", "n.alvarez", **misread_rate(site, cid))
     sign_api(site.client("n.chen"), site, cid, "double_check_second", "n.chen")
     asked = [*asked_values(site, cid), WRONG_RATE]
     page = first.get(f"/cases/{cid}")

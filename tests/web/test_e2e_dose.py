@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import uvicorn
 
-from workflow.dev.walk import values_for
+from workflow.dev.walk import label_values, values_for
 
 from .conftest import PASSWORD, Site
 from .test_blinding_web import shows_number
@@ -217,11 +217,13 @@ def test_whole_dose_in_chromium(
     site.clock.advance(minutes=40)  # the bag out of the refrigerator for a while
     tab.login("n.alvarez")
     do_step(site, tab, cid, "double_check_first", "double-check-first")
-    # The second nurse at the same tablet: blinded, signs with her own id; she mistypes.
+    # The second nurse at the same tablet: blinded, signs with her own id; she mistypes the
+    # weight (typed: the scanned label's code would refuse a rate or a dose it contradicts).
     view = site.bedside.load(cid)
     second = values_for(view.case, "double_check_second", site.clock.now())
-    right_rate = second["pump_rate_ml_per_h"]
-    second["pump_rate_ml_per_h"] = "200"
+    right_weight = second["dosing_weight_kg"]
+    right_rate = label_values(view.case)["pump_rate_ml_per_h"]
+    second["dosing_weight_kg"] = "60.5"
     page.goto(f"{server}/cases/{cid}")
     html = page.content()
     assert "Independent check" in html and "Signed so far" in html
@@ -229,6 +231,7 @@ def test_whole_dose_in_chromium(
     # dose number or plan in the header, no first checker's entries (issue 11.2-11.3).
     assert "MRN-7001" not in html and "1971-03-14" not in html and "Cycle 1" not in html
     assert "Dose plan" not in html and not shows_number(html, right_rate)
+    assert not shows_number(html, right_weight)
     do_step(
         site,
         tab,
@@ -240,11 +243,11 @@ def test_whole_dose_in_chromium(
     )
     assert page.locator("#mismatch").is_visible()
     # Which item differs, by its label; neither checker's value nor the expected one.
-    assert "Pump rate" in page.locator("#mismatch").inner_text()
+    assert "Dosing weight used" in page.locator("#mismatch").inner_text()
     html = page.content()
-    assert not shows_number(html, "200") and not shows_number(html, right_rate)
+    assert not shows_number(html, "60.5") and not shows_number(html, right_weight)
     tab.shot("double-check-mismatch")
-    second["pump_rate_ml_per_h"] = right_rate
+    second["dosing_weight_kg"] = right_weight
     do_step(
         site,
         tab,

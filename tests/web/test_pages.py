@@ -152,8 +152,9 @@ def test_blinded_second_checker_never_sees_first_entries(sqlite_site: Site) -> N
     cid = view.case.case_id
     nurse = page_login(site, "n.alvarez")
     first = values_for(view.case, "double_check_first", site.clock.now())
-    first["pump_rate_ml_per_h"] = "777"  # distinctive, and wrong
-    first["dosing_weight_kg"] = "68.0"
+    # Distinctive, and wrong: the weight, which the scanned label's code does not carry (a
+    # typed value the code contradicts is refused outright).
+    first["dosing_weight_kg"] = "77.7"
     page = nurse.get(f"/cases/{cid}")
     assert "Independent check" in page.text
     r = nurse.post(
@@ -167,7 +168,7 @@ def test_blinded_second_checker_never_sees_first_entries(sqlite_site: Site) -> N
     )
     assert r.status_code == 200, r.text[:2000]
     assert site.bedside.load(cid).case.state == "double_check_second"
-    assert not _shows_number(r.text, "777")
+    assert not _shows_number(r.text, "77.7")
     assert "Double check, first" not in r.text.split("Signed so far")[-1]
     assert 'name="username"' in r.text  # the second nurse signs with their own id
     api = nurse.get(
@@ -175,7 +176,7 @@ def test_blinded_second_checker_never_sees_first_entries(sqlite_site: Site) -> N
         params={"step": "double_check_second"},
         headers={"X-CSRF-Token": csrf_of(r.text)},
     )
-    assert not _shows_number(api.text, "777")
+    assert not _shows_number(api.text, "77.7")
 
 
 def _shows_number(text: str, number: str) -> bool:

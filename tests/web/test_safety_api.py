@@ -23,7 +23,9 @@ def test_api_corrections_keep_the_blinded_check_independent(site: Site) -> None:
     body = {
         "expected_version": view.version,
         "target_seq": second.seq,
-        "values": {"pump_rate_ml_per_h": "999"},
+        # The weight: the scanned label's code does not carry it (a rate it contradicts is
+        # refused as scan_mismatch before any comparison).
+        "values": {"dosing_weight_kg": "99.9"},
         "reason": "typo",
         "password": PASSWORD,
     }
@@ -45,7 +47,7 @@ def test_api_corrections_keep_the_blinded_check_independent(site: Site) -> None:
     }
     r = first_nurse.post(f"/api/cases/{view.case.case_id}/steps/pre_infusion", json=step)
     assert r.status_code == 422 and r.json()["code"] == "double_check_mismatch"
-    assert "999" not in r.text and "Pump rate" in r.json()["message"]
+    assert "99.9" not in r.text and "Dosing weight used" in r.json()["message"]
 
 
 def test_api_refuses_a_non_label_dose_without_the_prescribers_reason(site: Site) -> None:

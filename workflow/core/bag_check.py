@@ -33,9 +33,9 @@ __all__ = [
     "complete_from_bag",
 ]
 
-# What a bag code carries, by the reference an item ``expect``s: an item of a step that
-# ``checks_bag`` expecting one of these is filled from the scanned code (never from the case
-# or the plan: at a blinded check the code is the label the checker holds).
+# What a bag code carries, by the reference an item ``expect``s: a compared item of a step
+# that ``checks_bag`` expecting one of these is filled from the scanned code (never from the
+# case or the plan: at a blinded check the code is the label the checker holds).
 _CARRIED: dict[str, str] = {
     "case.beyond_use_at": "use_before",
     "case.cycle": "cycle",
@@ -43,6 +43,9 @@ _CARRIED: dict[str, str] = {
     "protocol.drug": "drug",
     "plan.dose_iu": "dose_iu",
     "plan.final_volume_ml": "final_volume_ml",
+    "plan.infusion_minutes": "infusion_minutes",
+    "plan.pump_rate_ml_per_h": "pump_rate_ml_per_h",
+    "protocol.route": "route",
 }
 
 if TYPE_CHECKING:  # the case layers import this module; only the type is needed here
@@ -66,6 +69,11 @@ def bag_code_of(case: CaseState) -> BagCode:
         drug=case.protocol.drug,
         dose_iu=_printed(plan.dose_iu, 0) if plan is not None else None,
         final_volume_ml=_printed(plan.final_volume_ml, 1) if plan is not None else None,
+        # The label prints the minutes as the plan has them (whole for this protocol: its
+        # infusion duration) and the rate to 0.1 mL/h.
+        infusion_minutes=plan.infusion_minutes.normalize() if plan is not None else None,
+        pump_rate_ml_per_h=_printed(plan.pump_rate_ml_per_h, 1) if plan is not None else None,
+        route=case.protocol.route,
     )
 
 
@@ -162,13 +170,19 @@ def asked_now(case: CaseState) -> frozenset[str]:
 
 
 def bag_fills(step: Step) -> dict[str, str]:
-    """Item id -> the bag code's field it is filled from, on a step that ``checks_bag``."""
+    """Item id -> the bag code's field it is filled from, on a step that ``checks_bag``.
+
+    Only an item the step ``compare``s: at a double check each checker reads those off the
+    label, which is what its code is. A step that compares nothing and still scans the bag
+    (at the bedside before hanging it) reads its values elsewhere, e.g. the rate set on the
+    pump: the code closes the loop there and fills nothing, so those stay typed. This holds
+    for protocol texts already pinned to open cases, whatever their version."""
     if not step.checks_bag:
         return {}
     return {
         item.id: _CARRIED[item.expect]
         for item in step.items
-        if item.expect is not None and item.expect in _CARRIED
+        if item.expect is not None and item.expect in _CARRIED and item.id in step.compare
     }
 
 
@@ -187,6 +201,12 @@ def _carried(code: BagCode, attr: str) -> Any:
 
 def _posted(item: Item, value: Any) -> str:
     # As a form or the API posts it, so the filled value is parsed like a typed one.
+    # A number keeps the label's precision, not the item's ``decimals``: the pump rate item
+    # takes whole mL/h, the label prints 0.1 mL/h, and the comparison (items.matches_expected)
+    # already holds an entry finer than ``decimals`` to its own precision, so 209.1 matches a
+    # plan of 209.07 and a checker's typed 209. Rounding it again (items.rounded) would round
+    # twice: a plan of 208.46 mL/h prints 208.5, would be filled as 209, more than half a unit
+    # from the plan, and the check would flag a value nobody typed. Pages show it rounded.
     if isinstance(value, datetime):
         return format_time(value)
     if isinstance(value, Decimal):

@@ -43,10 +43,13 @@ HEADER = (
     "case.dose_in_cycle",
     "case.dose_in_course",
 )
-# What a bag label's code says besides the case id (workflow/core/gs1.py, AIs 7003, 92, 94, 95).
+# What a bag label's code says besides the case id (workflow/core/gs1.py): the plan's dose,
+# volume, infusion time and pump rate (AIs 94-97), the beyond-use time (7003), the cycle and
+# dose number (92). Its drug and route (93, 98) are the protocol's, never hidden (below).
 BAG_CODE_CARRIES = (PLAN, BEYOND_USE, "case.cycle", "case.dose_in_cycle")
-# The protocol's own drug is the application's context (one drug per protocol): it is on
-# every screen's title and cannot be hidden; the label is still what the checker reads.
+# The protocol's own drug and route are the application's context (one drug per protocol,
+# given one way: its name says "IV"): on every screen's title, they cannot be hidden; the
+# label is still what the checker reads.
 NEVER_HIDDEN_NAMESPACES = ("protocol",)
 
 
@@ -181,8 +184,8 @@ def _sources_of(protocol: Protocol, refs: set[str]) -> set[str]:
 def _items_revealing(protocol: Protocol, refs: set[str]) -> set[tuple[str, str]]:
     """Earlier entries that carry a hidden value: any item expecting a hidden reference (the
     dilution's final volume is the plan's), the time the beyond-use clock starts from, and a
-    scanned bag code (it carries the dose, the volume, the beyond-use time and the dose
-    number, as the label prints them)."""
+    scanned bag code (it carries the dose, the volume, the infusion time, the pump rate, the
+    beyond-use time and the dose number, as the label prints them)."""
     out: set[tuple[str, str]] = set()
     hide = Blinding(refs=frozenset(refs)).hides
     for step in protocol.steps:

@@ -13,7 +13,7 @@ from typing import Any
 from transitions import MachineError
 
 from workflow.core.case_machine import MISMATCH_SUFFIX, NEW_STATE, machine_for
-from workflow.core.dosing import DosePlan, beyond_use_at, plan_dose
+from workflow.core.dosing import ORDERED_DOSE_ITEM, DosePlan, beyond_use_at, plan_dose
 from workflow.core.errors import IntegrityError, StepRefused
 from workflow.core.events import Event, Signer
 from workflow.core.items import (
@@ -231,7 +231,8 @@ class CaseState:
                 }[name]
             )
         if ns == "protocol":
-            return self.protocol.drug
+            # protocol.drug, protocol.route (None on a protocol text that names no route)
+            return self.protocol.route if name == "route" else self.protocol.drug
         return None
 
     def _blinded_pair(self, step: Step) -> tuple[Step, Step] | None:
@@ -320,7 +321,7 @@ class CaseState:
         return plan_dose(
             self.protocol,
             values.get("dosing_weight_kg"),
-            values.get("dose_iu_per_kg"),
+            values.get(ORDERED_DOSE_ITEM),
             weight_measured_at=measured if isinstance(measured, datetime) else None,
             now=at,
         )

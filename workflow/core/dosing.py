@@ -184,6 +184,25 @@ def diluent_band(protocol: Protocol, dose_iu: Decimal) -> VolumeBand:
     raise AssertionError("the loader guarantees a last band without an upper bound")
 
 
+# The order step's item the plan takes the ordered dose per kg from (CaseState._plan_for).
+ORDERED_DOSE_ITEM = "dose_iu_per_kg"
+
+
+def order_proposals(protocol: Protocol, step_id: str) -> dict[str, str]:
+    """What the order step proposes for the prescriber to confirm (issue 12.4), as a form
+    posts it: the protocol's dose per kg, the label dose. Nothing at any other step, nor at an
+    order step that is an independent check. A different dose typed over it still raises
+    ``dose_not_label_dose`` (acknowledged with a reason): proposing it removes no check."""
+    step = protocol.step(step_id)
+    if (
+        step_id != protocol.initial
+        or protocol.unprimed(step)
+        or step.item(ORDERED_DOSE_ITEM) is None
+    ):
+        return {}
+    return {ORDERED_DOSE_ITEM: fmt(protocol.dosing.dose_per_kg.value)}
+
+
 def plan_dose(
     protocol: Protocol,
     weight_kg: object,

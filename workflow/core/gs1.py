@@ -121,6 +121,11 @@ AI_DOSE = "92"  # "C{cycle}D{dose}", e.g. C1D3
 AI_DRUG = "93"  # the protocol's drug, as the label prints it: "aldesleukin"
 AI_DOSE_IU = "94"  # the dose in IU, a whole number: "4080000"
 AI_VOLUME_ML = "95"  # the final volume in mL, as the label prints it: "50.0"
+# What the label prints of the administration (issue 12.4, protocol 1.7.0: the double checks
+# scan these too). Optional on reading like 93-95: codes printed before lack them and replay.
+AI_INFUSION_MINUTES = "96"  # the infusion time in minutes, as the label prints it: "15"
+AI_PUMP_RATE = "97"  # the pump rate in mL/h, as the label prints it (0.1 mL/h): "209.1"
+AI_ROUTE = "98"  # the protocol's route id (the label prints its word): "intravenous"
 # No patient identifier: the case id names the patient, and the step that scans the bag is
 # unprimed (the MRN would show on the record to a nurse who must read it off the wristband).
 # The GS1 AI encodable character set 82 (for the X..90 company-internal AIs), less the
@@ -128,7 +133,7 @@ AI_VOLUME_ML = "95"  # the final volume in mL, as the label prints it: "50.0"
 _GS1_TEXT = re.compile(r"^[!\"%&'*+,\-./0-9:;<=>?A-Z_a-z]{1,90}$")
 _DOSE = re.compile(r"^C([0-9]{1,3})D([0-9]{1,3})$")
 _WHOLE = re.compile(r"^[0-9]{1,12}$")
-_VOLUME = re.compile(r"^[0-9]{1,6}(\.[0-9]{1,3})?$")
+_DECIMAL = re.compile(r"^[0-9]{1,6}(\.[0-9]{1,3})?$")
 
 
 @dataclass(frozen=True)
@@ -143,6 +148,10 @@ class BagCode:
     drug: str | None = None
     dose_iu: Decimal | None = None
     final_volume_ml: Decimal | None = None
+    # What the label prints of the administration; None in a code printed before protocol 1.7.0.
+    infusion_minutes: Decimal | None = None
+    pump_rate_ml_per_h: Decimal | None = None
+    route: str | None = None
 
 
 def gs1_text_problem(what: str, value: str) -> str | None:
@@ -166,16 +175,26 @@ def bag_element_string(code: BagCode) -> str:
         f"({AI_BEYOND_USE}){bud:%y%m%d%H%M}({AI_CASE}){code.case_id}"
         f"({AI_DOSE})C{code.cycle}D{code.dose_in_cycle}"
     )
-    if code.drug is not None:
-        problem = gs1_text_problem("drug", code.drug)
-        if problem:
-            raise InputError("label", problem)
-        text += f"({AI_DRUG}){code.drug}"
-    if code.dose_iu is not None:
-        text += f"({AI_DOSE_IU}){code.dose_iu:f}"
-    if code.final_volume_ml is not None:
-        text += f"({AI_VOLUME_ML}){code.final_volume_ml:f}"
-    return text
+    text += _text_field(AI_DRUG, "drug", code.drug)
+    for ai, number in (
+        (AI_DOSE_IU, code.dose_iu),
+        (AI_VOLUME_ML, code.final_volume_ml),
+        (AI_INFUSION_MINUTES, code.infusion_minutes),
+        (AI_PUMP_RATE, code.pump_rate_ml_per_h),
+    ):
+        if number is not None:
+            text += f"({ai}){number:f}"
+    return text + _text_field(AI_ROUTE, "route", code.route)
+
+
+def _text_field(ai: str, what: str, value: str | None) -> str:
+    """An optional text field of the bag code in human-readable form ("" when absent)."""
+    if value is None:
+        return ""
+    problem = gs1_text_problem(what, value)
+    if problem:
+        raise InputError("label", problem)
+    return f"({ai}){value}"
 
 
 def parse_bag_code(text: str) -> BagCode:
@@ -215,18 +234,28 @@ def parse_bag_code(text: str) -> BagCode:
     case_id = found[AI_CASE].value
     if GROUP_SEPARATOR in case_id or not case_id.isprintable():
         raise _not_a_bag("the case id runs into another field (a group separator is missing)")
-    drug = found[AI_DRUG].value if AI_DRUG in found else None
-    if drug is not None and (GROUP_SEPARATOR in drug or not drug.isprintable()):
-        raise _not_a_bag("the drug runs into another field (a group separator is missing)")
     return BagCode(
         case_id=case_id,
         cycle=int(dose.group(1)),
         dose_in_cycle=int(dose.group(2)),
         use_before=bud.replace(tzinfo=UTC),
-        drug=drug,
+        drug=_text(found, AI_DRUG, "drug"),
         dose_iu=_number(found, AI_DOSE_IU, _WHOLE, "dose (94)"),
-        final_volume_ml=_number(found, AI_VOLUME_ML, _VOLUME, "volume (95)"),
+        final_volume_ml=_number(found, AI_VOLUME_ML, _DECIMAL, "volume (95)"),
+        infusion_minutes=_number(found, AI_INFUSION_MINUTES, _DECIMAL, "infusion time (96)"),
+        pump_rate_ml_per_h=_number(found, AI_PUMP_RATE, _DECIMAL, "pump rate (97)"),
+        route=_text(found, AI_ROUTE, "route"),
     )
+
+
+def _text(found: Mapping[str, Any], ai: str, what: str) -> str | None:
+    """An optional text of the bag code (absent in codes printed before it was added)."""
+    if ai not in found:
+        return None
+    value = str(found[ai].value)
+    if GROUP_SEPARATOR in value or not value.isprintable():
+        raise _not_a_bag(f"the {what} runs into another field (a group separator is missing)")
+    return value
 
 
 def _number(found: Mapping[str, Any], ai: str, form: re.Pattern[str], what: str) -> Decimal | None:

@@ -125,12 +125,12 @@ def values_for(case: Case, step_id: str, now: datetime) -> dict[str, Any]:
     elif step_id == "dilution" and case.plan is not None:
         out.update(_dilution_values(case.plan, now))
     elif step_id in ("double_check_first", "double_check_second") and case.plan and case.patient:
-        values = label_values(case)
+        out.update(label_values(case))
         if out.get("bag_entry") == "scanned":
-            # The label's code fills what it carries (bag_check.complete_from_bag): not typed.
+            # The label's code fills what it carries (bag_check.complete_from_bag): not typed,
+            # the route's one-option tap included.
             for item_id in bag_fills(step):
-                values.pop(item_id, None)
-        out.update(values)
+                out.pop(item_id, None)
     elif step_id == "pre_infusion" and case.plan and case.patient:
         out.update(
             patient_identifier_mrn=case.patient.mrn,
@@ -191,7 +191,10 @@ def label_values(case: Case) -> dict[str, Any]:
     if plan is None or patient is None:
         return {}
     bud = case.beyond_use_at
-    return {
+    # The label prints the route's word; the checker taps its option (older protocol texts
+    # name no route id: values_for taps the one option instead).
+    route = {"route": case.protocol.route} if case.protocol.route else {}
+    return route | {
         "drug_name": case.protocol.drug,
         "dose_iu": fmt(plan.dose_iu, 0).replace(",", ""),
         "dosing_weight_kg": fmt(plan.weight_kg),

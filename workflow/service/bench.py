@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import secrets
 from collections.abc import Mapping
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from workflow.core.errors import InputError, NotFound, StepRefused
@@ -93,6 +94,9 @@ class Bench(ServiceBase):
             "drug": code.drug,
             "dose_iu": int(code.dose_iu) if code.dose_iu is not None else None,
             "final_volume_ml": str(code.final_volume_ml) if code.final_volume_ml else None,
+            "infusion_minutes": _text(code.infusion_minutes),
+            "pump_rate_ml_per_h": _text(code.pump_rate_ml_per_h),
+            "route": code.route,
         }
 
     def naming_the_bag(self, exc: StepRefused, scanned: object) -> StepRefused:
@@ -221,3 +225,8 @@ class Bench(ServiceBase):
         if patient is None:
             raise NotFound(f"no patient has MRN {mrn.strip()!r}")
         return wristband_pdf(patient.display_name, patient.mrn, patient.date_of_birth)
+
+
+def _text(number: Decimal | None) -> str | None:
+    """A number of the bag code as its label prints it ("15", "209.1"); None when absent."""
+    return f"{number:f}" if number is not None else None

@@ -13,6 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 from workflow.core.blinding import Blinding, blinding_for, is_unprimed, refuse_while_blinded
+from workflow.core.dosing import order_proposals
 from workflow.core.errors import InputError, NotFound
 from workflow.core.events import format_decimal
 from workflow.core.items import rounded
@@ -248,7 +249,8 @@ def proposals(
     view: CaseView, step_id: str, blinding: Blinding, now: datetime, tz: tzinfo
 ) -> dict[str, Any]:
     """What the system already knows, put in the form for the signer to confirm (issue 12.4):
-    the plan's numbers to the preparer, the only
+    the label dose to the prescriber (core ``order_proposals``), the plan's numbers to the
+    preparer, the only
     option of a one-option choice, "now" for the time a preparation starts its beyond-use
     clock. Never at an independent check (``is_unprimed``), nor a value the viewer's blinding
     hides: there the signer reads each value at its source."""
@@ -256,7 +258,7 @@ def proposals(
     step = protocol.step(step_id)
     if is_unprimed(protocol, step):
         return {}
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = {} if blinding.plan else dict(order_proposals(protocol, step_id))
     for item in step.items:
         if item.expect and item.expect.startswith("plan.") and not blinding.hides(item.expect):
             value = view.case.expected(item.expect)

@@ -120,7 +120,8 @@ def widgets(
             attrs["aria-describedby"] = "error"
         if item.id in from_bag:
             typed = f" ({hint})" if hint else ""
-            hint = f"Filled from the bag label's code when it is scanned; else type it{typed}."
+            verb = "choose" if item.type == "choice" else "type"  # the route is a tap
+            hint = f"Filled from the bag label's code when it is scanned; else {verb} it{typed}."
         out.append(Widget(item, kind, value, hint.strip(), attrs))
     return out
 

@@ -346,6 +346,40 @@ def test_unreachable_step_is_refused(tmp_path: Path) -> None:
     assert any("step 'hold_checks' is unreachable" in i for i in issues), issues
 
 
+@pytest.mark.parametrize(
+    ("route", "fragment"),
+    [
+        ("", "checked against protocol.route, but the protocol names no route"),
+        (
+            "  route: subcutaneous\n",
+            "protocol.route 'subcutaneous', which is not one of its options (allowed: intravenous)",
+        ),
+        ("  route: Intra venous\n", "route 'Intra venous' must be a lower_snake_case word"),
+    ],
+)
+def test_a_route_item_needs_the_protocols_route_among_its_options(
+    tmp_path: Path, route: str, fragment: str
+) -> None:
+    path, _ = _broken(tmp_path, "  route: intravenous\n", route)
+    issues = _refused(path)
+    assert any(fragment in i for i in issues), issues
+
+
+def test_protocol_route_is_read_and_optional_for_older_texts(
+    protocol: Protocol, tmp_path: Path
+) -> None:
+    assert protocol.route == "intravenous"
+    step = protocol.step("double_check_first")
+    route = step.item("route")
+    assert route is not None and route.expect == "protocol.route"
+    # A text from before 1.7.0: no route id and a Route item that expects nothing still loads.
+    path, _ = _broken(tmp_path, "  route: intravenous\n", "")
+    path.write_text(
+        path.read_text(encoding="utf-8").replace(" expect: protocol.route,", ""), encoding="utf-8"
+    )
+    assert load_protocol(path).route is None
+
+
 def test_loop_is_refused(tmp_path: Path) -> None:
     path, _ = _broken(tmp_path, "    next: completed", "    next: order")
     issues = _refused(path)

@@ -27,6 +27,12 @@ def meta(r: MapReader) -> tuple[str, str, str, str, str] | None:
     return cast(tuple[str, str, str, str, str], (pid, name, version, drug, brand))
 
 
+def route(r: MapReader) -> str | None:
+    """The protocol's route id (``protocol.route``, 1.7.0): optional, older texts lack it.
+    Read before :func:`meta`, which reports every key not read by then as unknown."""
+    return r.ident("route", required=False)
+
+
 def sources(ctx: Context, r: MapReader) -> None:
     for key, sub in r.subs():
         title = sub.text("title")

@@ -242,6 +242,29 @@ def _check_bag_items(ctx: Context, r: MapReader, items: tuple[Item, ...]) -> Non
             )
 
 
+def check_route_expects(ctx: Context, steps: tuple[Step, ...], route: str | None) -> None:
+    """An item checked against ``protocol.route`` needs the protocol to name its route
+    (``protocol: route:``) and must offer it as an option, or no entry could ever match."""
+    for step in steps:
+        for item in step.items:
+            if item.expect != "protocol.route":
+                continue
+            line = ctx.step_nodes[step.id].line_of("items")
+            where = f"step '{step.id}' item '{item.id}'"
+            if route is None:
+                ctx.issues.add(
+                    line,
+                    f"{where} is checked against protocol.route, but the protocol names no "
+                    "route (add protocol: route: <the route's id>)",
+                )
+            elif route not in item.option_ids():
+                ctx.issues.add(
+                    line,
+                    f"{where} is checked against protocol.route '{route}', which is not one of "
+                    f"its options (allowed: {', '.join(item.option_ids())})",
+                )
+
+
 def check_scan_kinds(ctx: Context, steps: tuple[Step, ...]) -> None:
     """A product kind is identified on one step only: a scan names its kind, not its step."""
     first: dict[str, str] = {}

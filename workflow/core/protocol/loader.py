@@ -66,6 +66,7 @@ class _Sections:
     """What each section gave (None where it was missing or wrong), before assembly."""
 
     meta: tuple[str, str, str, str, str] | None = None
+    route: str | None = None
     dosing: Dosing | None = None
     schedule: Schedule | None = None
     eligibility: Eligibility | None = None
@@ -101,6 +102,7 @@ def _read_main(ctx: Context, top: MapReader) -> _Sections:
     """The required sections, in the order later ones need them (roles before steps, ...)."""
     s = _Sections()
     head = top.sub("protocol")
+    s.route = _head.route(head) if head else None
     s.meta = _head.meta(head) if head else None
     sources_node = top.sub("sources")
     if sources_node:
@@ -174,6 +176,7 @@ def _check_references(ctx: Context, top: MapReader, s: _Sections) -> None:
         )
     if s.initial and s.steps_list is not None:
         _steps.graph(ctx, s.steps, s.initial, s.steps_list)
+    _steps.check_route_expects(ctx, s.steps, s.route)
 
 
 def _assemble(ctx: Context, s: _Sections, content_hash: str, filename: str) -> Protocol | None:
@@ -214,4 +217,5 @@ def _assemble(ctx: Context, s: _Sections, content_hash: str, filename: str) -> P
         ),
         gravimetric=s.gravimetric,
         sittings=s.sittings,
+        route=s.route,
     )

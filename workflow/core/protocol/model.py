@@ -469,6 +469,9 @@ class Protocol:
     gravimetric: Gravimetric | None = None
     # Consecutive steps one person signs together with one signature (protocol/_sittings.py).
     sittings: tuple[tuple[str, ...], ...] = ()
+    # The route's id (e.g. "intravenous"), which the bag label's code carries and a route item
+    # may ``expect`` (``protocol.route``); None in protocol texts before 1.7.0.
+    route: str | None = None
 
     def say(self, key: str) -> str:
         """A display word with its numbers filled from this protocol's (possibly tightened)
@@ -579,7 +582,8 @@ CASE_FIELDS: dict[str, str] = {
     "dose_in_course": "integer",
     "beyond_use_at": "datetime",
 }
-PROTOCOL_FIELDS: dict[str, str] = {"drug": "text"}
+# ``route`` is the protocol head's route id (``protocol.route``), a choice item's option id.
+PROTOCOL_FIELDS: dict[str, str] = {"drug": "text", "route": "choice"}
 EXPECT_NAMESPACES: dict[str, dict[str, str]] = {
     "plan": PLAN_FIELDS,
     "patient": PATIENT_FIELDS,
