@@ -89,10 +89,7 @@ def floors(store: Store, runs: int) -> None:
     over the same columns (events and signatures, no checks), and the three SHA-256 an event
     needs alone (over buffers the size of the average event's inputs)."""
     dialect = store.dialect
-    time_sql = verify_quick._PG_TIME if dialect == "postgresql" else verify_quick._SQLITE_TIME
-    p = "%s" if dialect == "postgresql" else "?"
-    events_sql = verify_quick._EVENTS.format(p=p, at=time_sql.format(c="e.at"))
-    sigs_sql = verify_quick._SIGNATURES.format(p=p, signed_at=time_sql.format(c="s.signed_at"))
+    events_sql, sigs_sql = verify_quick.range_sql(dialect)
     length, _ = store.log_head()
     best = 0.0
     for _ in range(runs):
@@ -111,7 +108,7 @@ def floors(store: Store, runs: int) -> None:
             data_bytes = n = 0
             while rows := cur.fetchmany(5000):
                 n += len(rows)
-                data_bytes += sum(len(row[11]) for row in rows)
+                data_bytes += sum(len(row[6]) for row in rows)
             cur.close()
             best = max(best, n / (time.process_time() - before))
         finally:
