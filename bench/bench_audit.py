@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NoReturn
 
 from argon2 import PasswordHasher
 
@@ -48,7 +49,7 @@ def measure(url: str, doses: int, runs: int) -> None:
     store = open_store(url, clock=FixedClock(END))
     if not doses and store.log_head()[0] == 0:
         store.close()
-        sys.exit(f"{url}: the event log is empty; seed one first (--doses N with --keep PATH)")
+        refuse(f"{url}: the event log is empty; seed one first (--doses N with --keep PATH)")
     if doses:
         hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
         seeded = time.perf_counter()
@@ -82,6 +83,12 @@ def measure(url: str, doses: int, runs: int) -> None:
                 best = (events / wall, events / cpu)
         show(f"{backend} {label}", events, *best)
     store.close()
+
+
+def refuse(message: str) -> NoReturn:
+    """Bad input: the message on stderr, exit 2."""
+    print(message, file=sys.stderr)
+    sys.exit(2)
 
 
 def floors(store: Store, runs: int) -> None:
@@ -161,7 +168,7 @@ def main() -> None:
         return
     if args.keep is not None:
         if args.keep.exists():
-            sys.exit(f"--keep {args.keep}: the file exists; walk it with --db sqlite:///PATH")
+            refuse(f"--keep {args.keep}: the file exists; walk it with --db sqlite:///PATH")
         measure(f"sqlite:///{args.keep.resolve()}", args.doses, args.runs)
     else:
         with tempfile.TemporaryDirectory() as tmp:
