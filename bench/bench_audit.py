@@ -6,6 +6,11 @@ per CPU second of this process and its workers (PostgreSQL's own server processe
 counted), and the 1,000,000-event projection.
 
     python bench/bench_audit.py [--doses 1000] [--runs 3] [--no-postgres] [--db URL ...]
+    python bench/bench_audit.py --doses 7000 --keep big.db --keep-pg bedside_audit_big
+    python bench/bench_audit.py --db sqlite:///big.db --db postgresql://.../bedside_audit_big
+
+Seeding 7,000 doses takes minutes: ``--keep``/``--keep-pg`` keep the seeded logs (a SQLite
+file, a PostgreSQL database of that name beside the test one) for ``--db`` to walk again.
 
 Target: >= 100,000 events/s on both databases.
 """
@@ -19,6 +24,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NoReturn
 
 from argon2 import PasswordHasher
 
@@ -41,6 +47,9 @@ def measure(url: str, doses: int, runs: int) -> None:
     ``runs``: the full walk alone (the old path, the yardstick), the quick pass in this
     process, and in two worker processes."""
     store = open_store(url, clock=FixedClock(END))
+    if not doses and store.log_head()[0] == 0:
+        store.close()
+        refuse(f"{url}: the event log is empty; seed one first (--doses N with --keep PATH)")
     if doses:
         hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
         seeded = time.perf_counter()
@@ -76,15 +85,18 @@ def measure(url: str, doses: int, runs: int) -> None:
     store.close()
 
 
+def refuse(message: str) -> NoReturn:
+    """Bad input: the message on stderr, exit 2."""
+    print(message, file=sys.stderr)
+    sys.exit(2)
+
+
 def floors(store: Store, runs: int) -> None:
     """The limits the quick pass is compared with, per CPU second: the database driver handing
     over the same columns (events and signatures, no checks), and the three SHA-256 an event
     needs alone (over buffers the size of the average event's inputs)."""
     dialect = store.dialect
-    time_sql = verify_quick._PG_TIME if dialect == "postgresql" else verify_quick._SQLITE_TIME
-    p = "%s" if dialect == "postgresql" else "?"
-    events_sql = verify_quick._EVENTS.format(p=p, at=time_sql.format(c="e.at"))
-    sigs_sql = verify_quick._SIGNATURES.format(p=p, signed_at=time_sql.format(c="s.signed_at"))
+    events_sql, sigs_sql = verify_quick.range_sql(dialect)
     length, _ = store.log_head()
     best = 0.0
     for _ in range(runs):
@@ -103,7 +115,7 @@ def floors(store: Store, runs: int) -> None:
             data_bytes = n = 0
             while rows := cur.fetchmany(5000):
                 n += len(rows)
-                data_bytes += sum(len(row[11]) for row in rows)
+                data_bytes += sum(len(row[6]) for row in rows)
             cur.close()
             best = max(best, n / (time.process_time() - before))
         finally:
@@ -143,19 +155,32 @@ def main() -> None:
     parser.add_argument(
         "--db", action="append", default=[], metavar="URL", help="walk this seeded log instead"
     )
+    parser.add_argument(
+        "--keep", type=Path, metavar="PATH", help="seed the SQLite log into this new file, kept"
+    )
+    parser.add_argument(
+        "--keep-pg", metavar="NAME", help="seed the PostgreSQL log into this new database, kept"
+    )
     args = parser.parse_args()
     if args.db:
         for url in args.db:
             measure(url, 0, args.runs)
         return
-    with tempfile.TemporaryDirectory() as tmp:
-        measure(f"sqlite:///{tmp}/audit.db", args.doses, args.runs)
+    if args.keep is not None:
+        if args.keep.exists():
+            refuse(f"--keep {args.keep}: the file exists; walk it with --db sqlite:///PATH")
+        measure(f"sqlite:///{args.keep.resolve()}", args.doses, args.runs)
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            measure(f"sqlite:///{tmp}/audit.db", args.doses, args.runs)
     if not args.no_postgres:
-        with pg_database() as url:
+        with pg_database(keep=args.keep_pg) as url:
             if url is None:
                 print("postgresql: not reachable, skipped")
             else:
                 measure(url, args.doses, args.runs)
+                if args.keep_pg:
+                    print(f"  kept: {url}")
 
 
 if __name__ == "__main__":

@@ -73,7 +73,8 @@ def ms(fn: Callable[[], object], repeat: int = 30) -> float:
 
 
 @contextmanager
-def pg_database() -> Iterator[str | None]:
+def pg_database(keep: str | None = None) -> Iterator[str | None]:
+    """A new database on the test server, dropped afterwards unless named by ``keep``."""
     admin = create_engine(normalise_url(PG_URL), isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
@@ -82,14 +83,15 @@ def pg_database() -> Iterator[str | None]:
         admin.dispose()
         yield None
         return
-    name = f"bedside_scale_{uuid.uuid4().hex[:10]}"
+    name = keep or f"bedside_scale_{uuid.uuid4().hex[:10]}"
     with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))  # fails if a kept one has that name
     try:
         yield make_url(normalise_url(PG_URL)).set(database=name).render_as_string(False)
     finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        if keep is None:
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
 
 

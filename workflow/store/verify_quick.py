@@ -1,4 +1,4 @@
-"""The quick pass of ``audit verify``: proves an intact log intact at 100,000+ events/s.
+"""The quick pass of ``audit verify``: proves an intact log intact, 4-5 times faster than the walk.
 
 It makes every check of the full walk (verify.py) on every event: log positions 1..N with no
 gap, each event's content against its hash (its canonical JSON rebuilt from the row, its
@@ -10,7 +10,8 @@ gives the verdict and the words, so a broken log is reported exactly as before.
 
 Why it is fast: the rows come straight from the database driver as tuples (no SQLAlchemy row
 or type processing), only the columns the hashes need, streamed in log order (a server-side
-cursor on PostgreSQL, the cursor itself on SQLite), the event time formatted by the database;
+cursor on PostgreSQL, the cursor itself on SQLite), the event time formatted by the database,
+the strings an event shares with others joined into one value turned into JSON once (_CONTEXT);
 and the log is split into contiguous ranges of log positions checked in ``jobs`` worker
 processes, each with its own connection. A range starts from the chain hash stored in the row
 before it; the seams are then checked here: each range's starting hash is the previous range's
@@ -53,16 +54,33 @@ _FETCH = 5_000  # rows per round trip of the PostgreSQL server-side cursor
 _SQLITE_TIME = "{c}"
 _PG_TIME = "to_char({c} AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')"
 
+# The strings an event shares with many others (its type, step, actor, meaning and protocol)
+# come joined into one text, its "context": the database hands over one value where it handed
+# over eight, and Python turns each context into its JSON fragments once (_Contexts): a quarter
+# less Python per event, and on PostgreSQL a third less for psycopg reading the rows (SQLite's
+# joining costs it about what its driver saves). Joined by U+001F; a missing value is "!",
+# a present one is "=" and the value, so that NULL and "" stay apart; an actor's name and role
+# count only with its user id, and then a NULL one is "" (as Event.to_json has it). A text
+# holding U+001F splits into too many parts: not proven here (the full walk judges it).
+_SEP = "\x1f"
+_CONTEXT = (
+    "e.type || {sep} || coalesce('=' || e.step, '!') || {sep} || "
+    "coalesce('=' || e.actor_user_id, '!') || {sep} || coalesce(e.actor_name, '') || {sep} || "
+    "coalesce(e.actor_role, '') || {sep} || coalesce('=' || e.meaning, '!') || {sep} || "
+    "e.protocol_hash || {sep} || e.protocol_version"
+)
+_SIGNER = "s.meaning || {sep} || s.printed_name || {sep} || s.role || {sep} || s.user_id"
+_SEP_SQL = {"sqlite": "char(31)", "postgresql": "chr(31)"}
+
 _EVENTS = (
-    "SELECT e.log_seq, e.case_id, e.seq, e.type, e.step, {at}, e.actor_user_id, e.actor_name, "
-    "e.actor_role, e.meaning, e.corrects, e.data, e.protocol_version, e.protocol_hash, "
-    "e.prev_hash, e.hash, e.chain_hash, e.id FROM events e "
+    "SELECT e.log_seq, e.case_id, e.seq, {context}, {at}, e.corrects, e.data, e.prev_hash, "
+    "e.hash, e.chain_hash FROM events e "
     "WHERE e.log_seq BETWEEN {p} AND {p} ORDER BY e.log_seq"
 )
 # Signatures in id order within their event, as the full walk takes them.
 _SIGNATURES = (
-    "SELECT s.event_id, s.content_hash, s.meaning, s.printed_name, s.role, {signed_at}, "
-    "s.user_id FROM signatures s JOIN events e ON e.id = s.event_id "
+    "SELECT e.log_seq, s.content_hash, {signer}, {signed_at} "
+    "FROM signatures s JOIN events e ON e.id = s.event_id "
     "WHERE e.log_seq BETWEEN {p} AND {p} ORDER BY e.log_seq, s.id"
 )
 _TIME_LENGTH = len("2026-12-02 15:59:00.000000")
@@ -214,35 +232,46 @@ def _check_range(raw: Any, dialect: str, first: int, last: int, wanted: set[int]
         return None  # a value of a type or shape no writer stores: the full walk judges it
 
 
-def _read_range(raw: Any, dialect: str, first: int, last: int, wanted: set[int]) -> _Range | None:
+def range_sql(dialect: str) -> tuple[str, str]:
+    """The statements reading a range's events and its signatures (parameters: first, last)."""
+    sep = _SEP_SQL[dialect]
     if dialect == "postgresql":
         p, time_sql = "%s", _PG_TIME
     else:
         p, time_sql = "?", _SQLITE_TIME
+    events = _EVENTS.format(p=p, at=time_sql.format(c="e.at"), context=_CONTEXT.format(sep=sep))
+    signatures = _SIGNATURES.format(
+        p=p, signed_at=time_sql.format(c="s.signed_at"), signer=_SIGNER.format(sep=sep)
+    )
+    return events, signatures
+
+
+def _read_range(raw: Any, dialect: str, first: int, last: int, wanted: set[int]) -> _Range | None:
+    events_sql, signatures_sql = range_sql(dialect)
     cur = raw.cursor()
     try:
         if first == 1:
             start_chain = GENESIS_HASH
         else:
-            cur.execute(_CHAIN_BEFORE.format(p=p), (first - 1,))
+            cur.execute(
+                _CHAIN_BEFORE.format(p="%s" if dialect == "postgresql" else "?"), (first - 1,)
+            )
             before = cur.fetchone()
             if before is None:
                 return None
             start_chain = before[0]
-        sql = _SIGNATURES.format(p=p, signed_at=time_sql.format(c="s.signed_at"))
-        cur.execute(sql, (first, last))
+        cur.execute(signatures_sql, (first, last))
         quoted = _Quoted({None: "null"})
-        signatures = _signature_texts(cur.fetchall(), quoted)
+        signatures = _signature_texts(cur.fetchall(), _Signers(quoted))
     finally:
         cur.close()
-    sql = _EVENTS.format(p=p, at=time_sql.format(c="e.at"))
     if dialect == "postgresql":
         events = raw.cursor(name="bedside_verify")  # server-side: the range is streamed
         events.itersize = _FETCH
     else:
         events = raw.cursor()
     try:
-        events.execute(sql, (first, last))
+        events.execute(events_sql, (first, last))
         return _check_rows(events, first, last, start_chain, signatures, wanted, quoted)
     finally:
         events.close()
@@ -257,26 +286,92 @@ class _Quoted(dict[Any, str]):
         return quoted
 
 
-def _signature_texts(rows: list[Any], quoted: _Quoted) -> dict[int, tuple[str | None, str]]:
-    """Event id -> (the content hash its signatures are bound to, their canonical JSON list
-    items); the hash is None when its signatures name different contents (not proven)."""
+def _parts(text: str, n: int) -> list[str]:
+    """The ``n`` values joined in ``text`` (a context or signer from the database)."""
+    parts = text.split(_SEP)
+    if len(parts) != n:
+        raise ValueError("a value holding the separator")  # not proven: the full walk judges
+    return parts
+
+
+def _maybe(part: str) -> str | None:
+    """A nullable value as joined: "!" for NULL, "=" and the value."""
+    if part == "!":
+        return None
+    if part[:1] != "=":
+        raise ValueError("a nullable value not marked")
+    return part[1:]
+
+
+class _Contexts(dict[str, tuple[str, str, str, str]]):
+    """An event context (type, step, actor, meaning, protocol joined) -> its JSON fragments:
+    the event's text up to its time, from its data to its seq, after its seq, and the record's
+    text after the event up to its signatures."""
+
+    def __init__(self, quoted: _Quoted) -> None:
+        super().__init__()
+        self.quoted = quoted
+
+    def __missing__(self, context: str) -> tuple[str, str, str, str]:
+        q = self.quoted
+        type_, step, user_id, name, role, meaning, protocol_hash, protocol_version = _parts(
+            context, 8
+        )
+        actor_id = _maybe(user_id)
+        if actor_id is None:
+            actor = "null"
+        else:
+            actor = f'{{"name":{q[name]},"role":{q[role]},"user_id":{q[actor_id]}}}'
+        fragments = self[context] = (
+            f'{{"actor":{actor},"at":"',
+            f',"meaning":{q[_maybe(meaning)]},"seq":',
+            f',"step":{q[_maybe(step)]},"type":{q[type_]}}}',
+            f',"protocol":{{"hash":{q[protocol_hash]},"version":{q[protocol_version]}}},'
+            '"signatures":[',
+        )
+        return fragments
+
+
+class _Signers(dict[str, tuple[str, str]]):
+    """A signer (meaning, printed name, role, user id joined) -> the JSON fragments of its
+    signature around the time."""
+
+    def __init__(self, quoted: _Quoted) -> None:
+        super().__init__()
+        self.quoted = quoted
+
+    def __missing__(self, signer: str) -> tuple[str, str]:
+        q = self.quoted
+        meaning, printed_name, role, user_id = _parts(signer, 4)
+        fragments = self[signer] = (
+            f'","meaning":{q[meaning]},"printed_name":{q[printed_name]},"role":{q[role]},'
+            '"signed_at":"',
+            f'Z","user_id":{q[user_id]}}}',
+        )
+        return fragments
+
+
+def _signature_texts(rows: list[Any], signers: _Signers) -> dict[int, tuple[str | None, str]]:
+    """Log position -> (the content hash its event's signatures are bound to, their canonical
+    JSON list items); the hash is None when its signatures name different contents (not
+    proven)."""
     out: dict[int, tuple[str | None, str]] = {}
-    for event_id, content_hash, meaning, printed_name, role, signed_at, user_id in rows:
+    for log_seq, content_hash, signer, signed_at in rows:
         if len(signed_at) != _TIME_LENGTH or signed_at[10] != " ":
             raise ValueError("a signature time not in the stored shape")
+        before_time, after_time = signers[signer]
+        # The content hash goes in unquoted: the event passes only if it equals the hex
+        # digest of the event's content, which JSON quoting leaves as it is.
         text = (
-            # The content hash goes in unquoted: the event passes only if it equals the hex
-            # digest of the event's content, which JSON quoting leaves as it is.
-            f'{{"content_hash":"{content_hash}","meaning":{quoted[meaning]},'
-            f'"printed_name":{quoted[printed_name]},"role":{quoted[role]},'
-            f'"signed_at":"{signed_at[:10]}T{signed_at[11:]}Z","user_id":{quoted[user_id]}}}'
+            f'{{"content_hash":"{content_hash}{before_time}'
+            f"{signed_at[:10]}T{signed_at[11:]}{after_time}"
         )
-        before = out.get(event_id)
+        before = out.get(log_seq)
         if before is None:
-            out[event_id] = (content_hash, text)
+            out[log_seq] = (content_hash, text)
         else:
             bound = before[0] if before[0] == content_hash else None
-            out[event_id] = (bound, f"{before[1]},{text}")
+            out[log_seq] = (bound, f"{before[1]},{text}")
     return out
 
 
@@ -292,30 +387,24 @@ def _check_rows(
     """The loop every event goes through; kept flat (locals, no calls it can avoid): it is
     the whole cost of verifying an intact log."""
     sha256 = hashlib.sha256
+    contexts = _Contexts(quoted)
     result = _Range(start_chain=chain, last_chain=chain)
     firsts = result.firsts
-    cases: dict[str, tuple[int, str]] = {}
+    cases: dict[str, tuple[int, str, str]] = {}  # case id -> last seq, its hash, the id as JSON
     expected = first
     unsigned = ("", "")
+    get_signatures = signatures.get
     for (
         log_seq,
         case_id,
         seq,
-        type_,
-        step,
+        context,
         at,
-        user_id,
-        name,
-        role,
-        meaning,
         corrects,
         data,
-        protocol_version,
-        protocol_hash,
         prev_hash,
         hash_,
         chain_hash,
-        event_id,
     ) in rows:
         if log_seq != expected or len(at) != _TIME_LENGTH or at[10] != " ":
             return None
@@ -323,36 +412,24 @@ def _check_rows(
         case = cases.get(case_id)
         if case is None:
             firsts[case_id] = (seq, prev_hash)
+            case_json = quoted[case_id]
         elif seq != case[0] + 1 or prev_hash != case[1]:
             return None
-        cases[case_id] = (seq, hash_)
-        if user_id is None:
-            actor = "null"
         else:
-            actor = (
-                f'{{"name":{quoted[name or ""]},"role":{quoted[role or ""]},'
-                f'"user_id":{quoted[user_id]}}}'
-            )
+            case_json = case[2]
+        cases[case_id] = (seq, hash_, case_json)
+        before_time, before_seq, after_seq, protocol = contexts[context]
         event = (
-            f'{{"actor":{actor},"at":"{at[:10]}T{at[11:]}Z","case_id":{quoted[case_id]},'
-            f'"corrects":{"null" if corrects is None else int(corrects)},"data":{data},'
-            f'"meaning":{quoted[meaning]},"seq":{seq},"step":{quoted[step]},'
-            f'"type":{quoted[type_]}}}'
-        ).encode()
-        content = sha256(event).hexdigest()
-        bound, signed = signatures.get(event_id, unsigned)
-        if signed and bound != content:
-            return None
-        record = b"".join(
-            (
-                prev_hash.encode(),
-                b'{"event":',
-                event,
-                f',"protocol":{{"hash":{quoted[protocol_hash]},'
-                f'"version":{quoted[protocol_version]}}},"signatures":[{signed}]}}'.encode(),
-            )
+            f'{before_time}{at[:10]}T{at[11:]}Z","case_id":{case_json},'
+            f'"corrects":{"null" if corrects is None else int(corrects)},"data":{data}'
+            f"{before_seq}{seq}{after_seq}"
         )
-        if sha256(record).hexdigest() != hash_:
+        bound, signed = get_signatures(log_seq, unsigned)
+        # The content hash binds signatures only (the record's hash covers the content).
+        if signed and bound != sha256(event.encode()).hexdigest():
+            return None
+        record = f'{prev_hash}{{"event":{event}{protocol}{signed}]}}'
+        if sha256(record.encode()).hexdigest() != hash_:
             return None
         if sha256(f'["{chain}",{log_seq},"{hash_}"]'.encode()).hexdigest() != chain_hash:
             return None
@@ -362,7 +439,7 @@ def _check_rows(
     if expected != last + 1:
         return None
     result.last_chain = chain
-    result.lasts = cases
+    result.lasts = {case_id: (seq, hash_) for case_id, (seq, hash_, _) in cases.items()}
     return result
 
 
