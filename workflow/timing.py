@@ -8,6 +8,11 @@ signing worker) nothing records and ``phase`` costs one context-variable lookup.
 Phases may nest (``commit`` inside ``append``); a phase entered twice in a request adds up
 (``commit`` is every write transaction's commit in the request: the append's, the signing
 session's, the security log's).
+
+``count_cpu(True)`` (bench/profile_step.py) also counts each phase's CPU time in the thread that
+ran it (``time.thread_time``), written as ``<phase>-cpu`` beside the wall times: on a shared
+machine the wall times move with the load, the CPU a phase spends much less. Off by default, so
+the header a browser sees is unchanged.
 """
 
 from __future__ import annotations
@@ -22,10 +27,12 @@ _TOKEN = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ01234567
 
 
 class Timings:
-    """Seconds spent per phase in one request, in the order phases were first entered."""
+    """Seconds spent per phase in one request, in the order phases were first entered; with
+    ``cpu``, also the CPU seconds the thread running each phase spent in it."""
 
-    def __init__(self) -> None:
+    def __init__(self, cpu: bool = False) -> None:
         self.phases: dict[str, float] = {}
+        self.cpu: dict[str, float] | None = {} if cpu else None
 
     def add(self, name: str, seconds: float) -> None:
         if not name or not set(name) <= _TOKEN:
@@ -35,18 +42,28 @@ class Timings:
     def header(self, total_s: float | None = None) -> str:
         """The ``Server-Timing`` value: ``auth;dur=41.2, append;dur=3.1, ...`` (milliseconds)."""
         parts = [f"{name};dur={seconds * 1000:.1f}" for name, seconds in self.phases.items()]
+        if self.cpu is not None:
+            parts += [f"{name}-cpu;dur={seconds * 1000:.1f}" for name, seconds in self.cpu.items()]
         if total_s is not None:
             parts.append(f"total;dur={total_s * 1000:.1f}")
         return ", ".join(parts)
 
 
 _current: ContextVar[Timings | None] = ContextVar("bedside_timings", default=None)
+_count_cpu = False
+
+
+def count_cpu(on: bool) -> None:
+    """Count each phase's CPU time too, in every request recorded from now on (a bench's
+    switch: one ``thread_time`` call more per phase)."""
+    global _count_cpu
+    _count_cpu = on
 
 
 @contextmanager
 def recording() -> Iterator[Timings]:
     """Record the phases of the code run inside (one request)."""
-    timings = Timings()
+    timings = Timings(cpu=_count_cpu)
     token = _current.set(timings)
     try:
         yield timings
@@ -62,7 +79,10 @@ def phase(name: str) -> Iterator[None]:
         yield
         return
     start = time.perf_counter()
+    cpu_start = time.thread_time() if timings.cpu is not None else 0.0
     try:
         yield
     finally:
         timings.add(name, time.perf_counter() - start)
+        if timings.cpu is not None:
+            timings.cpu[name] = timings.cpu.get(name, 0.0) + time.thread_time() - cpu_start

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from workflow import timing
 from workflow.dev.walk import values_for
 from workflow.timing import phase, recording
 
@@ -58,3 +59,17 @@ def test_phases_outside_a_request_record_nothing_and_add_up_inside() -> None:
             pass
     assert list(timings.phases) == ["append", "auth"]
     assert re.fullmatch(r"append;dur=\d+\.\d, auth;dur=\d+\.\d", timings.header())
+
+
+def test_counting_cpu_adds_each_phase_s_cpu_beside_its_wall_time() -> None:
+    """bench/profile_step.py's switch: off by default, so the header a browser sees is as above."""
+    timing.count_cpu(True)
+    try:
+        with recording() as timings, phase("append"):
+            sum(range(1000))
+    finally:
+        timing.count_cpu(False)
+    assert re.fullmatch(r"append;dur=\d+\.\d, append-cpu;dur=\d+\.\d", timings.header())
+    with recording() as plain, phase("append"):
+        pass
+    assert plain.cpu is None and "cpu" not in plain.header()

@@ -19,7 +19,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 import biip
@@ -200,6 +200,15 @@ def _text_field(ai: str, what: str, value: str | None) -> str:
 def parse_bag_code(text: str) -> BagCode:
     """The bag label's code as a scanner typed it (FNC1 as GS or a stand-in, or the
     human-readable form); StepRefused("unreadable", field ``bag_scan``) if it is not one."""
+    return _parse_bag_code(text)
+
+
+# Every replay of a case re-judges its bag scans (three or four a dose), and biip's parse was a
+# quarter of a step request's CPU (bench/profile_step.py). The answer depends on the text alone
+# and BagCode is frozen, so one parse per distinct code is kept; a refusal (an exception) is
+# not cached and is worked out again each time. Bounded: a ward has a few hundred bags open.
+@lru_cache(maxsize=2048)
+def _parse_bag_code(text: str) -> BagCode:
     raw = _normalised(text)
     if raw.startswith("]d2") or raw.startswith("]Q3") or raw.startswith("]C1"):
         raw = raw[3:]  # the symbology identifier some scanners send first

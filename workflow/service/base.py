@@ -26,6 +26,10 @@ from workflow.store import formulary as formulary_rows
 from workflow.store.formulary import FormularyProduct
 from workflow.store.web_sessions import SignatureMark
 
+# Cases whose protocol is remembered (:meth:`ServiceBase._protocol_hash_of`): 64 bytes or so
+# each, far more than a ward's open doses.
+CASE_PROTOCOLS = 10_000
+
 
 class ServiceBase:
     """One installation: a store, its people, the protocols it knows, a clock."""
@@ -48,6 +52,7 @@ class ServiceBase:
         self.archiver = archiver
         self.settings: Settings = Settings()
         self._protocols: dict[str, Protocol] = {protocol.content_hash: protocol}
+        self._case_protocols: dict[str, str] = {}  # case id -> its protocol's hash
         self._saved_protocol = False
 
     def add_protocol(self, protocol: Protocol) -> None:
@@ -165,14 +170,26 @@ class ServiceBase:
                 state=view.case.state,
             )
 
+    def _protocol_hash_of(self, case_id: str) -> str:
+        """The protocol a case was opened on. Written with the case and never updated (an
+        append changes a case's version, state and times only), so it is read once per case:
+        a signature no longer reads the case row just to find its step (bench/profile_step.py).
+        A case not found is not kept (NotFound each time); bounded by starting afresh."""
+        known = self._case_protocols.get(case_id)
+        if known is None:
+            known = self.store.get_case(case_id).protocol_hash
+            if len(self._case_protocols) >= CASE_PROTOCOLS:
+                self._case_protocols.clear()
+            self._case_protocols[case_id] = known
+        return known
+
     def _mark(self, proof: Proof) -> SignatureMark | None:
         """What a checked signature changes in the web session it was typed in (none for a
         signature at the command line)."""
         return proof.mark(self.clock.now()) if isinstance(proof, TabletProof) else None
 
     def _step(self, case_id: str, step_id: str) -> Any:
-        record = self.store.get_case(case_id)
-        protocol = self.protocol_for(record.protocol_hash)
+        protocol = self.protocol_for(self._protocol_hash_of(case_id))
         try:
             return protocol.step(step_id)
         except KeyError:

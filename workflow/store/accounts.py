@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, func, insert, select, text, update
+from sqlalchemy import Connection, Engine, Row, bindparam, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
 
 from workflow.core.errors import InputError, NotFound
@@ -27,6 +27,12 @@ from . import _schema as s
 from ._tx import read_tx, write_tx
 
 # Stored words of the trail that this module writes itself (identity names the actions).
+# Every signature reads its account (twice) and writes a trail line: statements built once, as
+# SQLAlchemy builds and keys a statement made per call again each time (bench/profile_step.py).
+_BY_ID = select(s.users).where(s.users.c.id == bindparam("user_id"))
+_BY_USERNAME = select(s.users).where(s.users.c.username == bindparam("username"))
+_INSERT_TRAIL = insert(s.auth_events)
+
 OK = "ok"
 REFUSED = "refused"
 LOCKED = "locked"
@@ -79,7 +85,7 @@ class Accounts:
 
     def by_id(self, user_id: str) -> Account | None:
         with read_tx(self.engine) as conn:
-            row = conn.execute(select(s.users).where(s.users.c.id == user_id)).first()
+            row = conn.execute(_BY_ID, {"user_id": user_id}).first()
         return _account(row) if row is not None else None
 
     def all(self, *, include_inactive: bool = True) -> list[Account]:
@@ -144,7 +150,7 @@ class Accounts:
                 conn.execute(update(s.users).where(s.users.c.id == user_id).values(**changes))
             if entry is not None:
                 _record(conn, entry)
-            row = conn.execute(select(s.users).where(s.users.c.id == user_id)).first()
+            row = conn.execute(_BY_ID, {"user_id": user_id}).first()
             if row is None:
                 raise NotFound(f"no user with id {user_id}")
             return _account(row)
@@ -272,9 +278,7 @@ def _account(row: Row[Any]) -> Account:
 
 
 def _by_username(conn: Connection, username: str) -> Account | None:
-    row = conn.execute(
-        select(s.users).where(s.users.c.username == username.strip().lower())
-    ).first()
+    row = conn.execute(_BY_USERNAME, {"username": username.strip().lower()}).first()
     return _account(row) if row is not None else None
 
 
@@ -287,15 +291,16 @@ def _require(conn: Connection, username: str) -> Account:
 
 def _record(conn: Connection, entry: AuthEvent) -> None:
     conn.execute(
-        insert(s.auth_events).values(
-            at=entry.at,
-            username=entry.username[:64],
-            user_id=entry.user_id,
-            action=entry.action,
-            outcome=entry.outcome,
-            reason=entry.reason,
-            by_user_id=entry.by_user_id,
-        )
+        _INSERT_TRAIL,
+        {
+            "at": entry.at,
+            "username": entry.username[:64],
+            "user_id": entry.user_id,
+            "action": entry.action,
+            "outcome": entry.outcome,
+            "reason": entry.reason,
+            "by_user_id": entry.by_user_id,
+        },
     )
 
 

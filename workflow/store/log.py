@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
 
 from workflow.core.errors import ConflictError, InputError, IntegrityError, NotFound
@@ -25,8 +25,35 @@ from . import _schema as s
 from ._rows import case_from_row, event_columns, event_from_row, signature_from_row, signatures_for
 from .chain import GENESIS_HASH, event_hash, link_hash
 from .models import COURSE_ACTIVE, CaseRecord, Cosignature, StoredSignature
+from .proven import ProvenChains
 
 CONFLICT_MESSAGE = "this case changed, reload"
+
+# The statements every load and append run, built once: SQLAlchemy builds and keys a statement
+# made per call again each time (about 0.15 ms of CPU for a wide table; a step request ran a
+# dozen of them: bench/profile_step.py). Parameters are bound by name at execution.
+_VERSION = select(s.cases.c.version).where(s.cases.c.id == bindparam("case_id"))
+_EVENTS = (
+    select(s.events).where(s.events.c.case_id == bindparam("case_id")).order_by(s.events.c.seq)
+)
+_SIGNATURES = (
+    select(s.signatures)
+    .join(s.events, s.events.c.id == s.signatures.c.event_id)
+    .where(s.events.c.case_id == bindparam("case_id"))
+    .order_by(s.signatures.c.id)
+)
+_CASE = select(s.cases).where(s.cases.c.id == bindparam("case_id"))
+_MOVE_CASE = update(s.cases).where(
+    s.cases.c.id == bindparam("b_case_id"), s.cases.c.version == bindparam("b_expected")
+)
+_HASH_AT = select(s.events.c.hash).where(
+    s.events.c.case_id == bindparam("case_id"), s.events.c.seq == bindparam("seq")
+)
+_HEAD = select(s.log_head).where(s.log_head.c.id == 1)
+_LOCK_HEAD = select(s.log_head.c.id).where(s.log_head.c.id == 1).with_for_update()
+_INSERT_EVENT = insert(s.events)
+_INSERT_SIGNATURE = insert(s.signatures)
+_MOVE_HEAD = update(s.log_head).where(s.log_head.c.id == 1)
 
 
 def create_case(
@@ -106,20 +133,14 @@ def append(
     if scheduled_at is not None:
         changes["scheduled_at"] = scheduled_at
     done = conn.execute(
-        update(s.cases)
-        .where(s.cases.c.id == case_id, s.cases.c.version == expected_version)
-        .values(**changes)
+        _MOVE_CASE, {"b_case_id": case_id, "b_expected": expected_version, **changes}
     )
     if done.rowcount != 1:
         exists = conn.execute(select(s.cases.c.id).where(s.cases.c.id == case_id)).first()
         if exists is None:
             raise NotFound(f"no case {case_id}")
         raise ConflictError(CONFLICT_MESSAGE)
-    prev = conn.execute(
-        select(s.events.c.hash).where(
-            s.events.c.case_id == case_id, s.events.c.seq == expected_version
-        )
-    ).first()
+    prev = conn.execute(_HASH_AT, {"case_id": case_id, "seq": expected_version}).first()
     if prev is None:
         raise IntegrityError(f"case {case_id}: event {expected_version} is missing from the log")
     try:
@@ -127,40 +148,65 @@ def append(
     except DBIntegrityError:
         # UNIQUE(case_id, seq) fired: another writer got in despite the version check.
         raise ConflictError(CONFLICT_MESSAGE) from None
-    row = conn.execute(select(s.cases).where(s.cases.c.id == case_id)).one()
+    row = conn.execute(_CASE, {"case_id": case_id}).one()
     return case_from_row(row)
 
 
-def load_events(conn: Connection, case_id: str, *, verify: bool = True) -> list[Event]:
+def load_events(
+    conn: Connection,
+    case_id: str,
+    *,
+    verify: bool = True,
+    proven: ProvenChains | None = None,
+) -> list[Event]:
     """The case's events in order. With ``verify`` (the default) the case's chain is checked
-    while loading, so nobody replays a case whose log was altered (IntegrityError)."""
-    case = conn.execute(select(s.cases.c.version).where(s.cases.c.id == case_id)).first()
+    while loading, so nobody replays a case whose log was altered (IntegrityError). With
+    ``proven``, the walk starts after the events whose rows a walk already passed, unchanged
+    (workflow/store/proven.py)."""
+    case = conn.execute(_VERSION, {"case_id": case_id}).first()
     if case is None:
         raise NotFound(f"no case {case_id}")
-    rows = conn.execute(
-        select(s.events).where(s.events.c.case_id == case_id).order_by(s.events.c.seq)
-    ).all()
+    rows = conn.execute(_EVENTS, {"case_id": case_id}).all()
     events = [event_from_row(r) for r in rows]
     if verify:
-        sigs = _signatures_by_event(conn, case_id, rows)
-        prev = GENESIS_HASH
-        for n, (row, event) in enumerate(zip(rows, events, strict=True), start=1):
-            if row.seq != n:
-                raise IntegrityError(f"case {case_id}: event {n} is missing from the log")
-            if row.prev_hash != prev or row.hash != event_hash(
-                prev, event, row.protocol_version, row.protocol_hash, sigs[row.id]
-            ):
-                raise IntegrityError(
-                    f"case {case_id}: event {n} was changed after it was "
-                    "written (hash chain broken)"
-                )
-            prev = row.hash
+        sig_rows: dict[int, list[Any]] = defaultdict(list)
+        for r in _signature_rows(conn, case_id):
+            sig_rows[r.event_id].append(r)
+        # Everything the walk reads of each event, as plain values.
+        read = [(tuple(r), tuple(tuple(x) for x in sig_rows.get(r.id, ()))) for r in rows]
+        start = proven.prefix(case_id, read) if proven is not None else 0
+        _check_chain(case_id, rows, events, sig_rows, start)
         if len(events) != case.version:
             raise IntegrityError(
                 f"case {case_id}: the case records {case.version} events, "
                 f"the log holds {len(events)}"
             )
+        if proven is not None and start < len(read):
+            proven.remember(case_id, read)
     return events
+
+
+def _check_chain(
+    case_id: str,
+    rows: Sequence[Any],
+    events: Sequence[Event],
+    sig_rows: dict[int, list[Any]],
+    start: int = 0,
+) -> None:
+    """Walk the chain from event ``start + 1``; events 1..start are proven already."""
+    prev = rows[start - 1].hash if start else GENESIS_HASH
+    for n in range(start + 1, len(rows) + 1):
+        row, event = rows[n - 1], events[n - 1]
+        if row.seq != n:
+            raise IntegrityError(f"case {case_id}: event {n} is missing from the log")
+        sigs = [signature_from_row(x, case_id, row.seq) for x in sig_rows.get(row.id, ())]
+        if row.prev_hash != prev or row.hash != event_hash(
+            prev, event, row.protocol_version, row.protocol_hash, sigs
+        ):
+            raise IntegrityError(
+                f"case {case_id}: event {n} was changed after it was written (hash chain broken)"
+            )
+        prev = row.hash
 
 
 def case_chain_hash(conn: Connection, case_id: str) -> str:
@@ -187,20 +233,8 @@ def load_signatures(conn: Connection, case_id: str) -> list[StoredSignature]:
     return [signature_from_row(r, case_id, r.seq) for r in rows]
 
 
-def _signatures_by_event(
-    conn: Connection, case_id: str, rows: Sequence[Any]
-) -> dict[int, list[StoredSignature]]:
-    seq_of = {r.id: r.seq for r in rows}
-    out: dict[int, list[StoredSignature]] = defaultdict(list)
-    sig_rows = conn.execute(
-        select(s.signatures)
-        .join(s.events, s.events.c.id == s.signatures.c.event_id)
-        .where(s.events.c.case_id == case_id)
-        .order_by(s.signatures.c.id)
-    )
-    for r in sig_rows:
-        out[r.event_id].append(signature_from_row(r, case_id, seq_of[r.event_id]))
-    return out
+def _signature_rows(conn: Connection, case_id: str) -> Sequence[Any]:
+    return conn.execute(_SIGNATURES, {"case_id": case_id}).all()
 
 
 def log_head(conn: Connection) -> tuple[int, str]:
@@ -210,7 +244,7 @@ def log_head(conn: Connection) -> tuple[int, str]:
 
 
 def _lock_head(conn: Connection) -> None:
-    conn.execute(select(s.log_head.c.id).where(s.log_head.c.id == 1).with_for_update()).one()
+    conn.execute(_LOCK_HEAD).one()
 
 
 @dataclass(frozen=True)
@@ -249,40 +283,40 @@ def _write_events(
     prev_hash: str,
     cosignatures: Sequence[Cosignature],
 ) -> None:
-    head = conn.execute(select(s.log_head).where(s.log_head.c.id == 1)).one()
+    head = conn.execute(_HEAD).one()
     position, chain = head.event_count, head.head_hash
     for link in hash_events(events, protocol_version, protocol_hash, prev_hash, cosignatures):
         event, sigs, hash_ = link.event, link.signatures, link.hash
         position += 1
         chain = link_hash(chain, position, hash_)
         result = conn.execute(
-            insert(s.events).values(
+            _INSERT_EVENT,
+            {
                 **event_columns(event),
-                log_seq=position,
-                protocol_version=protocol_version,
-                protocol_hash=protocol_hash,
-                prev_hash=link.prev_hash,
-                hash=hash_,
-                chain_hash=chain,
-            )
+                "log_seq": position,
+                "protocol_version": protocol_version,
+                "protocol_hash": protocol_hash,
+                "prev_hash": link.prev_hash,
+                "hash": hash_,
+                "chain_hash": chain,
+            },
         )
         event_id = result.inserted_primary_key[0]  # type: ignore[index]
         for sig in sigs:
             conn.execute(
-                insert(s.signatures).values(
-                    event_id=event_id,
-                    user_id=sig.user_id,
-                    printed_name=sig.printed_name,
-                    role=sig.role,
-                    meaning=sig.meaning,
-                    signed_at=sig.signed_at,
-                    content_hash=sig.content_hash,
-                )
+                _INSERT_SIGNATURE,
+                {
+                    "event_id": event_id,
+                    "user_id": sig.user_id,
+                    "printed_name": sig.printed_name,
+                    "role": sig.role,
+                    "meaning": sig.meaning,
+                    "signed_at": sig.signed_at,
+                    "content_hash": sig.content_hash,
+                },
             )
     conn.execute(
-        update(s.log_head)
-        .where(s.log_head.c.id == 1)
-        .values(event_count=position, head_hash=chain, updated_at=events[-1].at)
+        _MOVE_HEAD, {"event_count": position, "head_hash": chain, "updated_at": events[-1].at}
     )
 
 

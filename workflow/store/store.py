@@ -45,6 +45,7 @@ from .models import (
     PendingOrder,
     StoredSignature,
 )
+from .proven import ProvenChains
 from .web_sessions import SignatureMark
 
 
@@ -54,6 +55,8 @@ class Store:
         self.clock: Clock = clock or SystemClock()
         # The connection of an :meth:`atomic` block open in this thread (or task), if any.
         self._bound: ContextVar[Connection | None] = ContextVar(f"store-{id(self)}", default=None)
+        # Cases whose rows a chain walk already proved: not walked again while unchanged.
+        self.proven = ProvenChains()
 
     @contextmanager
     def atomic(self) -> Iterator[None]:
@@ -201,12 +204,12 @@ class Store:
         """The case's events in seq order, checked against the case's hash chain unless
         ``verify=False``. Raises NotFound, IntegrityError (the stored case was altered)."""
         with self._read() as conn:
-            return log.load_events(conn, case_id, verify=verify)
+            return log.load_events(conn, case_id, verify=verify, proven=self.proven)
 
     def load_case(self, case_id: str) -> tuple[CaseRecord, list[Event]]:
         """The case row and its verified events, from one snapshot (version == len(events))."""
         with self._read() as conn:
-            return cases.get_case(conn, case_id), log.load_events(conn, case_id)
+            return cases.get_case(conn, case_id), log.load_events(conn, case_id, proven=self.proven)
 
     def case_chain_hash(self, case_id: str) -> str:
         with self._read() as conn:

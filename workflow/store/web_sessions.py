@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, delete, insert, select, update
 
 from workflow.core.errors import AuthError
 
@@ -101,11 +101,24 @@ def create(
     return token, WebSession(**values)
 
 
+# Read (and for a signature, written) on every request: built once, as SQLAlchemy builds and
+# keys a statement made per call again each time (bench/profile_step.py).
+_SESSION = select(s.web_sessions).where(s.web_sessions.c.id == bindparam("session_id"))
+_LIVE = (
+    s.web_sessions.c.id == bindparam("b_session_id"),
+    s.web_sessions.c.ended_at.is_(None),
+)
+_LIVE_DATA = (
+    select(s.web_sessions.c.data)
+    .where(s.web_sessions.c.id == bindparam("session_id"), s.web_sessions.c.ended_at.is_(None))
+    .with_for_update()
+)
+_MARK = update(s.web_sessions).where(*_LIVE)
+
+
 def get(engine: Engine, token: str) -> WebSession | None:
     with read_tx(engine) as conn:
-        row = conn.execute(
-            select(s.web_sessions).where(s.web_sessions.c.id == token_key(token))
-        ).first()
+        row = conn.execute(_SESSION, {"session_id": token_key(token)}).first()
     if row is None:
         return None
     m = dict(row._mapping)
@@ -121,9 +134,7 @@ def mark_signature(conn: Connection, mark: SignatureMark) -> None:
     """Record a signature in its web session, inside the caller's write transaction (the one
     appending the signed event). The session must still be live: an ended or unknown session
     raises SessionEnded, which rolls the event back with it."""
-    t = s.web_sessions
-    live = (t.c.id == mark.session_id, t.c.ended_at.is_(None))
-    row = conn.execute(select(t.c.data).where(*live).with_for_update()).first()
+    row = conn.execute(_LIVE_DATA, {"session_id": mark.session_id}).first()
     if row is None:
         raise SessionEnded()
     values: dict[str, Any] = {}
@@ -137,7 +148,7 @@ def mark_signature(conn: Connection, mark: SignatureMark) -> None:
     if mark.verifier or mark.cosigner is not None:
         values["data"] = json.dumps(data)
     if values:
-        conn.execute(update(t).where(*live).values(**values))
+        conn.execute(_MARK, {"b_session_id": mark.session_id, **values})
 
 
 def _keep_cosigner(data: dict[str, Any], username: str, state: dict[str, Any]) -> None:
