@@ -33,6 +33,8 @@ def test_the_bedside_sitting_is_one_form_and_one_signature(sqlite_site: Site) ->
     assert 'id="sitting_infusion_start"' in page and "Start the infusion" in page
     assert page.count('name="password"') == 1
     assert "One signature signs these 2 steps" in page
+    # The first step is an unprimed check: the sitting shows no plan value either.
+    assert "Planned duration: min" not in page and "Signing records the infusion start" in page
     assert 'name="only" value="Sign “At the bedside before hanging the bag” only"' in page
     assert page.index('name="v_no_in_line_filter"') < page.index('name="v_line_patent"')
     r = nurse.post(
