@@ -30,6 +30,7 @@ from workflow.core.events import Event, Signer
 from workflow.core.machine import Case
 from workflow.core.order_message import OrderMessage
 from workflow.core.protocol import load_protocol
+from workflow.core.protocol.model import common_roles
 from workflow.core.protocol.overlay import load_overlay
 from workflow.core.schedule import next_dose
 from workflow.core.sittings import sign_sitting
@@ -212,7 +213,7 @@ class Bedside(Courses, Bench, Photos, Worklists, People, Queries):
             )
 
         # A role that may sign every step of it (the protocol's sitting guarantees one).
-        roles = [r for r in steps[0].roles if all(r in s.roles for s in steps)]
+        roles = common_roles(steps)
         try:
             return self._act(
                 case_id, expected_version, proof, roles, build, step=entries[0].step_id

@@ -15,7 +15,7 @@ from workflow.core.errors import BedsideError, InputError, StepRefused
 from workflow.core.events import format_time
 from workflow.core.gs1 import parse_scan
 from workflow.core.photos import ACK_FIELD
-from workflow.core.protocol.model import Protocol, Step
+from workflow.core.protocol.model import Protocol, Step, common_roles
 from workflow.core.titles import EXIT_CONSEQUENCES, exit_title
 from workflow.records.labels import bag_label_pdf
 from workflow.service import CaseView, SittingEntry
@@ -281,8 +281,9 @@ def _sitting_sections(
     if not ids or waiting is None or waiting.id != step_id:
         return []
     steps = [protocol.step(sid) for sid in ids]
-    common = [r for r in steps[0].roles if all(r in s.roles for s in steps)]
-    if not viewer.has_any(common) or any(weight_fields(protocol, s.id) for s in steps[1:]):
+    if not viewer.has_any(common_roles(steps)) or any(
+        weight_fields(protocol, s.id) for s in steps[1:]
+    ):
         return []
     tz = web.bedside.tz
     out = []

@@ -19,7 +19,7 @@ from itertools import pairwise
 
 from ._fields import Issues, MapReader
 from ._yaml import YList
-from .model import Step
+from .model import Step, common_roles
 
 
 def sittings(issues: Issues, seq: YList, steps: tuple[Step, ...]) -> tuple[tuple[str, ...], ...]:
@@ -56,7 +56,7 @@ def _problems(
     for here, after in pairwise(chosen):
         if here.next != after.id:
             out.append(f"'{after.id}' does not follow '{here.id}' (its next is '{here.next}')")
-    if not set.intersection(*(set(s.roles) for s in chosen)):
+    if not common_roles(chosen):
         out.append("no role may sign every step of it")
     seen: dict[str, str] = {}
     for step in chosen:

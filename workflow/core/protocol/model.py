@@ -7,7 +7,7 @@ can reach an end).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Literal
@@ -194,6 +194,12 @@ class Step:
             if it.id == item_id:
                 return it
         return None
+
+
+def common_roles(steps: Sequence[Step]) -> tuple[str, ...]:
+    """The roles that may sign every one of ``steps`` (a sitting's signer holds one), in the
+    first step's order."""
+    return tuple(r for r in steps[0].roles if all(r in s.roles for s in steps)) if steps else ()
 
 
 @dataclass(frozen=True)
