@@ -21,6 +21,9 @@ Example (every key, with its default and range)::
       session_idle_minutes: 15        # 1 to 1440; 21 CFR 11.200 continuous signing session
       session_max_hours: 12           # 1 to 24
       min_password_length: 12         # 1 to 256
+      password_hash_memory_kib: 65536 # argon2id memory, 19456 (OWASP's floor) to 1048576
+      password_hash_iterations: 3     # argon2id passes, 2 to 10
+      password_hash_lanes: 4          # argon2id parallelism, 1 to 16
     web:
       idle_timeout_minutes: 15        # 1 to 1440; `bedside serve --idle-minutes` overrides it
       session_retention_days: 30      # 1 to 3650; ended sessions (verifiers wiped) deleted after
@@ -43,7 +46,13 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from workflow.core.errors import ConfigError, ConfigIssue, InputError
-from workflow.identity.policy import SecurityPolicy
+from workflow.identity.policy import (
+    HASH_ITERATIONS,
+    HASH_LANES,
+    HASH_MEMORY_KIB,
+    PasswordHashCost,
+    SecurityPolicy,
+)
 
 __all__ = [
     "ConfigError",
@@ -181,6 +190,9 @@ def parse_settings(text: str, name: str) -> Settings:
             "session_idle_minutes",
             "session_max_hours",
             "min_password_length",
+            "password_hash_memory_kib",
+            "password_hash_iterations",
+            "password_hash_lanes",
         ),
     )
     web = r.sub(top, "web", ("idle_timeout_minutes", "session_retention_days"))
@@ -252,6 +264,17 @@ def _policy(r: _Reader, found: dict[str, Any]) -> SecurityPolicy:
             days = r.whole(found, "security", "password_max_age_days", (1, 3650))
             if days is not None:
                 kwargs["password_max_age"] = timedelta(days=days)
+    cost: dict[str, int] = {}
+    for name, bounds in (
+        ("memory_kib", HASH_MEMORY_KIB),
+        ("iterations", HASH_ITERATIONS),
+        ("lanes", HASH_LANES),
+    ):
+        number = r.whole(found, "security", f"password_hash_{name}", bounds)
+        if number is not None:
+            cost[name] = number
+    if cost:
+        kwargs["password_hash"] = PasswordHashCost(**cost)
     try:
         return SecurityPolicy(**kwargs)
     except InputError as exc:  # the policy's own cross-checks, should the ranges above allow
@@ -289,6 +312,9 @@ site:
 #   session_idle_minutes: 15        # 1 to 1440; 21 CFR 11.200 continuous signing session
 #   session_max_hours: 12           # 1 to 24
 #   min_password_length: 12         # 1 to 256
+#   password_hash_memory_kib: 65536 # argon2id memory, 19456 (OWASP's floor) to 1048576;
+#   password_hash_iterations: 3     # passes, 2 to 10; lanes, 1 to 16 (RFC 9106's low-memory
+#   password_hash_lanes: 4          # profile; each password takes a new cost at its next use)
 # web:
 #   idle_timeout_minutes: 15        # 1 to 1440; `bedside serve --idle-minutes` overrides it
 #   session_retention_days: 30      # 1 to 3650; ended web sessions are deleted after this

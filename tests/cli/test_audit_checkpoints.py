@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from homes import floor_cost_home
 from store.forgery import forge_event
 
 from workflow.cli import main
@@ -31,7 +32,7 @@ def test_checkpoints_in_the_home_and_in_an_exported_copy(
     tmp_path: Path, db_url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("sys.stdin", io.StringIO(""))
-    home = tmp_path / "home"
+    home = floor_cost_home(tmp_path / "home")
     create_site_pki(home / "pki", organisation="Checkpoint site")
     clock = FixedClock(datetime(2026, 11, 2, 6, 0, tzinfo=UTC))
     app = open_bedside(home, db_url, clock=clock)

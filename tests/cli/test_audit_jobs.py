@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from argon2 import PasswordHasher
+from homes import floor_cost_home
 from sqlalchemy import update
 
 from workflow.cli import main
@@ -37,7 +38,7 @@ def test_jobs_one_and_two_agree(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr("sys.stdin", io.StringIO(""))
-    home = tmp_path / "home"
+    home = floor_cost_home(tmp_path / "home")
     create_site_pki(home / "pki", organisation="Jobs site")
     app = open_bedside(home, db_url, clock=clock, archive=False)
     try:

@@ -52,6 +52,13 @@ def test_every_key_is_read(tmp_path: Path) -> None:
         ("web: {idle_timeout_minutes: 0}\n", "0 is out of range (allowed: 1 to 1440)", 1),
         ("web:\n  session_retention_days: 0\n", "0 is out of range (allowed: 1 to 3650)", 2),
         ("- a list\n", "must be a mapping", 1),
+        (
+            "security:\n  password_hash_memory_kib: 4096\n",
+            "4096 is out of range (allowed: 19456 to 1048576)",
+            2,
+        ),
+        ("security:\n  password_hash_iterations: 1\n", "(allowed: 2 to 10)", 2),
+        ("security:\n  password_hash_lanes: 0\n", "(allowed: 1 to 16)", 2),
     ],
 )
 def test_bad_settings_are_refused(tmp_path: Path, text: str, fragment: str, line: int) -> None:
@@ -94,3 +101,43 @@ def test_label_symbology_and_bench_balance(tmp_path: Path) -> None:
     assert "bedside.yaml:2: labels.symbology: 'code39' is not a symbology" in text
     assert "bedside.yaml:4: bench.balance_baud: 9601 is not a serial rate" in text
     assert "bedside.yaml:5: bench.scale: unknown key" in text
+
+
+def test_the_password_hash_cost_is_the_sites_and_a_changed_cost_rehashes_at_the_next_use(
+    tmp_path: Path,
+) -> None:
+    """The argon2id parameters are a site decision within OWASP's floor; a stored hash keeps
+    the parameters it was made with, and the owner's next successful check stores it again at
+    the site's cost (so lowering or raising the cost reaches every account in use)."""
+    from argon2 import extract_parameters
+
+    app = open_bedside(tmp_path, archive=False)
+    try:
+        cost = app.identity.policy.password_hash
+        assert (cost.memory_kib, cost.iterations, cost.lanes) == (65536, 3, 4)  # RFC 9106
+        app.identity.add_user("n.test", "Nurse Test", ["nurse"], "a-long-password-1", by="t")
+        with app.store.engine.connect() as conn:  # the hash as the database holds it
+            (before,) = conn.exec_driver_sql(
+                "SELECT password_hash FROM users WHERE username = 'n.test'"
+            ).one()
+        p = extract_parameters(before)
+        assert (p.memory_cost, p.time_cost, p.parallelism) == (65536, 3, 4)
+    finally:
+        app.store.close()
+
+    (tmp_path / "bedside.yaml").write_text(
+        "security:\n  password_hash_memory_kib: 19456\n  password_hash_iterations: 2\n"
+        "  password_hash_lanes: 1\n"
+    )
+    app = open_bedside(tmp_path, archive=False)
+    try:
+        # The old hash still verifies; the check stores the password again at the new cost.
+        app.identity.authenticate("n.test", "a-long-password-1")
+        with app.store.engine.connect() as conn:
+            (after,) = conn.exec_driver_sql(
+                "SELECT password_hash FROM users WHERE username = 'n.test'"
+            ).one()
+        p = extract_parameters(after)
+        assert (p.memory_cost, p.time_cost, p.parallelism) == (19456, 2, 1)
+    finally:
+        app.store.close()

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from homes import floor_cost_home
 
 from workflow.archive import Archive
 from workflow.core.events import format_time
@@ -110,7 +111,7 @@ def bedside(
 
 def make_home(home: Path, db: str | None) -> None:
     """A home made the way an admin makes one: `bedside init`, then the campaign's people."""
-    home.mkdir(parents=True, exist_ok=True)
+    floor_cost_home(home)
     done = bedside(home, db, "init", "--admin", "admin.rel", "--name", "Admin Rel",
                    "--password-stdin", stdin=PASSWORD + "\n")  # fmt: skip
     assert done.returncode == 0, done.stderr

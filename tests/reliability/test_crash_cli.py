@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from homes import floor_cost_home
 
 from workflow.store import open_store
 
@@ -51,7 +52,7 @@ def test_sigkill_campaign_sqlite(tmp_path: Path, scale: Scale) -> None:
 def test_killed_demo_verifies_and_continues(tmp_path: Path) -> None:
     """Issue 3: SIGKILL a running `bedside demo --doses 6`; the audit passes and the demo goes
     on (before the fix the killed dose stayed open and every later demo was refused)."""
-    home = tmp_path / "home"
+    home = floor_cost_home(tmp_path / "home")
     first = bedside(home, None, "demo", "--doses", "1")
     assert first.returncode == 0, first.stderr
     child = Child(bedside_argv(home, None, "demo", "--doses", "6"))
@@ -80,7 +81,7 @@ def test_killed_demo_verifies_and_continues(tmp_path: Path) -> None:
 def test_audit_verify_fails_after_any_stored_event_is_edited(tmp_path: Path) -> None:
     """Issue 3: editing any stored event (its data, its time or its step) makes the chains
     fail; `bedside audit verify` exits 1 naming the first break."""
-    home = tmp_path / "home"
+    home = floor_cost_home(tmp_path / "home")
     assert bedside(home, None, "demo", "--doses", "1").returncode == 0
     db = home / "bedside.sqlite3"
     with sqlite3.connect(db) as conn:

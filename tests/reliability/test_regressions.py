@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from homes import floor_cost_home
 from sqlalchemy import create_engine, text
 from store.forgery import delete_index_rows, forge_event
 
@@ -31,7 +32,7 @@ def test_case_ended_without_its_records_is_reported_and_caught_up(tmp_path: Path
     """A crash between a case's closing event and its archive write left an ended case with no
     record, silently: `archive verify` passed. Now it names the case (exit 1), and `archive
     catch-up` (also run at the start of `bedside run` and `bedside demo`) archives it."""
-    home = tmp_path / "home"
+    home = floor_cost_home(tmp_path / "home")
     create_site_pki(home / "pki", organisation="Regression site")
     clock = FixedClock(datetime(2026, 11, 2, 6, 0, tzinfo=UTC))
     # The same state a SIGKILL after the last append leaves: the case ended, nothing archived.
@@ -107,7 +108,7 @@ def test_serve_archives_a_case_a_killed_server_left_without_records(tmp_path: Pa
     """The web crash campaign killed `bedside serve` between a dose's closing step and its
     archive write: the case ended with no records, and a restarted server never archived them
     (only `bedside run` and `bedside demo` caught up). `bedside serve` now catches up first."""
-    home = tmp_path / "home"
+    home = floor_cost_home(tmp_path / "home")
     create_site_pki(home / "pki", organisation="Regression site")
     clock = FixedClock(datetime(2026, 11, 2, 6, 0, tzinfo=UTC))
     app = open_bedside(home, clock=clock, archive=False)  # the state the kill leaves
@@ -193,7 +194,7 @@ def test_a_forged_and_rehashed_event_is_caught_by_both_verifies_and_refused_by_c
     PDFs lay in `archive/` unindexed. Now catch-up refuses (nothing signed), `audit verify`
     fails on the signed checkpoint the archiving left outside the database, and `archive
     verify` names the original records and how their signed events differ."""
-    home = tmp_path / "home"
+    home = floor_cost_home(tmp_path / "home")
     create_site_pki(home / "pki", organisation="Regression site")
     clock = FixedClock(datetime(2026, 11, 2, 6, 0, tzinfo=UTC))
     app = open_bedside(home, db_url, clock=clock)

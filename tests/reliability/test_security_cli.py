@@ -12,6 +12,7 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
+from homes import floor_cost_home
 
 from workflow.dev.demo import DEMO_PASSWORD
 
@@ -24,7 +25,7 @@ WRONG = ["Wrong-guess-0001", "Wrong-guess-0002", "Wrong-guess-0003", "Wrong-gues
 @pytest.fixture(scope="module")
 def demo_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Two complete demo doses (records archived); copied by tests that change it."""
-    home = tmp_path_factory.mktemp("sec") / "home"
+    home = floor_cost_home(tmp_path_factory.mktemp("sec") / "home")
     done = bedside(home, None, "demo", "--doses", "2")
     assert done.returncode == 0, done.stderr
     return home

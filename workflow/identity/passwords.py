@@ -5,10 +5,19 @@ from __future__ import annotations
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
+from .policy import PasswordHashCost
+
 
 def default_hasher() -> PasswordHasher:
     """argon2-cffi's defaults: argon2id with RFC 9106's low-memory profile (t=3, 64 MiB, p=4)."""
     return PasswordHasher()
+
+
+def hasher_for(cost: PasswordHashCost) -> PasswordHasher:
+    """An argon2id hasher making hashes at the site's cost (security.password_hash_*)."""
+    return PasswordHasher(
+        time_cost=cost.iterations, memory_cost=cost.memory_kib, parallelism=cost.lanes
+    )
 
 
 class Passwords:

@@ -9,6 +9,12 @@ site decision, documented here so an auditor can see what was in force:
 * A signing session (11.200(a)(1)(i)) stays continuous while used at least every 15 minutes and
   for at most 12 hours (one shift); after that both username and password are needed again.
 * Passwords have at least 12 characters, at most 256, and do not contain the username.
+* Passwords are stored as argon2id hashes at argon2-cffi's defaults, RFC 9106's second
+  recommended (low-memory) profile: 64 MiB, 3 passes, 4 lanes, about 300 ms of CPU a check here.
+  A site may lower that to OWASP's Password Storage Cheat Sheet minimum for argon2id (19 MiB,
+  2 passes, 1 lane: about 60 ms) where tablets wait on a busy shared server, or raise it; never
+  below that floor. A hash keeps the parameters it was made with, so a changed cost applies to
+  each password at its owner's next successful check (it is then hashed again).
 """
 
 from __future__ import annotations
@@ -17,6 +23,33 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from workflow.core.errors import InputError
+
+# OWASP Password Storage Cheat Sheet, argon2id: "a minimum configuration of 19 MiB of memory,
+# an iteration count of 2, and 1 degree of parallelism". Upper bounds keep a typo from making a
+# sign-in take minutes (1 GiB, 10 passes, 16 lanes).
+HASH_MEMORY_KIB = (19 * 1024, 1024 * 1024)
+HASH_ITERATIONS = (2, 10)
+HASH_LANES = (1, 16)
+
+
+@dataclass(frozen=True)
+class PasswordHashCost:
+    """The argon2id parameters new password hashes are made with (RFC 9106 low-memory profile,
+    argon2-cffi's defaults, unless the site sets others within the bounds above)."""
+
+    memory_kib: int = 64 * 1024
+    iterations: int = 3
+    lanes: int = 4
+
+    def __post_init__(self) -> None:
+        for name, (low, high) in (
+            ("memory_kib", HASH_MEMORY_KIB),
+            ("iterations", HASH_ITERATIONS),
+            ("lanes", HASH_LANES),
+        ):
+            value = getattr(self, name)
+            if not low <= value <= high:
+                raise InputError(f"password_hash_{name}", f"must be between {low} and {high}")
 
 
 @dataclass(frozen=True)
@@ -28,6 +61,7 @@ class SecurityPolicy:
     session_max_length: timedelta = timedelta(hours=12)
     min_password_length: int = 12
     max_password_length: int = 256
+    password_hash: PasswordHashCost = PasswordHashCost()
 
     def __post_init__(self) -> None:
         if self.max_failed_attempts < 1:

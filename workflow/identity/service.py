@@ -24,7 +24,7 @@ from workflow.store.accounts import Account, Accounts, AuthEvent
 
 from . import audit
 from . import errors as e
-from .passwords import Passwords
+from .passwords import Passwords, hasher_for
 from .policy import SecurityPolicy
 from .roles import check_role, check_roles, encode_roles
 from .session_proof import SessionVerifier
@@ -44,7 +44,8 @@ class Identity:
         self.store = store
         self.accounts = Accounts(store.engine)
         self.policy = policy or SecurityPolicy()
-        self.passwords = Passwords(hasher)
+        # An explicit hasher (the tests' cheap one) wins; otherwise the site's cost.
+        self.passwords = Passwords(hasher or hasher_for(self.policy.password_hash))
         # Without a site key every signature runs the full argon2id check (session_proof.py),
         # and unknown usernames are kept as unkeyed digests (trail_names.py).
         self.verifier = SessionVerifier(session_key) if session_key else None
