@@ -2,7 +2,8 @@
 ``_FETCH`` rows; SQLite: the cursor), on SQLite and PostgreSQL. Made one row a chunk here, so
 that a range spans many chunks, an intact log is proven as the full walk finds it; a range not
 proven leaves the connection in its transaction, readable, and the full walk reports the
-tamper on it. (The quick pass reads such a range to its end rather than drop it: dropping a
+tamper on it; the same through the server-side cursor that streams them where libpq is
+older than 17. (The quick pass reads such a range to its end rather than drop it: dropping a
 PostgreSQL stream the server is still sending cancels the statement and aborts the
 transaction. A log this small is sent whole before the check stops, so this test pins the
 outcome; it cannot make the server still be sending.)"""
@@ -18,9 +19,13 @@ from workflow.store import Store, verify_quick
 __all__ = ["seeded"]  # the fixture, shared with test_verify_parallel
 
 
-@pytest.fixture
-def one_row_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture(params=["chunked", "server-side cursor"])
+def one_row_chunks(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One row a chunk; on PostgreSQL both ways of streaming: libpq's chunked rows, and the
+    server-side cursor used where libpq is older than 17."""
     monkeypatch.setattr(verify_quick, "_FETCH", 1)
+    if request.param != "chunked":
+        monkeypatch.setattr(verify_quick, "_chunked_rows", lambda: False)
 
 
 @pytest.mark.usefixtures("one_row_chunks")
