@@ -108,7 +108,7 @@ def floors(store: Store, runs: int) -> None:
             cur.fetchall()
             cur.close()
             cur = raw.driver_connection.cursor()  # type: ignore[union-attr]
-            if dialect == "postgresql":  # as the quick pass reads them: in chunks of rows
+            if dialect == "postgresql" and verify_quick._chunked_rows():  # as the pass reads
                 rows = cur.stream(events_sql, (1, length), size=verify_quick._FETCH)
             else:
                 rows = cur.execute(events_sql, (1, length))
