@@ -107,15 +107,15 @@ def floors(store: Store, runs: int) -> None:
             cur.execute(sigs_sql, (1, length))
             cur.fetchall()
             cur.close()
-            if dialect == "postgresql":
-                cur = raw.driver_connection.cursor(name="bench")  # type: ignore[union-attr]
+            cur = raw.driver_connection.cursor()  # type: ignore[union-attr]
+            if dialect == "postgresql" and verify_quick._chunked_rows():  # as the pass reads
+                rows = cur.stream(events_sql, (1, length), size=verify_quick._FETCH)
             else:
-                cur = raw.cursor()
-            cur.execute(events_sql, (1, length))
+                rows = cur.execute(events_sql, (1, length))
             data_bytes = n = 0
-            while rows := cur.fetchmany(5000):
-                n += len(rows)
-                data_bytes += sum(len(row[6]) for row in rows)
+            for row in rows:
+                n += 1
+                data_bytes += len(row[6])
             cur.close()
             best = max(best, n / (time.process_time() - before))
         finally:

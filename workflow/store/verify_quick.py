@@ -9,8 +9,8 @@ each signature bound to its event's content, each link of the whole-log chain, t
 gives the verdict and the words, so a broken log is reported exactly as before.
 
 Why it is fast: the rows come straight from the database driver as tuples (no SQLAlchemy row
-or type processing), only the columns the hashes need, streamed in log order (a server-side
-cursor on PostgreSQL, the cursor itself on SQLite), the event time formatted by the database,
+or type processing), only the columns the hashes need, streamed in log order (in chunks of
+rows on PostgreSQL, the cursor itself on SQLite), the event time formatted by the database,
 the strings an event shares with others joined into one value turned into JSON once (_CONTEXT);
 and the log is split into contiguous ranges of log positions checked in ``jobs`` worker
 processes, each with its own connection. A range starts from the chain hash stored in the row
@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Generator, Iterable
+from collections import deque
+from collections.abc import Generator, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass, field
@@ -46,7 +47,7 @@ MIN_RANGE = 10_000
 # At most this many events per range: a range's signature rows are held while it is checked.
 MAX_RANGE = 200_000
 RANGES_PER_JOB = 3  # a few ranges per worker: a worker slowed by the machine does not hold all
-_FETCH = 5_000  # rows per round trip of the PostgreSQL server-side cursor
+_FETCH = 5_000  # rows per chunk of the PostgreSQL stream
 
 # The event time in SQLite's storage shape (SQLAlchemy's "YYYY-MM-DD HH:MM:SS.ffffff", UTC);
 # PostgreSQL writes it so. The loop turns it into format_time's "...T...Z" by slicing; a stored
@@ -265,16 +266,40 @@ def _read_range(raw: Any, dialect: str, first: int, last: int, wanted: set[int])
         signatures = _signature_texts(cur.fetchall(), _Signers(quoted))
     finally:
         cur.close()
-    if dialect == "postgresql":
+    chunked = dialect == "postgresql" and _chunked_rows()
+    if dialect == "postgresql" and not chunked:
         events = raw.cursor(name="bedside_verify")  # server-side: the range is streamed
         events.itersize = _FETCH
     else:
         events = raw.cursor()
     try:
-        events.execute(events_sql, (first, last))
-        return _check_rows(events, first, last, start_chain, signatures, wanted, quoted)
+        rows: Iterator[Any]
+        if chunked:
+            # Streamed in chunks of _FETCH rows (libpq's chunked rows mode) rather than through
+            # a server-side cursor: about half the client's CPU for the rows and half the
+            # server's (measured; README "Speed").
+            rows = events.stream(events_sql, (first, last), size=_FETCH)
+        else:
+            events.execute(events_sql, (first, last))
+            rows = iter(events)
+        try:
+            return _check_rows(rows, first, last, start_chain, signatures, wanted, quoted)
+        finally:
+            if chunked:
+                # The rows not checked (a range not proven) are read to the end, not dropped:
+                # dropping the stream cancels its statement, which aborts the transaction the
+                # full walk reads in next.
+                deque(rows, maxlen=0)
     finally:
         events.close()
+
+
+def _chunked_rows() -> bool:
+    """Whether psycopg can stream rows in chunks (libpq 17 or later); before, a server-side
+    cursor streams them."""
+    from psycopg import capabilities  # imported here: SQLite alone never needs the driver
+
+    return capabilities.has_stream_chunked()
 
 
 class _Quoted(dict[Any, str]):
