@@ -22,13 +22,13 @@ if TYPE_CHECKING:
     from workflow.service.records_later import RecordsWriter
     from workflow.service.views import (
         ADMINISTRATION_RECORD,
-        RECORDS_ARCHIVED,
-        RECORDS_FAILED,
-        RECORDS_PENDING,
         FORMULARY_MEANING,
         FORMULARY_ROLE,
         FORMULARY_SOURCE,
         OPENING_ROLES,
+        RECORDS_ARCHIVED,
+        RECORDS_FAILED,
+        RECORDS_PENDING,
         BoardRow,
         CaseRecords,
         CaseView,
