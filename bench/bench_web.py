@@ -226,8 +226,9 @@ def bench(label: str, db_url: str | None, think_s: float) -> None:
         )
         # Which steps make the tail: the blinded second checker signs with id and password (a
         # full argon2id check the first time at a tablet, then their own verifier there while
-        # continuous) and the sign-off renders and signs two PDF records; every other step is
-        # a password-alone signature in a session.
+        # continuous) and the sign-off ends the case (its two PDF records are made just after
+        # its answer, by the server's records writer); every other step is a password-alone
+        # signature in a session.
         heavy = {"double_check_second", "record_sign_off"}
         for name, group in (
             ("in-session steps", [x for s, x in latencies if s not in heavy]),
@@ -235,7 +236,7 @@ def bench(label: str, db_url: str | None, think_s: float) -> None:
                 "second checker (id + password)",
                 [x for s, x in latencies if s == "double_check_second"],
             ),
-            ("record sign-off (2 PDFs)", [x for s, x in latencies if s == "record_sign_off"]),
+            ("record sign-off", [x for s, x in latencies if s == "record_sign_off"]),
         ):
             part = sorted(x * 1000 for x in group)
             if part:

@@ -3,8 +3,8 @@
 Rendering and signing a record is about 50 ms of pure-Python CPU (reportlab, pyHanko). Inside
 ``bedside serve`` that ran under the process's one GIL, so while a nurse's sign-off rendered
 its two records every other tablet's request waited (README, Web UI bench). A worker process
-does it on another core instead. The sign-off still waits for its own records, so nothing
-about what a sign-off returns or stores changes.
+does it on another core instead; under ``bedside serve`` the records writer
+(workflow/service/records_later.py) asks for them just after the sign-off has answered.
 
 The worker only turns a :class:`RecordDocument` into signed PDF bytes: it never touches the
 database or the archive, so killing it (or the server) at any moment cannot leave anything

@@ -184,6 +184,8 @@ class Bedside(Courses, Bench, Photos, Worklists, People, Queries):
         if self.archiver is None:
             raise NotFound(NO_SIGNING)
         view = self.load(case_id)
+        if not view.case.closed:  # records are of ended cases only (never an open one's)
+            raise StepRefused("case_open", f"case {case_id} has not ended: it has no records yet")
         return list(self.archiver(view.case, self.store.case_chain_hash(case_id)))
 
     def case_records(self, view: CaseView) -> CaseRecords:
