@@ -335,3 +335,32 @@ def test_hold_fires_in_chromium(
     assert "Oxygen saturation (SpO2): 88 %" in banner.inner_text()
     tab.shot("hold-banner")
     assert site.bedside.load(cid).case.on_hold
+
+
+def test_record_links_appear_once_the_writer_made_them(
+    sqlite_site: Site, server: str, browser: Any, tmp_path: Path
+) -> None:
+    """The page after a sign-off whose records are not made yet says so, with a plain
+    "Check again" link; its script puts the links in once they are made, without a reload."""
+    site = sqlite_site
+    held = site.bedside.write_records_later(start=False)  # this server's writer, held back
+    view = site.walk_to("record_sign_off")
+    cid = view.case.case_id
+    tab = Tablet(browser, server, tmp_path, (1024, 768))
+    tab.login("n.alvarez")
+    site.clock.advance(minutes=5)
+    do_step(site, tab, cid, "record_sign_off", "record-sign-off")
+    page = tab.page
+    page.locator("#records-note").wait_for()
+    assert "Its records are being signed and archived" in page.locator("#flash").inner_text()
+    assert "Records being made" in page.locator("#records").inner_text()
+    assert page.locator("#records a", has_text="Check again").is_visible()
+    assert page.locator("#records a[download]").count() == 0
+    tab.shot("records-being-made")
+    held.start()
+    links = record_links(page)  # swapped in by the page's script: no reload, no click
+    assert links.count() == 2
+    assert page.locator("#records-pending").count() == 0
+    assert page.locator("#records a", has_text="Check again").count() == 0
+    tab.shot("records-made")
+    held.close()
