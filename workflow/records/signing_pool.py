@@ -56,9 +56,8 @@ def _init_worker(pki_dir: str, parent: int) -> None:
     global _worker_pki
     _worker_pki = Path(pki_dir)
     # Records are made after their sign-off has answered (service/records_later.py): nobody
-    # waits on them, so the worker yields the cores to requests. Measured with
-    # bench/bench_web.py --paced-only, SQLite, alternating runs: in-session p95 176 -> 138 ms
-    # (load ~10) and 40 -> 31 ms (load ~2), sign-off p95 180 -> 105 and 39 -> 30 ms.
+    # waits on them, so the worker yields the cores to requests (README, Performance: the
+    # paced bench's in-session and sign-off p95 were lower with it, in alternating runs).
     if hasattr(os, "nice"):  # POSIX
         os.nice(WORKER_NICENESS)
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
