@@ -30,6 +30,7 @@ from workflow.store import open_store
 pytestmark = pytest.mark.postgres
 
 BEDSIDE = [sys.executable, "-m", "workflow.cli"]
+RECORDS_WAIT_S = 60.0  # the records of a sign-off take well under a second; a loaded machine
 
 
 @pytest.fixture
@@ -172,6 +173,10 @@ def test_two_servers_one_database(servers: tuple[str, str, Path], database: str)
         assert conflicts == 1
         final = on_b["n.alvarez"].get(f"/api/cases/{case_id}").json()
         assert final["state"] == "completed", final
+        # The records are made just after the sign-off by the server that took it; the other
+        # says "pending" meanwhile (not "failed"), then lists them.
+        state = _records_state(on_a["n.alvarez"], case_id)
+        assert state["state"] == "archived", state
         records = on_a["n.alvarez"].get(f"/api/cases/{case_id}/records").json()
         assert {r["kind"] for r in records} == {"compounding", "administration"}
 
@@ -190,6 +195,16 @@ def test_two_servers_one_database(servers: tuple[str, str, Path], database: str)
         [*BEDSIDE, "archive", "verify"], env=env, capture_output=True, text=True, check=False
     )
     assert archive.returncode == 0, archive.stdout + archive.stderr
+
+
+def _records_state(client: httpx.Client, case_id: str) -> dict[str, object]:
+    """Where the case's records stand, once no longer pending (bounded, as a person waits)."""
+    deadline = time.monotonic() + RECORDS_WAIT_S
+    while True:
+        state: dict[str, object] = client.get(f"/api/cases/{case_id}/records-state").json()
+        if state["state"] != "pending" or time.monotonic() > deadline:
+            return state
+        time.sleep(0.1)
 
 
 def _race(

@@ -27,6 +27,9 @@ from workflow.web import WebSettings, create_app
 START = datetime(2026, 11, 2, 6, 0, tzinfo=UTC)
 PASSWORD = DEMO_PASSWORD
 EVIL_NAME = "<script>alert(1)</script>"
+# How long a test waits for the records writer: a case's records take well under a second; this
+# bounds a loaded test machine.
+RECORDS_WAIT_S = 120.0
 
 
 class Site:
@@ -80,6 +83,14 @@ class Site:
             view = self.bedside.sign_step(
                 view.case.case_id, view.version, step.id, values, cred(_SIGNERS[step.id])
             )
+
+    def records_made(self) -> None:
+        """Wait (bounded) until the records writer, when this site runs one as `bedside serve`
+        does, has made the records of every case that ended so far: a test that reads records
+        right after a sign-off waits here, never by sleeping. Inline (no writer): made already."""
+        writer = self.bedside.records_later
+        if writer is not None:
+            assert writer.drain(RECORDS_WAIT_S), f"records still being made: {writer.queued()}"
 
     def client(self, username: str | None = None) -> TestClient:
         client = TestClient(self.app)

@@ -38,7 +38,7 @@ from .conftest import EVIL_NAME, PASSWORD, Site
 from .photo_images import GTIN as VIAL_GTIN
 from .photo_images import plain_photo, vial_photo
 from .test_bag_label_loop import decoded
-from .test_e2e_dose import DOCS, Tablet, browser, server  # noqa: F401  (fixtures)
+from .test_e2e_dose import DOCS, Tablet, browser, record_links, server  # noqa: F401  (fixtures)
 from .test_e2e_orders import SIZES  # the two tablet viewports the orders walk uses
 
 pytestmark = pytest.mark.skipif(
@@ -379,7 +379,7 @@ def test_whole_course_dose_in_the_browser(
     assert site.bedside.load(cid).case.state == "completed", page.content()[-2000:]
 
     # The case page links the signed records: each downloads and verifies.
-    records = page.locator("#records a[download]")
+    records = record_links(page)
     assert records.count() == 2, page.content()[-2000:]
     texts = {}
     for i in range(records.count()):

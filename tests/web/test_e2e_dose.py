@@ -66,8 +66,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+# How long a page waits for its record links: the records writer makes them just after the
+# sign-off and the page's script swaps them in (a person would look again, or wait).
+RECORD_LINKS_MS = 60_000
+
+
 @pytest.fixture
 def server(sqlite_site: Site) -> Iterator[str]:
+    """The site's app served as `bedside serve` serves it: an ending case's records are made
+    by the records writer just after the closing step answers."""
+    writer = sqlite_site.bedside.write_records_later()
     port = free_port()
     config = uvicorn.Config(sqlite_site.app, host="127.0.0.1", port=port, log_level="warning")
     srv = uvicorn.Server(config)
@@ -82,6 +90,15 @@ def server(sqlite_site: Site) -> Iterator[str]:
     finally:
         srv.should_exit = True
         thread.join(timeout=5)
+        writer.close()
+
+
+def record_links(page: Any) -> Any:
+    """The case page's record download links, once the records writer made them: the page
+    says they are being made and its script puts them in (bounded wait, as a person waits)."""
+    links = page.locator("#records a[download]")
+    links.nth(1).wait_for(state="attached", timeout=RECORD_LINKS_MS)
+    return links
 
 
 @pytest.fixture
@@ -277,9 +294,10 @@ def test_whole_dose_in_chromium(
     do_step(site, tab, cid, "record_sign_off", "record-sign-off")
     assert site.bedside.load(cid).case.state == "completed"
     assert page.locator("#records").is_visible(), page.content()[-2500:]
+    links = record_links(page)
     tab.shot("signed-record")
     with page.expect_download() as dl:
-        page.locator("#records a[download]").first.click()
+        links.first.click()
     saved = tmp_path / "record.pdf"
     dl.value.save_as(saved)
     assert saved.read_bytes().startswith(b"%PDF")
@@ -317,3 +335,32 @@ def test_hold_fires_in_chromium(
     assert "Oxygen saturation (SpO2): 88 %" in banner.inner_text()
     tab.shot("hold-banner")
     assert site.bedside.load(cid).case.on_hold
+
+
+def test_record_links_appear_once_the_writer_made_them(
+    sqlite_site: Site, server: str, browser: Any, tmp_path: Path
+) -> None:
+    """The page after a sign-off whose records are not made yet says so, with a plain
+    "Check again" link; its script puts the links in once they are made, without a reload."""
+    site = sqlite_site
+    held = site.bedside.write_records_later(start=False)  # this server's writer, held back
+    view = site.walk_to("record_sign_off")
+    cid = view.case.case_id
+    tab = Tablet(browser, server, tmp_path, (1024, 768))
+    tab.login("n.alvarez")
+    site.clock.advance(minutes=5)
+    do_step(site, tab, cid, "record_sign_off", "record-sign-off")
+    page = tab.page
+    page.locator("#records-note").wait_for()
+    assert "Its records are being signed and archived" in page.locator("#flash").inner_text()
+    assert "Records being made" in page.locator("#records").inner_text()
+    assert page.locator("#records a", has_text="Check again").is_visible()
+    assert page.locator("#records a[download]").count() == 0
+    tab.shot("records-being-made")
+    held.start()
+    links = record_links(page)  # swapped in by the page's script: no reload, no click
+    assert links.count() == 2
+    assert page.locator("#records-pending").count() == 0
+    assert page.locator("#records a", has_text="Check again").count() == 0
+    tab.shot("records-made")
+    held.close()

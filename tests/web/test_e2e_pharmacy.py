@@ -113,8 +113,8 @@ def test_hl7_order_to_infusion_with_photos_weights_and_a_discontinued_next_dose(
     )
     course = b.start_course(patient.id, cred("dr.okafor"), course_attestations(b.protocol))
     tab = Tablet(browser, server, tmp_path, (1024, 1366))
-    # The sign-off renders, signs and archives the records inside its request: on a loaded
-    # machine that may pass the Tablet's 5 s, which is not what this test is about.
+    # Photos, weights and the balance on a loaded machine may pass the Tablet's 5 s, which is
+    # not what this test is about.
     tab.context.set_default_timeout(20_000)
     page = tab.page
 
@@ -258,6 +258,7 @@ def test_hl7_order_to_infusion_with_photos_weights_and_a_discontinued_next_dose(
             sender.close()
 
     # -- the compounding record shows the photos and the weights ----------------------------
+    site.records_made()  # made by the records writer just after the sign-off
     record = next(r for r in b.search_archive(case_id=cid) if r.kind == "compounding")
     pdf = tmp_path / "compounding.pdf"
     pdf.write_bytes(site.archive.blobs.get(record.sha256))

@@ -14,7 +14,7 @@ from ._app import home_of, open_app
 if TYPE_CHECKING:  # pyHanko, SQLAlchemy and the web load when the server starts (start-up)
     from workflow.archive import Archive
     from workflow.records.signing_pool import SigningPool
-    from workflow.service import Bedside
+    from workflow.service import Bedside, RecordsWriter
 
 
 # There is no --workers: uvicorn's worker processes import the app by name, so every option
@@ -72,12 +72,13 @@ def run(args: argparse.Namespace, banner: Sequence[str] = ()) -> int:
     # Held (shared) for the server's whole life: `bedside restore --replace` is refused while
     # it runs, instead of swapping the database out from under it (issue 13.3).
     bedside = open_app(args)
-    archive, pool = _start_signing(args, bedside)
+    archive, pool, writer = _start_signing(args, bedside)
     app = create_app(
         bedside,
         WebSettings.for_site(bedside.settings, idle_minutes=args.idle_minutes),
         archive=archive,
-        on_shutdown=(pool.close,),
+        # The records writer drains its queue first, while the signing pool still signs.
+        on_shutdown=(writer.close, pool.close),
     )
     print(f"bedside: serving on http://{args.host}:{args.port}/ (Ctrl-C stops)", flush=True)
     for line in banner:
@@ -107,9 +108,12 @@ def _check_options(args: argparse.Namespace) -> None:
         raise InputError("port", "must be between 1 and 65535")
 
 
-def _start_signing(args: argparse.Namespace, bedside: Bedside) -> tuple[Archive, SigningPool]:
-    """The archive with its signing worker started, the session key loaded and the records
-    of cases a killed server left unarchived made; refuses a home without signing material."""
+def _start_signing(
+    args: argparse.Namespace, bedside: Bedside
+) -> tuple[Archive, SigningPool, RecordsWriter]:
+    """The archive with its signing worker started, the session key loaded, the records of
+    cases a killed server left unarchived made, and the records writer that makes every later
+    case's records just after its closing step; refuses a home without signing material."""
     from workflow.core.errors import InputError
     from workflow.records.pki import check_private_keys
     from workflow.records.signing_pool import SigningPool
@@ -137,7 +141,12 @@ def _start_signing(args: argparse.Namespace, bedside: Bedside) -> tuple[Archive,
     # the web crash campaign).
     # A case whose events disagree with a record already signed for it is refused loudly and
     # left for a person; the ward is still served.
-    caught_up, _refused = catch_up(bedside, archive)
+    caught_up, refused = catch_up(bedside, archive)
     if caught_up:
         print(f"bedside: archived the records of {len(caught_up)} ended case(s)", flush=True)
-    return archive, pool
+    # From now on a closing step answers at once and its records are made just after it, off
+    # the request (sign-offs no longer queue for the signing worker inside their requests).
+    # A kill leaves what was queued "ended without records": the catch-up above makes them.
+    writer = bedside.write_records_later()
+    writer.note_failures({c: "refused when the server started (see its log)" for c in refused})
+    return archive, pool, writer

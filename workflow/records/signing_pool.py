@@ -3,8 +3,8 @@
 Rendering and signing a record is about 50 ms of pure-Python CPU (reportlab, pyHanko). Inside
 ``bedside serve`` that ran under the process's one GIL, so while a nurse's sign-off rendered
 its two records every other tablet's request waited (README, Web UI bench). A worker process
-does it on another core instead. The sign-off still waits for its own records, so nothing
-about what a sign-off returns or stores changes.
+does it on another core instead; under ``bedside serve`` the records writer
+(workflow/service/records_later.py) asks for them just after the sign-off has answered.
 
 The worker only turns a :class:`RecordDocument` into signed PDF bytes: it never touches the
 database or the archive, so killing it (or the server) at any moment cannot leave anything
@@ -33,6 +33,9 @@ from .sign import sign_pdf
 RESULT_TIMEOUT_S = 60.0
 _PARENT_POLL_S = 1.0
 
+# Below the server's own priority (0): see _init_worker.
+WORKER_NICENESS = 10
+
 _worker_pki: Path | None = None
 
 
@@ -52,6 +55,11 @@ def _watch_parent(parent: int) -> None:
 def _init_worker(pki_dir: str, parent: int) -> None:
     global _worker_pki
     _worker_pki = Path(pki_dir)
+    # Records are made after their sign-off has answered (service/records_later.py): nobody
+    # waits on them, so the worker yields the cores to requests (README, Performance: the
+    # paced bench's in-session and sign-off p95 were lower with it, in alternating runs).
+    if hasattr(os, "nice"):  # POSIX
+        os.nice(WORKER_NICENESS)
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
 
 

@@ -18,6 +18,7 @@ from workflow.core.protocol import Protocol
 from workflow.core.protocol.model import Product
 from workflow.identity import AuthRefused, Credentials, Identity
 from workflow.identity.errors import WRONG_ROLE
+from workflow.service.records_later import RecordsWriter
 from workflow.service.tablet_signing import TabletProof
 from workflow.service.views import FORMULARY_SOURCE, CaseView, Proof
 from workflow.settings import Settings
@@ -50,6 +51,9 @@ class ServiceBase:
         self.identity = identity or Identity(store)
         self.tz = tz
         self.archiver = archiver
+        # Set by `bedside serve` (Bedside.write_records_later): an ending case's records are
+        # made just after its closing step instead of inside it. None: inline, as before.
+        self.records_later: RecordsWriter | None = None
         self.settings: Settings = Settings()
         self._protocols: dict[str, Protocol] = {protocol.content_hash: protocol}
         self._case_protocols: dict[str, str] = {}  # case id -> its protocol's hash

@@ -5,7 +5,8 @@ Every action follows the same path: load the case's events (hash-chain checked),
 into a Case, check who is signing (Part 11: id + password, or the password alone inside a
 continuous session), let the Case judge and build the event, then append it with optimistic
 concurrency (a stale version is a ConflictError and nothing is written). When a case ends, its
-records are built, signed and archived.
+records are built, signed and archived: inline, or by the server's records writer just after
+the closing step's answer (:meth:`Bedside.write_records_later`, service/records_later.py).
 
 This is the one door: the web and the command line call :class:`Bedside` (its commands and
 queries, kept by job in the modules beside this one) and use the data types
@@ -19,13 +20,14 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime, tzinfo
+from dataclasses import replace
+from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from workflow.core.clock import Clock
 from workflow.core.course import course_status
-from workflow.core.errors import BedsideError, ConflictError, StepRefused
+from workflow.core.errors import BedsideError, ConflictError, NotFound, StepRefused
 from workflow.core.events import Event, Signer
 from workflow.core.machine import Case
 from workflow.core.order_message import OrderMessage
@@ -41,7 +43,18 @@ from workflow.service.courses import Courses
 from workflow.service.people import People
 from workflow.service.photos import Photos
 from workflow.service.queries import Queries
-from workflow.service.views import ADMINISTRATION_RECORD, CaseView, CatchUp, Proof, SittingEntry
+from workflow.service.records_later import RecordsWriter
+from workflow.service.views import (
+    ADMINISTRATION_RECORD,
+    RECORDS_ARCHIVED,
+    RECORDS_FAILED,
+    RECORDS_PENDING,
+    CaseRecords,
+    CaseView,
+    CatchUp,
+    Proof,
+    SittingEntry,
+)
 from workflow.service.worklists import Worklists
 from workflow.store import COURSE_ACTIVE, COURSE_DISCONTINUED
 from workflow.store.web_sessions import SignatureMark
@@ -52,6 +65,12 @@ if TYPE_CHECKING:  # the order readers load with the first order from the hospit
 
 
 log = logging.getLogger("bedside")
+
+NO_SIGNING = "no signing material here (run `bedside init`)"
+# A case ended this recently whose records this server is not making is shown as "being made":
+# with several servers behind one proxy, the server that took its closing step makes them
+# (well under a second, seconds under load); past this it is "ended without records".
+RECORDS_GRACE = timedelta(minutes=2)
 
 
 class Bedside(Courses, Bench, Photos, Worklists, People, Queries):
@@ -119,18 +138,83 @@ class Bedside(Courses, Bench, Photos, Worklists, People, Queries):
             course = self.store.get_course(record.course_id)
             if course.status == COURSE_ACTIVE:
                 self.store.set_course_status(record.course_id, COURSE_DISCONTINUED)
-        if case.closed and self.archiver is not None and archive:
-            try:
-                with phase("records"):  # render, sign and archive the case's records
-                    self.archiver(case, self.store.case_chain_hash(case_id))
-            except BedsideError as exc:
-                # The closing step is committed and acknowledged: failing it now would tell the
-                # nurse it was not signed. The case is "ended without records", which every
-                # server start, `bedside run` and `archive catch-up` finish (and `archive
-                # verify` reports), so the fault is logged loudly and returned with the view.
-                log.error("case %s ended but its records were not made: %s", case_id, exc)
-                return CaseView(record, case, archive_error=exc.message)
+        if case.closed and archive:
+            return self.after_end(CaseView(record, case))
         return CaseView(record, case)
+
+    def after_end(self, view: CaseView) -> CaseView:
+        """The one place an ended case's records are made, once its closing event is committed
+        (every closing path calls it: steps, sittings, side exits, orders that end a dose):
+        handed to the records writer when this server has one (the view says they are
+        pending), else rendered, signed and archived now."""
+        if self.archiver is None or not view.case.closed:
+            return view
+        case_id = view.record.id
+        if self.records_later is not None:
+            self.records_later.submit(case_id)
+            return replace(view, records_pending=True)
+        try:
+            with phase("records"):  # render, sign and archive the case's records
+                self.archiver(view.case, self.store.case_chain_hash(case_id))
+        except BedsideError as exc:
+            # The closing step is committed and acknowledged: failing it now would tell the
+            # nurse it was not signed. The case is "ended without records", which every
+            # server start, `bedside run` and `archive catch-up` finish (and `archive
+            # verify` reports), so the fault is logged loudly and returned with the view.
+            log.error("case %s ended but its records were not made: %s", case_id, exc)
+            return replace(view, archive_error=exc.message)
+        return view
+
+    def write_records_later(self, start: bool = True) -> RecordsWriter:
+        """From now on, an ending case's records are made by a records writer thread just after
+        its closing step answers (``bedside serve``); returns the writer, whose ``close`` a clean
+        shutdown calls before the signing pool's. ``start=False``: submitted cases wait until
+        its ``start`` (tests)."""
+        writer = RecordsWriter(self.make_records)
+        self.records_later = writer
+        if start:
+            writer.start()
+        return writer
+
+    def make_records(self, case_id: str) -> list[str]:
+        """Render, sign and archive one ended case's records now, from its stored events (the
+        hash chain checked as they load); returns their SHA-256s. Idempotent: records already
+        archived are kept. Raises BedsideError when they cannot be made (NotFound: no
+        signing material here)."""
+        if self.archiver is None:
+            raise NotFound(NO_SIGNING)
+        view = self.load(case_id)
+        if not view.case.closed:  # records are of ended cases only (never an open one's)
+            raise StepRefused("case_open", f"case {case_id} has not ended: it has no records yet")
+        return list(self.archiver(view.case, self.store.case_chain_hash(case_id)))
+
+    def case_records(self, view: CaseView) -> CaseRecords:
+        """Where this case's signed records stand: the one answer of the case page, the JSON
+        API and the status the page polls. Archived once the administration record (archived
+        last) is in the index; pending while a records writer makes them; else ended without
+        records (failed)."""
+        case_id = view.record.id
+        if not view.case.closed:
+            return CaseRecords(None, [])
+        writer = self.records_later
+        # Asked before the index: a case the writer finishes in between is then "pending" once
+        # more (the next look finds it archived), never "failed".
+        if writer is not None and writer.holds(case_id):
+            return CaseRecords(RECORDS_PENDING, [])
+        records = self.search_archive(case_id=case_id)
+        if any(r.kind == ADMINISTRATION_RECORD for r in records):
+            return CaseRecords(RECORDS_ARCHIVED, records)
+        reason = (writer.failure(case_id) if writer else None) or view.archive_error
+        if self.archiver is None:
+            reason = reason or NO_SIGNING
+        elif writer is not None and reason is None and self._just_ended(view):
+            # Another server behind the same proxy may be making them (its writer, not ours).
+            return CaseRecords(RECORDS_PENDING, records)
+        return CaseRecords(RECORDS_FAILED, records, reason)
+
+    def _just_ended(self, view: CaseView) -> bool:
+        ended = view.case.events[-1].at if view.case.events else None
+        return ended is not None and self.clock.now() - ended < RECORDS_GRACE
 
     def sign_step(
         self,
@@ -372,9 +456,8 @@ class Bedside(Courses, Bench, Photos, Worklists, People, Queries):
             return CatchUp(done, refused)
         pending = self.unarchived_cases()
         for n, case_id in enumerate(pending, 1):
-            view = self.load(case_id)
             try:
-                self.archiver(view.case, self.store.case_chain_hash(case_id))
+                self.make_records(case_id)
             except BedsideError as exc:
                 log.error("case %s: records refused: %s", case_id, exc.message)
                 refused[case_id] = exc.message

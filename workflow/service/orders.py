@@ -731,14 +731,10 @@ def _archive_ended(bedside: Bedside, effects: Sequence[dict[str, str]]) -> None:
     if bedside.archiver is None:
         return
     for effect in effects:
-        if effect["effect"] != REMOVED:
-            continue
-        view = bedside.load(effect["case_id"])
-        try:
-            bedside.archiver(view.case, bedside.store.case_chain_hash(view.record.id))
-        except BedsideError as exc:
-            # The cancellation stands; `archive catch-up` makes the records later.
-            log.error("case %s ended but its records were not made: %s", view.record.id, exc)
+        if effect["effect"] == REMOVED:
+            # Inline or by the records writer, as a closing step's; a failure is logged there
+            # and the cancellation stands (`archive catch-up` makes the records later).
+            bedside.after_end(bedside.load(effect["case_id"]))
 
 
 @dataclass(frozen=True)

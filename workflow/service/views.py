@@ -16,7 +16,7 @@ from workflow.core.schedule import NextDose
 from workflow.identity import Credentials, SessionPassword
 from workflow.service.board import Standing
 from workflow.service.tablet_signing import TabletProof
-from workflow.store import CaseRecord, Patient, PendingOrder
+from workflow.store import ArchivedRecord, CaseRecord, Patient, PendingOrder
 
 # A signer's proof: both components, the password inside a continuous session, or either of
 # those typed at a web tablet (recorded in its session with the signed event).
@@ -64,10 +64,30 @@ class CaseView:
     # Set when the step was committed but its case's records could not be made now (a missing
     # font, a signing fault): the step stands, and `archive catch-up` makes them later.
     archive_error: str | None = None
+    # Set when the step ended the case and its records were handed to the server's records
+    # writer (service/records_later.py): they are being made now, after this answer.
+    records_pending: bool = False
 
     @property
     def version(self) -> int:
         return self.record.version
+
+
+# Where an ended case's records stand (Bedside.case_records).
+RECORDS_PENDING = "pending"  # being made, just after the closing step
+RECORDS_ARCHIVED = "archived"  # signed and in the archive
+RECORDS_FAILED = "failed"  # ended without records: `bedside archive catch-up` makes them
+
+
+@dataclass(frozen=True)
+class CaseRecords:
+    """Where a case's signed records stand, the one answer every page and the API show:
+    ``state`` is one of the RECORDS_* words (None while the case is open), ``records`` the
+    archived ones (newest first), ``reason`` why none were made when that is known."""
+
+    state: str | None
+    records: list[ArchivedRecord]
+    reason: str | None = None
 
 
 @dataclass(frozen=True)

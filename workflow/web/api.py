@@ -244,6 +244,12 @@ class CaseOut(BaseModel):
     infusion_stopped_at: str | None
     end: dict[str, Any] | None
     entries: list[dict[str, Any]]
+    records: str | None = Field(
+        default=None,
+        description="An ended case's signed records: pending (being signed and archived just "
+        "after the closing step), archived, or failed (ended without records: `bedside archive "
+        "catch-up` makes them); null while the case is open. GET .../records-state to follow",
+    )
 
 
 class RecordOut(BaseModel):
@@ -257,6 +263,14 @@ class RecordOut(BaseModel):
     lots: str
     signers: str
     state: str
+
+
+class RecordsStateOut(BaseModel):
+    """Where an ended case's records stand (the case page's script polls this while pending)."""
+
+    state: str | None = Field(description="pending, archived or failed; null: the case is open")
+    reason: str | None = Field(default=None, description="why none were made, when known")
+    records: list[RecordOut]
 
 
 class VerifyOut(BaseModel):
@@ -328,6 +342,7 @@ def _case(
         raise InputError("step", f"'{step}' is not a step of this case's protocol")
     blinding = actions.blinding_of(web, view, viewer)
     data = case_json(view, web.bedside.tz, web.bedside.clock.now(), blinding)
+    data["records"] = web.bedside.case_records(view).state
     return CaseOut(**data)
 
 
@@ -542,6 +557,19 @@ def case_records(request: Request, case_id: str) -> list[RecordOut]:
         actions.blinding_of(web, web.bedside.load(case_id), viewer), "This dose's records"
     )
     return [_record(r) for r in web.bedside.search_archive(case_id=case_id)]
+
+
+@router.get("/cases/{case_id}/records-state", response_model=RecordsStateOut)
+def records_state(request: Request, case_id: str) -> RecordsStateOut:
+    """Whether an ended case's records are still being made, archived (with them) or failed."""
+    web = web_of(request)
+    viewer = _viewer(request, RECORD_READERS)
+    view = web.bedside.load(case_id)
+    refuse_while_blinded(actions.blinding_of(web, view, viewer), "This dose's records")
+    records = web.bedside.case_records(view)
+    return RecordsStateOut(
+        state=records.state, reason=records.reason, records=[_record(r) for r in records.records]
+    )
 
 
 def _record(r: Any) -> RecordOut:

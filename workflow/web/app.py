@@ -43,7 +43,7 @@ def create_app(
     bedside: Bedside,
     settings: WebSettings | None = None,
     archive: Archive | None = None,
-    on_shutdown: Sequence[Callable[[], None]] = (),
+    on_shutdown: Sequence[Callable[[], object]] = (),
 ) -> FastAPI:
     """The web app. ``on_shutdown`` runs when the server stops gracefully, after the last
     request: uvicorn re-raises the stopping signal once it returns, so code after

@@ -18,7 +18,7 @@ from workflow.core.photos import ACK_FIELD
 from workflow.core.protocol.model import Protocol, Step, common_roles
 from workflow.core.titles import EXIT_CONSEQUENCES, exit_title
 from workflow.records.labels import bag_label_pdf
-from workflow.service import CaseView, SittingEntry
+from workflow.service import RECORDS_PENDING, CaseRecords, CaseView, SittingEntry
 from workflow.service.board import STAGES
 from workflow.service.vocabulary import AuthRefused
 
@@ -192,12 +192,26 @@ def case_context(
         and not view.case.closed
         and not blinding
     )
-    context["records"] = web.bedside.search_archive(case_id=case_id) if view.case.closed else []
+    context["records"] = records = web.bedside.case_records(view)
+    context["records_note"] = records_note(view, records, signed)
     context["balance"] = balance_context(web, view.case.protocol, step_id)  # _balance.html
     context["pharmacy_screen"] = step_id is not None and view.case.protocol.step(step_id).phase in (
         "compounding",
     )
     return context
+
+
+def records_note(view: CaseView, records: CaseRecords, signed: int | None) -> str | None:
+    """What the confirmation of the step that ended the case adds: the dose's end, and that its
+    records are being made (they are signed just after the step, not inside it)."""
+    case = view.case
+    if records.state != RECORDS_PENDING or not case.events or signed != case.events[-1].seq:
+        return None
+    ended = "is signed off" if case.state == "completed" else f"has ended ({case.state})"
+    return (
+        f"The dose {ended}. Its records are being signed and archived; "
+        "their links appear below when they are ready."
+    )
 
 
 def _step_form(

@@ -89,6 +89,48 @@
       });
     });
   }
+  // An ended dose's records are made just after its closing step: ask where they stand (for two
+  // minutes at most) and put their links in; "Check again" reloads the page without this.
+  var box = document.querySelector("[data-records-state]");
+  if (box && window.fetch) {
+    var tries = 0;
+    var ask = function () {
+      fetch(box.getAttribute("data-records-state"), { credentials: "same-origin" }).then(function (r) {
+        return r.ok ? r.json() : null;
+      }).then(function (s) {
+        if (s && s.state !== "pending") {
+          var list = box.querySelector("ul.records");
+          while (list.firstChild) list.removeChild(list.firstChild);
+          s.records.forEach(function (rec) {
+            var li = document.createElement("li");
+            li.appendChild(document.createTextNode(rec.kind + " record · signed by " + rec.signers + " "));
+            [["View", ""], ["Download", "?download=1"]].forEach(function (b) {
+              var a = document.createElement("a");
+              a.className = "btn";
+              a.href = "/records/" + rec.sha256 + ".pdf" + b[1];
+              a.textContent = b[0];
+              if (b[1]) a.setAttribute("download", "");
+              li.appendChild(a);
+              li.appendChild(document.createTextNode(" "));
+            });
+            list.appendChild(li);
+          });
+          Array.prototype.forEach.call(box.querySelectorAll("p"), function (p) { p.remove(); });
+          if (s.state === "failed") {
+            var p = document.createElement("p");
+            p.className = "alert warn";
+            p.textContent = "Ended without records" + (s.reason ? " (" + s.reason + ")" : "") +
+              ". bedside archive catch-up makes them (every server start does too).";
+            box.insertBefore(p, list);
+          }
+          box.setAttribute("data-records", s.state);
+        } else if (++tries < 80) {
+          window.setTimeout(ask, 1500);
+        }
+      }, function () { if (++tries < 80) window.setTimeout(ask, 1500); });
+    };
+    window.setTimeout(ask, 700);
+  }
   // The infusion timer: elapsed time since the signed start, flagged past the planned minutes.
   // The infusion timer: minutes left to the planned stop, counted on the server's clock (the
   // one that signs), not the tablet's own. At the end the live region announces it.
