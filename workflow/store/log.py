@@ -166,6 +166,21 @@ def load_events(
     case = conn.execute(_VERSION, {"case_id": case_id}).first()
     if case is None:
         raise NotFound(f"no case {case_id}")
+    return load_chain(conn, case_id, case.version, verify=verify, proven=proven)[0]
+
+
+def load_chain(
+    conn: Connection,
+    case_id: str,
+    version: int,
+    *,
+    verify: bool = True,
+    proven: ProvenChains | None = None,
+) -> tuple[list[Event], list[str]]:
+    """:func:`load_events` for a case whose row (``version``) the caller read in this snapshot,
+    and each event's chain hash. With ``verify``, the hash of event n stands for events 1..n
+    whole (each row's hash covers its content, signatures and the hash before it), so a
+    caller may know two loads' first n events equal by that one hash (service/replayed.py)."""
     rows = conn.execute(_EVENTS, {"case_id": case_id}).all()
     events = [event_from_row(r) for r in rows]
     if verify:
@@ -176,14 +191,13 @@ def load_events(
         read = [(tuple(r), tuple(tuple(x) for x in sig_rows.get(r.id, ()))) for r in rows]
         start = proven.prefix(case_id, read) if proven is not None else 0
         _check_chain(case_id, rows, events, sig_rows, start)
-        if len(events) != case.version:
+        if len(events) != version:
             raise IntegrityError(
-                f"case {case_id}: the case records {case.version} events, "
-                f"the log holds {len(events)}"
+                f"case {case_id}: the case records {version} events, the log holds {len(events)}"
             )
         if proven is not None and start < len(read):
             proven.remember(case_id, read)
-    return events
+    return events, [str(r.hash) for r in rows]
 
 
 def _check_chain(
