@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import Connection, Row, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
 
 from workflow.core.errors import ConflictError, InputError, IntegrityError, NotFound
@@ -49,8 +49,9 @@ _MOVE_CASE = update(s.cases).where(
 _HASH_AT = select(s.events.c.hash).where(
     s.events.c.case_id == bindparam("case_id"), s.events.c.seq == bindparam("seq")
 )
-_HEAD = select(s.log_head).where(s.log_head.c.id == 1)
-_LOCK_HEAD = select(s.log_head.c.id).where(s.log_head.c.id == 1).with_for_update()
+# The head row, locked until the transaction ends: read whole where it is locked, so a writer
+# does not read it again to find the log's length and last hash (a round trip per append).
+_LOCK_HEAD = select(s.log_head).where(s.log_head.c.id == 1).with_for_update()
 _INSERT_EVENT = insert(s.events)
 _INSERT_SIGNATURE = insert(s.signatures)
 _MOVE_HEAD = update(s.log_head).where(s.log_head.c.id == 1)
@@ -86,7 +87,7 @@ def create_case(
         raise NotFound(f"no course {course_id}")
     if course.status != COURSE_ACTIVE:
         raise InputError("course_id", f"course {course_id} is {course.status}, not active")
-    _lock_head(conn)
+    head = _lock_head(conn)
     values = {
         "id": opening.case_id,
         "course_id": course_id,
@@ -105,7 +106,9 @@ def create_case(
         conn.execute(insert(s.cases).values(**values))
     except DBIntegrityError:
         raise ConflictError(f"case {opening.case_id} already exists") from None
-    _write_events(conn, [opening], protocol_version, protocol_hash, GENESIS_HASH, cosignatures)
+    _write_events(
+        conn, head, [opening], protocol_version, protocol_hash, GENESIS_HASH, cosignatures
+    )
     row = conn.execute(select(s.cases).where(s.cases.c.id == opening.case_id)).one()
     return case_from_row(row)
 
@@ -124,7 +127,7 @@ def append(
 ) -> CaseRecord:
     _check_batch(case_id, expected_version + 1, events, cosignatures)
     _check_protocol(protocol_version, protocol_hash)
-    _lock_head(conn)
+    head = _lock_head(conn)
     _fits("state", state, 100)
     new_version = expected_version + len(events)
     changes: dict[str, Any] = {"version": new_version, "updated_at": events[-1].at}
@@ -144,7 +147,7 @@ def append(
     if prev is None:
         raise IntegrityError(f"case {case_id}: event {expected_version} is missing from the log")
     try:
-        _write_events(conn, events, protocol_version, protocol_hash, prev.hash, cosignatures)
+        _write_events(conn, head, events, protocol_version, protocol_hash, prev.hash, cosignatures)
     except DBIntegrityError:
         # UNIQUE(case_id, seq) fired: another writer got in despite the version check.
         raise ConflictError(CONFLICT_MESSAGE) from None
@@ -257,8 +260,10 @@ def log_head(conn: Connection) -> tuple[int, str]:
     return int(head.event_count), str(head.head_hash)
 
 
-def _lock_head(conn: Connection) -> None:
-    conn.execute(_LOCK_HEAD).one()
+def _lock_head(conn: Connection) -> Row[Any]:
+    """Lock the log's head row (writers queue here) and return it: its length and last hash
+    stay as read until this transaction ends."""
+    return conn.execute(_LOCK_HEAD).one()
 
 
 @dataclass(frozen=True)
@@ -291,13 +296,13 @@ def hash_events(
 
 def _write_events(
     conn: Connection,
+    head: Row[Any],
     events: Sequence[Event],
     protocol_version: str,
     protocol_hash: str,
     prev_hash: str,
     cosignatures: Sequence[Cosignature],
 ) -> None:
-    head = conn.execute(_HEAD).one()
     position, chain = head.event_count, head.head_hash
     for link in hash_events(events, protocol_version, protocol_hash, prev_hash, cosignatures):
         event, sigs, hash_ = link.event, link.signatures, link.hash
