@@ -42,9 +42,11 @@ _SIGNATURES = (
     .where(s.events.c.case_id == bindparam("case_id"))
     .order_by(s.signatures.c.id)
 )
-_CASE = select(s.cases).where(s.cases.c.id == bindparam("case_id"))
-_MOVE_CASE = update(s.cases).where(
-    s.cases.c.id == bindparam("b_case_id"), s.cases.c.version == bindparam("b_expected")
+# The case row as moved comes back with the update: not read again after the append.
+_MOVE_CASE = (
+    update(s.cases)
+    .where(s.cases.c.id == bindparam("b_case_id"), s.cases.c.version == bindparam("b_expected"))
+    .returning(*s.cases.c)
 )
 _HASH_AT = select(s.events.c.hash).where(
     s.events.c.case_id == bindparam("case_id"), s.events.c.seq == bindparam("seq")
@@ -135,10 +137,10 @@ def append(
         changes["state"] = state
     if scheduled_at is not None:
         changes["scheduled_at"] = scheduled_at
-    done = conn.execute(
+    moved = conn.execute(
         _MOVE_CASE, {"b_case_id": case_id, "b_expected": expected_version, **changes}
-    )
-    if done.rowcount != 1:
+    ).first()
+    if moved is None:
         exists = conn.execute(select(s.cases.c.id).where(s.cases.c.id == case_id)).first()
         if exists is None:
             raise NotFound(f"no case {case_id}")
@@ -151,8 +153,7 @@ def append(
     except DBIntegrityError:
         # UNIQUE(case_id, seq) fired: another writer got in despite the version check.
         raise ConflictError(CONFLICT_MESSAGE) from None
-    row = conn.execute(_CASE, {"case_id": case_id}).one()
-    return case_from_row(row)
+    return case_from_row(moved)
 
 
 def load_events(
