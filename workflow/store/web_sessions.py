@@ -148,6 +148,21 @@ def mark_signature(conn: Connection, mark: SignatureMark) -> None:
     """Record a signature in its web session, inside the caller's write transaction (the one
     appending the signed event). The session must still be live: an ended or unknown session
     raises SessionEnded, which rolls the event back with it."""
+    if mark.times is not None and not mark.verifier and mark.cosigner is None:
+        # Only the period's times (a signature in a continuous session, most steps): one
+        # statement, its count the liveness check; the data need not be read to be merged.
+        start, last = mark.times
+        moved = conn.execute(
+            _MARK,
+            {
+                "b_session_id": mark.session_id,
+                "signing_started_at": start,
+                "signing_last_used_at": last,
+            },
+        )
+        if moved.rowcount != 1:
+            raise SessionEnded()
+        return
     row = conn.execute(_LIVE_DATA, {"session_id": mark.session_id}).first()
     if row is None:
         raise SessionEnded()
