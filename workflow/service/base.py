@@ -30,6 +30,9 @@ from workflow.store.web_sessions import SignatureMark
 # Cases whose protocol is remembered (:meth:`ServiceBase._protocol_hash_of`): 64 bytes or so
 # each, far more than a ward's open doses.
 CASE_PROTOCOLS = 10_000
+# Protocols with the site's products (with_site_formulary): one per protocol in use and list
+# of products; the list only grows, so the older ones are not asked for again.
+PROTOCOLS_WITH_PRODUCTS = 64
 
 
 class ServiceBase:
@@ -117,7 +120,7 @@ class ServiceBase:
         if found is not None and found[0] is protocol:
             return found[1]
         made = self._add_products(protocol, site)
-        if len(self._protocols_with) >= CASE_PROTOCOLS:
+        if len(self._protocols_with) >= PROTOCOLS_WITH_PRODUCTS:
             self._protocols_with.clear()
         self._protocols_with[key] = (protocol, made)
         return made
