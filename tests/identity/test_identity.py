@@ -181,6 +181,25 @@ def test_wrong_role_is_refused_and_logged(identity: Identity, ann: str) -> None:
         identity.sign_as(Credentials(ann, PASSWORD), "janitor")
 
 
+def test_sign_as_the_first_allowed_role_held(identity: Identity, ann: str) -> None:
+    """A step's allowed roles, in order: the signer signs in the first they hold, read from
+    the account the check reads; holding none is the first one refused."""
+    ok = Credentials(ann, PASSWORD)
+    assert identity.sign_as(ok, ("pharmacist", "nurse")).role == "nurse"
+    assert identity.sign_as(ok, ["nurse", "pharmacist"]).role == "nurse"
+    with pytest.raises(AuthRefused) as err:
+        identity.sign_as(ok, ("pharmacist", "prescriber"))
+    assert err.value.reason == "wrong_role"
+    assert "does not hold the role pharmacist" in err.value.message
+    with pytest.raises(AuthRefused) as bad:
+        identity.sign_as(Credentials(ann, "not the password!"), ("pharmacist", "nurse"))
+    assert bad.value.reason == "bad_credentials"
+    with pytest.raises(InputError):
+        identity.sign_as(ok, ("nurse", "janitor"))
+    with pytest.raises(InputError):
+        identity.sign_as(ok, ())
+
+
 def test_continuous_session_needs_only_the_password(
     identity: Identity, ann: str, clock: FixedClock
 ) -> None:

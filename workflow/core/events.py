@@ -134,8 +134,19 @@ def parse_time(text: str) -> datetime:
     return value.astimezone(UTC)
 
 
+# Already JSON-safe, found by their exact type first: most of an event's values are, and the
+# isinstance test against the Mapping ABC below is slow (every hash of an event walks its
+# payload; a step's request hashes its new event several times: bench/profile_step.py).
+_PLAIN = frozenset({str, int, bool, type(None)})
+
+
 def json_safe(value: Any) -> Any:
     """Turn Decimals, times and tuples into their canonical JSON-safe form."""
+    kind = type(value)
+    if kind in _PLAIN:
+        return value
+    if kind is dict:
+        return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, Mapping):
         return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

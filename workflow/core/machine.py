@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from workflow.core import events as ev
+from workflow.core.case_copy import copied
 from workflow.core.case_machine import MISMATCH_SUFFIX, NEW_STATE, machine_for
 from workflow.core.case_replay import CaseReplay
 from workflow.core.case_state import Entry, Flag, PatientRef
@@ -46,6 +47,25 @@ class Case(CaseReplay):
         for event in events:
             case.apply(event)
         return case
+
+    def copy(self, events: Sequence[Event] | None = None) -> Case:
+        """This case's state in a new case that shares nothing mutable with it (case_copy.py):
+        only the protocol and its machine are shared (no case changes them). ``events``: the
+        same events decoded afresh by the caller, taken as the copy's log instead of copies of
+        this case's; equal to them, position for position, on the caller's word (the service
+        compares their chain hashes)."""
+        if events is not None and len(events) != len(self.events):
+            raise ValueError(f"{len(events)} events given for a case of {len(self.events)}")
+        twin = object.__new__(type(self))
+        memo: dict[int, Any] = {}
+        for name, value in vars(self).items():
+            if name in ("protocol", "_machine"):
+                setattr(twin, name, value)
+            elif name == "events" and events is not None:
+                twin.events = list(events)
+            else:
+                setattr(twin, name, copied(value, memo))
+        return twin
 
     @classmethod
     def open(

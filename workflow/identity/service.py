@@ -9,7 +9,7 @@ Times come from the ``now`` argument or, when it is omitted, the store's injecte
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any, NoReturn
 
@@ -26,7 +26,7 @@ from . import audit
 from . import errors as e
 from .passwords import Passwords, hasher_for
 from .policy import SecurityPolicy
-from .roles import check_role, check_roles, encode_roles
+from .roles import ROLES, check_role, check_roles, encode_roles
 from .session_proof import SessionVerifier
 from .sessions import Credentials, SessionPassword, SigningSession
 from .trail_names import unknown_name
@@ -209,16 +209,25 @@ class Identity:
             )
 
     def sign_as(
-        self, proof: Credentials | SessionPassword, role: str, now: datetime | None = None
+        self,
+        proof: Credentials | SessionPassword,
+        role: str | Sequence[str],
+        now: datetime | None = None,
     ) -> Signer:
         """Check a signing and return the Signer to put on the event.
 
         ``Credentials`` (username + password) always work; ``SessionPassword`` (password alone)
         only inside a continuous session, else AuthRefused(``session_ended``). The user must be
         active, unlocked, with a current password, and hold ``role`` (else ``wrong_role``).
+        ``role`` may be the roles a step allows, in order: the user signs in the first they
+        hold (chosen from the account row the check reads anyway, not from a read of its own).
         """
         now = self._now(now)
-        check_role(role)
+        roles = (role,) if isinstance(role, str) else tuple(role)
+        if not roles:
+            raise InputError("role", "no role to sign as", ", ".join(sorted(ROLES)))
+        for r in roles:
+            check_role(r)
         if isinstance(proof, Credentials):
             cosigning = proof.cosigning
             if cosigning is not None and self._lapse(cosigning, now) is not None:
@@ -237,15 +246,16 @@ class Identity:
                 session.username, session.user_id, proof.password, now, audit.SIGN, session=session
             )
             session.last_used_at = now
-        if role not in user.roles:
+        chosen = next((r for r in roles if r in user.roles), roles[0])
+        if chosen not in user.roles:
             self.accounts.record(
                 AuthEvent(now, user.username, user.id, audit.SIGN, audit.REFUSED, e.WRONG_ROLE)
             )
             raise e.AuthRefused(
                 e.WRONG_ROLE,
-                f"{user.printed_name} does not hold the role {role} and cannot sign as one",
+                f"{user.printed_name} does not hold the role {chosen} and cannot sign as one",
             )
-        return Signer(user.id, user.printed_name, role)
+        return Signer(user.id, user.printed_name, chosen)
 
     def auth_events(
         self,

@@ -19,6 +19,7 @@ from workflow.core.protocol.model import Product
 from workflow.identity import AuthRefused, Credentials, Identity
 from workflow.identity.errors import WRONG_ROLE
 from workflow.service.records_later import RecordsWriter
+from workflow.service.replayed import ReplayedCases
 from workflow.service.tablet_signing import TabletProof
 from workflow.service.views import FORMULARY_SOURCE, CaseView, Proof
 from workflow.settings import Settings
@@ -30,6 +31,9 @@ from workflow.store.web_sessions import SignatureMark
 # Cases whose protocol is remembered (:meth:`ServiceBase._protocol_hash_of`): 64 bytes or so
 # each, far more than a ward's open doses.
 CASE_PROTOCOLS = 10_000
+# Protocols with the site's products (with_site_formulary): one per protocol in use and list
+# of products; the list only grows, so the older ones are not asked for again.
+PROTOCOLS_WITH_PRODUCTS = 64
 
 
 class ServiceBase:
@@ -57,6 +61,11 @@ class ServiceBase:
         self.settings: Settings = Settings()
         self._protocols: dict[str, Protocol] = {protocol.content_hash: protocol}
         self._case_protocols: dict[str, str] = {}  # case id -> its protocol's hash
+        self.replayed = ReplayedCases()
+        # (protocol, the site's products) -> (the protocol, it with them): with_site_formulary.
+        self._protocols_with: dict[
+            tuple[int, tuple[FormularyProduct, ...]], tuple[Protocol, Protocol]
+        ] = {}
         self._saved_protocol = False
 
     def add_protocol(self, protocol: Protocol) -> None:
@@ -83,9 +92,12 @@ class ServiceBase:
         self._saved_protocol = not self.store.in_atomic()
 
     def load(self, case_id: str) -> CaseView:
-        record, events = self.store.load_case(case_id)
-        protocol = self.with_site_formulary(self.protocol_for(record.protocol_hash))
-        case = Case.replay(protocol, case_id, events)
+        """The case replayed from its chain-checked events (only those added since this
+        process last loaded it are replayed: service/replayed.py), the caller's own copy."""
+        loaded = self.store.load_for_replay(case_id)
+        record = loaded.record
+        protocol = self._with_products(self.protocol_for(record.protocol_hash), loaded.formulary)
+        case = self.replayed.replay(protocol, case_id, loaded.events, loaded.hashes)
         return CaseView(record, case)
 
     def formulary(self) -> list[FormularyProduct]:
@@ -96,9 +108,29 @@ class ServiceBase:
         """``protocol`` with the site's listed products added to its own (an overlay's), so a
         scan of a product a pharmacist listed is known to the case machine. Rows are never
         removed, so a case replays on a list that still holds every product it scanned."""
-        site = self.formulary()
+        return self._with_products(protocol, self.formulary())
+
+    def _with_products(self, protocol: Protocol, site: Sequence[FormularyProduct]) -> Protocol:
+        """:meth:`with_site_formulary` for products read already. The same protocol and rows
+        give the same object, not an equal new one: its shared case machine (built per
+        protocol object, core/case_machine.py) and the replayed cases kept for it (keyed by
+        the object) are found again instead of built again on every load."""
         if not site:
             return protocol
+        key = (id(protocol), tuple(site))
+        found = self._protocols_with.get(key)
+        # Keyed by the object (equal content is not enough to be sure); the entry holds it, so
+        # its id is not reused while the entry stands. Rows added: another key, a new object.
+        if found is not None and found[0] is protocol:
+            return found[1]
+        made = self._add_products(protocol, site)
+        if len(self._protocols_with) >= PROTOCOLS_WITH_PRODUCTS:
+            self._protocols_with.clear()
+        self._protocols_with[key] = (protocol, made)
+        return made
+
+    @staticmethod
+    def _add_products(protocol: Protocol, site: Sequence[FormularyProduct]) -> Protocol:
         known = {p.gtin for p in protocol.formulary}
         added = tuple(
             Product(f.gtin, f.kind, f"{f.description} {f.strength}", FORMULARY_SOURCE, True)
@@ -134,12 +166,9 @@ class ServiceBase:
             proof = proof.proof
         username = proof.username if isinstance(proof, Credentials) else proof.session.username
         try:
-            user = self.identity.get_user(username)
-            role = next((r for r in allowed_roles if r in user.roles), allowed_roles[0])
-        except (AuthError, NotFound):
-            role = allowed_roles[0]  # sign_as refuses it with the same words as a bad password
-        try:
-            return self.identity.sign_as(proof, role, now)
+            # In the first allowed role the signer holds, chosen by the check from the account
+            # row it reads (not from a read of the account of its own: bench/profile_step.py).
+            return self.identity.sign_as(proof, allowed_roles, now)
         except AuthRefused as exc:
             # A wrong role is not a failed signature of this case: the security log keeps it.
             if case_id is not None and expected_version is not None and exc.reason != WRONG_ROLE:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from workflow.core.clock import Clock
 from workflow.identity import Identity, User
+from workflow.identity.users import user_from_row
 from workflow.store import Store, web_sessions
 from workflow.store.web_sessions import Continuity, Swept, WebSession
 
@@ -111,6 +112,14 @@ class People:
     def web_session(self, token: str) -> WebSession | None:
         """The session a cookie names (ended ones too: ``ended_at`` says), or None."""
         return web_sessions.get(self.store.engine, token)
+
+    def web_session_and_user(self, token: str) -> tuple[WebSession, User | None] | None:
+        """:meth:`web_session` and its user (None: the account is gone), read together."""
+        found = web_sessions.get_with_account(self.store.engine, token)
+        if found is None:
+            return None
+        session, account = found
+        return session, user_from_row(account) if account is not None else None
 
     def end_web_session(self, session_id: str) -> None:
         """Sign out: the session and every verifier it kept are wiped."""

@@ -85,8 +85,7 @@ class Accounts:
 
     def by_id(self, user_id: str) -> Account | None:
         with read_tx(self.engine) as conn:
-            row = conn.execute(_BY_ID, {"user_id": user_id}).first()
-        return _account(row) if row is not None else None
+            return account_by_id(conn, user_id)
 
     def all(self, *, include_inactive: bool = True) -> list[Account]:
         query = select(s.users).order_by(s.users.c.username)
@@ -259,6 +258,13 @@ class Accounts:
                     ),
                 )
         return failed
+
+
+def account_by_id(conn: Connection, user_id: str) -> Account | None:
+    """The account ``user_id``, read in the caller's transaction (a web request's session and
+    its account in one snapshot: web_sessions.get_with_account)."""
+    row = conn.execute(_BY_ID, {"user_id": user_id}).first()
+    return _account(row) if row is not None else None
 
 
 def _account(row: Row[Any]) -> Account:

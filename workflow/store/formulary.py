@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Connection, Engine, insert, select
 
 from workflow.core.errors import InputError
 from workflow.core.events import Signer
@@ -21,6 +21,11 @@ from ._tx import read_tx, write_tx
 from .web_sessions import SignatureMark
 
 ADDED = "added"
+
+# Built once (read on every case load): SQLAlchemy builds and keys a statement on every call.
+_PRODUCTS = select(s.formulary_products).order_by(
+    s.formulary_products.c.kind, s.formulary_products.c.description, s.formulary_products.c.gtin
+)
 
 
 @dataclass(frozen=True)
@@ -46,9 +51,14 @@ class FormularyEvent:
 
 
 def list_products(engine: Engine) -> list[FormularyProduct]:
-    t = s.formulary_products
     with read_tx(engine) as conn:
-        rows = conn.execute(select(t).order_by(t.c.kind, t.c.description, t.c.gtin)).all()
+        return products(conn)
+
+
+def products(conn: Connection) -> list[FormularyProduct]:
+    """The listed products, by kind and description (in the caller's transaction: a case's
+    load reads them in its own snapshot, Store.load_for_replay)."""
+    rows = conn.execute(_PRODUCTS).all()
     return [
         FormularyProduct(r.gtin, r.kind, r.description, r.strength, r.added_at, r.added_by_user_id)
         for r in rows

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import Connection, Row, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
 
 from workflow.core.errors import ConflictError, InputError, IntegrityError, NotFound
@@ -42,15 +42,18 @@ _SIGNATURES = (
     .where(s.events.c.case_id == bindparam("case_id"))
     .order_by(s.signatures.c.id)
 )
-_CASE = select(s.cases).where(s.cases.c.id == bindparam("case_id"))
-_MOVE_CASE = update(s.cases).where(
-    s.cases.c.id == bindparam("b_case_id"), s.cases.c.version == bindparam("b_expected")
+# The case row as moved comes back with the update: not read again after the append.
+_MOVE_CASE = (
+    update(s.cases)
+    .where(s.cases.c.id == bindparam("b_case_id"), s.cases.c.version == bindparam("b_expected"))
+    .returning(*s.cases.c)
 )
 _HASH_AT = select(s.events.c.hash).where(
     s.events.c.case_id == bindparam("case_id"), s.events.c.seq == bindparam("seq")
 )
-_HEAD = select(s.log_head).where(s.log_head.c.id == 1)
-_LOCK_HEAD = select(s.log_head.c.id).where(s.log_head.c.id == 1).with_for_update()
+# The head row, locked until the transaction ends: read whole where it is locked, so a writer
+# does not read it again to find the log's length and last hash (a round trip per append).
+_LOCK_HEAD = select(s.log_head).where(s.log_head.c.id == 1).with_for_update()
 _INSERT_EVENT = insert(s.events)
 _INSERT_SIGNATURE = insert(s.signatures)
 _MOVE_HEAD = update(s.log_head).where(s.log_head.c.id == 1)
@@ -86,7 +89,7 @@ def create_case(
         raise NotFound(f"no course {course_id}")
     if course.status != COURSE_ACTIVE:
         raise InputError("course_id", f"course {course_id} is {course.status}, not active")
-    _lock_head(conn)
+    head = _lock_head(conn)
     values = {
         "id": opening.case_id,
         "course_id": course_id,
@@ -105,7 +108,9 @@ def create_case(
         conn.execute(insert(s.cases).values(**values))
     except DBIntegrityError:
         raise ConflictError(f"case {opening.case_id} already exists") from None
-    _write_events(conn, [opening], protocol_version, protocol_hash, GENESIS_HASH, cosignatures)
+    _write_events(
+        conn, head, [opening], protocol_version, protocol_hash, GENESIS_HASH, cosignatures
+    )
     row = conn.execute(select(s.cases).where(s.cases.c.id == opening.case_id)).one()
     return case_from_row(row)
 
@@ -124,7 +129,7 @@ def append(
 ) -> CaseRecord:
     _check_batch(case_id, expected_version + 1, events, cosignatures)
     _check_protocol(protocol_version, protocol_hash)
-    _lock_head(conn)
+    head = _lock_head(conn)
     _fits("state", state, 100)
     new_version = expected_version + len(events)
     changes: dict[str, Any] = {"version": new_version, "updated_at": events[-1].at}
@@ -132,10 +137,10 @@ def append(
         changes["state"] = state
     if scheduled_at is not None:
         changes["scheduled_at"] = scheduled_at
-    done = conn.execute(
+    moved = conn.execute(
         _MOVE_CASE, {"b_case_id": case_id, "b_expected": expected_version, **changes}
-    )
-    if done.rowcount != 1:
+    ).first()
+    if moved is None:
         exists = conn.execute(select(s.cases.c.id).where(s.cases.c.id == case_id)).first()
         if exists is None:
             raise NotFound(f"no case {case_id}")
@@ -144,12 +149,11 @@ def append(
     if prev is None:
         raise IntegrityError(f"case {case_id}: event {expected_version} is missing from the log")
     try:
-        _write_events(conn, events, protocol_version, protocol_hash, prev.hash, cosignatures)
+        _write_events(conn, head, events, protocol_version, protocol_hash, prev.hash, cosignatures)
     except DBIntegrityError:
         # UNIQUE(case_id, seq) fired: another writer got in despite the version check.
         raise ConflictError(CONFLICT_MESSAGE) from None
-    row = conn.execute(_CASE, {"case_id": case_id}).one()
-    return case_from_row(row)
+    return case_from_row(moved)
 
 
 def load_events(
@@ -166,6 +170,21 @@ def load_events(
     case = conn.execute(_VERSION, {"case_id": case_id}).first()
     if case is None:
         raise NotFound(f"no case {case_id}")
+    return load_chain(conn, case_id, case.version, verify=verify, proven=proven)[0]
+
+
+def load_chain(
+    conn: Connection,
+    case_id: str,
+    version: int,
+    *,
+    verify: bool = True,
+    proven: ProvenChains | None = None,
+) -> tuple[list[Event], list[str]]:
+    """:func:`load_events` for a case whose row (``version``) the caller read in this snapshot,
+    and each event's chain hash. With ``verify``, the hash of event n stands for events 1..n
+    whole (each row's hash covers its content, signatures and the hash before it), so a
+    caller may know two loads' first n events equal by that one hash (service/replayed.py)."""
     rows = conn.execute(_EVENTS, {"case_id": case_id}).all()
     events = [event_from_row(r) for r in rows]
     if verify:
@@ -176,14 +195,13 @@ def load_events(
         read = [(tuple(r), tuple(tuple(x) for x in sig_rows.get(r.id, ()))) for r in rows]
         start = proven.prefix(case_id, read) if proven is not None else 0
         _check_chain(case_id, rows, events, sig_rows, start)
-        if len(events) != case.version:
+        if len(events) != version:
             raise IntegrityError(
-                f"case {case_id}: the case records {case.version} events, "
-                f"the log holds {len(events)}"
+                f"case {case_id}: the case records {version} events, the log holds {len(events)}"
             )
         if proven is not None and start < len(read):
             proven.remember(case_id, read)
-    return events
+    return events, [str(r.hash) for r in rows]
 
 
 def _check_chain(
@@ -243,8 +261,10 @@ def log_head(conn: Connection) -> tuple[int, str]:
     return int(head.event_count), str(head.head_hash)
 
 
-def _lock_head(conn: Connection) -> None:
-    conn.execute(_LOCK_HEAD).one()
+def _lock_head(conn: Connection) -> Row[Any]:
+    """Lock the log's head row (writers queue here) and return it: its length and last hash
+    stay as read until this transaction ends."""
+    return conn.execute(_LOCK_HEAD).one()
 
 
 @dataclass(frozen=True)
@@ -277,13 +297,13 @@ def hash_events(
 
 def _write_events(
     conn: Connection,
+    head: Row[Any],
     events: Sequence[Event],
     protocol_version: str,
     protocol_hash: str,
     prev_hash: str,
     cosignatures: Sequence[Cosignature],
 ) -> None:
-    head = conn.execute(_HEAD).one()
     position, chain = head.event_count, head.head_hash
     for link in hash_events(events, protocol_version, protocol_hash, prev_hash, cosignatures):
         event, sigs, hash_ = link.event, link.signatures, link.hash

@@ -7,7 +7,9 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from workflow.core.events import Signer, format_time
+from workflow.core.events import Event, Signer, format_time
+
+from .formulary import FormularyProduct
 
 # Course status words (stored).
 COURSE_ACTIVE = "active"
@@ -60,6 +62,18 @@ class CaseRecord:
     protocol_version: str
     protocol_hash: str
     updated_at: datetime
+
+
+@dataclass(frozen=True)
+class LoadedCase:
+    """What a case's replay needs, read in one snapshot (Store.load_for_replay): its row, its
+    chain-checked events, each event's chain hash, and the site formulary its scans are
+    judged against."""
+
+    record: CaseRecord
+    events: list[Event]
+    hashes: list[str]
+    formulary: list[FormularyProduct]
 
 
 @dataclass(frozen=True)

@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader
 
 from workflow.archive import Archive
 from workflow.service import Bedside
-from workflow.timing import phase, recording
+from workflow.timing import phase
 
 from . import (
     api,
@@ -35,6 +34,7 @@ from . import (
     photos,
 )
 from .context import Web
+from .headers import ResponseHeaders
 from .settings import WebSettings, default_templates_dir
 from .sweeper import run_sweeper, sweep_once
 
@@ -82,16 +82,8 @@ def create_app(
         app.include_router(router)
     errors.install(app, templates)
 
-    @app.middleware("http")
-    async def headers(request, call_next):  # type: ignore[no-untyped-def]
-        # Server-Timing: where this request's time went (auth, load, rules, append, commit,
-        # records, render; workflow/timing.py), for the browser's developer tools and benches.
-        started = time.perf_counter()
-        with recording() as timings:
-            response = await call_next(request)
-        response.headers["Server-Timing"] = timings.header(time.perf_counter() - started)
-        _security_headers(request, response)
-        return response
+    # Outermost (added last): its headers go on every answer, the error handler's too.
+    app.add_middleware(ResponseHeaders)
 
     return app
 
@@ -123,27 +115,3 @@ ROUTERS = (
     api_photos.router,
     photos.router,
 )
-
-
-def _security_headers(request: Request, response: Response) -> None:
-    """Headers every answer carries (OWASP ASVS 14.4)."""
-    # Clinical pages must not be kept by shared browsers or proxies.
-    response.headers.setdefault("Cache-Control", "no-store")
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    response.headers.setdefault("X-Frame-Options", "DENY")
-    response.headers.setdefault("Referrer-Policy", "same-origin")
-    response.headers.setdefault(
-        "Content-Security-Policy",
-        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-        "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'",
-    )
-    if pages_auth.secure(request):
-        # ASVS 14.4.5: once reached over HTTPS, never again over plain HTTP.
-        response.headers.setdefault(
-            "Strict-Transport-Security", "max-age=31536000; includeSubDomains"
-        )
-    if request.url.path.startswith("/api/") and response.headers.get("content-type", "").startswith(
-        "application/json"
-    ):
-        # ASVS 14.4.2: an API answer opened in a browser is a download, never a page.
-        response.headers.setdefault("Content-Disposition", 'attachment; filename="api.json"')

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from fastapi import Request
 
-from workflow.core.errors import AuthError, BedsideError, NotFound
+from workflow.core.errors import AuthError, BedsideError
 from workflow.service import Bedside
 from workflow.service.vocabulary import TabletProof, User, WebSession, tablet_proof
 
@@ -84,18 +84,17 @@ def current_viewer(request: Request, bedside: Bedside, settings: WebSettings) ->
     token = request.cookies.get(settings.cookie_name)
     if not token:
         raise NotSignedIn()
-    session = bedside.web_session(token)
+    found = bedside.web_session_and_user(token)  # one read for both
     now = bedside.clock.now()
-    if session is None or session.ended_at is not None:
+    if found is None or found[0].ended_at is not None:
         raise NotSignedIn("ended")
+    session, user = found
     if now - session.last_seen_at > settings.idle_timeout:
         bedside.end_idle_web_session(session.id, settings.idle_timeout)
         minutes = int(settings.idle_timeout.total_seconds() // 60)
         raise NotSignedIn("idle", minutes)
-    try:
-        user = bedside.get_user_by_id(session.user_id)
-    except NotFound:
-        raise NotSignedIn("gone") from None
+    if user is None:
+        raise NotSignedIn("gone")
     if not user.active:
         bedside.end_web_session(session.id)
         raise NotSignedIn("deactivated")
