@@ -129,6 +129,7 @@ ROUTE_ROLES: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/api/cases/{case_id}/corrections"): CLINICAL,
     ("GET", "/api/cases/{case_id}/label.pdf"): PHARMACY,
     ("GET", "/api/cases/{case_id}/records"): READERS,
+    ("GET", "/api/cases/{case_id}/records-state"): READERS,
     ("GET", "/api/archive"): AUDIT,
     ("GET", "/api/archive/{sha}"): AUDIT,
     ("GET", "/api/archive/{sha}/pdf"): READERS,

@@ -51,7 +51,8 @@ class RecordsWriter:
         self.drain_s = drain_s
         self._lock = threading.Condition()
         self._queue: deque[str] = deque()
-        self._held: set[str] = set()  # queued or being made now
+        # Queued or being made now, in the order submitted (a dict keeps it; a set would not).
+        self._held: dict[str, None] = {}
         self._failed: dict[str, str] = {}  # case id -> why its records were not made
         self._thread: threading.Thread | None = None
         self._stopping = False
@@ -63,7 +64,7 @@ class RecordsWriter:
             if case_id in self._held:
                 return
             self._failed.pop(case_id, None)  # tried again (a later closing event of it)
-            self._held.add(case_id)
+            self._held[case_id] = None
             self._queue.append(case_id)
             self._lock.notify_all()
 
@@ -150,7 +151,7 @@ class RecordsWriter:
                     if len(self._failed) >= FAILURES_KEPT:
                         self._failed.pop(next(iter(self._failed)))
                     self._failed[case_id] = failure
-                self._held.discard(case_id)
+                self._held.pop(case_id, None)
                 self._lock.notify_all()
 
     def _make_one(self, case_id: str) -> str | None:
