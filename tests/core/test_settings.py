@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from workflow.service import open_bedside
+from workflow.service import Bedside, open_bedside
 from workflow.settings import ConfigError, load_settings
 
 
@@ -103,25 +103,30 @@ def test_label_symbology_and_bench_balance(tmp_path: Path) -> None:
     assert "bedside.yaml:5: bench.scale: unknown key" in text
 
 
+def _stored_cost(app: Bedside, username: str) -> tuple[int, int, int]:
+    """The argon2id parameters of the hash the database holds for ``username``."""
+    from argon2 import extract_parameters
+
+    with app.store.engine.connect() as conn:
+        (stored,) = conn.exec_driver_sql(
+            "SELECT password_hash FROM users WHERE username = ?", (username,)
+        ).one()
+    p = extract_parameters(stored)
+    return p.memory_cost, p.time_cost, p.parallelism
+
+
 def test_the_password_hash_cost_is_the_sites_and_a_changed_cost_rehashes_at_the_next_use(
     tmp_path: Path,
 ) -> None:
     """The argon2id parameters are a site decision within OWASP's floor; a stored hash keeps
     the parameters it was made with, and the owner's next successful check stores it again at
     the site's cost (so lowering or raising the cost reaches every account in use)."""
-    from argon2 import extract_parameters
-
     app = open_bedside(tmp_path, archive=False)
     try:
         cost = app.identity.policy.password_hash
         assert (cost.memory_kib, cost.iterations, cost.lanes) == (65536, 3, 4)  # RFC 9106
         app.identity.add_user("n.test", "Nurse Test", ["nurse"], "a-long-password-1", by="t")
-        with app.store.engine.connect() as conn:  # the hash as the database holds it
-            (before,) = conn.exec_driver_sql(
-                "SELECT password_hash FROM users WHERE username = 'n.test'"
-            ).one()
-        p = extract_parameters(before)
-        assert (p.memory_cost, p.time_cost, p.parallelism) == (65536, 3, 4)
+        assert _stored_cost(app, "n.test") == (65536, 3, 4)
     finally:
         app.store.close()
 
@@ -133,11 +138,6 @@ def test_the_password_hash_cost_is_the_sites_and_a_changed_cost_rehashes_at_the_
     try:
         # The old hash still verifies; the check stores the password again at the new cost.
         app.identity.authenticate("n.test", "a-long-password-1")
-        with app.store.engine.connect() as conn:
-            (after,) = conn.exec_driver_sql(
-                "SELECT password_hash FROM users WHERE username = 'n.test'"
-            ).one()
-        p = extract_parameters(after)
-        assert (p.memory_cost, p.time_cost, p.parallelism) == (19456, 2, 1)
+        assert _stored_cost(app, "n.test") == (19456, 2, 1)
     finally:
         app.store.close()
