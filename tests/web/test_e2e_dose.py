@@ -362,5 +362,8 @@ def test_record_links_appear_once_the_writer_made_them(
     assert links.count() == 2
     assert page.locator("#records-pending").count() == 0
     assert page.locator("#records a", has_text="Check again").count() == 0
+    # The confirmation above no longer says "being made" beside the links.
+    note = page.locator("#records-note").inner_text()
+    assert "signed and archived: their links are below" in note and "being" not in note
     tab.shot("records-made")
     held.close()

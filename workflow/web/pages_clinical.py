@@ -4,6 +4,7 @@ bag label and the case's signed records."""
 from __future__ import annotations
 
 from collections.abc import Collection
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -201,16 +202,31 @@ def case_context(
     return context
 
 
-def records_note(view: CaseView, records: CaseRecords, signed: int | None) -> str | None:
-    """What the confirmation of the step that ended the case adds: the dose's end, and that its
-    records are being made (they are signed just after the step, not inside it)."""
+@dataclass(frozen=True)
+class RecordsNote:
+    """What the confirmation of the step that ended the case adds about its records: the words
+    while they are being made, and the words the page's script puts in their place once they
+    are archived or failed (so the confirmation never contradicts the records section)."""
+
+    pending: str
+    archived: str
+    failed: str
+
+
+def records_note(view: CaseView, records: CaseRecords, signed: int | None) -> RecordsNote | None:
+    """The note for the confirmation of the step that ended the case while its records are
+    being made (they are signed just after the step, not inside it); None otherwise."""
     case = view.case
     if records.state != RECORDS_PENDING or not case.events or signed != case.events[-1].seq:
         return None
     ended = "is signed off" if case.state == "completed" else f"has ended ({case.state})"
-    return (
-        f"The dose {ended}. Its records are being signed and archived; "
-        "their links appear below when they are ready."
+    return RecordsNote(
+        pending=(
+            f"The dose {ended}. Its records are being signed and archived; "
+            "their links appear below when they are ready."
+        ),
+        archived=f"The dose {ended}. Its records are signed and archived: their links are below.",
+        failed=f"The dose {ended}. Its records could not be made now: see below.",
     )
 
 

@@ -124,6 +124,10 @@
             box.insertBefore(p, list);
           }
           box.setAttribute("data-records", s.state);
+          // The confirmation above said "being made": the server gave the words for now too.
+          var note = document.getElementById("records-note");
+          var now = note && note.getAttribute("data-" + s.state);
+          if (now) note.textContent = now;
         } else if (++tries < 80) {
           window.setTimeout(ask, 1500);
         }
