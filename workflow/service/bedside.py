@@ -145,14 +145,14 @@ class Bedside(Courses, Bench, Photos, Worklists, People, Queries):
     def after_end(self, view: CaseView) -> CaseView:
         """The one place an ended case's records are made, once its closing event is committed
         (every closing path calls it: steps, sittings, side exits, orders that end a dose):
-        handed to the records writer when this server has one (the view says they are
-        pending), else rendered, signed and archived now."""
+        handed to the records writer when this server has one (``case_records`` then says
+        they are pending), else rendered, signed and archived now."""
         if self.archiver is None or not view.case.closed:
             return view
         case_id = view.record.id
         if self.records_later is not None:
             self.records_later.submit(case_id)
-            return replace(view, records_pending=True)
+            return view
         try:
             with phase("records"):  # render, sign and archive the case's records
                 self.archiver(view.case, self.store.case_chain_hash(case_id))

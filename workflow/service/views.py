@@ -64,9 +64,6 @@ class CaseView:
     # Set when the step was committed but its case's records could not be made now (a missing
     # font, a signing fault): the step stands, and `archive catch-up` makes them later.
     archive_error: str | None = None
-    # Set when the step ended the case and its records were handed to the server's records
-    # writer (service/records_later.py): they are being made now, after this answer.
-    records_pending: bool = False
 
     @property
     def version(self) -> int:
